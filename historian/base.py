@@ -1,0 +1,74 @@
+"""The one interface every historian backend implements.
+
+Connectors, analytics and the CLI talk to `Historian` only; which backend sits behind it is
+chosen by a URL (see `historian.open_historian`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from historian.sample import Point, Quality, Sample
+
+
+class HistorianError(Exception):
+    """A historian refused or failed a request; the message is fit for a user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The latest value of one telemetry series, as `shopfloor query` shows it."""
+
+    site: str
+    line: str
+    machine: str
+    signal: str
+    value: float
+    quality: Quality
+    ts: int
+
+
+class Historian(ABC):
+    """Write samples and points; read them back with the query shapes analytics and dashboards use."""
+
+    @abstractmethod
+    async def write_samples(self, samples: Sequence[Sample]) -> None:
+        """Store telemetry samples; same series and timestamp overwrite (idempotent replays)."""
+
+    @abstractmethod
+    async def write_points(self, points: Sequence[Point]) -> None:
+        """Store points of any measurement of the data model."""
+
+    @abstractmethod
+    async def latest(
+        self,
+        *,
+        machine: str | None = None,
+        signal: str | None = None,
+        since_ns: int | None = None,
+    ) -> list[Reading]:
+        """The newest telemetry value per (site, line, machine, signal), filtered."""
+
+    @abstractmethod
+    async def points(
+        self,
+        measurement: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> list[Point]:
+        """All points of a measurement in [start_ns, end_ns), optionally filtered by tag values,
+        ordered by time."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections and files."""
+
+    async def __aenter__(self) -> Historian:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
