@@ -1,0 +1,224 @@
+"""The connectors file: one YAML file holding every input an integrator configures.
+
+Each entry of `connectors:` is validated by its plugin's own `Config` model; this module only
+adds what they share (site, line, unique names) and turns validation errors into messages that
+name the file, the line and the field, so that nothing starts half-configured.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors import modbus, opcua
+from connectors.base import Input
+
+PLUGINS: Mapping[str, ModuleType] = {"opcua": opcua, "modbus": modbus}
+
+Location = tuple[str | int, ...]
+_SCALARS = yaml.SafeLoader("")  # constructs scalar nodes; the tree walk is ours, for line numbers
+
+
+class ConfigError(Exception):
+    """A connectors file that cannot be used; the message lists every problem, one per line."""
+
+
+class _FileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site: str = Field("default", min_length=1)
+    line: str = Field("line1", min_length=1)
+    connectors: list[dict[str, Any]] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ConnectorsConfig:
+    """A validated connectors file."""
+
+    path: Path
+    site: str
+    line: str
+    entries: list[BaseModel]
+
+    def build_inputs(self) -> list[Input]:
+        """One running-ready input per entry, in file order."""
+        return [
+            PLUGINS[entry.type].build(entry, site=self.site, line=self.line)  # type: ignore[attr-defined]
+            for entry in self.entries
+        ]
+
+
+def load_config(path: str | Path) -> ConnectorsConfig:
+    """Read and validate a connectors file; raise ConfigError naming file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the connectors file: {exc.strerror}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> ConnectorsConfig:
+    """Validate connectors-file text; `path` is only used in messages."""
+    data, lines = _compose(text, path)
+    problems: list[str] = []
+    try:
+        top = _FileModel.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, path, lines, (), _FileModel)) from None
+    entries = []
+    for index, raw in enumerate(top.connectors):
+        entry = _validate_entry(raw, path, lines, ("connectors", index), problems)
+        if entry is not None:
+            entries.append(entry)
+    problems.extend(_duplicate_names(top.connectors, path, lines))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return ConnectorsConfig(path=path, site=top.site, line=top.line, entries=entries)
+
+
+def _validate_entry(
+    raw: dict[str, Any], path: Path, lines: dict[Location, int], where: Location, problems: list[str]
+) -> BaseModel | None:
+    kind = raw.get("type")
+    plugin = PLUGINS.get(kind) if isinstance(kind, str) else None
+    if plugin is None:
+        known = ", ".join(sorted(PLUGINS))
+        problems.append(
+            f"{_at(path, lines, (*where, 'type'))}: {_dotted((*where, 'type'))}: "
+            f"unknown connector type {kind!r}; use one of: {known}"
+        )
+        return None
+    try:
+        return plugin.Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.append(_format(exc, path, lines, where, plugin.Config))
+        return None
+
+
+def _duplicate_names(
+    raw: list[dict[str, Any]], path: Path, lines: dict[Location, int]
+) -> Iterable[str]:
+    seen: set[str] = set()
+    for index, entry in enumerate(raw):
+        name = entry.get("name")
+        if name in seen:
+            where = ("connectors", index, "name")
+            yield (
+                f"{_at(path, lines, where)}: {_dotted(where)}: connector name {name!r} is used twice; "
+                "give every connector its own name (it tags the `connector` measurement)"
+            )
+        seen.add(name)
+
+
+def _format(
+    exc: ValidationError,
+    path: Path,
+    lines: dict[Location, int],
+    where: Location,
+    model: type[BaseModel],
+) -> str:
+    messages = []
+    for error in exc.errors(include_url=False):
+        loc = (*where, *error["loc"])
+        messages.append(f"{_at(path, lines, loc)}: {_dotted(loc)}: {_explain(error, model)}")
+    return "\n".join(messages)
+
+
+def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "missing":
+        return f"required field is missing; add `{loc[-1]}:`"
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+        return f"unknown field; {hint}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind.endswith("_type") or kind.startswith(("int_", "float_", "string_", "literal")):
+        return f"{message} (got {error.get('input')!r})"
+    return message
+
+
+def _fields_at(model: type[BaseModel], loc: Location) -> list[str]:
+    """The field names of the (nested) model that `loc` points into, for spelling hints."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside list[Model] / Model | None, or the annotation itself."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
+
+
+def _dotted(loc: Location) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _at(path: Path, lines: dict[Location, int], loc: Location) -> str:
+    """`file:line` of the deepest part of `loc` that exists in the file."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return f"{path}:{lines[loc[:end]]}"
+    return str(path)
+
+
+def _compose(text: str, path: Path) -> tuple[Any, dict[Location, int]]:
+    """Parse YAML keeping the line number of every mapping key and sequence item."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    if root is None:
+        raise ConfigError(f"{path}: the file is empty; see connectors/*/sample.yaml for examples")
+    lines: dict[Location, int] = {(): root.start_mark.line + 1}
+    data = _construct(root, (), lines)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the file must be a mapping with a `connectors:` list")
+    return data, lines
+
+
+def _construct(node: yaml.Node, loc: Location, lines: dict[Location, int]) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            key = _SCALARS.construct_object(key_node)
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, (*loc, key), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            lines[(*loc, index)] = item.start_mark.line + 1
+            items.append(_construct(item, (*loc, index), lines))
+        return items
+    return _SCALARS.construct_object(node)

@@ -1,0 +1,88 @@
+"""The data model of DESIGN.md as data: every measurement's tag keys and typed field keys.
+
+Backends use it to lay out SQLite tables, to write each field with its declared type (InfluxDB
+refuses a float field that later arrives as an integer) and to tell tag columns from field
+columns in query results; dashboard tests use it to check their queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from historian.base import HistorianError
+from historian.sample import Point
+
+FieldType = type[float] | type[int] | type[bool] | type[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One measurement: its tag keys (in series-key order) and its fields with their types."""
+
+    name: str
+    tags: tuple[str, ...]
+    fields: Mapping[str, FieldType]
+
+
+TELEMETRY = Measurement(
+    "telemetry", ("site", "line", "machine", "signal"), {"value": float, "quality": int}
+)
+ANOMALY = Measurement(
+    "anomaly",
+    ("site", "line", "machine", "detector"),
+    {"score": float, "threshold": float, "is_anomaly": bool, "top_signal": str},
+)
+EVENTS = Measurement("events", ("site", "line", "machine", "kind"), {"text": str, "active": bool})
+CONNECTOR = Measurement(
+    "connector",
+    ("connector", "endpoint"),
+    {
+        "connected": bool,
+        "samples": int,
+        "errors": int,
+        "reconnects": int,
+        "latency_ms": float,
+        "spool_bytes": int,
+    },
+)
+KPI = Measurement(
+    "kpi",
+    ("site", "line", "machine"),
+    {"availability": float, "performance": float, "quality": float, "oee": float},
+)
+
+MEASUREMENTS: Mapping[str, Measurement] = {
+    m.name: m for m in (TELEMETRY, ANOMALY, EVENTS, CONNECTOR, KPI)
+}
+
+
+def measurement(name: str) -> Measurement:
+    """The model entry for `name`; an unknown name is a caller error worth a clear message."""
+    try:
+        return MEASUREMENTS[name]
+    except KeyError:
+        known = ", ".join(MEASUREMENTS)
+        raise HistorianError(f"unknown measurement {name!r}; the data model has: {known}") from None
+
+
+def check_point(point: Point) -> Measurement:
+    """Refuse a point whose tags or fields are not in the model, so every backend stores the same.
+
+    Tags and fields may be a subset of the model (a missing tag reads back as absent).
+    """
+    model = measurement(point.measurement)
+    extra_tags = point.tags.keys() - set(model.tags)
+    extra_fields = point.fields.keys() - model.fields.keys()
+    if extra_tags or extra_fields:
+        extra = ", ".join(sorted(extra_tags | extra_fields))
+        raise HistorianError(f"{point.measurement}: not in the data model: {extra}")
+    if not point.fields:
+        raise HistorianError(f"{point.measurement}: a point needs at least one field")
+    return model
+
+
+def coerce_field(kind: FieldType, value: object) -> float | int | bool | str:
+    """A stored value as the model's type: InfluxDB's JSON says `2` for the float 2.0, SQLite
+    says `1` for True."""
+    return kind(value)  # type: ignore[call-arg]

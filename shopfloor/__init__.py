@@ -1,0 +1,1 @@
+"""The `shopfloor` command: runs and wires the simulator, connectors, historian and analytics."""

@@ -1,0 +1,178 @@
+"""What each `shopfloor` command does, wired from the parts; argument parsing lives in cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from connectors.agent import Agent
+from connectors.config import ConnectorsConfig, load_config, parse_config
+from historian import open_historian
+from historian.base import Historian, Reading
+from historian.sample import Point
+from historian.units import unit_of
+from historian.writer import HistorianWriter
+from plc_sim.faults import FaultEvent
+from plc_sim.runner import run_simulator
+from plc_sim.spec import LineSpec, load_line
+from shopfloor.simconfig import sim_connectors
+from shopfloor.status import LiveStatus
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message says why and what to do."""
+
+
+async def up(args: argparse.Namespace) -> int:
+    """Simulator, connectors and historian in one process, with a live status."""
+    spec = load_line(args.line)
+    config = parse_config(
+        yaml.safe_dump(sim_connectors(spec, args.host, args.opcua_port, args.modbus_port)),
+        Path("<generated for the simulated line>"),
+    )
+    async with _opened(args) as historian:
+        writer = HistorianWriter(historian)
+        agent, status = _agent(config, writer, args.historian_name)
+        await _run_for(
+            args.duration,
+            run_simulator(
+                spec, seed=args.seed, opcua=(args.host, args.opcua_port),
+                modbus=(args.host, args.modbus_port), on_event=_event_writer(spec, writer),
+            ),
+            agent.run(),
+            status.run(),
+        )
+        print(status.summary())
+    return 0
+
+
+async def sim(args: argparse.Namespace) -> int:
+    """Only the simulated PLCs; fault ground truth still goes to the historian."""
+    spec = load_line(args.line)
+    async with _opened(args) as historian:
+        writer = HistorianWriter(historian)
+        print(
+            f"simulating {spec.line}: OPC UA on opc.tcp://{args.host}:{args.opcua_port}, "
+            f"Modbus TCP on {args.host}:{args.modbus_port}; Ctrl-C stops",
+            file=sys.stderr,
+        )
+        await _run_for(
+            args.duration,
+            run_simulator(
+                spec, seed=args.seed, opcua=(args.host, args.opcua_port),
+                modbus=(args.host, args.modbus_port), on_event=_event_writer(spec, writer),
+            ),
+            writer.run(),
+        )
+    return 0
+
+
+async def connect(args: argparse.Namespace) -> int:
+    """The connectors of a config file, streaming into the historian."""
+    config = load_config(args.config)
+    async with _opened(args) as historian:
+        writer = HistorianWriter(historian)
+        agent, status = _agent(config, writer, args.historian_name)
+        await _run_for(args.duration, agent.run(), status.run())
+        print(status.summary())
+    return 0
+
+
+async def query(args: argparse.Namespace) -> int:
+    """Latest value per machine and signal, as a table or JSON."""
+    since_ns = time.time_ns() - int(args.since * 1e9) if args.since else None
+    async with _opened(args) as historian:
+        readings = await historian.latest(machine=args.machine, signal=args.signal, since_ns=since_ns)
+    readings.sort(key=lambda r: (r.line, r.machine, r.signal))
+    if args.json:
+        print(json.dumps([_as_json(r) for r in readings], indent=2))
+    elif readings:
+        print(_table(readings))
+    else:
+        print(f"no data in {args.historian_name} for these filters", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def sim_config(args: argparse.Namespace) -> int:
+    """Print the connectors file for a simulated line (what `up` runs internally)."""
+    spec = load_line(args.line)
+    print(yaml.safe_dump(sim_connectors(spec, args.host, args.opcua_port, args.modbus_port),
+                         sort_keys=False), end="")
+    return 0
+
+
+def _opened(args: argparse.Namespace) -> Historian:
+    """The historian the command line names; used as `async with`, so it is always closed."""
+    historian = open_historian(args.historian)
+    args.historian_name = historian.describe()
+    return historian
+
+
+def _agent(
+    config: ConnectorsConfig, writer: HistorianWriter, historian_name: str
+) -> tuple[Agent, LiveStatus]:
+    inputs = config.build_inputs()
+    status = LiveStatus(inputs, writer, historian_name=historian_name)
+    return Agent(inputs, writer, observers=[status.observe]), status
+
+
+async def _run_for(duration_s: float | None, *work: Awaitable[object]) -> None:
+    """Run the parts together until one fails, the duration ends, or we are cancelled."""
+    try:
+        async with asyncio.timeout(duration_s), asyncio.TaskGroup() as tasks:
+            for part in work:
+                tasks.create_task(part)  # type: ignore[arg-type]
+    except TimeoutError:
+        pass
+
+
+def _event_writer(spec: LineSpec, writer: HistorianWriter) -> Callable[[FaultEvent, int], Awaitable[None]]:
+    """Injected faults become `events` points: the ground truth that detection is scored on."""
+
+    async def write(event: FaultEvent, ts_ns: int) -> None:
+        await writer.put_points([
+            Point(
+                "events",
+                {"site": spec.site, "line": spec.line, "machine": event.machine, "kind": "fault"},
+                {"text": event.text, "active": event.active},
+                ts_ns,
+            )
+        ])
+
+    return write
+
+
+def _as_json(reading: Reading) -> dict[str, object]:
+    return {
+        "line": reading.line,
+        "machine": reading.machine,
+        "signal": reading.signal,
+        "value": reading.value if math.isfinite(reading.value) else None,
+        "unit": unit_of(reading.signal),
+        "quality": reading.quality.name.lower(),
+        "time": _iso(reading.ts),
+    }
+
+
+def _iso(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat(timespec="milliseconds")
+
+
+def _table(readings: list[Reading]) -> str:
+    rows = [("MACHINE", "SIGNAL", "VALUE", "UNIT", "QUALITY", "TIME (UTC)")]
+    for r in readings:
+        value = f"{r.value:.6g}" if math.isfinite(r.value) else "-"
+        rows.append((r.machine, r.signal, value, unit_of(r.signal), r.quality.name.lower(), _iso(r.ts)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)

@@ -1,0 +1,118 @@
+"""The live status of `shopfloor up` and `shopfloor connect`: what flows, from where, right now.
+
+A student should see at a glance that the line runs (machine states), that data arrives
+(samples/s per connector) and what it says (last values), without opening Grafana.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from connectors.base import Input
+from historian.sample import Quality, Sample
+from historian.units import unit_of
+from historian.writer import HistorianWriter
+
+STATE_NAMES = {0: "stopped", 1: "idle", 2: "running", 3: "FAULTED"}
+
+
+class LiveStatus:
+    """Observes every emitted batch and redraws a compact table every `interval_s`."""
+
+    def __init__(
+        self,
+        inputs: Sequence[Input],
+        writer: HistorianWriter,
+        *,
+        historian_name: str,
+        interval_s: float = 2.0,
+        out: TextIO = sys.stdout,
+    ) -> None:
+        self.inputs = list(inputs)
+        self.writer = writer
+        self.historian_name = historian_name
+        self.interval_s = interval_s
+        self.out = out
+        self.last: dict[tuple[str, str], Sample] = {}
+        self._started = time.monotonic()
+        self._previous = {item.name: 0 for item in self.inputs}
+
+    def observe(self, item: Input, samples: Sequence[Sample]) -> None:
+        """Keep the newest sample per (machine, signal); cheap, it runs on the hot path."""
+        last = self.last
+        for sample in samples:
+            last[(sample.machine, sample.signal)] = sample
+
+    async def run(self) -> None:
+        """Redraw until cancelled; on a terminal in place, else as a plain log line."""
+        tty = self.out.isatty()
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if tty:
+                self.out.write("\x1b[H\x1b[2J" + self.render() + "\n")
+            else:
+                self.out.write(self.summary() + "\n")
+            self.out.flush()
+
+    def rates(self) -> dict[str, float]:
+        """Samples per second per connector since the previous call."""
+        rates = {}
+        for item in self.inputs:
+            count = item.stats.samples
+            rates[item.name] = (count - self._previous[item.name]) / self.interval_s
+            self._previous[item.name] = count
+        return rates
+
+    def summary(self) -> str:
+        """One line: uptime, rates, stored and pending counts."""
+        rates = self.rates()
+        flows = ", ".join(f"{name} {rate:.0f}/s" for name, rate in rates.items())
+        stats = self.writer.stats
+        return (
+            f"[{self._uptime()}] {flows}; stored {stats.samples_written} samples"
+            f" ({stats.pending} pending, {stats.retries} retries) in {self.historian_name}"
+        )
+
+    def render(self) -> str:
+        """The full table: connectors, machines with their states, last values."""
+        lines = [self.summary(), "", self._connectors(), ""]
+        machines = sorted({machine for machine, _ in self.last})
+        for machine in machines:
+            state = self.last.get((machine, "state"))
+            label = STATE_NAMES.get(int(state.value), "?") if state and _finite(state) else "?"
+            lines.append(f"{machine:<16} {label}")
+            signals = sorted(s for m, s in self.last if m == machine and s != "state")
+            lines.append("    " + "  ".join(self._value(machine, s) for s in signals))
+        return "\n".join(lines)
+
+    def _connectors(self) -> str:
+        rows = []
+        for item in self.inputs:
+            stats = item.stats
+            link = "connected" if stats.connected else "DISCONNECTED"
+            error = f"  last error: {stats.last_error}" if stats.last_error else ""
+            rows.append(
+                f"{item.name:<20} {link:<12} {item.endpoint}  samples {stats.samples}"
+                f"  errors {stats.errors}  reconnects {stats.reconnects}{error}"
+            )
+        return "\n".join(rows)
+
+    def _value(self, machine: str, signal: str) -> str:
+        sample = self.last[(machine, signal)]
+        if sample.quality != Quality.GOOD or not _finite(sample):
+            return f"{signal}=BAD"
+        unit = unit_of(signal)
+        return f"{signal}={sample.value:.4g}{' ' + unit if unit and unit != 'count' else ''}"
+
+    def _uptime(self) -> str:
+        seconds = int(time.monotonic() - self._started)
+        return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _finite(sample: Sample) -> bool:
+    return math.isfinite(sample.value)
