@@ -14,7 +14,16 @@ from historian.sample import Point, Quality, Sample
 
 
 class HistorianError(Exception):
-    """A historian refused or failed a request; the message is fit for a user."""
+    """A historian refused or failed a request; the message is fit for a user.
+
+    `retryable` is True when the same request may succeed later (network failure, timeout,
+    server error 5xx) and False when it never will (bad data, unknown database, no permission),
+    so a spool knows whether to keep a batch or drop it.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +40,8 @@ class Reading:
 
 
 class Historian(ABC):
-    """Write samples and points; read them back with the query shapes analytics and dashboards use."""
+    """Write samples and points; read them back in the query shapes analytics and dashboards
+    use."""
 
     @abstractmethod
     async def write_samples(self, samples: Sequence[Sample]) -> None:
@@ -66,6 +76,10 @@ class Historian(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release connections and files."""
+
+    def describe(self) -> str:
+        """Where the data goes, as a URL without secrets, for status displays and messages."""
+        return repr(self)
 
     async def __aenter__(self) -> Historian:
         return self

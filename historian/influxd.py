@@ -30,7 +30,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _config(root: Path, rpc_port: int, http_port: int) -> str:
+def _config(root: Path, rpc_port: int, http_port: int, auth_enabled: bool) -> str:
     return f"""reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
 
@@ -49,6 +49,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   bind-address = "127.0.0.1:{http_port}"
   log-enabled = false
+  auth-enabled = {"true" if auth_enabled else "false"}
 
 [monitor]
   store-enabled = false
@@ -56,14 +57,21 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 
 class Influxd:
-    """A private influxd process; use as a context manager, `url` is its HTTP base URL."""
+    """A private influxd process; use as a context manager, `url` is its HTTP base URL.
 
-    def __init__(self, binary: str | None = None, *, start_timeout: float = 30.0) -> None:
+    With `auth_enabled`, the first user must be created as an admin (InfluxDB allows that one
+    statement without credentials).
+    """
+
+    def __init__(
+        self, binary: str | None = None, *, start_timeout: float = 30.0, auth_enabled: bool = False
+    ) -> None:
         found = binary or shutil.which("influxd")
         if found is None:
             raise FileNotFoundError(f"influxd not found on PATH: {INSTALL_HINT}")
         self._binary = found
         self._start_timeout = start_timeout
+        self._auth_enabled = auth_enabled
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -74,7 +82,7 @@ class Influxd:
         root = Path(self._tmp.name)
         http_port = free_port()
         config = root / "influxdb.conf"
-        config.write_text(_config(root, free_port(), http_port))
+        config.write_text(_config(root, free_port(), http_port, self._auth_enabled))
         log = (root / "influxd.log").open("wb")
         self._proc = subprocess.Popen(
             [self._binary, "-config", str(config)], stdout=log, stderr=subprocess.STDOUT

@@ -7,11 +7,12 @@ columns in query results; dashboard tests use it to check their queries.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from historian.base import HistorianError
-from historian.sample import Point
+from historian.sample import Point, Quality
 
 FieldType = type[float] | type[int] | type[bool] | type[str]
 
@@ -80,6 +81,31 @@ def check_point(point: Point) -> Measurement:
     if not point.fields:
         raise HistorianError(f"{point.measurement}: a point needs at least one field")
     return model
+
+
+def check_tags(model: Measurement, tags: Mapping[str, str]) -> None:
+    """Refuse a tag filter on a key the measurement does not have (it would match nothing)."""
+    unknown = tags.keys() - set(model.tags)
+    if unknown:
+        raise HistorianError(f"{model.name} has no tag {', '.join(sorted(unknown))}")
+
+
+def telemetry_quality(stored: int | None) -> Quality:
+    """The quality of a stored telemetry point; one written without it (by another tool)
+    reads as uncertain."""
+    return Quality.UNCERTAIN if stored is None else Quality(stored)
+
+
+def typed_fields(point: Point) -> dict[str, float | int | bool | str]:
+    """The point's fields as their model types, non-finite floats left out (neither line
+    protocol nor SQLite can store NaN); checks the point against the model first."""
+    model = check_point(point)
+    fields = {}
+    for key, value in point.fields.items():
+        typed = coerce_field(model.fields[key], value)
+        if not (isinstance(typed, float) and not math.isfinite(typed)):
+            fields[key] = typed
+    return fields
 
 
 def coerce_field(kind: FieldType, value: object) -> float | int | bool | str:

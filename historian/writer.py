@@ -56,6 +56,8 @@ class HistorianWriter:
         self._queue: asyncio.Queue[tuple[list[Sample], list[Point]]] = asyncio.Queue(
             maxsize=max(1, max_pending // batch_size)
         )
+        self._samples: list[Sample] = []
+        self._points: list[Point] = []
 
     async def put(self, samples: Sequence[Sample]) -> None:
         """Hand over samples; waits while the historian is behind (backpressure, never a drop)."""
@@ -69,45 +71,47 @@ class HistorianWriter:
             await self._queue.put(([], list(points)))
 
     async def run(self) -> None:
-        """Write batches until cancelled; on cancellation, write what is queued, then stop."""
+        """Write batches until cancelled; on cancellation, write what is held, then stop."""
         try:
             while True:
-                samples, points = await self._collect()
-                await self._write(samples, points)
+                await self._fill()
+                await self._flush()
         except asyncio.CancelledError:
             await self._drain()
             raise
 
-    async def _collect(self) -> tuple[list[Sample], list[Point]]:
-        samples, points = await self._queue.get()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.flush_interval_s
-        while len(samples) < self.batch_size:
+    def _take(self, item: tuple[list[Sample], list[Point]]) -> None:
+        self._samples.extend(item[0])
+        self._points.extend(item[1])
+
+    async def _fill(self) -> None:
+        """Wait for data, then gather more until the batch is full or the flush interval ends."""
+        self._take(await self._queue.get())
+        deadline = asyncio.get_running_loop().time() + self.flush_interval_s
+        while len(self._samples) < self.batch_size:
             try:
                 async with asyncio.timeout_at(deadline):
-                    more_samples, more_points = await self._queue.get()
+                    self._take(await self._queue.get())
             except TimeoutError:
-                break
-            samples.extend(more_samples)
-            points.extend(more_points)
-        return samples, points
+                return
+
+    async def _flush(self) -> None:
+        await self._write(self._samples, self._points)
+        self._samples, self._points = [], []
 
     async def _drain(self) -> None:
-        samples: list[Sample] = []
-        points: list[Point] = []
+        """On shutdown: the batch being gathered or retried plus everything still queued."""
         while not self._queue.empty():
-            more_samples, more_points = self._queue.get_nowait()
-            samples.extend(more_samples)
-            points.extend(more_points)
-        if not samples and not points:
+            self._take(self._queue.get_nowait())
+        if not self._samples and not self._points:
             return
         try:
             async with asyncio.timeout(self.drain_timeout_s):
-                await self._write(samples, points)
+                await self._flush()
         except TimeoutError:
             log.error(
                 "shutdown: %d samples and %d points could not be written within %.0f s",
-                len(samples), len(points), self.drain_timeout_s,
+                len(self._samples), len(self._points), self.drain_timeout_s,
             )
 
     async def _write(self, samples: list[Sample], points: list[Point]) -> None:

@@ -1,0 +1,114 @@
+"""InfluxDB line protocol for Samples (the hot path) and Points.
+
+Escaping follows what InfluxDB 1.x's parser actually does (checked against influxd 1.6.7):
+measurement names escape commas and spaces; tag keys, tag values and field keys escape commas,
+equals signs and spaces; string field values escape double quotes and backslashes. A backslash
+elsewhere is literal, so a name with a backslash right before one of its escapable characters or
+at its end, or with a newline, cannot be written faithfully and is refused. Empty tag values are
+left out (line protocol has no empty tag; it reads back as an absent tag).
+
+Line protocol has no NaN or infinity: a Sample whose value is not finite (the PLC answered badly)
+is written with only its `quality` field, and non-finite float fields of a Point are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from historian.base import HistorianError
+from historian.model import TELEMETRY, typed_fields
+from historian.sample import Point, Sample
+
+_MEASUREMENT_SPECIALS = ", "
+_KEY_SPECIALS = ",= "
+_MAX_CACHED_SERIES = 100_000
+
+# Telemetry line prefix ("telemetry,line=..,machine=..,signal=..,site=.. ") per series key.
+_telemetry_prefixes: dict[tuple[str, str, str, str], str] = {}
+
+
+def _escape(text: str, specials: str) -> str:
+    if "\n" in text or (
+        "\\" in text and (text.endswith("\\") or any("\\" + c in text for c in specials))
+    ):
+        raise HistorianError(f"cannot be written as InfluxDB line protocol: {text!r}")
+    for char in specials:
+        if char in text:
+            text = text.replace(char, "\\" + char)
+    return text
+
+
+def escape_measurement(name: str) -> str:
+    """A measurement name as line protocol needs it."""
+    return _escape(name, _MEASUREMENT_SPECIALS)
+
+
+def escape_key(text: str) -> str:
+    """A tag key, tag value or field key as line protocol needs it."""
+    return _escape(text, _KEY_SPECIALS)
+
+
+def quote_string(text: str) -> str:
+    """A string field value, quoted."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def series_key(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
+    """`measurement,k=v,...` with tags sorted by key (InfluxDB's own order) and empty values
+    left out."""
+    parts = [escape_measurement(measurement)]
+    parts.extend(f"{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v)
+    return ",".join(parts)
+
+
+def _telemetry_prefix(key: tuple[str, str, str, str]) -> str:
+    if len(_telemetry_prefixes) >= _MAX_CACHED_SERIES:
+        _telemetry_prefixes.clear()
+    tags = zip(TELEMETRY.tags, key, strict=True)
+    prefix = _telemetry_prefixes[key] = series_key(TELEMETRY.name, tags) + " "
+    return prefix
+
+
+def format_samples(samples: Sequence[Sample]) -> str:
+    """Samples as newline-separated telemetry lines (ns timestamps), one string per batch.
+
+    The series part of each line is escaped once per series and cached, so the per-sample
+    work is one dict lookup and one f-string.
+    """
+    prefixes = _telemetry_prefixes
+    lines: list[str] = []
+    append = lines.append
+    for s in samples:
+        key = (s.site, s.line, s.machine, s.signal)
+        prefix = prefixes.get(key) or _telemetry_prefix(key)
+        value = s.value
+        if value - value == 0:  # false for NaN and +-inf, without a function call
+            append(f"{prefix}value={value},quality={s.quality:d}i {s.source_ts}")
+        else:
+            append(f"{prefix}quality={s.quality:d}i {s.source_ts}")
+    return "\n".join(lines)
+
+
+def _format_field(value: float | int | bool | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    return quote_string(value)
+
+
+def format_point(point: Point) -> str | None:
+    """One line for a point of the data model, each field written with its model type (InfluxDB
+    refuses a float field that arrives as an integer later); None if no field is left to write."""
+    fields = typed_fields(point)
+    if not fields:
+        return None
+    field_set = ",".join(f"{escape_key(k)}={_format_field(v)}" for k, v in fields.items())
+    return f"{series_key(point.measurement, point.tags.items())} {field_set} {point.ts}"
+
+
+def format_points(points: Sequence[Point]) -> str:
+    """Points as newline-separated lines; points left with no field are skipped."""
+    return "\n".join(line for line in map(format_point, points) if line is not None)

@@ -1,0 +1,127 @@
+"""The writer between connectors and historian: batching, retry, rejection, backpressure, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from historian.influx_v1 import InfluxV1Historian
+from historian.sample import Point, Quality, Sample
+from historian.sqlite import SQLiteHistorian
+from historian.writer import HistorianWriter
+
+T0 = 1_700_000_000_000_000_000
+
+
+def samples(count: int, start: int = 0) -> list[Sample]:
+    return [
+        Sample("line1", "filler", "speed_hz", float(i), Quality.GOOD, T0 + i * 1000)
+        for i in range(start, start + count)
+    ]
+
+
+async def stored(path: Path) -> int:
+    async with SQLiteHistorian(str(path)) as reader:
+        return len(await reader.points("telemetry"))
+
+
+async def test_batches_everything_handed_over(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    async with SQLiteHistorian(str(db)) as historian:
+        writer = HistorianWriter(historian, batch_size=1000, flush_interval_s=0.05)
+        task = asyncio.create_task(writer.run())
+        for start in range(0, 12_000, 300):
+            await writer.put(samples(300, start))
+        await writer.put_points([Point("events", {"machine": "filler", "kind": "fault"},
+                                       {"text": "jam", "active": True}, T0)])
+        while writer.stats.pending:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert writer.stats.samples_written == 12_000
+        assert len(await historian.points("events")) == 1
+    assert await stored(db) == 12_000
+
+
+async def test_a_locked_historian_is_retried_until_it_takes_the_batch(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    async with SQLiteHistorian(str(db), busy_timeout_ms=50) as historian:
+        await historian.write_samples(samples(1))  # creates the schema
+        blocker = sqlite3.connect(db)
+        blocker.execute("BEGIN EXCLUSIVE")
+        writer = HistorianWriter(historian, flush_interval_s=0.01, retry_min_s=0.05)
+        task = asyncio.create_task(writer.run())
+        await writer.put(samples(100, start=1))
+        while writer.stats.retries < 2:
+            await asyncio.sleep(0.02)
+        assert writer.stats.samples_written == 0
+        blocker.rollback()
+        blocker.close()
+        while writer.stats.pending:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await stored(db) == 101
+    assert writer.stats.rejected == 0
+
+
+@pytest.mark.influxdb
+async def test_a_batch_that_can_never_succeed_is_counted_not_retried(influxdb_url: str) -> None:
+    server = influxdb_url.replace("influxdb://", "http://").rsplit("/", 1)[0]
+    historian = InfluxV1Historian(
+        server, "no_such_db_here", username=None, password=None, create_database=False
+    )
+    async with historian:
+        writer = HistorianWriter(historian, flush_interval_s=0.01)
+        task = asyncio.create_task(writer.run())
+        await writer.put(samples(10))
+        while writer.stats.pending:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert writer.stats.rejected == 10
+    assert writer.stats.retries == 0
+    assert "no_such_db_here" in writer.stats.last_error
+
+
+async def test_a_stalled_historian_pushes_back_instead_of_growing_memory(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    async with SQLiteHistorian(str(db), busy_timeout_ms=20) as historian:
+        await historian.write_samples(samples(1))
+        blocker = sqlite3.connect(db)
+        blocker.execute("BEGIN EXCLUSIVE")
+        writer = HistorianWriter(historian, batch_size=100, max_pending=300, retry_min_s=0.02)
+        task = asyncio.create_task(writer.run())
+        producer = asyncio.create_task(_fill(writer, 20))
+        await asyncio.sleep(0.5)
+        assert not producer.done(), "put() must wait while the historian cannot take data"
+        assert writer.stats.pending <= 300 + 100 + 100
+        blocker.rollback()
+        blocker.close()
+        await asyncio.wait_for(producer, 10)
+        while writer.stats.pending:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await stored(db) == 1 + 20 * 100
+
+
+async def _fill(writer: HistorianWriter, batches: int) -> None:
+    for n in range(batches):
+        await writer.put(samples(100, start=1 + n * 100))
+
+
+async def test_cancelling_writes_what_is_queued_first(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    async with SQLiteHistorian(str(db)) as historian:
+        writer = HistorianWriter(historian, flush_interval_s=60)
+        task = asyncio.create_task(writer.run())
+        await writer.put(samples(500))
+        await writer.put(samples(500, start=500))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert await stored(db) == 1000
