@@ -66,7 +66,9 @@ class Agent:
             except Exception as exc:  # an input's own bug: log it, keep the others going
                 item.stats.errors += 1
                 item.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("input %s failed; restarting in %.0f s", item.name, self.restart_delay_s)
+                log.exception(
+                    "input %s failed; restarting in %.0f s", item.name, self.restart_delay_s
+                )
                 await asyncio.sleep(self.restart_delay_s)
 
     async def _report_health(self) -> None:

@@ -85,7 +85,11 @@ def parse_config(text: str, path: Path) -> ConnectorsConfig:
 
 
 def _validate_entry(
-    raw: dict[str, Any], path: Path, lines: dict[Location, int], where: Location, problems: list[str]
+    raw: dict[str, Any],
+    path: Path,
+    lines: dict[Location, int],
+    where: Location,
+    problems: list[str],
 ) -> BaseModel | None:
     kind = raw.get("type")
     plugin = PLUGINS.get(kind) if isinstance(kind, str) else None
@@ -112,8 +116,8 @@ def _duplicate_names(
         if name in seen:
             where = ("connectors", index, "name")
             yield (
-                f"{_at(path, lines, where)}: {_dotted(where)}: connector name {name!r} is used twice; "
-                "give every connector its own name (it tags the `connector` measurement)"
+                f"{_at(path, lines, where)}: {_dotted(where)}: connector name {name!r} is used "
+                "twice; give every connector its own name (it tags the `connector` measurement)"
             )
         seen.add(name)
 
@@ -152,7 +156,9 @@ def _fields_at(model: type[BaseModel], loc: Location) -> list[str]:
     """The field names of the (nested) model that `loc` points into, for spelling hints."""
     current: Any = model
     for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(part, int) or not (
+            isinstance(current, type) and issubclass(current, BaseModel)
+        ):
             continue
         field = current.model_fields.get(part)
         if field is None:

@@ -111,7 +111,9 @@ class HistorianWriter:
         except TimeoutError:
             log.error(
                 "shutdown: %d samples and %d points could not be written within %.0f s",
-                len(self._samples), len(self._points), self.drain_timeout_s,
+                len(self._samples),
+                len(self._points),
+                self.drain_timeout_s,
             )
 
     async def _write(self, samples: list[Sample], points: list[Point]) -> None:

@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "connectors, a historian and analytics.",
     )
     parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
         help="how much to log on stderr (default: warning)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -82,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(sub: Any, name: str, handler: Callable[..., Any], help_text: str) -> argparse.ArgumentParser:
+def _command(
+    sub: Any, name: str, handler: Callable[..., Any], help_text: str
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(handler=handler)
     return parser
@@ -94,7 +98,9 @@ def _add_historian(parser: argparse.ArgumentParser) -> None:
 
 def _add_duration(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--duration", type=parse_duration, metavar="TIME",
+        "--duration",
+        type=parse_duration,
+        metavar="TIME",
         help="stop after this long (e.g. 90s, 10m, 2h); default: run until Ctrl-C",
     )
 
@@ -108,17 +114,23 @@ def _add_line(parser: argparse.ArgumentParser) -> None:
 
 def _add_sim_endpoints(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--host", default="127.0.0.1",
+        "--host",
+        default="127.0.0.1",
         help="address the simulated PLCs listen on (default: 127.0.0.1; 0.0.0.0 for all)",
     )
     parser.add_argument("--opcua-port", type=int, default=4840, help="OPC UA port (default: 4840)")
-    parser.add_argument("--modbus-port", type=int, default=5020, help="Modbus TCP port (default: 5020)")
+    parser.add_argument(
+        "--modbus-port", type=int, default=5020, help="Modbus TCP port (default: 5020)"
+    )
 
 
 def _add_up(sub: Any) -> None:
     parser = _command(
-        sub, "up", commands.up,
-        "Run the simulated line, its connectors and the historian in one process, with a live status.",
+        sub,
+        "up",
+        commands.up,
+        "Run the simulated line, its connectors and the historian in one process, "
+        "with a live status.",
     )
     _add_line(parser)
     _add_sim_endpoints(parser)
@@ -128,7 +140,9 @@ def _add_up(sub: Any) -> None:
 
 def _add_sim(sub: Any) -> None:
     parser = _command(
-        sub, "sim", commands.sim,
+        sub,
+        "sim",
+        commands.sim,
         "Run only the simulated PLCs (OPC UA and Modbus TCP servers); injected faults go to the "
         "historian's `events` as ground truth.",
     )
@@ -140,23 +154,31 @@ def _add_sim(sub: Any) -> None:
 
 def _add_connect(sub: Any) -> None:
     parser = _command(
-        sub, "connect", commands.connect,
+        sub,
+        "connect",
+        commands.connect,
         "Run the connectors of a config file against real or simulated PLCs.",
     )
-    parser.add_argument("--config", required=True, metavar="FILE", help="the connectors file (YAML)")
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="the connectors file (YAML)"
+    )
     _add_historian(parser)
     _add_duration(parser)
 
 
 def _add_query(sub: Any) -> None:
     parser = _command(
-        sub, "query", commands.query,
+        sub,
+        "query",
+        commands.query,
         "Show what the historian holds: the latest value of every signal, filtered.",
     )
     parser.add_argument("--machine", help="only this machine")
     parser.add_argument("--signal", help="only this signal")
     parser.add_argument(
-        "--since", type=parse_duration, metavar="TIME",
+        "--since",
+        type=parse_duration,
+        metavar="TIME",
         help="only values newer than this (e.g. 5m, 1h)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
@@ -165,7 +187,9 @@ def _add_query(sub: Any) -> None:
 
 def _add_sim_config(sub: Any) -> None:
     parser = _command(
-        sub, "sim-config", commands.sim_config,
+        sub,
+        "sim-config",
+        commands.sim_config,
         "Print the connectors file that reads every tag of a simulated line.",
     )
     parser.add_argument(

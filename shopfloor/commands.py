@@ -45,8 +45,11 @@ async def up(args: argparse.Namespace) -> int:
         await _run_for(
             args.duration,
             run_simulator(
-                spec, seed=args.seed, opcua=(args.host, args.opcua_port),
-                modbus=(args.host, args.modbus_port), on_event=_event_writer(spec, writer),
+                spec,
+                seed=args.seed,
+                opcua=(args.host, args.opcua_port),
+                modbus=(args.host, args.modbus_port),
+                on_event=_event_writer(spec, writer),
             ),
             agent.run(),
             status.run(),
@@ -68,8 +71,11 @@ async def sim(args: argparse.Namespace) -> int:
         await _run_for(
             args.duration,
             run_simulator(
-                spec, seed=args.seed, opcua=(args.host, args.opcua_port),
-                modbus=(args.host, args.modbus_port), on_event=_event_writer(spec, writer),
+                spec,
+                seed=args.seed,
+                opcua=(args.host, args.opcua_port),
+                modbus=(args.host, args.modbus_port),
+                on_event=_event_writer(spec, writer),
             ),
             writer.run(),
         )
@@ -91,7 +97,9 @@ async def query(args: argparse.Namespace) -> int:
     """Latest value per machine and signal, as a table or JSON."""
     since_ns = time.time_ns() - int(args.since * 1e9) if args.since else None
     async with _opened(args) as historian:
-        readings = await historian.latest(machine=args.machine, signal=args.signal, since_ns=since_ns)
+        readings = await historian.latest(
+            machine=args.machine, signal=args.signal, since_ns=since_ns
+        )
     readings.sort(key=lambda r: (r.line, r.machine, r.signal))
     if args.json:
         print(json.dumps([_as_json(r) for r in readings], indent=2))
@@ -106,8 +114,12 @@ async def query(args: argparse.Namespace) -> int:
 async def sim_config(args: argparse.Namespace) -> int:
     """Print the connectors file for a simulated line (what `up` runs internally)."""
     spec = load_line(args.line)
-    print(yaml.safe_dump(sim_connectors(spec, args.host, args.opcua_port, args.modbus_port),
-                         sort_keys=False), end="")
+    print(
+        yaml.safe_dump(
+            sim_connectors(spec, args.host, args.opcua_port, args.modbus_port), sort_keys=False
+        ),
+        end="",
+    )
     return 0
 
 
@@ -136,18 +148,27 @@ async def _run_for(duration_s: float | None, *work: Awaitable[object]) -> None:
         pass
 
 
-def _event_writer(spec: LineSpec, writer: HistorianWriter) -> Callable[[FaultEvent, int], Awaitable[None]]:
+def _event_writer(
+    spec: LineSpec, writer: HistorianWriter
+) -> Callable[[FaultEvent, int], Awaitable[None]]:
     """Injected faults become `events` points: the ground truth that detection is scored on."""
 
     async def write(event: FaultEvent, ts_ns: int) -> None:
-        await writer.put_points([
-            Point(
-                "events",
-                {"site": spec.site, "line": spec.line, "machine": event.machine, "kind": "fault"},
-                {"text": event.text, "active": event.active},
-                ts_ns,
-            )
-        ])
+        await writer.put_points(
+            [
+                Point(
+                    "events",
+                    {
+                        "site": spec.site,
+                        "line": spec.line,
+                        "machine": event.machine,
+                        "kind": "fault",
+                    },
+                    {"text": event.text, "active": event.active},
+                    ts_ns,
+                )
+            ]
+        )
 
     return write
 
@@ -172,7 +193,11 @@ def _table(readings: list[Reading]) -> str:
     rows = [("MACHINE", "SIGNAL", "VALUE", "UNIT", "QUALITY", "TIME (UTC)")]
     for r in readings:
         value = f"{r.value:.6g}" if math.isfinite(r.value) else "-"
-        rows.append((r.machine, r.signal, value, unit_of(r.signal), r.quality.name.lower(), _iso(r.ts)))
+        rows.append(
+            (r.machine, r.signal, value, unit_of(r.signal), r.quality.name.lower(), _iso(r.ts))
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

@@ -12,6 +12,7 @@ from historian.influx_v1 import InfluxV1Historian
 from historian.sample import Point, Quality, Sample
 from historian.sqlite import SQLiteHistorian
 from historian.writer import HistorianWriter
+from tests.eventually import eventually
 
 T0 = 1_700_000_000_000_000_000
 
@@ -35,10 +36,17 @@ async def test_batches_everything_handed_over(tmp_path: Path) -> None:
         task = asyncio.create_task(writer.run())
         for start in range(0, 12_000, 300):
             await writer.put(samples(300, start))
-        await writer.put_points([Point("events", {"machine": "filler", "kind": "fault"},
-                                       {"text": "jam", "active": True}, T0)])
-        while writer.stats.pending:
-            await asyncio.sleep(0.01)
+        await writer.put_points(
+            [
+                Point(
+                    "events",
+                    {"machine": "filler", "kind": "fault"},
+                    {"text": "jam", "active": True},
+                    T0,
+                )
+            ]
+        )
+        await eventually(lambda: not writer.stats.pending, "the writer to store everything")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert writer.stats.samples_written == 12_000
@@ -55,13 +63,11 @@ async def test_a_locked_historian_is_retried_until_it_takes_the_batch(tmp_path: 
         writer = HistorianWriter(historian, flush_interval_s=0.01, retry_min_s=0.05)
         task = asyncio.create_task(writer.run())
         await writer.put(samples(100, start=1))
-        while writer.stats.retries < 2:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: writer.stats.retries >= 2, "two retries")
         assert writer.stats.samples_written == 0
         blocker.rollback()
         blocker.close()
-        while writer.stats.pending:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: not writer.stats.pending, "the writer to store everything")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert await stored(db) == 101
@@ -78,8 +84,7 @@ async def test_a_batch_that_can_never_succeed_is_counted_not_retried(influxdb_ur
         writer = HistorianWriter(historian, flush_interval_s=0.01)
         task = asyncio.create_task(writer.run())
         await writer.put(samples(10))
-        while writer.stats.pending:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: not writer.stats.pending, "the writer to store everything")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert writer.stats.rejected == 10
@@ -102,8 +107,7 @@ async def test_a_stalled_historian_pushes_back_instead_of_growing_memory(tmp_pat
         blocker.rollback()
         blocker.close()
         await asyncio.wait_for(producer, 10)
-        while writer.stats.pending:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: not writer.stats.pending, "the writer to store everything")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert await stored(db) == 1 + 20 * 100
