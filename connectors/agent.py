@@ -49,7 +49,6 @@ class Agent:
 
     def _emit_for(self, item: Input) -> Emit:
         async def emit(samples: Sequence[Sample]) -> None:
-            item.stats.samples += len(samples)
             for observe in self.observers:
                 observe(item, samples)
             await self.writer.put(samples)

@@ -18,7 +18,8 @@ Emit = Callable[[Sequence[Sample]], Awaitable[None]]
 
 @dataclass(slots=True)
 class ConnectorStats:
-    """Counters behind the `connector` measurement of the data model."""
+    """Counters behind the `connector` measurement; each input keeps its own up to date
+    (`samples` counts what `emit` has taken)."""
 
     connected: bool = False
     samples: int = 0

@@ -1,0 +1,338 @@
+"""The `type: modbus` entry of the connectors file, validated with messages that say the fix.
+
+Field order matters: pydantic validates fields in declaration order, and the cross-field checks
+(type vs table, address + width, bit vs type, tag width vs read limit) read the fields declared
+before them from `info.data`, so each error lands on the field a user has to change.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder
+
+DEFAULT_PORT = 502
+MAX_REGISTERS_PER_READ = 125  # Modbus limit for function codes 3 and 4
+MAX_BITS_PER_READ = 2000  # Modbus limit for function codes 1 and 2
+_VALID_UNITS = "1..247 (0 or 255 for a device addressed directly over TCP)"
+
+
+class Table(StrEnum):
+    """The four Modbus data tables."""
+
+    HOLDING = "holding"
+    INPUT = "input"
+    COIL = "coil"
+    DISCRETE = "discrete"
+
+    @property
+    def holds_bits(self) -> bool:
+        return self in (Table.COIL, Table.DISCRETE)
+
+
+_SINGLE_BITS = (DataType.BIT, DataType.BOOL)
+_NUMERIC = [t.value for t in DataType if t not in _SINGLE_BITS]
+
+
+def _choice(value: Any, enum: type[StrEnum], what: str, *, upper: bool = False) -> Any:
+    """Map a spelling to an enum member case-insensitively, or say which spellings exist."""
+    if not isinstance(value, str):
+        return value
+    spelled = value.strip().upper() if upper else value.strip().lower()
+    try:
+        return enum(spelled)
+    except ValueError:
+        names = ", ".join(member.value for member in enum)
+        raise ValueError(f"unknown {what} {value!r}: use one of {names}") from None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reconnect(_Strict):
+    """Bounds of the exponential backoff (with jitter) between reconnect attempts."""
+
+    min_s: float = 0.5
+    max_s: float = 10.0
+
+    @field_validator("min_s")
+    @classmethod
+    def _min_positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"min_s must be > 0 (got {value}): use e.g. 0.5")
+        return value
+
+    @field_validator("max_s")
+    @classmethod
+    def _max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_s")
+        if low is not None and value < low:
+            raise ValueError(f"max_s ({value}) is below min_s ({low}): raise max_s or lower min_s")
+        return value
+
+
+class Tag(_Strict):
+    """One signal read from one place of a device."""
+
+    signal: str
+    table: Table
+    type: DataType | None = Field(default=None, validate_default=True)
+    address: int
+    order: WordOrder = WordOrder.ABCD
+    bit: int | None = Field(default=None, validate_default=True)
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _known_table(cls, value: Any) -> Any:
+        return _choice(value, Table, "table")
+
+    @field_validator("order", mode="before")
+    @classmethod
+    def _known_order(cls, value: Any) -> Any:
+        return _choice(value, WordOrder, "order", upper=True)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _known_type(cls, value: Any) -> Any:
+        return _choice(value, DataType, "type")
+
+    @field_validator("type")
+    @classmethod
+    def _type_fits_table(cls, value: DataType | None, info: ValidationInfo) -> DataType | None:
+        table = info.data.get("table")
+        if table is None:
+            return value
+        if table.holds_bits:
+            if value not in (None, DataType.BOOL):
+                raise ValueError(
+                    f"type {value} cannot be read from a {table} (it holds single bits): "
+                    "use table holding or input, or drop type (bool is implied)"
+                )
+            return DataType.BOOL
+        if value is None:
+            raise ValueError(
+                f"a tag in the {table} table needs a type: one of {', '.join(_NUMERIC)}, or bit"
+            )
+        if value is DataType.BOOL:
+            raise ValueError(
+                f"bool is for coil or discrete tags; for one bit of a {table} register "
+                "use type: bit with bit: 0..15"
+            )
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _address_in_range(cls, value: int, info: ValidationInfo) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError(
+                f"address {value} is outside 0..65535: use the 0-based protocol address "
+                "(a manual's 40001 is holding address 0)"
+            )
+        dtype = info.data.get("type")
+        width = REGISTER_WIDTH[dtype] if dtype else 1
+        if value + width > 65536:
+            raise ValueError(
+                f"a {dtype} needs {width} registers, so address {value} runs past 65535: "
+                f"use an address of at most {65536 - width}"
+            )
+        return value
+
+    @field_validator("order")
+    @classmethod
+    def _order_fits_type(cls, value: WordOrder, info: ValidationInfo) -> WordOrder:
+        dtype = info.data.get("type")
+        if dtype in _SINGLE_BITS and value is not WordOrder.ABCD:
+            raise ValueError(f"order makes no sense for {dtype}: remove it")
+        return value
+
+    @field_validator("bit")
+    @classmethod
+    def _bit_in_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        is_bit = info.data.get("type") is DataType.BIT
+        if value is None and is_bit:
+            raise ValueError("type bit needs bit: 0..15 (which bit of the register, 0 = LSB)")
+        if value is not None and not is_bit:
+            raise ValueError("bit only applies to type: bit; remove it or set type: bit")
+        if value is not None and not 0 <= value <= 15:
+            raise ValueError(f"bit {value} is outside 0..15: a register has 16 bits, 0 = LSB")
+        return value
+
+    @field_validator("scale", "offset")
+    @classmethod
+    def _scaling_fits_type(cls, value: float, info: ValidationInfo) -> float:
+        dtype = info.data.get("type")
+        neutral = 1.0 if info.field_name == "scale" else 0.0
+        if dtype in _SINGLE_BITS and value != neutral:
+            raise ValueError(f"{info.field_name} makes no sense for {dtype}: remove it")
+        return value
+
+    @property
+    def dtype(self) -> DataType:
+        """The type after validation (never None: coils and discretes are bool)."""
+        assert self.type is not None
+        return self.type
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits, for coils and discretes) this tag occupies."""
+        return REGISTER_WIDTH[self.dtype]
+
+
+class Device(_Strict):
+    """One Modbus unit id behind the endpoint, with its read limits and tags."""
+
+    unit: int = 1
+    machine: str
+    line: str | None = None
+    max_registers_per_read: int = MAX_REGISTERS_PER_READ
+    max_bits_per_read: int = MAX_BITS_PER_READ
+    max_gap: int = 0
+    tags: list[Tag]
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_in_range(cls, value: int) -> int:
+        if not (0 <= value <= 247 or value == 255):
+            raise ValueError(f"unit {value} is not a Modbus unit id: use {_VALID_UNITS}")
+        return value
+
+    @field_validator("max_registers_per_read")
+    @classmethod
+    def _register_limit(cls, value: int) -> int:
+        if not 1 <= value <= MAX_REGISTERS_PER_READ:
+            raise ValueError(
+                f"max_registers_per_read {value} is outside 1..{MAX_REGISTERS_PER_READ}: "
+                f"Modbus reads at most {MAX_REGISTERS_PER_READ}; use the device's own limit"
+            )
+        return value
+
+    @field_validator("max_bits_per_read")
+    @classmethod
+    def _bit_limit(cls, value: int) -> int:
+        if not 1 <= value <= MAX_BITS_PER_READ:
+            raise ValueError(
+                f"max_bits_per_read {value} is outside 1..{MAX_BITS_PER_READ}: "
+                f"Modbus reads at most {MAX_BITS_PER_READ}; use the device's own limit"
+            )
+        return value
+
+    @field_validator("max_gap")
+    @classmethod
+    def _gap_not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"max_gap {value} is negative: use 0 to merge only adjacent tags")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_fit(cls, tags: list[Tag], info: ValidationInfo) -> list[Tag]:
+        if not tags:
+            raise ValueError("a device needs at least one tag: add tags or remove the device")
+        limit = info.data.get("max_registers_per_read")
+        for tag in tags:
+            if limit is not None and not tag.table.holds_bits and tag.width > limit:
+                raise ValueError(
+                    f"{tag.signal} is a {tag.type} ({tag.width} registers) but "
+                    f"max_registers_per_read is {limit}: raise the limit or change the type"
+                )
+        _refuse_overlaps(tags)
+        return tags
+
+
+def _refuse_overlaps(tags: list[Tag]) -> None:
+    """Two tags reading the same register are a typo, except distinct bits of one register."""
+    for table in Table:
+        spans = sorted((t for t in tags if t.table is table), key=lambda t: t.address)
+        for i, tag in enumerate(spans):
+            for other in spans[i + 1 :]:
+                if other.address >= tag.address + tag.width:
+                    break
+                both_bits = tag.type is DataType.BIT and other.type is DataType.BIT
+                if both_bits and tag.bit != other.bit:
+                    continue
+                raise ValueError(
+                    f"{tag.signal} ({table} {tag.address}, {tag.width} wide) and "
+                    f"{other.signal} ({table} {other.address}) overlap: "
+                    "fix one address or type"
+                )
+
+
+class Config(_Strict):
+    """One Modbus TCP endpoint and the devices (unit ids) polled through it."""
+
+    type: Literal["modbus"]
+    name: str
+    url: str
+    timeout_s: float = 1.0
+    poll_interval_s: float = 1.0
+    reconnect: Reconnect = Reconnect()
+    devices: list[Device]
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        _split_url(value)
+        return value
+
+    @field_validator("timeout_s", "poll_interval_s")
+    @classmethod
+    def _positive_seconds(cls, value: float, info: ValidationInfo) -> float:
+        if value <= 0:
+            raise ValueError(f"{info.field_name} must be > 0 (got {value}): use e.g. 1.0")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _unique_signals(cls, devices: list[Device]) -> list[Device]:
+        if not devices:
+            raise ValueError("a modbus connector needs at least one device: add one")
+        seen: dict[tuple[str | None, str, str], int] = {}
+        for index, device in enumerate(devices):
+            for tag in device.tags:
+                key = (device.line, device.machine, tag.signal)
+                if key in seen:
+                    where = "twice" if seen[key] == index else f"in devices[{seen[key]}] too"
+                    raise ValueError(
+                        f"signal {tag.signal!r} of machine {device.machine!r} is defined "
+                        f"{where} (devices[{index}]): rename one"
+                    )
+                seen[key] = index
+        return devices
+
+    @property
+    def host(self) -> str:
+        return _split_url(self.url)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_url(self.url)[1]
+
+
+def _split_url(url: str) -> tuple[str, int]:
+    """(host, port) of modbus://host[:port]; ValueError that shows the expected shape."""
+    shape = "use modbus://host[:port], e.g. modbus://192.168.1.20:502"
+    parts = urlsplit(url.strip())
+    if parts.scheme != "modbus":
+        raise ValueError(f"url {url!r} is not a modbus:// url: {shape}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"url {url!r} has a bad port (1..65535): {shape}") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
+        raise ValueError(f"url {url!r} must hold only a host and a port: {shape}")
+    if port == 0:
+        raise ValueError(f"url {url!r} has port 0: {shape}")
+    return parts.hostname, port or DEFAULT_PORT

@@ -1,0 +1,70 @@
+"""Batching between the notification handler and the pipeline's `emit`.
+
+The handler must never await the pipeline per notification, so samples collect here and a
+flusher hands them on in batches: every flush interval, or at once when a batch is full.
+The buffer is bounded: a producer that finds it full waits for the flusher (the OPC UA publish
+loop then stalls and the server queues) instead of dropping samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from connectors.base import ConnectorStats, Emit
+from historian.sample import Sample
+
+
+class SampleBuffer:
+    """Bounded sample buffer with a flusher task (`run`)."""
+
+    def __init__(
+        self,
+        emit: Emit,
+        stats: ConnectorStats,
+        *,
+        flush_interval_s: float,
+        batch_size: int = 5000,
+        limit: int = 100_000,
+    ) -> None:
+        self._emit = emit
+        self._stats = stats
+        self._interval = flush_interval_s
+        self._batch_size = batch_size
+        self._limit = limit
+        self._pending: list[Sample] = []
+        self._due = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def put(self, samples: Sequence[Sample], *, flush: bool = False) -> None:
+        """Queue samples; `flush` asks for them to go out now. Waits while the buffer is full."""
+        self._pending.extend(samples)
+        if flush or len(self._pending) >= self._batch_size:
+            self._due.set()
+        while len(self._pending) >= self._limit:
+            self._room.clear()
+            await self._room.wait()
+
+    async def run(self) -> None:
+        """Flush forever: on the interval, or early when a batch is due."""
+        while True:
+            try:
+                async with asyncio.timeout(self._interval):
+                    await self._due.wait()
+            except TimeoutError:
+                pass
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Hand everything pending to `emit` as one batch."""
+        self._due.clear()
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        self._room.set()
+        await self._emit(batch)
+        self._stats.samples += len(batch)

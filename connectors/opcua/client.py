@@ -1,0 +1,438 @@
+"""The OPC UA input: one session per connect attempt, subscriptions or polling, reconnect.
+
+asyncua's own reconnect is not used: after a server restart a reused Client can hang, so each
+attempt builds a fresh Client and fresh subscriptions. Notifications bypass asyncua's
+`Subscription` class (it builds several objects and a task per notification): the raw
+PublishResult goes to `_Notifications.on_publish`, which turns a whole message into samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable, Sequence
+
+from asyncua import Client, ua
+
+from connectors.base import ConnectorStats, Emit
+from connectors.opcua.buffer import SampleBuffer
+from connectors.opcua.config import Config, Deadband, Reconnect
+from connectors.opcua.datavalue import Series, to_sample
+from connectors.opcua.resolve import chunks, resolve_all
+from historian.sample import Sample
+
+_log = logging.getLogger(__name__)
+
+# Refusals that say the node itself cannot be read: polling would fail the same way.
+_NODE_ERRORS = frozenset(
+    {
+        ua.StatusCodes.BadNodeIdUnknown,
+        ua.StatusCodes.BadNodeIdInvalid,
+        ua.StatusCodes.BadAttributeIdInvalid,
+        ua.StatusCodes.BadNotReadable,
+        ua.StatusCodes.BadUserAccessDenied,
+    }
+)
+_DEADBAND_TYPES = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
+_SERVER_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
+_KEEPALIVE_MS = 10_000.0  # the server sends an empty publish at least this often
+# How long a server keeps the session of a client that vanished: short, because PLCs have few
+# session slots; the watch probe keeps a live session active far more often than this.
+_SESSION_TIMEOUT_MS = 60_000.0
+_EXPECTED_FAILURES = (OSError, TimeoutError, ua.UaError)
+
+Item = tuple[int, ua.NodeId]
+"""A tag index (also the monitored item's client handle) and its resolved NodeId."""
+
+
+class _KnownLossFilter(logging.Filter):
+    """Drops asyncua's own reports of a closed connection (a traceback per outage from its
+    publish loop, warnings from the teardown): the connector reports each loss once itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ConnectionError):
+            return False
+        return "connection is closed" not in record.getMessage()
+
+
+_KNOWN_LOSS = _KnownLossFilter()
+
+
+def quiet_asyncua_loggers() -> None:
+    """asyncua logs every request at INFO; keep its warnings and errors, minus the known loss."""
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
+    for name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient"):
+        logging.getLogger(name).addFilter(_KNOWN_LOSS)  # a no-op when already added
+
+
+class Backoff:
+    """Doubling delays between connect attempts, with jitter so that many connectors
+    restarting together do not hammer a PLC in lockstep."""
+
+    def __init__(self, bounds: Reconnect) -> None:
+        self._bounds = bounds
+        self._delay = bounds.min_s
+
+    def next(self) -> float:
+        delay = self._delay
+        self._delay = min(delay * 2, self._bounds.max_s)
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._delay = self._bounds.min_s
+
+
+class _Loss:
+    """The first reason a session is broken, set from callbacks and background loops."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason = ""
+
+    def report(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
+class OpcUaInput:
+    """Reads the configured tags of one OPC UA server until cancelled.
+
+    Satisfies `connectors.base.Input`.
+    """
+
+    def __init__(self, config: Config, *, site: str, line: str) -> None:
+        self.name = config.name
+        self.endpoint = config.endpoint
+        self.stats = ConnectorStats()
+        self._config = config
+        self._series = [
+            Series(site, tag.line or line, tag.machine, tag.signal) for tag in config.tags
+        ]
+        # Room on the server for every sample taken between two publishes, so none is lost.
+        self._queue_size = max(
+            1, math.ceil(config.publishing_interval_ms / config.sampling_interval_ms)
+        )
+        self._reasons: dict[int, str] = {}
+        self._marked_bad = False
+        self._was_connected = False
+
+    async def run(self, emit: Emit) -> None:
+        """Connect, read, and on any failure mark all tags BAD and reconnect with backoff."""
+        quiet_asyncua_loggers()
+        cfg = self._config
+        flush_s = (
+            cfg.publishing_interval_ms / 1000 if cfg.mode == "subscribe" else cfg.poll_interval_s
+        )
+        buffer = SampleBuffer(emit, self.stats, flush_interval_s=flush_s)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
+            group.create_task(self._connect_forever(buffer), name=f"opcua-{self.name}")
+
+    async def _connect_forever(self, buffer: SampleBuffer) -> None:
+        backoff = Backoff(self._config.reconnect)
+        while True:
+            try:
+                await self._session(buffer, backoff)
+            except _EXPECTED_FAILURES as exc:
+                self._failed(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # never let one bad session end the connector
+                _log.exception("%s: unexpected error in session", self.name)
+                self._failed(repr(exc))
+            await self._mark_all_bad(buffer)
+            await asyncio.sleep(backoff.next())
+
+    async def _session(self, buffer: SampleBuffer, backoff: Backoff) -> None:
+        """One connection: a fresh Client, connected under a timeout, read until it breaks."""
+        cfg = self._config
+        loss = _Loss()
+        client = Client(self.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.timeout_s)
+        client.session_timeout = _SESSION_TIMEOUT_MS
+
+        async def on_connection_lost(exc: Exception) -> None:
+            loss.report(f"connection lost: {exc!r}")
+
+        client.connection_lost_callback = on_connection_lost
+        try:
+            async with asyncio.timeout(cfg.timeout_s):
+                await client.connect()
+        except BaseException:
+            client.disconnect_socket()  # connect() cleans up on errors, not on timeout/cancel
+            raise
+        try:
+            await self._read(client, buffer, backoff, loss)
+        finally:
+            self.stats.connected = False
+            await self._close(client)
+
+    async def _read(
+        self, client: Client, buffer: SampleBuffer, backoff: Backoff, loss: _Loss
+    ) -> None:
+        """Resolve, subscribe and/or poll, then watch the session until it breaks."""
+        items = await self._resolve(client, buffer)
+        if self._config.mode == "subscribe":
+            items = await self._subscribe(client, items, buffer, loss)
+        poller = asyncio.create_task(self._poll(client, items, buffer, loss)) if items else None
+        try:
+            self._connected(backoff)
+            await self._watch(client, loss)
+        finally:
+            if poller is not None:
+                poller.cancel()
+                await asyncio.wait([poller])
+
+    async def _resolve(self, client: Client, buffer: SampleBuffer) -> list[Item]:
+        """Resolve every tag; tags that name no node get one BAD sample and are left out."""
+        cfg = self._config
+        addresses = [tag.address() for tag in cfg.tags]
+        resolved = await resolve_all(
+            client, addresses, timeout_s=cfg.timeout_s, batch=cfg.max_items_per_subscription
+        )
+        items: list[Item] = []
+        unresolved: list[Sample] = []
+        now = time.time_ns()
+        for index, target in enumerate(resolved):
+            if isinstance(target, str):
+                self._note(index, f"{cfg.tags[index].node}: {target}")
+                unresolved.append(self._series[index].bad(now))
+            else:
+                items.append((index, target))
+        await buffer.put(unresolved, flush=True)
+        return items
+
+    async def _subscribe(
+        self, client: Client, items: list[Item], buffer: SampleBuffer, loss: _Loss
+    ) -> list[Item]:
+        """Monitor items in subscriptions of at most max_items_per_subscription, one
+        CreateMonitoredItems call each. Returns the items the server refused, to be polled."""
+        cfg = self._config
+        session = client.uaclient.session
+        handler = _Notifications(self, buffer, loss)
+        keepalive_count = max(1, math.ceil(_KEEPALIVE_MS / cfg.publishing_interval_ms))
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=cfg.publishing_interval_ms,
+            RequestedMaxKeepAliveCount=keepalive_count,
+            RequestedLifetimeCount=10 * keepalive_count,  # spec: at least 3x keep-alive
+            PublishingEnabled=True,
+        )
+        polled: list[Item] = []
+        for part in chunks(items, cfg.max_items_per_subscription):
+            try:
+                async with asyncio.timeout(cfg.timeout_s):
+                    created = await session.create_subscription(params, handler.on_publish)
+                    results = await session.create_monitored_items(
+                        ua.CreateMonitoredItemsParameters(
+                            SubscriptionId=created.SubscriptionId,
+                            ItemsToCreate=[self._monitor_request(i, n) for i, n in part],
+                            TimestampsToReturn=ua.TimestampsToReturn.Both,
+                        )
+                    )
+            except ua.UaStatusCodeError as exc:
+                _log.warning(
+                    "%s: server refused a subscription (%s); polling %d tags instead",
+                    self.name,
+                    exc,
+                    len(part),
+                )
+                polled.extend(part)
+                continue
+            polled.extend(await self._sort_refusals(part, results, buffer))
+        return polled
+
+    async def _sort_refusals(
+        self,
+        part: Sequence[Item],
+        results: list[ua.MonitoredItemCreateResult],
+        buffer: SampleBuffer,
+    ) -> list[Item]:
+        """Unreadable nodes get one BAD sample; items refused for other reasons
+        (too many items, unsupported deadband) fall back to polling."""
+        polled: list[Item] = []
+        bad: list[Sample] = []
+        refusal = ""
+        now = time.time_ns()
+        for (index, nodeid), result in zip(part, results, strict=True):
+            status = result.StatusCode
+            if status.is_good():
+                continue
+            if status.value in _NODE_ERRORS:
+                self._note(index, f"{nodeid.to_string()}: {status.name}")
+                bad.append(self._series[index].bad(now))
+            else:
+                polled.append((index, nodeid))
+                refusal = refusal or status.name
+        if polled:
+            _log.warning(
+                "%s: server refused %d monitored items (%s); polling them every %ss instead",
+                self.name,
+                len(polled),
+                refusal,
+                self._config.poll_interval_s,
+            )
+        await buffer.put(bad, flush=True)
+        return polled
+
+    def _monitor_request(self, index: int, nodeid: ua.NodeId) -> ua.MonitoredItemCreateRequest:
+        parameters = ua.MonitoringParameters(
+            ClientHandle=index,
+            SamplingInterval=self._config.sampling_interval_ms,
+            QueueSize=self._queue_size,
+            DiscardOldest=True,
+            Filter=deadband_filter(self._config.tags[index].deadband),
+        )
+        return ua.MonitoredItemCreateRequest(
+            ItemToMonitor=ua.ReadValueId(NodeId=nodeid, AttributeId=ua.AttributeIds.Value),
+            MonitoringMode=ua.MonitoringMode.Reporting,
+            RequestedParameters=parameters,
+        )
+
+    async def _poll(
+        self, client: Client, items: list[Item], buffer: SampleBuffer, loss: _Loss
+    ) -> None:
+        """Read all items with one Read request per batch, every poll interval."""
+        cfg = self._config
+        requests = [
+            (
+                [index for index, _ in part],
+                ua.ReadParameters(
+                    TimestampsToReturn=ua.TimestampsToReturn.Both,
+                    NodesToRead=[
+                        ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.Value) for _, n in part
+                    ],
+                ),
+            )
+            for part in chunks(items, cfg.max_items_per_subscription)
+        ]
+        session = client.uaclient.session
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                started = loop.time()
+                for indexes, params in requests:
+                    async with asyncio.timeout(cfg.timeout_s):
+                        values = await session.read(params)
+                    await buffer.put(self._samples(zip(indexes, values, strict=True)))
+                self.stats.latency_ms = (loop.time() - started) * 1000
+                await buffer.put((), flush=True)
+                await asyncio.sleep(max(0.0, cfg.poll_interval_s - (loop.time() - started)))
+        except _EXPECTED_FAILURES as exc:
+            loss.report(f"poll failed: {type(exc).__name__}: {exc}")
+
+    def _samples(self, values: Iterable[tuple[int, ua.DataValue]]) -> list[Sample]:
+        """Samples for (tag index, DataValue) pairs: the hot path of both modes."""
+        series = self._series
+        reasons = self._reasons
+        out: list[Sample] = []
+        append = out.append
+        for index, dv in values:
+            sample, reason = to_sample(series[index], dv)
+            append(sample)
+            if reason is not None or index in reasons:
+                self._note(index, reason)
+        return out
+
+    async def _watch(self, client: Client, loss: _Loss) -> None:
+        """Probe the server every timeout_s until the session breaks, then raise with why.
+
+        asyncua's supervisor reports a dropped socket at once (connection_lost_callback); the
+        probe catches a silent one, and its round trip is the connector's latency.
+        """
+        timeout_s = self._config.timeout_s
+        while not await _set_within(loss.event, timeout_s):
+            started = time.perf_counter()
+            async with asyncio.timeout(timeout_s):
+                (value,) = await client.uaclient.read_attributes(
+                    [_SERVER_TIME], ua.AttributeIds.Value
+                )
+            value.StatusCode.check()
+            self.stats.latency_ms = (time.perf_counter() - started) * 1000
+        raise ConnectionError(loss.reason)
+
+    async def _close(self, client: Client) -> None:
+        """Close session, channel and socket, bounded in time even when the server is gone."""
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                await client.disconnect()
+        except Exception as exc:  # a server that is gone cannot confirm; close our end anyway
+            _log.debug("%s: disconnect: %r", self.name, exc)
+            client.disconnect_socket()
+
+    def _connected(self, backoff: Backoff) -> None:
+        if self._was_connected:
+            self.stats.reconnects += 1
+        self._was_connected = True
+        self._marked_bad = False
+        self.stats.connected = True
+        backoff.reset()
+        _log.info("%s: connected to %s", self.name, self.endpoint)
+
+    def _failed(self, reason: str) -> None:
+        """Count every failed session; log a reason once, not on every retry."""
+        level = logging.DEBUG if reason == self.stats.last_error else logging.WARNING
+        self.stats.errors += 1
+        self.stats.last_error = reason
+        _log.log(level, "%s: %s; reconnecting", self.name, reason)
+
+    async def _mark_all_bad(self, buffer: SampleBuffer) -> None:
+        """Once per outage: every tag BAD, so dashboards show the loss instead of stale values."""
+        if self._marked_bad:
+            return
+        self._marked_bad = True
+        now = time.time_ns()
+        await buffer.put([series.bad(now) for series in self._series], flush=True)
+
+    def _note(self, index: int, reason: str | None) -> None:
+        """Count and log a tag's BAD reason when it changes, not on every notification."""
+        if reason is None:
+            del self._reasons[index]
+            _log.info("%s: %s recovered", self.name, self._series[index].signal)
+        elif self._reasons.get(index) != reason:
+            self._reasons[index] = reason
+            self.stats.errors += 1
+            self.stats.last_error = reason
+            series = self._series[index]
+            _log.warning("%s: %s/%s is BAD: %s", self.name, series.machine, series.signal, reason)
+
+
+class _Notifications:
+    """The subscriptions' publish callback: one call per PublishResponse, not per item."""
+
+    def __init__(self, owner: OpcUaInput, buffer: SampleBuffer, loss: _Loss) -> None:
+        self._owner = owner
+        self._buffer = buffer
+        self._loss = loss
+
+    async def on_publish(self, result: ua.PublishResult) -> None:
+        data = result.NotificationMessage.NotificationData
+        if not data:
+            return  # keep-alive
+        for notification in data:
+            if isinstance(notification, ua.DataChangeNotification):
+                pairs = ((item.ClientHandle, item.Value) for item in notification.MonitoredItems)
+                await self._buffer.put(self._owner._samples(pairs))
+            elif isinstance(notification, ua.StatusChangeNotification):
+                self._loss.report(f"subscription ended: {notification.Status.name}")
+
+
+def deadband_filter(deadband: Deadband) -> ua.DataChangeFilter | None:
+    """The server-side filter for a tag's deadband (None: report every change)."""
+    if deadband.type == "none":
+        return None
+    return ua.DataChangeFilter(
+        Trigger=ua.DataChangeTrigger.StatusValue,
+        DeadbandType=_DEADBAND_TYPES[deadband.type],
+        DeadbandValue=deadband.value,
+    )
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `event`; True if it is set."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

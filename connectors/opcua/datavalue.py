@@ -1,0 +1,67 @@
+"""OPC UA DataValues -> `historian.Sample`: value, quality and source timestamp.
+
+These run once per notification, so they avoid per-call allocation beyond the Sample itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from asyncua import ua
+
+from historian.sample import Quality, Sample
+
+# The two top bits of a StatusCode are its severity: 00 good, 01 uncertain, 10 bad, 11 reserved.
+_QUALITY_BY_SEVERITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
+NAN = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Where a tag's samples go: the series identity of the `telemetry` measurement."""
+
+    site: str
+    line: str
+    machine: str
+    signal: str
+
+    def sample(self, value: float, quality: Quality, ts_ns: int) -> Sample:
+        return Sample(self.line, self.machine, self.signal, value, quality, ts_ns, self.site)
+
+    def bad(self, ts_ns: int) -> Sample:
+        """The marker written when the tag cannot be read (connection lost, node unknown)."""
+        return Sample(self.line, self.machine, self.signal, NAN, Quality.BAD, ts_ns, self.site)
+
+
+def quality_of(status: ua.StatusCode | None) -> Quality:
+    """Map a StatusCode's severity onto the data model's quality field (None means Good)."""
+    return Quality.GOOD if status is None else _QUALITY_BY_SEVERITY[status.value >> 30]
+
+
+def datetime_ns(dt: datetime) -> int:
+    """Nanoseconds since the epoch; asyncua gives aware UTC, older code paths naive UTC."""
+    epoch = _EPOCH_NAIVE if dt.tzinfo is None else _EPOCH_UTC
+    return (dt - epoch) // _ONE_US * 1000
+
+
+def to_sample(series: Series, dv: ua.DataValue) -> tuple[Sample, str | None]:
+    """The sample for one DataValue, and the reason when it is BAD (None when it is not).
+
+    Timestamps: source, else server, else now. A Bad status carries NaN (its value is not
+    usable); an Uncertain one keeps its value. A non-numeric value becomes BAD.
+    """
+    dt = dv.SourceTimestamp or dv.ServerTimestamp
+    ts = time.time_ns() if dt is None else datetime_ns(dt)
+    quality = quality_of(dv.StatusCode)
+    if quality is Quality.BAD:
+        return series.bad(ts), f"server reports {dv.StatusCode.name}"
+    raw = None if dv.Value is None else dv.Value.Value
+    if isinstance(raw, int | float):  # bool is an int: True -> 1.0
+        return series.sample(float(raw), quality, ts), None
+    return series.bad(ts), f"value {raw!r:.40} of type {type(raw).__name__} is not numeric"

@@ -1,0 +1,110 @@
+"""Turn parsed node addresses into asyncua NodeIds on a connected server.
+
+Namespace URIs and browse paths can only be resolved against the live server, and must be
+resolved again on every connect: a server restart may renumber its namespaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+from asyncua import Client, ua
+
+from connectors.opcua.nodeid import BrowsePath, NodeAddress, NodeRef
+
+_IDENTIFIER_TYPES = {
+    "i": ua.NodeIdType.Numeric,
+    "s": ua.NodeIdType.String,
+    "g": ua.NodeIdType.Guid,
+    "b": ua.NodeIdType.ByteString,
+}
+_HIERARCHICAL = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
+_NAMESPACE_ARRAY = ua.NodeId(ua.ObjectIds.Server_NamespaceArray)
+_PATH_COMPLETE = 0xFFFFFFFF  # RemainingPathIndex of a target the whole path led to
+
+T = TypeVar("T")
+Resolved = ua.NodeId | str
+"""A resolved NodeId, or the reason (a message) why the address names no node."""
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size` items: servers cap operations per request."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+async def resolve_all(
+    client: Client, addresses: Sequence[NodeAddress], *, timeout_s: float, batch: int
+) -> list[Resolved]:
+    """One NodeId or reason per address, in order, using one request per batch of paths."""
+    namespaces = await _namespace_array(client, addresses, timeout_s)
+    resolved: list[Resolved] = []
+    paths: list[tuple[int, ua.BrowsePath]] = []
+    for address in addresses:
+        try:
+            start = address.start if isinstance(address, BrowsePath) else address
+            nodeid = to_ua_nodeid(start, namespaces)
+        except LookupError as exc:
+            resolved.append(str(exc))
+            continue
+        resolved.append(nodeid)
+        if isinstance(address, BrowsePath):
+            paths.append((len(resolved) - 1, to_ua_browse_path(nodeid, address)))
+    for part in chunks(paths, batch):
+        async with asyncio.timeout(timeout_s):
+            results = await client.uaclient.translate_browsepaths_to_nodeids([p for _, p in part])
+        for (index, _), result in zip(part, results, strict=True):
+            resolved[index] = _path_target(result)
+    return resolved
+
+
+def to_ua_nodeid(ref: NodeRef, namespaces: Sequence[str]) -> ua.NodeId:
+    """The asyncua NodeId for a parsed ref; LookupError if its namespace URI is unknown."""
+    index = ref.namespace_index
+    if ref.namespace_uri is not None:
+        try:
+            index = list(namespaces).index(ref.namespace_uri)
+        except ValueError:
+            raise LookupError(
+                f"namespace {ref.namespace_uri!r} is not in the server's NamespaceArray"
+            ) from None
+    return ua.NodeId(ref.identifier, index, _IDENTIFIER_TYPES[ref.kind.value])
+
+
+def to_ua_browse_path(start: ua.NodeId, path: BrowsePath) -> ua.BrowsePath:
+    """A BrowsePath that follows hierarchical references (and subtypes) forward."""
+    elements = [
+        ua.RelativePathElement(
+            ReferenceTypeId=_HIERARCHICAL,
+            IsInverse=False,
+            IncludeSubtypes=True,
+            TargetName=ua.QualifiedName(element.name, element.namespace_index),
+        )
+        for element in path.elements
+    ]
+    return ua.BrowsePath(StartingNode=start, RelativePath=ua.RelativePath(Elements=elements))
+
+
+async def _namespace_array(
+    client: Client, addresses: Sequence[NodeAddress], timeout_s: float
+) -> list[str]:
+    """The server's namespace URIs, read only when some address names a namespace by URI."""
+    refs = (a.start if isinstance(a, BrowsePath) else a for a in addresses)
+    if all(ref.namespace_uri is None for ref in refs):
+        return []
+    async with asyncio.timeout(timeout_s):
+        (value,) = await client.uaclient.read_attributes([_NAMESPACE_ARRAY], ua.AttributeIds.Value)
+    value.StatusCode.check()
+    return list(value.Value.Value)
+
+
+def _path_target(result: ua.BrowsePathResult) -> Resolved:
+    if not result.StatusCode.is_good():
+        return f"browse path resolves to no node ({result.StatusCode.name})"
+    complete = [t for t in result.Targets if t.RemainingPathIndex == _PATH_COMPLETE]
+    if not complete:
+        return "browse path leads outside this server"
+    target = complete[0].TargetId
+    return ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType)
