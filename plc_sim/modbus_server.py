@@ -1,0 +1,172 @@
+"""Modbus TCP face of the line: one server, one unit id per machine with protocol `modbus`.
+
+Built on pymodbus's SimDevice API. Each (unit, table) is one block spanning the lowest to the
+highest address the line file uses; gaps inside read as 0, so a client may coalesce reads
+across them, while a table the device does not have at all answers ILLEGAL ADDRESS. Registers
+are read-only; the only writable points are the coils of `command` signals (run/stop), which
+call `on_run`. `publish` re-encodes the engineering values into a per-block image each tick; the
+device's access hook copies that image into pymodbus's registers on every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from plc_sim.machines import SignalKind
+from plc_sim.registers import encode
+from plc_sim.spec import BIT_TABLES, LineSpec, ModbusMap
+
+OnRun = Callable[[str, bool], None]
+TABLES = ("coil", "discrete", "holding", "input")  # the order SimDevice wants its blocks in
+FUNCTION_TABLES = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 4: "input"}
+FUNCTION_TABLES.update(dict.fromkeys((3, 6, 16, 22, 23), "holding"))
+COIL_WRITES = (5, 15)
+
+
+@dataclass
+class _Block:
+    """One table of one device: its address span and the register image clients read."""
+
+    start: int  # first address (registers) or first bit address, as the line file says
+    size: int  # registers or bits
+    points: list[tuple[str, ModbusMap]] = field(default_factory=list)
+    image: list[int] = field(default_factory=list)
+
+    @property
+    def bits(self) -> bool:
+        return self.points[0][1].table in BIT_TABLES
+
+    @property
+    def first_word(self) -> int:
+        """Where pymodbus starts the block: bit blocks are aligned to whole 16-bit words."""
+        return self.start // 16 if self.bits else self.start
+
+    def sim_data(self) -> SimData:
+        if self.bits:
+            return SimData(self.start, count=self.size, values=False, datatype=DataType.BITS)
+        return SimData(
+            self.start, count=self.size, values=0, datatype=DataType.REGISTERS, readonly=True
+        )
+
+    def set_bit(self, address: int, on: bool) -> None:
+        word, bit = address // 16 - self.first_word, address % 16
+        self.image[word] = self.image[word] | (1 << bit) if on else self.image[word] & ~(1 << bit)
+
+
+@dataclass
+class _Device:
+    machine: str
+    unit_id: int
+    blocks: dict[str, _Block]
+    commands: set[int]  # coil addresses of run/stop commands: the only writable points
+
+
+def _devices(spec: LineSpec) -> list[_Device]:
+    devices = []
+    for name, machine in spec.machines.items():
+        if machine.protocol != "modbus" or machine.unit_id is None:
+            continue
+        by_table: dict[str, list[tuple[str, ModbusMap]]] = {}
+        for signal, s in machine.signals.items():
+            assert s.modbus is not None  # the spec guarantees a mapping on modbus machines
+            by_table.setdefault(s.modbus.table, []).append((signal, s.modbus))
+        blocks = {}
+        for table, points in by_table.items():
+            start = min(mb.address for _, mb in points)
+            end = max(mb.address + mb.width for _, mb in points)
+            block = _Block(start, end - start, sorted(points, key=lambda p: p[1].address))
+            words = (end - 1) // 16 - block.first_word + 1 if block.bits else block.size
+            block.image = [0] * words
+            blocks[table] = block
+        commands = {
+            s.modbus.address
+            for signal, s in machine.signals.items()
+            if s.modbus is not None and spec.signal_kind(name, signal) is SignalKind.COMMAND
+        }
+        devices.append(_Device(name, machine.unit_id, blocks, commands))
+    return devices
+
+
+class ModbusServer:
+    """A pymodbus TCP server for the Modbus machines of a line; stoppable and restartable."""
+
+    def __init__(self, spec: LineSpec, *, host: str, port: int, on_run: OnRun) -> None:
+        self.address = (host, port)
+        self._on_run = on_run
+        self._devices = _devices(spec)
+        self._server: ModbusTcpServer | None = None
+
+    async def start(self) -> None:
+        """Listen (again) on the configured address; the register images survive a restart."""
+        server = ModbusTcpServer([self._sim_device(d) for d in self._devices], address=self.address)
+        await server.serve_forever(background=True)
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stop listening and drop every client connection."""
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.shutdown()
+
+    def publish(self, values: dict[tuple[str, str], float]) -> None:
+        """Encode the engineering values into the register images."""
+        for device in self._devices:
+            for block in device.blocks.values():
+                for signal, mb in block.points:
+                    value = values[(device.machine, signal)]
+                    if block.bits:
+                        block.set_bit(mb.address, value >= 0.5)
+                        continue
+                    assert mb.dtype is not None and mb.dtype != "bool"
+                    offset = mb.address - block.start
+                    words = encode(value, mb.dtype, mb.word_order, mb.scale)
+                    block.image[offset : offset + len(words)] = words
+
+    def _sim_device(self, device: _Device) -> SimDevice:
+        blocks = []
+        for table in TABLES:
+            block = device.blocks.get(table)
+            if block is not None:
+                blocks.append([block.sim_data()])
+            else:  # SimDevice needs all four tables; the access hook refuses this one
+                bits = table in BIT_TABLES
+                kind = DataType.BITS if bits else DataType.REGISTERS
+                blocks.append([SimData(0, values=False if bits else 0, datatype=kind)])
+
+        async def access(
+            function_code: int,
+            _start: int,
+            address: int,
+            _count: int,
+            registers: list[int],
+            set_values: list[int] | list[bool] | None,
+        ) -> ExcCodes | None:
+            return self._access(device, function_code, address, registers, set_values)
+
+        return SimDevice(device.unit_id, simdata=tuple(blocks), action=access)
+
+    def _access(
+        self,
+        device: _Device,
+        function_code: int,
+        address: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """Serve the latest image; turn coil writes into run/stop commands."""
+        block = device.blocks.get(FUNCTION_TABLES.get(function_code, ""))
+        if block is None:
+            return ExcCodes.ILLEGAL_ADDRESS
+        if function_code in COIL_WRITES and set_values is not None:
+            if any(address + i not in device.commands for i in range(len(set_values))):
+                return ExcCodes.ILLEGAL_ADDRESS
+            for i, on in enumerate(set_values):
+                block.set_bit(address + i, bool(on))
+                self._on_run(device.machine, bool(on))
+        registers[: len(block.image)] = block.image
+        return None

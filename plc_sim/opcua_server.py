@@ -1,0 +1,276 @@
+"""OPC UA face of the line: the machines with protocol `opcua`, as a modern PLC shows them.
+
+Address space: Objects/<line>/<machine>/<signal>, string node ids `ns=2;s=<line>.<machine>.<signal>`
+in the line's namespace. Data types: measurements and continuous totals (kWh, hours) are Double
+(AnalogItemType), integer counters (bottles, caps) UInt32, `state` Int32, flags Boolean; every
+variable has EURange and EngineeringUnits (UNECE codes). Each machine object has the methods
+`InjectFault(fault: String, severity: Double, duration_s: Double)` (duration_s <= 0: until cleared)
+and `ClearFault(fault: String)`; the object Objects/<line>/Simulator has the same two methods with a
+leading `machine: String` argument, so OPC UA clients can fault the Modbus machines too.
+Security: open endpoint (None) only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from asyncua import Node, Server, ua
+
+from plc_sim.faults import FaultError
+from plc_sim.machines import SignalKind
+from plc_sim.spec import UNITS, LineSpec
+from plc_sim.tags import OPCUA_NAMESPACE_INDEX
+
+UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
+
+InjectFault = Callable[[str, str, float, float | None], None]
+ClearFault = Callable[[str, str], None]
+
+_VARIANTS: dict[SignalKind, tuple[ua.VariantType, Callable[[float], Any]]] = {
+    SignalKind.ANALOG: (ua.VariantType.Double, float),
+    SignalKind.TOTAL: (ua.VariantType.Double, float),
+    SignalKind.COUNT: (ua.VariantType.UInt32, int),
+    SignalKind.STATE: (ua.VariantType.Int32, int),
+    SignalKind.FLAG: (ua.VariantType.Boolean, bool),
+    SignalKind.COMMAND: (ua.VariantType.Boolean, bool),
+}
+
+
+def unece_unit_id(code: str) -> int:
+    """EUInformation.UnitId from a UNECE common code (OPC UA Part 8)."""
+    unit_id = 0
+    for char in code:
+        unit_id = unit_id << 8 | ord(char)
+    return unit_id
+
+
+def _eu_information(unit: str) -> ua.EUInformation:
+    code, display, description = UNITS[unit]
+    return ua.EUInformation(
+        NamespaceUri=UNECE_NAMESPACE,
+        UnitId=unece_unit_id(code),
+        DisplayName=ua.LocalizedText(display),
+        Description=ua.LocalizedText(description),
+    )
+
+
+class OpcUaServer:
+    """An asyncua server holding the OPC UA machines of a line; `publish` updates it per tick."""
+
+    def __init__(
+        self, spec: LineSpec, *, host: str, port: int, inject: InjectFault, clear: ClearFault
+    ) -> None:
+        self.spec = spec
+        self.endpoint = f"opc.tcp://{host}:{port}/shopfloor/"
+        self._inject, self._clear = inject, clear
+        self._server: Server | None = None
+        self._machines_by_node: dict[ua.NodeId, str] = {}
+        # (machine, signal) -> (node id, variant type, python conversion)
+        self._variables: dict[tuple[str, str], tuple[ua.NodeId, ua.VariantType, Any]] = {}
+
+    async def start(self) -> None:
+        for name in ("asyncua", "asyncua.server", "asyncua.common"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        server = Server()
+        await server.init()
+        server.set_endpoint(self.endpoint)
+        server.set_server_name(f"Shopfloor PLC simulator ({self.spec.line})")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        server.set_identity_tokens([ua.AnonymousIdentityToken])
+        ns = await server.register_namespace(self.spec.namespace_uri)
+        if ns != OPCUA_NAMESPACE_INDEX:
+            raise RuntimeError(f"namespace index {ns}, expected {OPCUA_NAMESPACE_INDEX}")
+        await self._build(server, ns)
+        await server.start()
+        self._server = server
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop()
+
+    async def publish(self, values: dict[tuple[str, str], float], ts: datetime) -> None:
+        """Write every variable with a Good status and `ts` as source and server timestamp."""
+        server = self._server
+        if server is None:
+            return
+        for key, (node_id, vtype, convert) in self._variables.items():
+            value = ua.Variant(convert(values[key]), vtype)
+            await server.write_attribute_value(
+                node_id, ua.DataValue(value, SourceTimestamp=ts, ServerTimestamp=ts)
+            )
+
+    async def _build(self, server: Server, ns: int) -> None:
+        line = self.spec.line
+        folder = await server.nodes.objects.add_folder(
+            ua.NodeId(line, ns), ua.QualifiedName(line, ns)
+        )
+        control = await folder.add_object(
+            ua.NodeId(f"{line}.Simulator", ns), ua.QualifiedName("Simulator", ns)
+        )
+        await self._add_methods(control, f"{line}.Simulator", ns, by_machine=True)
+        for name, machine in self.spec.machines.items():
+            if machine.protocol != "opcua":
+                continue
+            obj = await folder.add_object(
+                ua.NodeId(f"{line}.{name}", ns), ua.QualifiedName(name, ns)
+            )
+            self._machines_by_node[obj.nodeid] = name
+            items = []
+            for signal, s in machine.signals.items():
+                kind = self.spec.signal_kind(name, signal)
+                node_id = ua.NodeId(f"{line}.{name}.{signal}", ns)
+                vtype, convert = _VARIANTS[kind]
+                self._variables[(name, signal)] = (node_id, vtype, convert)
+                items += _variable_items(obj.nodeid, node_id, signal, kind, s.unit, s.min, s.max)
+            for result in await obj.session.add_nodes(items):
+                result.StatusCode.check()
+            await self._add_methods(obj, f"{line}.{name}", ns, by_machine=False)
+
+    async def _add_methods(self, obj: Node, prefix: str, ns: int, *, by_machine: bool) -> None:
+        machine = [_argument("machine", ua.ObjectIds.String, "machine name")] if by_machine else []
+        fault = _argument("fault", ua.ObjectIds.String, "fault name, e.g. bearing_wear")
+        await obj.add_method(
+            ua.NodeId(f"{prefix}.InjectFault", ns),
+            ua.QualifiedName("InjectFault", ns),
+            self._call_inject,
+            [
+                *machine,
+                fault,
+                _argument("severity", ua.ObjectIds.Double, "0 < severity <= 1"),
+                _argument("duration_s", ua.ObjectIds.Double, "seconds; <= 0 until cleared"),
+            ],
+            [],
+        )
+        await obj.add_method(
+            ua.NodeId(f"{prefix}.ClearFault", ns),
+            ua.QualifiedName("ClearFault", ns),
+            self._call_clear,
+            [*machine, fault],
+            [],
+        )
+
+    def _target(self, parent: ua.NodeId, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+        """The machine a call is about (the object's, or the first argument) and the rest."""
+        values = tuple(arg.Value for arg in args)
+        machine = self._machines_by_node.get(parent)
+        if machine is not None:
+            return machine, values
+        if not values:
+            return None, values
+        return values[0], values[1:]
+
+    async def _call_inject(self, parent: ua.NodeId, *args: ua.Variant) -> Any:
+        machine, values = self._target(parent, args)
+        if len(values) != 3:
+            return _bad(ua.StatusCodes.BadArgumentsMissing, len(args))
+        fault, severity, duration = values
+        numbers = all(isinstance(v, int | float) for v in (severity, duration))
+        if not isinstance(machine, str) or not isinstance(fault, str) or not numbers:
+            return _bad(ua.StatusCodes.BadTypeMismatch, len(args))
+        first = len(args) - 3  # index of `fault` among the arguments
+        if not 0.0 < severity <= 1.0:
+            return _bad(ua.StatusCodes.BadOutOfRange, len(args), position=first + 1)
+        try:
+            self._inject(machine, fault, severity, duration if duration > 0 else None)
+        except FaultError:
+            return _bad(ua.StatusCodes.BadInvalidArgument, len(args), position=first)
+        return []
+
+    async def _call_clear(self, parent: ua.NodeId, *args: ua.Variant) -> Any:
+        machine, values = self._target(parent, args)
+        if len(values) != 1 or not isinstance(machine, str) or not isinstance(values[0], str):
+            return _bad(ua.StatusCodes.BadTypeMismatch, len(args))
+        try:
+            self._clear(machine, values[0])
+        except FaultError:
+            return _bad(ua.StatusCodes.BadInvalidArgument, len(args), position=len(args) - 1)
+        return []
+
+
+def _bad(code: int, count: int, position: int | None = None) -> ua.CallMethodResult:
+    """A method result with an error status, pointing at the offending argument if known."""
+    results = [ua.StatusCode(code if i == position else ua.StatusCodes.Good) for i in range(count)]
+    return ua.CallMethodResult(StatusCode=ua.StatusCode(code), InputArgumentResults=results)
+
+
+def _argument(name: str, data_type: int, description: str) -> ua.Argument:
+    return ua.Argument(
+        Name=name,
+        DataType=ua.NodeId(data_type),
+        ValueRank=ua.ValueRank.Scalar,
+        Description=ua.LocalizedText(description),
+    )
+
+
+def _variable_items(
+    parent: ua.NodeId,
+    node_id: ua.NodeId,
+    signal: str,
+    kind: SignalKind,
+    unit: str,
+    low: float,
+    high: float,
+) -> list[ua.AddNodesItem]:
+    """AddNodes items for one variable and its EURange and EngineeringUnits properties."""
+    vtype, convert = _VARIANTS[kind]
+    analog = kind in (SignalKind.ANALOG, SignalKind.TOTAL)
+    type_definition = ua.ObjectIds.AnalogItemType if analog else ua.ObjectIds.BaseDataVariableType
+    variable = _variable_item(
+        parent,
+        node_id,
+        ua.QualifiedName(signal, node_id.NamespaceIndex),
+        ua.Variant(convert(0), vtype),
+        ua.NodeId(vtype.value),
+        ua.ObjectIds.HasComponent,
+        type_definition,
+    )
+    properties = [
+        _variable_item(
+            node_id,
+            ua.NodeId(f"{node_id.Identifier}.{prop}", node_id.NamespaceIndex),
+            ua.QualifiedName(prop, 0),
+            ua.Variant(value, ua.VariantType.ExtensionObject),
+            ua.NodeId(data_type),
+            ua.ObjectIds.HasProperty,
+            ua.ObjectIds.PropertyType,
+        )
+        for prop, value, data_type in (
+            ("EURange", ua.Range(Low=low, High=high), ua.ObjectIds.Range),
+            ("EngineeringUnits", _eu_information(unit), ua.ObjectIds.EUInformation),
+        )
+    ]
+    return [variable, *properties]
+
+
+def _variable_item(
+    parent: ua.NodeId,
+    node_id: ua.NodeId,
+    name: ua.QualifiedName,
+    value: ua.Variant,
+    data_type: ua.NodeId,
+    reference: int,
+    type_definition: int,
+) -> ua.AddNodesItem:
+    attrs = ua.VariableAttributes(
+        DisplayName=ua.LocalizedText(name.Name),
+        Description=ua.LocalizedText(name.Name),
+        Value=value,
+        DataType=data_type,
+        ValueRank=ua.ValueRank.Scalar,
+        AccessLevel=ua.AccessLevel.CurrentRead.mask,
+        UserAccessLevel=ua.AccessLevel.CurrentRead.mask,
+        Historizing=False,
+    )
+    return ua.AddNodesItem(
+        ParentNodeId=parent,
+        ReferenceTypeId=ua.NodeId(reference),
+        RequestedNewNodeId=node_id,
+        BrowseName=name,
+        NodeClass=ua.NodeClass.Variable,
+        NodeAttributes=attrs,
+        TypeDefinition=ua.NodeId(type_definition),
+    )
