@@ -38,8 +38,12 @@ async def run_simulator(
     tick_s: float | None = None,
     on_event: OnEvent | None = None,
     speed: float = 1.0,
+    ready: asyncio.Event | None = None,
 ) -> None:
     """Serve the simulated line until cancelled, then close both servers.
+
+    `ready` is set once both servers listen, so that clients in the same process need not
+    start with a refused connection.
 
     Each tick of `tick_s` wall seconds (default: the line file's) advances the model by
     `tick_s * speed` simulated seconds. `on_event(event, wall_ts_ns)` may be sync or async;
@@ -59,6 +63,8 @@ async def run_simulator(
     try:
         for server in servers:
             await server.start()
+        if ready is not None:
+            ready.set()
         await _tick_forever(sim, servers, tick, speed, on_event)
     finally:
         for server in servers:

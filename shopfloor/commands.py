@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import math
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -39,19 +40,19 @@ async def up(args: argparse.Namespace) -> int:
         yaml.safe_dump(sim_connectors(spec, args.host, args.opcua_port, args.modbus_port)),
         Path("<generated for the simulated line>"),
     )
+    ready = asyncio.Event()
     async with _opened(args) as historian:
         writer = HistorianWriter(historian)
         agent, status = _agent(config, writer, args.historian_name)
+
+        async def connectors_once_listening() -> None:
+            await ready.wait()
+            await agent.run()
+
         await _run_for(
             args.duration,
-            run_simulator(
-                spec,
-                seed=args.seed,
-                opcua=(args.host, args.opcua_port),
-                modbus=(args.host, args.modbus_port),
-                on_event=_event_writer(spec, writer),
-            ),
-            agent.run(),
+            _simulate(spec, args, writer, ready),
+            connectors_once_listening(),
             status.run(),
         )
         print(status.summary())
@@ -64,22 +65,50 @@ async def sim(args: argparse.Namespace) -> int:
     async with _opened(args) as historian:
         writer = HistorianWriter(historian)
         print(
-            f"simulating {spec.line}: OPC UA on opc.tcp://{args.host}:{args.opcua_port}, "
-            f"Modbus TCP on {args.host}:{args.modbus_port}; Ctrl-C stops",
+            f"simulating {spec.line}: OPC UA on opc.tcp://{args.host}:{args.opcua_port}"
+            f"/shopfloor/, Modbus TCP on {args.host}:{args.modbus_port}; Ctrl-C stops",
             file=sys.stderr,
         )
-        await _run_for(
-            args.duration,
-            run_simulator(
-                spec,
-                seed=args.seed,
-                opcua=(args.host, args.opcua_port),
-                modbus=(args.host, args.modbus_port),
-                on_event=_event_writer(spec, writer),
-            ),
-            writer.run(),
-        )
+        await _run_for(args.duration, _simulate(spec, args, writer), writer.run())
     return 0
+
+
+async def _simulate(
+    spec: LineSpec,
+    args: argparse.Namespace,
+    writer: HistorianWriter,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """The simulator with its servers; a port in use is a user error, not a crash."""
+    for what, port in (("OPC UA", args.opcua_port), ("Modbus", args.modbus_port)):
+        _check_port_free(args.host, port, what)
+    try:
+        await run_simulator(
+            spec,
+            seed=args.seed,
+            opcua=(args.host, args.opcua_port),
+            modbus=(args.host, args.modbus_port),
+            on_event=_event_writer(spec, writer),
+            ready=ready,
+        )
+    except OSError as exc:
+        raise CommandError(
+            f"cannot serve the simulated PLCs on {args.host} (OPC UA port {args.opcua_port}, "
+            f"Modbus port {args.modbus_port}): {exc.strerror or exc}"
+        ) from None
+
+
+def _check_port_free(host: str, port: int, what: str) -> None:
+    """Fail before any server starts (and logs a traceback of its own) if a port is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(
+                f"the {what} port {host}:{port} is not available ({exc.strerror}); is another "
+                f"simulator running? Pick another with --{what.lower().replace(' ', '')}-port"
+            ) from None
 
 
 async def connect(args: argparse.Namespace) -> int:
@@ -146,6 +175,9 @@ async def _run_for(duration_s: float | None, *work: Awaitable[object]) -> None:
                 tasks.create_task(part)  # type: ignore[arg-type]
     except TimeoutError:
         pass
+    except ExceptionGroup as group:
+        # One part failing stops the rest; report that failure, not the group around it.
+        raise group.exceptions[0] from None
 
 
 def _event_writer(
