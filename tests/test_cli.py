@@ -1,0 +1,127 @@
+"""The `shopfloor` command as a user runs it: real processes, real ports, real historians."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from historian.influxd import free_port
+from plc_sim.spec import load_line
+
+SHOPFLOOR = [sys.executable, "-m", "shopfloor.cli"]
+MACHINES = set(load_line().machines)
+
+
+def shopfloor(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SHOPFLOOR, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def ports() -> list[str]:
+    return ["--opcua-port", str(free_port()), "--modbus-port", str(free_port())]
+
+
+@pytest.fixture(params=["sqlite", "influxdb"])
+def historian_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'shopfloor.db'}"
+    return request.getfixturevalue("influx_db_url")
+
+
+@pytest.mark.influxdb
+def test_up_then_query_shows_every_machine(historian_url: str) -> None:
+    env = {"SHOPFLOOR_HISTORIAN": historian_url}
+    up = shopfloor("up", "--duration", "8s", *ports(), env=env)
+    assert up.returncode == 0, up.stderr
+    assert "Traceback" not in up.stderr
+    assert "stored" in up.stdout  # the status line
+
+    query = shopfloor("query", "--json", env=env)
+    assert query.returncode == 0, query.stderr
+    rows = json.loads(query.stdout)
+    assert {row["machine"] for row in rows} == MACHINES
+    assert set(rows[0]) >= {"machine", "signal", "value", "unit", "time"}
+    temps = [r for r in rows if r["machine"] == "pasteurizer" and r["signal"] == "product_temp_c"]
+    assert temps and temps[0]["unit"] == "°C" and isinstance(temps[0]["value"], float)
+
+    table = shopfloor("query", "--machine", "conveyor", "--since", "10m", env=env)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["MACHINE", "SIGNAL", "VALUE"]
+    assert {line.split()[0] for line in lines[1:]} == {"conveyor"}
+
+
+def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*SHOPFLOOR, "up", *ports(), "--historian", f"sqlite:{tmp_path / 'h.db'}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode in (0, 130), err
+    assert "Traceback" not in err
+    query = shopfloor("query", "--json", "--historian", f"sqlite:{tmp_path / 'h.db'}")
+    assert {row["machine"] for row in json.loads(query.stdout)} == MACHINES
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["connect", "--config", "no/such.yaml"], "no/such.yaml: cannot read the connectors file"),
+        (["up", "--line", "no/such.yaml"], "no/such.yaml"),
+        (["query", "--historian", "postgres://x"], "postgres://x"),
+        (["query", "--historian", "influxdb2://h:8086"], "INFLUX_"),
+    ],
+)
+def test_user_mistakes_get_one_clear_line_and_exit_2(args: list[str], message: str) -> None:
+    result = shopfloor(*args, env={"INFLUX_TOKEN": "", "INFLUX_ORG": "", "INFLUX_BUCKET": ""})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = shopfloor(
+            "up",
+            "--opcua-port",
+            port,
+            "--modbus-port",
+            str(free_port()),
+            "--historian",
+            f"sqlite:{tmp_path / 'h.db'}",
+            "--duration",
+            "5s",
+        )
+    assert result.returncode == 2
+    assert f"the OPC UA port 127.0.0.1:{port} is not available" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ["up", "sim", "connect", "query", "sim-config"]:
+        result = shopfloor(command, "--help")
+        assert result.returncode == 0
+        assert "--historian" in result.stdout or command == "sim-config"
