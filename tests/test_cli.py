@@ -75,7 +75,7 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     )
     time.sleep(4)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=30)
     assert process.returncode in (0, 130), err
     assert "Traceback" not in err
     query = shopfloor("query", "--json", "--historian", f"sqlite:{tmp_path / 'h.db'}")

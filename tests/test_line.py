@@ -181,4 +181,4 @@ async def test_a_modbus_outage_is_marked_bad_and_heals_while_opcua_flows(
         "telemetry", tags={"machine": "conveyor", "signal": "current_a"}
     )
     assert Quality.BAD in {p.fields["quality"] for p in stored_bad}
-    assert Quality.GOOD == stored_bad[-1].fields["quality"]
+    assert stored_bad[-1].fields["quality"] == Quality.GOOD
