@@ -25,7 +25,7 @@ from historian.writer import HistorianWriter
 from plc_sim.faults import FaultEvent
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
-from shopfloor.simconfig import sim_connectors
+from shopfloor.simconfig import render_sim_connectors, sim_connectors
 from shopfloor.status import LiveStatus
 
 
@@ -143,12 +143,8 @@ async def query(args: argparse.Namespace) -> int:
 async def sim_config(args: argparse.Namespace) -> int:
     """Print the connectors file for a simulated line (what `up` runs internally)."""
     spec = load_line(args.line)
-    print(
-        yaml.safe_dump(
-            sim_connectors(spec, args.host, args.opcua_port, args.modbus_port), sort_keys=False
-        ),
-        end="",
-    )
+    source = args.line or "the default food-and-beverage line"
+    print(render_sim_connectors(spec, source, args.host, args.opcua_port, args.modbus_port), end="")
     return 0
 
 

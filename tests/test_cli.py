@@ -125,3 +125,27 @@ def test_every_command_has_help() -> None:
         result = shopfloor(command, "--help")
         assert result.returncode == 0
         assert "--historian" in result.stdout or command == "sim-config"
+
+
+def test_sim_and_connect_as_separate_processes(tmp_path: Path) -> None:
+    opcua_port, modbus_port = str(free_port()), str(free_port())
+    config = tmp_path / "sim.yaml"
+    generated = shopfloor("sim-config", "--opcua-port", opcua_port, "--modbus-port", modbus_port)
+    config.write_text(generated.stdout)
+    env = {"SHOPFLOOR_HISTORIAN": f"sqlite:{tmp_path / 'h.db'}"}
+    sim = subprocess.Popen(
+        [*SHOPFLOOR, "sim", "--opcua-port", opcua_port, "--modbus-port", modbus_port],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        connect = shopfloor("connect", "--config", str(config), "--duration", "6s", env=env)
+    finally:
+        sim.send_signal(signal.SIGINT)
+        _, sim_err = sim.communicate(timeout=30)
+    assert connect.returncode == 0, connect.stderr
+    assert "Traceback" not in connect.stderr + sim_err
+    rows = json.loads(shopfloor("query", "--json", env=env).stdout)
+    assert {row["machine"] for row in rows} == MACHINES
