@@ -8,6 +8,7 @@ lets the writer flush what it holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -40,12 +41,21 @@ class Agent:
         self.observers = list(observers)
 
     async def run(self) -> None:
-        """Run every input, the writer and the health reporter until cancelled."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.writer.run(), name="historian-writer")
-            tasks.create_task(self._report_health(), name="connector-health")
-            for item in self.inputs:
-                tasks.create_task(self._supervise(item), name=f"input:{item.name}")
+        """Run every input, the writer and the health reporter until cancelled.
+
+        On the way out the inputs stop first and hand on what they hold; the writer stops last
+        and writes everything it was given.
+        """
+        writer = asyncio.create_task(self.writer.run(), name="historian-writer")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._report_health(), name="connector-health")
+                for item in self.inputs:
+                    tasks.create_task(self._supervise(item), name=f"input:{item.name}")
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
 
     def _emit_for(self, item: Input) -> Emit:
         async def emit(samples: Sequence[Sample]) -> None:

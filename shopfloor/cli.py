@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run_until_signal(args.handler(args)))
     except USER_ERRORS as exc:
-        print(f"shopfloor {args.command}: error: {exc}", file=sys.stderr)
+        for problem in str(exc).splitlines():
+            print(f"shopfloor {args.command}: error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -9,10 +9,13 @@ loop then stalls and the server queues) instead of dropping samples.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from connectors.base import ConnectorStats, Emit
 from historian.sample import Sample
+
+FINAL_FLUSH_TIMEOUT_S = 5.0
 
 
 class SampleBuffer:
@@ -50,14 +53,21 @@ class SampleBuffer:
             await self._room.wait()
 
     async def run(self) -> None:
-        """Flush forever: on the interval, or early when a batch is due."""
-        while True:
-            try:
-                async with asyncio.timeout(self._interval):
-                    await self._due.wait()
-            except TimeoutError:
-                pass
-            await self.flush()
+        """Flush forever: on the interval, or early when a batch is due. Cancelled, it hands on
+        what is pending first, so that a clean stop loses nothing the server delivered."""
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._interval):
+                        await self._due.wait()
+                except TimeoutError:
+                    pass
+                await self.flush()
+        except asyncio.CancelledError:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):
+                    await self.flush()
+            raise
 
     async def flush(self) -> None:
         """Hand everything pending to `emit` as one batch."""

@@ -1,0 +1,71 @@
+"""Child processes of a bench run: servers on free loopback ports, always stopped at the end.
+
+The servers run in processes of their own so that the measuring process's CPU time is the
+client's alone. A child is stopped on every way out of its `with` block (normal end, exception,
+Ctrl-C): SIGTERM first, SIGKILL if it does not go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+HOST = "127.0.0.1"
+STOP_TIMEOUT_S = 5.0
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def venv_command(name: str) -> str:
+    """A console script installed next to the running interpreter, e.g. `shopfloor`."""
+    return str(Path(sys.executable).with_name(name))
+
+
+@contextlib.contextmanager
+def child(argv: Sequence[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` for the duration of the block; its stderr is kept for error messages."""
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=stderr)
+        try:
+            yield process
+        finally:
+            _stop(process)
+            if process.returncode not in (0, -15):
+                stderr.seek(0)
+                tail = stderr.read()[-2000:].decode(errors="replace")
+                print(f"{argv[0]} exited with {process.returncode}:\n{tail}", file=sys.stderr)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_listening(process: subprocess.Popen[bytes], port: int, timeout_s: float) -> None:
+    """Block until `port` accepts connections; fail early if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server process exited with {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout_s} s")
