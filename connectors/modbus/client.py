@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from pymodbus.pdu import ModbusPDU
 
 from connectors.base import ConnectorStats, Emit
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
-from connectors.modbus.config import Config, Reconnect, Table
+from connectors.modbus.config import Config, Table
 from connectors.modbus.plan import ReadRequest, plan_device
+from connectors.reconnect import Backoff
 from historian.sample import Quality, Sample
 
 EXCEPTION_MEANINGS: dict[int, str] = {
@@ -50,23 +50,6 @@ def _reader(client: AsyncModbusTcpClient, table: Table) -> _Read:
         Table.COIL: client.read_coils,
         Table.DISCRETE: client.read_discrete_inputs,
     }[table]
-
-
-class _Backoff:
-    """Exponential delays from min_s doubling to max_s, each jittered down by up to half,
-    so that connectors that lost the same device do not reconnect in lockstep."""
-
-    def __init__(self, bounds: Reconnect) -> None:
-        self._bounds = bounds
-        self._attempt = 0
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self._bounds.max_s, self._bounds.min_s * 2.0**self._attempt)
-        self._attempt = min(self._attempt + 1, 64)
-        return max(self._bounds.min_s, random.uniform(ceiling / 2, ceiling))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +127,7 @@ class ModbusInput:
 
     async def run(self, emit: Emit) -> None:
         """Connect, poll and reconnect until cancelled; never raises for a device fault."""
-        backoff = _Backoff(self._config.reconnect)
+        backoff = Backoff(self._config.reconnect)
         while True:
             client = AsyncModbusTcpClient(
                 self._config.host,
@@ -164,7 +147,7 @@ class ModbusInput:
                 await self._went_down(emit, lost)
             finally:
                 client.close()
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(backoff.next())
 
     async def _connect(self, client: AsyncModbusTcpClient) -> None:
         timeout = self._config.timeout_s
@@ -177,7 +160,7 @@ class ModbusInput:
             raise _ConnectionLost(f"connect to {self.endpoint} failed")
 
     async def _poll_forever(
-        self, client: AsyncModbusTcpClient, emit: Emit, backoff: _Backoff
+        self, client: AsyncModbusTcpClient, emit: Emit, backoff: Backoff
     ) -> None:
         """Poll on a fixed schedule: period stays poll_interval_s however long a cycle takes,
         and a cycle that overran skips the ticks it missed instead of bursting to catch up."""

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder
+from connectors.reconnect import Reconnect
 
 DEFAULT_PORT = 502
 MAX_REGISTERS_PER_READ = 125  # Modbus limit for function codes 3 and 4
@@ -58,28 +59,6 @@ def _choice(value: Any, enum: type[StrEnum], what: str, *, upper: bool = False) 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Reconnect(_Strict):
-    """Bounds of the exponential backoff (with jitter) between reconnect attempts."""
-
-    min_s: float = 0.5
-    max_s: float = 10.0
-
-    @field_validator("min_s")
-    @classmethod
-    def _min_positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError(f"min_s must be > 0 (got {value}): use e.g. 0.5")
-        return value
-
-    @field_validator("max_s")
-    @classmethod
-    def _max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
-        low = info.data.get("min_s")
-        if low is not None and value < low:
-            raise ValueError(f"max_s ({value}) is below min_s ({low}): raise max_s or lower min_s")
-        return value
 
 
 class Tag(_Strict):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections.abc import Iterable, Sequence
 
@@ -19,9 +18,10 @@ from asyncua import Client, ua
 
 from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
-from connectors.opcua.config import Config, Deadband, Reconnect
+from connectors.opcua.config import Config, Deadband
 from connectors.opcua.datavalue import Series, to_sample
 from connectors.opcua.resolve import chunks, resolve_all
+from connectors.reconnect import Backoff
 from historian.sample import Sample
 
 _log = logging.getLogger(__name__)
@@ -66,23 +66,6 @@ def quiet_asyncua_loggers() -> None:
     logging.getLogger("asyncua").setLevel(logging.WARNING)
     for name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient"):
         logging.getLogger(name).addFilter(_KNOWN_LOSS)  # a no-op when already added
-
-
-class Backoff:
-    """Doubling delays between connect attempts, with jitter so that many connectors
-    restarting together do not hammer a PLC in lockstep."""
-
-    def __init__(self, bounds: Reconnect) -> None:
-        self._bounds = bounds
-        self._delay = bounds.min_s
-
-    def next(self) -> float:
-        delay = self._delay
-        self._delay = min(delay * 2, self._bounds.max_s)
-        return random.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self._delay = self._bounds.min_s
 
 
 class _Loss:

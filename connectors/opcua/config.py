@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from connectors.opcua.nodeid import NodeAddress, parse_node, parse_node_id
+from connectors.reconnect import Reconnect
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
@@ -41,21 +42,6 @@ class Deadband(BaseModel):
             raise ValueError(
                 f"percent deadband {self.value} is over 100; give 0..100 (% of EURange)"
             )
-        return self
-
-
-class Reconnect(BaseModel):
-    """Backoff bounds between connect attempts (doubling, with jitter)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_s: PositiveSeconds = 0.5
-    max_s: PositiveSeconds = 10.0
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Reconnect:
-        if self.max_s < self.min_s:
-            raise ValueError(f"max_s {self.max_s} is below min_s {self.min_s}; make max_s >= min_s")
         return self
 
 
