@@ -12,10 +12,10 @@ README = Path(__file__).parents[1] / "README.md"
 
 def modbus_row(tag: ExposedTag) -> str:
     width = {"uint32": 2, "int32": 2, "float32": 2}.get(tag.dtype or "", 1)
-    address = f"{tag.address}" if width == 1 else f"{tag.address}–{tag.address + width - 1}"
+    address = f"{tag.address}" if width == 1 else f"{tag.address}-{tag.address + width - 1}"
     kind = "bool" if tag.dtype == "bool" else tag.dtype
     order = tag.word_order if width > 1 else ""
-    scale = "" if tag.scale in (None, 1.0) else f"×{tag.scale:g}"
+    scale = "" if tag.scale in (None, 1.0) else f"x{tag.scale:g}"
     rw = "read/write" if tag.writable else "read"
     return (
         f"| {tag.unit_id} | {tag.machine} | {tag.signal} | {tag.table} | {address} | {kind} "
@@ -24,7 +24,8 @@ def modbus_row(tag: ExposedTag) -> str:
 
 
 def opcua_row(tag: ExposedTag) -> str:
-    return f"| {tag.machine} | {tag.signal} | `{tag.node_id}` | {tag.unit} | {tag.min:g} … {tag.max:g} |"
+    limits = f"{tag.min:g} … {tag.max:g}"
+    return f"| {tag.machine} | {tag.signal} | `{tag.node_id}` | {tag.unit} | {limits} |"
 
 
 def test_register_map_and_node_layout_match_the_line_file() -> None:
