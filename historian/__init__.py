@@ -8,7 +8,8 @@ A backend is chosen by a URL (argument, else $SHOPFLOOR_HISTORIAN, else the SQLi
     influxdb2://HOST:PORT             InfluxDB 2.x/3.x; INFLUX_ORG, INFLUX_BUCKET, INFLUX_TOKEN
     influxdb2s://HOST:PORT            the same over TLS
 
-Secrets only ever come from the environment, never from the URL, so URLs are safe to log.
+Secrets only ever come from the environment (INFLUX_PASSWORD, INFLUX_TOKEN) or from files it
+names (INFLUX_PASSWORD_FILE, INFLUX_TOKEN_FILE), never from the URL, so URLs are safe to log.
 """
 
 from __future__ import annotations
@@ -54,10 +55,24 @@ def describe(url: str | None = None, environ: Mapping[str, str] = os.environ) ->
     return parts._replace(netloc=host).geturl()
 
 
+def _secret(environ: Mapping[str, str], name: str) -> str:
+    """A secret from NAME, or from the file that NAME_FILE points at (Docker/systemd secrets)."""
+    path = environ.get(f"{name}_FILE", "")
+    if not path:
+        return environ.get(name, "")
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip()
+    except OSError as exc:
+        raise HistorianError(f"{name}_FILE={path}: cannot read it ({exc.strerror})") from None
+
+
 def _required(environ: Mapping[str, str], name: str, why: str) -> str:
-    value = environ.get(name, "")
+    value = _secret(environ, name)
     if not value:
-        raise HistorianError(f"{why} needs the environment variable {name}; set it and retry")
+        raise HistorianError(
+            f"{why} needs the environment variable {name} (or {name}_FILE); set it and retry"
+        )
     return value
 
 
@@ -98,7 +113,7 @@ def _open_influx_v1(url: str, tls: bool, environ: Mapping[str, str]) -> Historia
             " as in influxdb://HOST:PORT/DATABASE"
         )
     username = environ.get("INFLUX_USERNAME") or None
-    password = environ.get("INFLUX_PASSWORD") or None
+    password = _secret(environ, "INFLUX_PASSWORD") or None
     if password and not username:
         raise HistorianError("INFLUX_PASSWORD is set but INFLUX_USERNAME is not; set both")
     return InfluxV1Historian(_http_base(parts, tls), database, username=username, password=password)

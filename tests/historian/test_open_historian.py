@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from historian import HistorianError, describe, open_historian
@@ -83,3 +85,18 @@ def test_password_without_username() -> None:
 def test_describe_url_drops_credentials() -> None:
     assert describe("influxdb://u:SECRET@h:1/db", {}) == "influxdb://h:1/db"
     assert describe(None, {}) == "sqlite:shopfloor.db"
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok-FROM-FILE\n")
+    env = {**V2_ENV, "INFLUX_TOKEN": "", "INFLUX_TOKEN_FILE": str(token)}
+    store = open_historian("influxdb2://h:8086", env)
+    assert store._token == "tok-FROM-FILE"  # type: ignore[attr-defined]
+    assert "FROM-FILE" not in repr(store) + store.describe()
+
+
+def test_an_unreadable_secret_file_is_named_not_shown(tmp_path: Path) -> None:
+    env = {**V2_ENV, "INFLUX_TOKEN_FILE": str(tmp_path / "missing")}
+    with pytest.raises(HistorianError, match=r"INFLUX_TOKEN_FILE=.*missing: cannot read it"):
+        open_historian("influxdb2://h:8086", env)
