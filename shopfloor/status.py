@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import TextIO
@@ -18,6 +20,7 @@ from historian.sample import Quality, Sample
 from historian.units import unit_of
 from historian.writer import HistorianWriter
 
+NBSP = "\u00a0"  # keeps a value and its unit on one line when the table wraps
 STATE_NAMES = {0: "stopped", 1: "idle", 2: "running", 3: "FAULTED"}
 
 
@@ -54,7 +57,8 @@ class LiveStatus:
         while True:
             await asyncio.sleep(self.interval_s)
             if tty:
-                self.out.write("\x1b[H\x1b[2J" + self.render() + "\n")
+                width = shutil.get_terminal_size().columns
+                self.out.write("\x1b[H\x1b[2J" + self.render(width) + "\n")
             else:
                 self.out.write(self.summary() + "\n")
             self.out.flush()
@@ -78,7 +82,7 @@ class LiveStatus:
             f" ({stats.pending} pending, {stats.retries} retries) in {self.historian_name}"
         )
 
-    def render(self) -> str:
+    def render(self, width: int = 100) -> str:
         """The full table: connectors, machines with their states, last values."""
         lines = [self.summary(), "", self._connectors(), ""]
         machines = sorted({machine for machine, _ in self.last})
@@ -87,7 +91,8 @@ class LiveStatus:
             label = STATE_NAMES.get(int(state.value), "?") if state and _finite(state) else "?"
             lines.append(f"{machine:<16} {label}")
             signals = sorted(s for m, s in self.last if m == machine and s != "state")
-            lines.append("    " + "  ".join(self._value(machine, s) for s in signals))
+            values = "  ".join(self._value(machine, s) for s in signals)
+            lines += textwrap.wrap(values, width, initial_indent="    ", subsequent_indent="    ")
         return "\n".join(lines)
 
     def _connectors(self) -> str:
@@ -107,7 +112,8 @@ class LiveStatus:
         if sample.quality != Quality.GOOD or not _finite(sample):
             return f"{signal}=BAD"
         unit = unit_of(signal)
-        return f"{signal}={sample.value:.4g}{' ' + unit if unit and unit != 'count' else ''}"
+        shown = unit if unit and unit != "count" else ""
+        return f"{signal}={sample.value:.4g}{NBSP + shown if shown else ''}"
 
     def _uptime(self) -> str:
         seconds = int(time.monotonic() - self._started)
