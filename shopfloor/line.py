@@ -1,4 +1,4 @@
-"""What each `shopfloor` command does, wired from the parts; argument parsing lives in cli.py."""
+"""The line's commands: up, sim, connect, query, sim-config; wired from the parts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,12 +26,17 @@ from historian.writer import HistorianWriter
 from plc_sim.faults import FaultEvent
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
+from shopfloor.durations import parse_duration
+from shopfloor.options import (
+    CommandError,
+    add_duration,
+    add_historian,
+    add_line,
+    add_sim_endpoints,
+    command,
+)
 from shopfloor.simconfig import render_sim_connectors, sim_connectors
 from shopfloor.status import LiveStatus
-
-
-class CommandError(Exception):
-    """A command cannot do what was asked; the message says why and what to do."""
 
 
 async def up(args: argparse.Namespace) -> int:
@@ -229,3 +235,88 @@ def _table(readings: list[Reading]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+def register(sub: Any) -> None:
+    """Add the line's commands to the `shopfloor` command line."""
+    _add_up(sub)
+    _add_sim(sub)
+    _add_connect(sub)
+    _add_query(sub)
+    _add_sim_config(sub)
+
+
+def _add_up(sub: Any) -> None:
+    parser = command(
+        sub,
+        "up",
+        up,
+        "Run the simulated line, its connectors and the historian in one process, "
+        "with a live status.",
+    )
+    add_line(parser)
+    add_sim_endpoints(parser)
+    add_historian(parser)
+    add_duration(parser)
+
+
+def _add_sim(sub: Any) -> None:
+    parser = command(
+        sub,
+        "sim",
+        sim,
+        "Run only the simulated PLCs (OPC UA and Modbus TCP servers); injected faults go to the "
+        "historian's `events` as ground truth.",
+    )
+    add_line(parser)
+    add_sim_endpoints(parser)
+    add_historian(parser)
+    add_duration(parser)
+
+
+def _add_connect(sub: Any) -> None:
+    parser = command(
+        sub,
+        "connect",
+        connect,
+        "Run the connectors of a config file against real or simulated PLCs.",
+    )
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="the connectors file (YAML)"
+    )
+    add_historian(parser)
+    add_duration(parser)
+
+
+def _add_query(sub: Any) -> None:
+    parser = command(
+        sub,
+        "query",
+        query,
+        "Show what the historian holds: the latest value of every signal, filtered.",
+    )
+    parser.add_argument("--machine", help="only this machine")
+    parser.add_argument("--signal", help="only this signal")
+    parser.add_argument(
+        "--since",
+        type=parse_duration,
+        metavar="TIME",
+        help="only values newer than this (e.g. 5m, 1h)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    add_historian(parser)
+
+
+def _add_sim_config(sub: Any) -> None:
+    parser = command(
+        sub,
+        "sim-config",
+        sim_config,
+        "Print the connectors file that reads every tag of a simulated line.",
+    )
+    parser.add_argument(
+        "--line", metavar="FILE", help="the line data file (default: the food-and-beverage line)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="where the simulator runs")
+    parser.add_argument("--opcua-port", type=int, default=4840, help="its OPC UA port")
+    parser.add_argument("--modbus-port", type=int, default=5020, help="its Modbus TCP port")

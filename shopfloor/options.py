@@ -1,0 +1,60 @@
+"""What the `shopfloor` commands share: their common options and the error for user mistakes."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from shopfloor.durations import parse_duration
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message says why and what to do."""
+
+
+HISTORIAN_HELP = (
+    "where data goes: sqlite:PATH, influxdb[s]://HOST:PORT/DATABASE (v1 API; credentials from "
+    "INFLUX_USERNAME/INFLUX_PASSWORD) or influxdb2[s]://HOST:PORT (INFLUX_ORG, INFLUX_BUCKET, "
+    "INFLUX_TOKEN); default $SHOPFLOOR_HISTORIAN or sqlite:shopfloor.db"
+)
+
+
+def command(
+    sub: Any, name: str, handler: Callable[..., Any], help_text: str
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_historian(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--historian", metavar="URL", help=HISTORIAN_HELP)
+
+
+def add_duration(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration",
+        type=parse_duration,
+        metavar="TIME",
+        help="stop after this long (e.g. 90s, 10m, 2h); default: run until Ctrl-C",
+    )
+
+
+def add_line(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--line", metavar="FILE", help="the line data file (default: the food-and-beverage line)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+
+
+def add_sim_endpoints(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the simulated PLCs listen on (default: 127.0.0.1; 0.0.0.0 for all)",
+    )
+    parser.add_argument("--opcua-port", type=int, default=4840, help="OPC UA port (default: 4840)")
+    parser.add_argument(
+        "--modbus-port", type=int, default=5020, help="Modbus TCP port (default: 5020)"
+    )
