@@ -1,6 +1,6 @@
 """Historian benchmark: line-protocol formatting, InfluxDB 1.x ingest, SQLite ingest.
 
-Run: .venv/bin/python bench/historian.py [--samples N]
+Run: .venv/bin/python bench/bench_historian.py [--samples N]
 Starts its own throwaway influxd (InfluxDB 1.x, from PATH). Rates are given per second of wall
 time and per CPU-second of this process (influxd's own CPU is not counted), so a number from a
 2-core laptop can be compared with one from a bigger machine.
@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-# This script shares its name with the `historian` package: keep its folder off the import path.
-sys.path.remove(str(Path(__file__).resolve().parent))
-
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
+from measure import Elapsed, Stopwatch, machine_description, timed
+from processes import run_main
 
 from historian import Historian, Quality, Sample
 from historian.influx_v1 import BATCH_SIZE, InfluxV1Historian
@@ -35,21 +31,11 @@ SERIES_MACHINES = 20
 SERIES_SIGNALS = 50
 
 
-def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+def influxd_version() -> str:
     influxd = subprocess.run(
         ["influxd", "version"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        f" ({platform.python_implementation()}), {influxd or 'influxd ?'}"
-    )
+    return influxd or "influxd ?"
 
 
 def make_samples(n: int) -> list[Sample]:
@@ -86,18 +72,11 @@ def client_point_lines(samples: Sequence[Sample]) -> str:
     )
 
 
-def timed(work: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    work()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def bench_formatting(samples: list[Sample]) -> None:
     few = samples[:50_000]
     format_samples(few)  # warm the series cache, as a running writer has it
-    ours = min(timed(lambda: format_samples(samples))[0] for _ in range(3))
-    theirs = timed(lambda: client_point_lines(few))[0]
+    ours = min(timed(lambda: format_samples(samples)).wall_s for _ in range(3))
+    theirs = timed(lambda: client_point_lines(few)).wall_s
     ours_rate, theirs_rate = len(samples) / ours, len(few) / theirs
     print(f"line protocol, ours:                 {ours_rate:>12,.0f} samples/s")
     print(f"line protocol, influxdb-client Point: {theirs_rate:>11,.0f} samples/s")
@@ -110,19 +89,16 @@ async def write_all(store: Historian, samples: list[Sample]) -> None:
 
 
 def bench_store(name: str, open_store: Callable[[], Historian], samples: list[Sample]) -> None:
-    async def run() -> tuple[float, float]:
+    async def run() -> Elapsed:
         async with open_store() as store:
             await store.write_samples(samples[:10])  # connect / create outside the timing
-            wall, cpu = time.perf_counter(), time.process_time()
+            watch = Stopwatch()
             await write_all(store, samples)
-            return time.perf_counter() - wall, time.process_time() - cpu
+            return watch.elapsed()
 
-    wall, cpu = asyncio.run(run())
+    elapsed = asyncio.run(run())
     n = len(samples)
-    print(
-        f"{name:<37}{n / wall:>12,.0f} samples/s wall,"
-        f" {n / cpu:>10,.0f} per CPU-second ({n:,} samples, {cpu / wall:.0%} of a core)"
-    )
+    print(f"{name:<37}{elapsed.rates(n)} ({n:,} samples, {elapsed.core_share:.0%} of a core)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=500_000, help="samples per store test")
     args = parser.parse_args(argv)
     print(machine_description())
+    print(influxd_version())
     samples = make_samples(args.samples)
     bench_formatting(samples)
     with Influxd() as server:
@@ -145,4 +122,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from linefiles import write_line
 from measure import Elapsed, Stopwatch, machine_description
-from processes import HOST, child, free_port, wait_listening
+from processes import HOST, child, free_port, run_main, wait_listening
 
 from connectors.config import parse_config
 from connectors.modbus import ModbusInput
@@ -56,6 +56,11 @@ class Result:
     cycles: int
     samples: int
     elapsed: Elapsed
+
+    @property
+    def sample_rates(self) -> tuple[float, float]:
+        """Samples per wall second and per CPU-second."""
+        return self.samples / self.elapsed.wall_s, self.samples / self.elapsed.cpu_s
 
     def report(self) -> None:
         requests = self.source.requests
@@ -92,6 +97,9 @@ def modbus_input(spec: LineSpec, port: int, *, per_tag: bool) -> ModbusInput:
     text = yaml.safe_dump(connectors_file(spec, port, per_tag=per_tag))
     (source,) = parse_config(text, Path("<bench connectors>")).build_inputs()
     assert isinstance(source, ModbusInput)
+    tags = sum(len(request.tags) for request in source.requests)
+    if per_tag and len(source.requests) != tags:
+        raise RuntimeError(f"{len(source.requests)} requests for {tags} tags, expected one each")
     return source
 
 
@@ -106,9 +114,7 @@ async def measure(title: str, source: ModbusInput, seconds: float) -> Result:
         batches, samples, watch = counter.batches, counter.samples, Stopwatch()
         await asyncio.sleep(seconds)
         elapsed = watch.elapsed()
-        return Result(
-            title, source, counter.batches - batches, counter.samples - samples, elapsed
-        )
+        return Result(title, source, counter.batches - batches, counter.samples - samples, elapsed)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -138,17 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             coalesced.report()
             per_tag = asyncio.run(
-                measure("(b) one request per tag", modbus_input(spec, port, per_tag=True),
-                        args.seconds)
+                measure(
+                    "(b) one request per tag", modbus_input(spec, port, per_tag=True), args.seconds
+                )
             )
             per_tag.report()
-    wall = (coalesced.samples / coalesced.elapsed.wall_s) / (
-        per_tag.samples / per_tag.elapsed.wall_s
-    )
-    cpu = (coalesced.samples / coalesced.elapsed.cpu_s) / (per_tag.samples / per_tag.elapsed.cpu_s)
+    wall, cpu = (c / t for c, t in zip(coalesced.sample_rates, per_tag.sample_rates, strict=True))
     print(f"coalescing speed-up: {wall:.1f}x samples per wall second, {cpu:.1f}x per CPU-second")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -41,9 +41,7 @@ def write_line(
     return path, load_line(path)
 
 
-def _copied(
-    machine: dict[str, Any], copy: int, only: str | None, unit_ids: Any
-) -> dict[str, Any]:
+def _copied(machine: dict[str, Any], copy: int, only: str | None, unit_ids: Any) -> dict[str, Any]:
     kind_type = MACHINE_TYPES[machine["kind"]]
     params = dict(machine.get("params") or {})
     for field in kind_type.REFERENCES:

@@ -85,3 +85,9 @@ def timed(work: Callable[[], object]) -> Elapsed:
     watch = Stopwatch()
     work()
     return watch.elapsed()
+
+
+def child_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds another process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

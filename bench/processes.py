@@ -13,8 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 5.0
@@ -36,8 +37,9 @@ def venv_command(name: str) -> str:
 def child(argv: Sequence[str]) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` for the duration of the block; its stderr is kept for error messages."""
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=stderr)
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+        )
         try:
             yield process
         finally:
@@ -69,3 +71,14 @@ def wait_listening(process: subprocess.Popen[bytes], port: int, timeout_s: float
             return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout_s} s")
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """Exit with what a bench's `main` returns; Ctrl-C ends it with 130 and no traceback (the
+    `with` blocks have stopped every child by the time the interrupt gets here)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

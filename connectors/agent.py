@@ -8,13 +8,13 @@ lets the writer flush what it holds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 
 from connectors.base import Emit, Input
 from historian.sample import Point, Sample
+from historian.spool import SpoolError
 from historian.writer import HistorianWriter
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,19 @@ class Agent:
         """Run every input, the writer and the health reporter until cancelled.
 
         On the way out the inputs stop first and hand on what they hold; the writer stops last
-        and writes everything it was given.
+        and writes everything it was given. A writer that fails (its spool folder broke) stops
+        everything with its error.
         """
         writer = asyncio.create_task(self.writer.run(), name="historian-writer")
         try:
             async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(_watch(writer), name="writer-watch")
                 tasks.create_task(self._report_health(), name="connector-health")
                 for item in self.inputs:
                     tasks.create_task(self._supervise(item), name=f"input:{item.name}")
         finally:
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await asyncio.gather(writer, return_exceptions=True)  # its failure was raised above
 
     def _emit_for(self, item: Input) -> Emit:
         async def emit(samples: Sequence[Sample]) -> None:
@@ -72,6 +73,8 @@ class Agent:
             try:
                 await item.run(emit)
                 return
+            except SpoolError:
+                raise  # not the input's fault: the writer stops the agent
             except Exception as exc:  # an input's own bug: log it, keep the others going
                 item.stats.errors += 1
                 item.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -88,6 +91,7 @@ class Agent:
     def health_points(self) -> list[Point]:
         """One `connector` point per input, as the data model defines it."""
         now = time.time_ns()
+        spool_bytes = self.writer.stats.spool.bytes
         return [
             Point(
                 "connector",
@@ -98,9 +102,15 @@ class Agent:
                     "errors": item.stats.errors,
                     "reconnects": item.stats.reconnects,
                     "latency_ms": float(item.stats.latency_ms),
-                    "spool_bytes": 0,
+                    "spool_bytes": spool_bytes,
                 },
                 now,
             )
             for item in self.inputs
         ]
+
+
+async def _watch(writer: asyncio.Task[None]) -> None:
+    """Raise the writer's failure into the agent's TaskGroup; being cancelled leaves the writer
+    running, since it must stop last."""
+    await asyncio.shield(writer)

@@ -1,9 +1,13 @@
-"""Batches samples from every input and writes them to the historian.
+"""Batches samples from every input through the spool and writes them to the historian.
 
 Connectors hand over small batches (one poll cycle, one publish cycle); InfluxDB and SQLite want
-thousands of points per request. The writer sits between them: bounded, so that a slow historian
-pushes back on the connectors instead of growing memory, and retrying, so that a historian that
-blinks loses nothing. (A durable spool in front of it is the next step: DESIGN.md.)
+thousands of points per request. The writer sits between them. With a durable spool
+(historian.spool) a connector's batch is on disk before `put` returns, and it leaves the spool
+only once the historian has acknowledged it; without one, memory is bounded and a slow
+historian pushes back on the connectors. A write that may succeed later is retried with
+exponential backoff and jitter; one that never will (a malformed point, an unknown database) is
+split until the bad records are isolated, so the good data behind them still goes in, and the
+rest is counted as rejected and logged.
 """
 
 from __future__ import annotations
@@ -11,137 +15,210 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from historian.base import Historian, HistorianError
 from historian.sample import Point, Sample
+from historian.spool import Batch, Spool, SpoolError, SpoolStats
 
 log = logging.getLogger(__name__)
+
+Part = tuple[list[Sample], list[Point]]
 
 
 @dataclass(slots=True)
 class WriterStats:
-    """What the writer has done, for status displays and the `connector` measurement."""
+    """What the writer has done, for status displays, /health and the `connector` measurement."""
 
+    spool: SpoolStats
     samples_written: int = 0
     points_written: int = 0
     rejected: int = 0
     retries: int = 0
-    pending: int = 0
     last_error: str = ""
+    historian_ok: bool = True
+
+    @property
+    def pending(self) -> int:
+        """Samples taken but not yet acknowledged by the historian."""
+        return self.spool.samples
 
 
 class HistorianWriter:
-    """Collects samples and points into batches and writes them, retrying what can succeed later."""
+    """Takes batches into the spool and writes them out, retrying what can succeed later."""
 
     def __init__(
         self,
         historian: Historian,
         *,
+        spool: Spool | None = None,
         batch_size: int = 5000,
         flush_interval_s: float = 0.5,
         max_pending: int = 100_000,
         retry_min_s: float = 0.5,
         retry_max_s: float = 30.0,
         drain_timeout_s: float = 10.0,
+        split_budget: int = 64,
     ) -> None:
         self.historian = historian
+        self.spool = spool or Spool(None, memory_samples=max_pending)
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self.drain_timeout_s = drain_timeout_s
-        self.stats = WriterStats()
-        self._queue: asyncio.Queue[tuple[list[Sample], list[Point]]] = asyncio.Queue(
-            maxsize=max(1, max_pending // batch_size)
-        )
-        self._samples: list[Sample] = []
-        self._points: list[Point] = []
+        self.split_budget = split_budget
+        self.stats = WriterStats(self.spool.stats)
+        self._batch = Batch()
+
+    async def open(self) -> None:
+        """Open the spool now, so that an unusable folder stops a command before it starts."""
+        await self.spool.open()
 
     async def put(self, samples: Sequence[Sample]) -> None:
-        """Hand over samples; waits while the historian is behind (backpressure, never a drop)."""
+        """Hand over samples; returns once they are in the spool (on disk, if it has a folder)."""
         if samples:
-            self.stats.pending += len(samples)
-            await self._queue.put((list(samples), []))
+            await self.spool.put(samples)
 
     async def put_points(self, points: Sequence[Point]) -> None:
         """Hand over points of the other measurements (events, connector health)."""
         if points:
-            await self._queue.put(([], list(points)))
+            await self.spool.put((), points)
 
     async def run(self) -> None:
-        """Write batches until cancelled; on cancellation, write what is held, then stop."""
+        """Deliver until cancelled; on cancellation, commit and write what is held, then stop.
+        A spool folder that fails ends the run with SpoolError (unless memory-only is allowed)."""
+        await self.spool.open()
+        committer = asyncio.create_task(self.spool.run(), name="spool-commit")
         try:
             while True:
-                await self._fill()
-                await self._flush()
+                await self._gather()
+                await self._deliver()
         except asyncio.CancelledError:
+            await _stop(committer)  # the final commit: every put() waiting returns
             await self._drain()
             raise
+        finally:
+            await _stop(committer)
+            await self.spool.close()
 
-    def _take(self, item: tuple[list[Sample], list[Point]]) -> None:
-        self._samples.extend(item[0])
-        self._points.extend(item[1])
-
-    async def _fill(self) -> None:
-        """Wait for data, then gather more until the batch is full or the flush interval ends."""
-        self._take(await self._queue.get())
+    async def _gather(self) -> None:
+        """Wait for records, then gather more until the batch is full or the flush interval
+        ends. The batch lives on `self`, so a cancellation mid-gather loses nothing."""
+        batch = self._batch
+        while not (batch.samples or batch.points):
+            batch.extend(await self.spool.take(self.batch_size))
+            if not (batch.samples or batch.points):
+                await self.spool.arrival()
         deadline = asyncio.get_running_loop().time() + self.flush_interval_s
-        while len(self._samples) < self.batch_size:
+        while len(batch.samples) < self.batch_size:
             try:
                 async with asyncio.timeout_at(deadline):
-                    self._take(await self._queue.get())
+                    await self.spool.arrival()
             except TimeoutError:
                 return
+            batch.extend(await self.spool.take(self.batch_size - len(batch.samples)))
 
-    async def _flush(self) -> None:
-        await self._write(self._samples, self._points)
-        self._samples, self._points = [], []
+    async def _deliver(self) -> None:
+        batch = self._batch
+        await self._write_batch(batch.samples, batch.points)
+        self.spool.ack(batch)
+        self._batch = Batch()
 
     async def _drain(self) -> None:
-        """On shutdown: the batch being gathered or retried plus everything still queued."""
-        while not self._queue.empty():
-            self._take(self._queue.get_nowait())
-        if not self._samples and not self._points:
-            return
+        """On shutdown: the batch in hand plus everything readable, within the drain timeout."""
         try:
             async with asyncio.timeout(self.drain_timeout_s):
-                await self._flush()
+                while True:
+                    self._batch.extend(await self.spool.take(self.batch_size))
+                    if not (self._batch.samples or self._batch.points):
+                        return
+                    await self._deliver()
         except TimeoutError:
-            log.error(
-                "shutdown: %d samples and %d points could not be written within %.0f s",
-                len(self._samples),
-                len(self._points),
-                self.drain_timeout_s,
+            where = (
+                "lost (memory only)"
+                if self.stats.spool.memory_only
+                else f"kept in the spool {self.stats.spool.folder} for the next start"
             )
+            log.error(
+                "shutdown: %d samples and %d points not delivered within %.0f s are %s",
+                self.stats.spool.samples,
+                self.stats.spool.points,
+                self.drain_timeout_s,
+                where,
+            )
+        except SpoolError as exc:
+            log.error("shutdown: %s", exc)
 
-    async def _write(self, samples: list[Sample], points: list[Point]) -> None:
+    async def _write_batch(self, samples: list[Sample], points: list[Point]) -> None:
+        """Write everything, retrying with backoff what may succeed later and splitting what
+        never will until the bad records are isolated (at most `split_budget` splits; then
+        each part left is tried once and rejected whole)."""
+        todo: deque[Part] = deque(p for p in ((samples, []), ([], points)) if p[0] or p[1])
+        splits_left = self.split_budget
         delay = self.retry_min_s
-        while True:
+        rejected = 0
+        while todo:
+            part = todo[0]
             try:
-                if samples:
-                    await self.historian.write_samples(samples)
-                if points:
-                    await self.historian.write_points(points)
+                await self._write(part)
             except HistorianError as exc:
                 self.stats.last_error = str(exc)
-                if not getattr(exc, "retryable", True):
-                    self._reject(samples, points, exc)
-                    return
-                self.stats.retries += 1
-                log.warning("historian write failed, retrying in %.1f s: %s", delay, exc)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.retry_max_s)
+                self.stats.historian_ok = not exc.retryable
+                if exc.retryable:
+                    await self._back_off(delay, exc)
+                    delay = min(delay * 2, self.retry_max_s)
+                    continue
+                todo.popleft()
+                halves = _halves(part) if splits_left > 0 else []
+                if halves:
+                    splits_left -= 1
+                    todo.extendleft(reversed(halves))
+                else:
+                    rejected += len(part[0]) + len(part[1])
                 continue
-            self.stats.samples_written += len(samples)
-            self.stats.points_written += len(points)
-            self.stats.pending -= len(samples)
-            return
+            todo.popleft()
+            delay = self.retry_min_s
+            self.stats.historian_ok = True
+        if rejected:
+            self.stats.rejected += rejected
+            log.error(
+                "historian rejected %d of %d records; they are not stored: %s",
+                rejected,
+                len(samples) + len(points),
+                self.stats.last_error,
+            )
 
-    def _reject(self, samples: list[Sample], points: list[Point], exc: HistorianError) -> None:
-        """A write that can never succeed (bad token, unknown database): say so loudly, count it."""
-        count = len(samples) + len(points)
-        self.stats.rejected += count
-        self.stats.pending -= len(samples)
-        log.error("historian rejected a batch of %d records; they are not stored: %s", count, exc)
+    async def _write(self, part: Part) -> None:
+        samples, points = part
+        if samples:
+            await self.historian.write_samples(samples)
+            self.stats.samples_written += len(samples)
+        else:
+            await self.historian.write_points(points)
+            self.stats.points_written += len(points)
+
+    async def _back_off(self, delay: float, exc: HistorianError) -> None:
+        self.stats.retries += 1
+        wait = delay * random.uniform(0.5, 1.5)
+        log.warning("historian write failed, retrying in %.1f s: %s", wait, exc)
+        await asyncio.sleep(wait)
+
+
+def _halves(part: Part) -> list[Part]:
+    """Two halves of a rejected part (samples only or points only), or none for one record."""
+    samples, points = part
+    if len(samples) + len(points) <= 1:
+        return []
+    if samples:
+        mid = len(samples) // 2
+        return [(samples[:mid], []), (samples[mid:], [])]
+    mid = len(points) // 2
+    return [([], points[:mid]), ([], points[mid:])]
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -7,17 +7,34 @@ variable has EURange and EngineeringUnits (UNECE codes). Each machine object has
 `InjectFault(fault: String, severity: Double, duration_s: Double)` (duration_s <= 0: until cleared)
 and `ClearFault(fault: String)`; the object Objects/<line>/Simulator has the same two methods with a
 leading `machine: String` argument, so OPC UA clients can fault the Modbus machines too.
-Security: open endpoint (None) only.
+
+Security: the open endpoint (SecurityPolicy None, anonymous) always; with a `SecureEndpoint`, a
+second server on its own port serves the same address space only over Basic256Sha256,
+Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss (Sign and SignAndEncrypt) and only to a user
+who logs in (username and password, or a user certificate), as a locked-down PLC does. Two
+servers rather than two endpoints of one, because asyncua's login rules are per server.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
-from collections.abc import Callable
-from datetime import datetime
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from asyncua import Node, Server, ua
+from asyncua.common.utils import ServiceError
+from asyncua.crypto import cert_gen
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plc_sim.faults import FaultError
 from plc_sim.machines import SignalKind
@@ -25,6 +42,15 @@ from plc_sim.spec import UNITS, LineSpec
 from plc_sim.tags import OPCUA_NAMESPACE_INDEX
 
 UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
+APPLICATION_URI = "urn:shopfloor:plc_sim:server"
+SECURE_POLICIES = [
+    ua.SecurityPolicyType.Basic256Sha256_Sign,
+    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+    ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+    ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
+    ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+]
 
 InjectFault = Callable[[str, str, float, float | None], None]
 ClearFault = Callable[[str, str], None]
@@ -57,16 +83,149 @@ def _eu_information(unit: str) -> ua.EUInformation:
     )
 
 
+@dataclass(frozen=True)
+class SecureEndpoint:
+    """The secured server: its port, certificate and key, and who may log in.
+
+    `users` maps user names to passwords. `user_certificates` holds the certificates (DER or
+    PEM) of users who log in with a certificate. `trusted_clients` holds the application
+    certificates of clients allowed to connect; None accepts any client certificate.
+    """
+
+    port: int
+    certificate: Path
+    private_key: Path
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    user_certificates: Path | None = None
+    trusted_clients: Path | None = None
+
+
+def ensure_server_certificate(pki: Path, host: str) -> tuple[Path, Path]:
+    """The simulator's certificate and key in pki/own, created on first use (365 days).
+
+    Its subject alternative names are the application URI, this machine's name and `host`.
+    """
+    cert, key = pki / "own" / "certs" / "plc_sim.der", pki / "own" / "private" / "plc_sim.pem"
+    if cert.is_file() and key.is_file():
+        return cert, key
+    for folder in (cert.parent, key.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    private_key = cert_gen.generate_private_key()
+    hosts = dict.fromkeys([socket.gethostname(), "localhost", host])
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(APPLICATION_URI)]
+    names += [x509.DNSName(name) for name in hosts]
+    certificate = cert_gen.generate_self_signed_app_certificate(
+        private_key,
+        "Shopfloor PLC simulator",
+        {},
+        names,
+        [ExtendedKeyUsageOID.SERVER_AUTH],
+        days=365,
+    )
+    key.write_bytes(cert_gen.dump_private_key_as_pem(private_key))
+    key.chmod(0o600)
+    cert.write_bytes(certificate.public_bytes(Encoding.DER))
+    return cert, key
+
+
+def load_users(text: str) -> dict[str, str]:
+    """`name:password` per line (blank lines and # comments skipped)."""
+    users = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, colon, password = line.partition(":")
+        if not colon or not name.strip() or not password:
+            raise ValueError(f"users line {number} is not name:password")
+        users[name.strip()] = password
+    return users
+
+
+def _certificates_in(folder: Path | None) -> list[bytes]:
+    """DER bytes of every certificate in `folder` (the trust lists are read at start)."""
+    if folder is None or not folder.is_dir():
+        return []
+    ders = []
+    for path in sorted(folder.iterdir()):
+        data = path.read_bytes()
+        if data.lstrip().startswith(b"-----BEGIN"):
+            data = x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
+        ders.append(data)
+    return ders
+
+
+class _Logins(UserManager):
+    """asyncua user manager of the secured server: known users only, passwords compared in
+    constant time, never logged."""
+
+    def __init__(self, users: Mapping[str, str], certificates: list[bytes]) -> None:
+        self._users = dict(users)
+        self._certificates = certificates
+
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> User | None:
+        if username is not None:
+            expected = self._users.get(username)
+            if expected is None or password is None:
+                return None
+            if hmac.compare_digest(expected.encode(), password.encode()):
+                return User(role=UserRole.User, name=username)
+            return None
+        if certificate is not None:
+            der = (
+                certificate
+                if isinstance(certificate, bytes)
+                else certificate.public_bytes(Encoding.DER)
+            )
+            if der in self._certificates:
+                return User(role=UserRole.User, name="certificate user")
+        return None
+
+
+class _TrustedClients:
+    """Certificate validator: a client's application certificate must be in the trust list
+    and within its validity period, as a PLC with a trust list enforces."""
+
+    def __init__(self, certificates: list[bytes]) -> None:
+        self._certificates = certificates
+
+    async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
+        now = datetime.now(UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise ServiceError(ua.StatusCodes.BadCertificateTimeInvalid)
+        if cert.public_bytes(Encoding.DER) not in self._certificates:
+            raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+
 class OpcUaServer:
-    """An asyncua server holding the OPC UA machines of a line; `publish` updates it per tick."""
+    """asyncua servers holding the OPC UA machines of a line; `publish` updates them per tick.
+
+    The open server always runs; the secured one only when `secure` is given.
+    """
 
     def __init__(
-        self, spec: LineSpec, *, host: str, port: int, inject: InjectFault, clear: ClearFault
+        self,
+        spec: LineSpec,
+        *,
+        host: str,
+        port: int,
+        inject: InjectFault,
+        clear: ClearFault,
+        secure: SecureEndpoint | None = None,
     ) -> None:
         self.spec = spec
         self.endpoint = f"opc.tcp://{host}:{port}/shopfloor/"
+        self.secure_endpoint = (
+            None if secure is None else f"opc.tcp://{host}:{secure.port}/shopfloor/"
+        )
+        self._secure = secure
         self._inject, self._clear = inject, clear
-        self._server: Server | None = None
+        self._servers: list[Server] = []
         self._machines_by_node: dict[ua.NodeId, str] = {}
         # (machine, signal) -> (node id, variant type, python conversion)
         self._variables: dict[tuple[str, str], tuple[ua.NodeId, ua.VariantType, Any]] = {}
@@ -74,34 +233,60 @@ class OpcUaServer:
     async def start(self) -> None:
         for name in ("asyncua", "asyncua.server", "asyncua.common"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        server = Server()
-        await server.init()
-        server.set_endpoint(self.endpoint)
-        server.set_server_name(f"Shopfloor PLC simulator ({self.spec.line})")
+        try:
+            self._servers.append(await self._start_open())
+            if self._secure is not None:
+                self._servers.append(await self._start_secured(self._secure))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_open(self) -> Server:
+        server = await self._new_server(self.endpoint)
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         server.set_identity_tokens([ua.AnonymousIdentityToken])
+        await server.start()
+        return server
+
+    async def _start_secured(self, secure: SecureEndpoint) -> Server:
+        assert self.secure_endpoint is not None
+        user_certs = await asyncio.to_thread(_certificates_in, secure.user_certificates)
+        server = await self._new_server(self.secure_endpoint, _Logins(secure.users, user_certs))
+        await server.load_certificate(str(secure.certificate))
+        await server.load_private_key(secure.private_key)
+        server.set_security_policy(SECURE_POLICIES)
+        server.set_identity_tokens([ua.UserNameIdentityToken, ua.X509IdentityToken])
+        if secure.trusted_clients is not None:
+            trusted = await asyncio.to_thread(_certificates_in, secure.trusted_clients)
+            server.set_certificate_validator(_TrustedClients(trusted))
+        await server.start()
+        return server
+
+    async def _new_server(self, endpoint: str, users: _Logins | None = None) -> Server:
+        server = Server(user_manager=users)
+        await server.init()
+        server.set_endpoint(endpoint)
+        await server.set_application_uri(APPLICATION_URI)
+        server.set_server_name(f"Shopfloor PLC simulator ({self.spec.line})")
         ns = await server.register_namespace(self.spec.namespace_uri)
         if ns != OPCUA_NAMESPACE_INDEX:
             raise RuntimeError(f"namespace index {ns}, expected {OPCUA_NAMESPACE_INDEX}")
         await self._build(server, ns)
-        await server.start()
-        self._server = server
+        return server
 
     async def stop(self) -> None:
-        if self._server is not None:
-            server, self._server = self._server, None
+        servers, self._servers = self._servers, []
+        for server in servers:
             await server.stop()
 
     async def publish(self, values: dict[tuple[str, str], float], ts: datetime) -> None:
         """Write every variable with a Good status and `ts` as source and server timestamp."""
-        server = self._server
-        if server is None:
-            return
-        for key, (node_id, vtype, convert) in self._variables.items():
-            value = ua.Variant(convert(values[key]), vtype)
-            await server.write_attribute_value(
-                node_id, ua.DataValue(value, SourceTimestamp=ts, ServerTimestamp=ts)
-            )
+        for server in self._servers:
+            for key, (node_id, vtype, convert) in self._variables.items():
+                value = ua.Variant(convert(values[key]), vtype)
+                await server.write_attribute_value(
+                    node_id, ua.DataValue(value, SourceTimestamp=ts, ServerTimestamp=ts)
+                )
 
     async def _build(self, server: Server, ns: int) -> None:
         line = self.spec.line

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from plc_sim.faults import FaultEvent
 from plc_sim.modbus_server import ModbusServer
-from plc_sim.opcua_server import OpcUaServer
+from plc_sim.opcua_server import OpcUaServer, SecureEndpoint
 from plc_sim.process import Simulator
 from plc_sim.spec import LineSpec
 
@@ -39,11 +39,13 @@ async def run_simulator(
     on_event: OnEvent | None = None,
     speed: float = 1.0,
     ready: asyncio.Event | None = None,
+    opcua_secure: SecureEndpoint | None = None,
 ) -> None:
     """Serve the simulated line until cancelled, then close both servers.
 
     `ready` is set once both servers listen, so that clients in the same process need not
-    start with a refused connection.
+    start with a refused connection. `opcua_secure` adds the secured OPC UA server (with login)
+    beside the open one.
 
     Each tick of `tick_s` wall seconds (default: the line file's) advances the model by
     `tick_s * speed` simulated seconds. `on_event(event, wall_ts_ns)` may be sync or async;
@@ -56,7 +58,16 @@ async def run_simulator(
     servers: list[OpcUaServer | ModbusServer] = []
     if opcua is not None:
         host, port = opcua
-        servers.append(OpcUaServer(spec, host=host, port=port, inject=sim.inject, clear=sim.clear))
+        servers.append(
+            OpcUaServer(
+                spec,
+                host=host,
+                port=port,
+                inject=sim.inject,
+                clear=sim.clear,
+                secure=opcua_secure,
+            )
+        )
     if modbus is not None:
         host, port = modbus
         servers.append(ModbusServer(spec, host=host, port=port, on_run=sim.set_running))

@@ -21,12 +21,15 @@ from connectors.config import ConnectorsConfig, load_config, parse_config
 from historian import open_historian
 from historian.base import Historian, Reading
 from historian.sample import Point
+from historian.spool import DEFAULT_MAX_BYTES, Spool, SpoolError, parse_size
+from historian.sqlite import SQLiteHistorian
 from historian.units import unit_of
 from historian.writer import HistorianWriter
 from plc_sim.faults import FaultEvent
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
 from shopfloor.durations import parse_duration
+from shopfloor.health import HealthServer
 from shopfloor.options import (
     CommandError,
     add_duration,
@@ -48,15 +51,16 @@ async def up(args: argparse.Namespace) -> int:
     )
     ready = asyncio.Event()
     async with _opened(args) as historian:
-        writer = HistorianWriter(historian)
+        writer = await _spooled_writer(args, historian)
         agent, status = _agent(config, writer, args.historian_name)
 
         async def connectors_once_listening() -> None:
             await ready.wait()
             await agent.run()
 
-        await _run_for(
-            args.duration,
+        await _run_spooled(
+            args,
+            agent,
             _simulate(spec, args, writer, ready),
             connectors_once_listening(),
             status.run(),
@@ -121,11 +125,43 @@ async def connect(args: argparse.Namespace) -> int:
     """The connectors of a config file, streaming into the historian."""
     config = load_config(args.config)
     async with _opened(args) as historian:
-        writer = HistorianWriter(historian)
+        writer = await _spooled_writer(args, historian)
         agent, status = _agent(config, writer, args.historian_name)
-        await _run_for(args.duration, agent.run(), status.run())
+        await _run_spooled(args, agent, agent.run(), status.run())
         print(status.summary())
     return 0
+
+
+async def _spooled_writer(args: argparse.Namespace, historian: Historian) -> HistorianWriter:
+    """The writer with the spool the options ask for, opened now: an unusable folder stops the
+    command before anything runs (or is logged and run around, if memory-only is allowed)."""
+    folder = args.spool or _default_spool(historian)
+    spool = Spool(folder, max_bytes=args.spool_max, memory_fallback=args.memory_only_on_spool_error)
+    writer = HistorianWriter(historian, spool=spool)
+    try:
+        await writer.open()
+    except SpoolError as exc:
+        raise CommandError(f"{exc}; or allow --memory-only-on-spool-error") from None
+    return writer
+
+
+def _default_spool(historian: Historian) -> Path:
+    """`spool/` next to the SQLite file, else in the working directory."""
+    if isinstance(historian, SQLiteHistorian):
+        return Path(historian.path).parent / "spool"
+    return Path("spool")
+
+
+async def _run_spooled(args: argparse.Namespace, agent: Agent, *work: Awaitable[object]) -> None:
+    """`_run_for` with the /health server if asked for; a spool that fails mid-run is a
+    clear one-line error."""
+    if args.health_port is not None:
+        health = HealthServer(agent.inputs, agent.writer, port=args.health_port)
+        work = (*work, health.run())
+    try:
+        await _run_for(args.duration, *work)
+    except SpoolError as exc:
+        raise CommandError(str(exc)) from None
 
 
 async def query(args: argparse.Namespace) -> int:
@@ -257,7 +293,39 @@ def _add_up(sub: Any) -> None:
     add_line(parser)
     add_sim_endpoints(parser)
     add_historian(parser)
+    _add_spool(parser)
     add_duration(parser)
+
+
+def _add_spool(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spool",
+        metavar="DIR",
+        type=Path,
+        help="the durable spool folder: every batch is on disk here until the historian has "
+        "it (default: spool/ next to the SQLite file, else in the working directory)",
+    )
+    parser.add_argument(
+        "--spool-max",
+        metavar="SIZE",
+        type=parse_size,
+        default=DEFAULT_MAX_BYTES,
+        help="when the spool holds this much, the oldest data is dropped and counted "
+        "(default: 1GB; e.g. 500MB, 10GiB)",
+    )
+    parser.add_argument(
+        "--memory-only-on-spool-error",
+        action="store_true",
+        help="if the spool folder is unwritable or full, keep running with data in memory "
+        "only (lost if the process stops); default: stop with an error",
+    )
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        help="serve GET /health (JSON: connectors, samples/s, spool, drops, last error) on "
+        "127.0.0.1:PORT",
+    )
 
 
 def _add_sim(sub: Any) -> None:
@@ -285,6 +353,7 @@ def _add_connect(sub: Any) -> None:
         "--config", required=True, metavar="FILE", help="the connectors file (YAML)"
     )
     add_historian(parser)
+    _add_spool(parser)
     add_duration(parser)
 
 

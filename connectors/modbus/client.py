@@ -1,10 +1,12 @@
-"""`ModbusInput`: polls one Modbus TCP endpoint on a fixed schedule and emits samples.
+"""`ModbusInput`: polls one Modbus endpoint (TCP, RTU over TCP, serial) on a fixed schedule.
 
 One connection per endpoint and one request in flight at a time: many devices (and the
 gateways in front of serial lines) serve a single outstanding request per connection. We own
 retry and reconnect, so pymodbus runs with `retries=0` and no reconnect task of its own; a
-timeout or a lost connection closes the client and a fresh one is built after a backoff, so
-no half-read response can leak into the next request.
+timeout or a lost connection closes the client and a fresh connection is made, so no
+half-read response can leak into the next request. Each device has its own timeout, retries
+and pause between requests; a read the device refuses with "illegal data address" is split
+into one read per tag, so that one unmapped register does not blank its neighbours.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from connectors.base import ConnectorStats, Emit
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
-from connectors.modbus.config import Config, Table
-from connectors.modbus.plan import ReadRequest, plan_device
+from connectors.modbus.config import Config, Device, Table
+from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
+from connectors.modbus.transport import new_client
 from connectors.reconnect import Backoff
 from historian.sample import Quality, Sample
 
@@ -42,8 +45,12 @@ EXCEPTION_MEANINGS: dict[int, str] = {
 _Read = Callable[..., Awaitable[ModbusPDU]]
 
 
-def _reader(client: AsyncModbusTcpClient, table: Table) -> _Read:
-    """The client method that reads `table`."""
+ILLEGAL_ADDRESS = 2
+_log = logging.getLogger(__name__)
+
+
+def reader_for(client: ModbusBaseClient, table: Table) -> _Read:
+    """The client method that reads `table` (shared with `check` and `probe`)."""
     return {
         Table.HOLDING: client.read_holding_registers,
         Table.INPUT: client.read_input_registers,
@@ -59,6 +66,34 @@ class _Poll:
     request: ReadRequest
     decoder: RegisterBlockDecoder | BitBlockDecoder
     series: tuple[tuple[str, str, str], ...]  # (line, machine, signal) per tag
+    timeout_s: float
+    retries: int
+    pause_s: float
+
+    @classmethod
+    def of(cls, request: ReadRequest, device: Device, line: str, timeout_s: float) -> _Poll:
+        series = tuple((line, device.machine, p.tag.signal) for p in request.tags)
+        return cls(request, decoder_for(request), series, timeout_s, device.retries, device.pause_s)
+
+    def split(self) -> list[_Poll]:
+        """One poll per tag: for a device that refuses reads across some of its addresses."""
+        polls = []
+        for planned, series in zip(self.request.tags, self.series, strict=True):
+            tag = planned.tag
+            request = ReadRequest(
+                self.request.unit, tag.table, tag.address, tag.width, (PlannedTag(tag, 0),)
+            )
+            polls.append(
+                _Poll(
+                    request,
+                    decoder_for(request),
+                    (series,),
+                    self.timeout_s,
+                    self.retries,
+                    self.pause_s,
+                )
+            )
+        return polls
 
     def samples(self, values: Sequence[float], ts: int, site: str) -> list[Sample]:
         return [
@@ -74,7 +109,8 @@ class _Poll:
         ]
 
 
-def _decoder(request: ReadRequest) -> RegisterBlockDecoder | BitBlockDecoder:
+def decoder_for(request: ReadRequest) -> RegisterBlockDecoder | BitBlockDecoder:
+    """Decodes every tag of `request` from its response."""
     if request.table.holds_bits:
         return BitBlockDecoder([p.start for p in request.tags], request.count)
     fields = [
@@ -112,10 +148,9 @@ class ModbusInput:
         self._site = site
         self._polls: list[_Poll] = []
         for device in config.devices:
-            device_line = device.line or line
+            timeout_s = config.device_timeout(device)
             for request in plan_device(device):
-                series = tuple((device_line, device.machine, p.tag.signal) for p in request.tags)
-                self._polls.append(_Poll(request, _decoder(request), series))
+                self._polls.append(_Poll.of(request, device, device.line or line, timeout_s))
         self._marked_bad = False  # all tags were marked bad since the last good cycle
         self._ever_up = False
         _quiet_pymodbus()
@@ -129,17 +164,12 @@ class ModbusInput:
         """Connect, poll and reconnect until cancelled; never raises for a device fault."""
         backoff = Backoff(self._config.reconnect)
         while True:
-            client = AsyncModbusTcpClient(
-                self._config.host,
-                port=self._config.port,
-                name=self.name,
-                # No pymodbus timeout: it wraps connect and every response in asyncio.wait_for,
-                # which on Python 3.11 can swallow a cancellation that races with completion
-                # (fixed in 3.12); with None it awaits directly and our asyncio.timeout bounds it.
-                timeout=None,  # type: ignore[arg-type]
-                retries=0,
-                reconnect_delay=0,
-            )
+            try:
+                client = new_client(self._config.link, self._config.serial, name=self.name)
+            except ValueError as exc:  # e.g. serial support not installed
+                await self._went_down(emit, _ConnectionLost(str(exc)))
+                await asyncio.sleep(backoff.next())
+                continue
             try:
                 await self._connect(client)
                 await self._poll_forever(client, emit, backoff)
@@ -149,7 +179,7 @@ class ModbusInput:
                 client.close()
             await asyncio.sleep(backoff.next())
 
-    async def _connect(self, client: AsyncModbusTcpClient) -> None:
+    async def _connect(self, client: ModbusBaseClient) -> None:
         timeout = self._config.timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -159,9 +189,7 @@ class ModbusInput:
         if not connected:
             raise _ConnectionLost(f"connect to {self.endpoint} failed")
 
-    async def _poll_forever(
-        self, client: AsyncModbusTcpClient, emit: Emit, backoff: Backoff
-    ) -> None:
+    async def _poll_forever(self, client: ModbusBaseClient, emit: Emit, backoff: Backoff) -> None:
         """Poll on a fixed schedule: period stays poll_interval_s however long a cycle takes,
         and a cycle that overran skips the ticks it missed instead of bursting to catch up."""
         loop = asyncio.get_running_loop()
@@ -200,40 +228,67 @@ class ModbusInput:
             samples = samples + self._all_bad()
         await self._emit(emit, samples)
 
-    async def _poll_once(self, client: AsyncModbusTcpClient) -> list[Sample]:
+    async def _poll_once(self, client: ModbusBaseClient) -> list[Sample]:
         """Read every request once; a broken connection raises with the samples read so far."""
         samples: list[Sample] = []
-        for poll in self._polls:
+        index = 0
+        while index < len(self._polls):
+            poll = self._polls[index]
+            if poll.pause_s and index:
+                await asyncio.sleep(poll.pause_s)
             try:
-                response = await self._read(client, poll.request)
+                response = await self._read(client, poll)
             except _ConnectionLost as lost:
                 raise _ConnectionLost(str(lost), samples) from None
             ts = time.time_ns()
             if response.isError():
                 code = getattr(response, "exception_code", 0)
+                if code == ILLEGAL_ADDRESS and len(poll.request.tags) > 1:
+                    self._split(index, poll)
+                    continue  # read the first part now
                 meaning = EXCEPTION_MEANINGS.get(code, "unknown exception code")
                 self._count_error(f"{poll.request.describe()}: exception {code}, {meaning}")
                 samples.extend(poll.bad(ts, self._site))
-                continue
-            values = response.bits if poll.request.table.holds_bits else response.registers
-            if len(values) < poll.request.count:
-                self._count_error(f"{poll.request.describe()}: short response ({len(values)})")
-                samples.extend(poll.bad(ts, self._site))
-                continue
-            decoded = poll.decoder.decode(values[: poll.request.count])
-            samples.extend(poll.samples(decoded, ts, self._site))
+            else:
+                samples.extend(self._decoded(poll, response, ts))
+            index += 1
         return samples
 
-    async def _read(self, client: AsyncModbusTcpClient, request: ReadRequest) -> ModbusPDU:
-        timeout = self._config.timeout_s
-        read = _reader(client, request.table)
-        try:
-            async with asyncio.timeout(timeout):
-                return await read(request.address, count=request.count, device_id=request.unit)
-        except TimeoutError:
-            raise _ConnectionLost(f"{request.describe()}: no answer in {timeout} s") from None
-        except (ModbusException, OSError) as exc:
-            raise _ConnectionLost(f"{request.describe()}: {exc}") from None
+    def _split(self, index: int, poll: _Poll) -> None:
+        _log.info(
+            "%s: %s refused (illegal data address); reading its %d tags one by one",
+            self.name,
+            poll.request.describe(),
+            len(poll.request.tags),
+        )
+        self._polls[index : index + 1] = poll.split()
+
+    def _decoded(self, poll: _Poll, response: ModbusPDU, ts: int) -> list[Sample]:
+        values = response.bits if poll.request.table.holds_bits else response.registers
+        if len(values) < poll.request.count:
+            self._count_error(f"{poll.request.describe()}: short response ({len(values)})")
+            return poll.bad(ts, self._site)
+        return poll.samples(poll.decoder.decode(values[: poll.request.count]), ts, self._site)
+
+    async def _read(self, client: ModbusBaseClient, poll: _Poll) -> ModbusPDU:
+        """One request under the device's timeout; after a timeout the connection is made
+        afresh (a late answer must not be taken for the next one) and the request resent,
+        up to the device's retries."""
+        request = poll.request
+        read = reader_for(client, request.table)
+        for attempt in range(poll.retries + 1):
+            if attempt:
+                client.close()
+                await self._connect(client)
+            try:
+                async with asyncio.timeout(poll.timeout_s):
+                    return await read(request.address, count=request.count, device_id=request.unit)
+            except TimeoutError:
+                continue
+            except (ModbusException, OSError) as exc:
+                raise _ConnectionLost(f"{request.describe()}: {exc}") from None
+        tries = f" ({poll.retries + 1} tries)" if poll.retries else ""
+        raise _ConnectionLost(f"{request.describe()}: no answer in {poll.timeout_s} s{tries}")
 
     def _all_bad(self) -> list[Sample]:
         ts = time.time_ns()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -20,9 +19,9 @@ from pydantic import (
 )
 
 from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder
+from connectors.modbus.transport import Link, Serial, Transport, parse_url
 from connectors.reconnect import Reconnect
 
-DEFAULT_PORT = 502
 MAX_REGISTERS_PER_READ = 125  # Modbus limit for function codes 3 and 4
 MAX_BITS_PER_READ = 2000  # Modbus limit for function codes 1 and 2
 _VALID_UNITS = "1..247 (0 or 255 for a device addressed directly over TCP)"
@@ -179,6 +178,10 @@ class Device(_Strict):
     max_registers_per_read: int = MAX_REGISTERS_PER_READ
     max_bits_per_read: int = MAX_BITS_PER_READ
     max_gap: int = 0
+    # None: the connector's timeout_s. Slow serial devices behind a gateway need more.
+    timeout_s: float | None = Field(default=None, gt=0)
+    retries: int = Field(default=0, ge=0, le=5)
+    pause_s: float = Field(default=0.0, ge=0, le=10)
     tags: list[Tag]
 
     @field_validator("unit")
@@ -255,6 +258,7 @@ class Config(_Strict):
     type: Literal["modbus"]
     name: str
     url: str
+    serial: Serial | None = None
     timeout_s: float = 1.0
     poll_interval_s: float = 1.0
     reconnect: Reconnect = Reconnect()
@@ -263,7 +267,15 @@ class Config(_Strict):
     @field_validator("url")
     @classmethod
     def _url_shape(cls, value: str) -> str:
-        _split_url(value)
+        parse_url(value)
+        return value
+
+    @field_validator("serial")
+    @classmethod
+    def _serial_only_for_serial(cls, value: Serial | None, info: ValidationInfo) -> Serial | None:
+        url = info.data.get("url")
+        if value is not None and url is not None and parse_url(url).transport != Transport.SERIAL:
+            raise ValueError("serial settings only apply to a modbus+serial:// url; remove them")
         return value
 
     @field_validator("timeout_s", "poll_interval_s")
@@ -292,26 +304,17 @@ class Config(_Strict):
         return devices
 
     @property
+    def link(self) -> Link:
+        """Where and how requests go (TCP, RTU over TCP, serial)."""
+        return parse_url(self.url)
+
+    @property
     def host(self) -> str:
-        return _split_url(self.url)[0]
+        return self.link.host
 
     @property
     def port(self) -> int:
-        return _split_url(self.url)[1]
+        return self.link.port
 
-
-def _split_url(url: str) -> tuple[str, int]:
-    """(host, port) of modbus://host[:port]; ValueError that shows the expected shape."""
-    shape = "use modbus://host[:port], e.g. modbus://192.168.1.20:502"
-    parts = urlsplit(url.strip())
-    if parts.scheme != "modbus":
-        raise ValueError(f"url {url!r} is not a modbus:// url: {shape}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"url {url!r} has a bad port (1..65535): {shape}") from None
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
-        raise ValueError(f"url {url!r} must hold only a host and a port: {shape}")
-    if port == 0:
-        raise ValueError(f"url {url!r} has port 0: {shape}")
-    return parts.hostname, port or DEFAULT_PORT
+    def device_timeout(self, device: Device) -> float:
+        return device.timeout_s or self.timeout_s

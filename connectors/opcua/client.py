@@ -20,7 +20,15 @@ from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.config import Config, Deadband
 from connectors.opcua.datavalue import Series, to_sample
+from connectors.opcua.pki import PkiError
 from connectors.opcua.resolve import chunks, resolve_all
+from connectors.opcua.security import IMPLICIT_NONE_WARNING
+from connectors.opcua.session import (
+    SESSION_TIMEOUT_MS,
+    SessionSetupError,
+    explain,
+    open_session,
+)
 from connectors.reconnect import Backoff
 from historian.sample import Sample
 
@@ -39,10 +47,7 @@ _NODE_ERRORS = frozenset(
 _DEADBAND_TYPES = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 _SERVER_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
 _KEEPALIVE_MS = 10_000.0  # the server sends an empty publish at least this often
-# How long a server keeps the session of a client that vanished: short, because PLCs have few
-# session slots; the watch probe keeps a live session active far more often than this.
-_SESSION_TIMEOUT_MS = 60_000.0
-_EXPECTED_FAILURES = (OSError, TimeoutError, ua.UaError)
+_EXPECTED_FAILURES = (OSError, TimeoutError, ua.UaError, SessionSetupError, PkiError)
 
 Item = tuple[int, ua.NodeId]
 """A tag index (also the monitored item's client handle) and its resolved NodeId."""
@@ -50,12 +55,15 @@ Item = tuple[int, ua.NodeId]
 
 class _KnownLossFilter(logging.Filter):
     """Drops asyncua's own reports of a closed connection (a traceback per outage from its
-    publish loop, warnings from the teardown): the connector reports each loss once itself."""
+    publish loop, warnings from the teardown) and of refused requests: the connector reports
+    each loss and refusal once itself, with the fix."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], ConnectionError):
             return False
-        return "connection is closed" not in record.getMessage()
+        message = record.getMessage()
+        # A refused request (e.g. a wrong login) is reported by the caller, with its fix.
+        return "connection is closed" not in message and not message.startswith("ServiceFault")
 
 
 _KNOWN_LOSS = _KnownLossFilter()
@@ -64,7 +72,11 @@ _KNOWN_LOSS = _KnownLossFilter()
 def quiet_asyncua_loggers() -> None:
     """asyncua logs every request at INFO; keep its warnings and errors, minus the known loss."""
     logging.getLogger("asyncua").setLevel(logging.WARNING)
-    for name in ("asyncua.client.ua_session.UaSession", "asyncua.client.ua_client.UaClient"):
+    for name in (
+        "asyncua.client.ua_session.UaSession",
+        "asyncua.client.ua_client.UaClient",
+        "asyncua.client.ua_client.UASocketProtocol",
+    ):
         logging.getLogger(name).addFilter(_KNOWN_LOSS)  # a no-op when already added
 
 
@@ -107,6 +119,8 @@ class OpcUaInput:
         """Connect, read, and on any failure mark all tags BAD and reconnect with backoff."""
         quiet_asyncua_loggers()
         cfg = self._config
+        if cfg.security is None:
+            _log.warning("%s: %s", self.name, IMPLICIT_NONE_WARNING)
         flush_s = (
             cfg.publishing_interval_ms / 1000 if cfg.mode == "subscribe" else cfg.poll_interval_s
         )
@@ -121,7 +135,7 @@ class OpcUaInput:
             try:
                 await self._session(buffer, backoff)
             except _EXPECTED_FAILURES as exc:
-                self._failed(f"{type(exc).__name__}: {exc}")
+                self._failed(explain(exc, timeout_s=self._config.timeout_s, auth=self._config.auth))
             except Exception as exc:  # never let one bad session end the connector
                 _log.exception("%s: unexpected error in session", self.name)
                 self._failed(repr(exc))
@@ -133,18 +147,17 @@ class OpcUaInput:
         cfg = self._config
         loss = _Loss()
         client = Client(self.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.timeout_s)
-        client.session_timeout = _SESSION_TIMEOUT_MS
+        client.session_timeout = SESSION_TIMEOUT_MS
 
         async def on_connection_lost(exc: Exception) -> None:
             loss.report(f"connection lost: {exc!r}")
 
         client.connection_lost_callback = on_connection_lost
-        try:
-            async with asyncio.timeout(cfg.timeout_s):
-                await client.connect()
-        except BaseException:
-            client.disconnect_socket()  # connect() cleans up on errors, not on timeout/cancel
-            raise
+        _, notes = await open_session(
+            self.endpoint, cfg.security, cfg.auth, timeout_s=cfg.timeout_s, client=client
+        )
+        for note in notes:
+            _log.warning("%s: %s", self.name, note)
         try:
             await self._read(client, buffer, backoff, loss)
         finally:

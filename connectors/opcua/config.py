@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from connectors.opcua.nodeid import NodeAddress, parse_node, parse_node_id
+from connectors.opcua.security import Auth, Security
 from connectors.reconnect import Reconnect
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -84,6 +85,9 @@ class Config(BaseModel):
     type: Literal["opcua"]
     name: str = Field(min_length=1)
     endpoint: str
+    # None: not given, an open session with a deprecation warning (see security.py)
+    security: Security | None = None
+    auth: Auth | None = None
     mode: Literal["subscribe", "poll"] = "subscribe"
     publishing_interval_ms: float = Field(default=500.0, gt=0)
     sampling_interval_ms: float = Field(default=250.0, gt=0)

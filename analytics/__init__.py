@@ -1,0 +1,1 @@
+"""Anomaly detection, fault evaluation and KPIs on the historian's data."""

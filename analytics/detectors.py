@@ -1,0 +1,289 @@
+"""Anomaly detectors for windowed features, as scikit-learn outlier detectors.
+
+All follow sklearn's outlier convention: `score_samples` is higher for more normal rows,
+`decision_function = score_samples - offset_` is negative for anomalies and `predict` gives
++1 / -1. Each detector reduces a row to one anomaly statistic (higher = more anomalous) and
+`offset_` is minus that statistic's threshold on the training rows at `false_alarm_rate`
+(analytics.thresholds). `contributions` says per feature how much it drives the statistic, so
+that a flag can name the signal behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.ensemble import IsolationForest
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from analytics.thresholds import calibrate
+
+MAD_TO_SD = 1.4826  # a normal distribution's standard deviation per median absolute deviation
+_TINY = 1e-12  # floor for limits and scales in standardized units: avoids 0/0, never binds
+
+
+class _Detector(OutlierMixin, BaseEstimator):
+    """The sklearn outlier API on top of `_fit` and `_statistic`, both on validated arrays."""
+
+    false_alarm_rate: float
+
+    def fit(self, X: Any, y: None = None) -> _Detector:
+        """Learn normal behaviour from rows assumed normal; calibrate the threshold on them."""
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        self._fit(X)
+        self.offset_ = -calibrate(self._statistic(X), self.false_alarm_rate)
+        return self
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Minus the anomaly statistic: higher is more normal."""
+        return -self._statistic(self._validated(X))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Negative for rows beyond the threshold."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """+1 for normal rows, -1 for anomalies."""
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def contributions(self, X: Any) -> np.ndarray:
+        """(rows, features), non-negative: how much each feature drives the statistic."""
+        return self._contributions(self._validated(X))
+
+    def fitted_state(self) -> dict[str, Any]:
+        """The learned attributes that fully define the fitted detector (for model_store)."""
+        check_is_fitted(self)
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+
+    def restore_fitted_state(self, state: dict[str, Any]) -> None:
+        """Inverse of `fitted_state`, on an unfitted detector with the same parameters."""
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def _validated(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        if (  # the online scorer's path: one ready row, skip sklearn's conversions
+            type(X) is np.ndarray
+            and X.dtype == np.float64
+            and X.ndim == 2
+            and X.shape[1] == self.n_features_in_
+            and X.shape[0] > 0
+            and np.isfinite(X).all()
+        ):
+            return X
+        return validate_data(self, X, dtype=np.float64, reset=False)
+
+    def _fit(self, X: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _statistic(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _RobustZ(_Detector):
+    """Per-feature robust |z| against the training median and MAD, each divided by its own
+    limit at the false-alarm rate (center_, scale_, limits_): the baseline's statistic and
+    the forest's contributions.
+
+    Dividing by each feature's own limit matters: a heavy-tailed feature (the level of a
+    wandering process) would otherwise set one threshold for all and mask a frozen sensor's
+    spread in another."""
+
+    def _fit_robust(self, X: np.ndarray) -> None:
+        self.center_ = np.median(X, axis=0)
+        mad = MAD_TO_SD * np.median(np.abs(X - self.center_), axis=0)
+        # a feature constant most of the time has MAD 0: fall back to its standard deviation,
+        # and to 1 (sklearn's choice for zero variance) if it never moved at all
+        sd = X.std(axis=0)
+        self.scale_ = np.where(mad > _TINY, mad, np.where(sd > _TINY, sd, 1.0))
+        z = np.abs(X - self.center_) / self.scale_
+        self.limits_ = np.array(
+            [max(calibrate(column, self.false_alarm_rate), _TINY) for column in z.T]
+        )
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        return np.abs(X - self.center_) / (self.scale_ * self.limits_)
+
+
+class BaselineDetector(_RobustZ):
+    """Per-feature robust baseline: the statistic is the largest |robust z| of a row, each
+    feature's in units of its own limit.
+
+    Each signal is judged on its own, so a frozen reading (spread far below normal) or a
+    drifting one (slope, then level) is flagged even when it stays consistent with the rest.
+    """
+
+    def __init__(self, false_alarm_rate: float = 0.001) -> None:
+        self.false_alarm_rate = false_alarm_rate
+
+    def _fit(self, X: np.ndarray) -> None:
+        self._fit_robust(X)
+
+    def _statistic(self, X: np.ndarray) -> np.ndarray:
+        return self._contributions(X).max(axis=1)
+
+
+class ForestDetector(_RobustZ):
+    """IsolationForest on the feature rows: catches unusual combinations without assuming a
+    distribution. Its blind spot: a tree never splits beyond the training range, so a row far
+    out in ONE feature scores like the most extreme training row there; pair it with the
+    baseline for single-signal faults. Contributions are the baseline's per-feature robust |z|
+    (a forest has no exact decomposition). The training rows are kept (train_rows_) so a
+    saved model can re-grow the identical forest from them and seed_ instead of pickling."""
+
+    def __init__(
+        self,
+        n_estimators: int = 200,
+        false_alarm_rate: float = 0.001,
+        random_state: int | None = 0,
+        max_samples: int | float | str = "auto",
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.false_alarm_rate = false_alarm_rate
+        self.random_state = random_state
+        self.max_samples = max_samples
+
+    def fitted_state(self) -> dict[str, Any]:
+        state = super().fitted_state()
+        del state["forest_"]
+        return state
+
+    def restore_fitted_state(self, state: dict[str, Any]) -> None:
+        super().restore_fitted_state(state)
+        self._grow()
+
+    def _fit(self, X: np.ndarray) -> None:
+        self._fit_robust(X)
+        self.train_rows_ = X.copy()
+        seed = self.random_state
+        self.seed_ = int(np.random.default_rng(seed).integers(2**31)) if seed is None else seed
+        self._grow()
+
+    def _grow(self) -> None:
+        self.forest_ = IsolationForest(
+            n_estimators=self.n_estimators,
+            max_samples=self.max_samples,
+            random_state=self.seed_,
+        ).fit(self.train_rows_)
+
+    def _statistic(self, X: np.ndarray) -> np.ndarray:
+        return -self.forest_.score_samples(X)
+
+
+class PCADetector(_Detector):
+    """Multivariate statistical process control: PCA on standardized features with Hotelling's
+    T^2 (unusual along the normal correlations) and SPE/Q (off them: a broken correlation).
+
+    Each statistic is divided by its own limit at `false_alarm_rate` and the row's statistic is
+    the larger ratio. Contributions are reconstruction-based (Alcala and Qin, 2009): unlike
+    plain variable contributions they point at the faulty variable for a single-variable
+    fault, and they are non-negative.
+    """
+
+    def __init__(
+        self,
+        n_components: int | float = 0.95,
+        false_alarm_rate: float = 0.001,
+        standardize: bool = True,
+    ) -> None:
+        self.n_components = n_components
+        self.false_alarm_rate = false_alarm_rate
+        self.standardize = standardize
+
+    def statistics(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(T^2, SPE) per row, in standardized units."""
+        return self._t2_spe(self._scaled(self._validated(X)))
+
+    def t2_contributions(self, X: Any) -> np.ndarray:
+        """Reconstruction-based contributions to T^2 per feature."""
+        return _rbc(self._scaled(self._validated(X)), self.t2_metric_)
+
+    def spe_contributions(self, X: Any) -> np.ndarray:
+        """Reconstruction-based contributions to SPE per feature."""
+        return _rbc(self._scaled(self._validated(X)), self.residual_projector_)
+
+    def _fit(self, X: np.ndarray) -> None:
+        self.mean_ = X.mean(axis=0)
+        sd = X.std(axis=0, ddof=1)
+        self.scale_ = np.where(sd > _TINY, sd, 1.0) if self.standardize else np.ones(X.shape[1])
+        Z = self._scaled(X)
+        _, singular, vt = np.linalg.svd(Z, full_matrices=False)
+        variances = singular**2 / (len(Z) - 1)
+        kept = self._kept(variances)
+        self.components_ = vt[:kept]
+        self.explained_variance_ = variances[:kept]
+        self.t2_metric_ = (self.components_.T / self.explained_variance_) @ self.components_
+        self.residual_projector_ = np.eye(X.shape[1]) - self.components_.T @ self.components_
+        t2, spe = self._t2_spe(Z)
+        self.t2_limit_ = max(calibrate(t2, self.false_alarm_rate), _TINY)
+        self.spe_limit_ = max(calibrate(spe, self.false_alarm_rate), _TINY)
+
+    def _kept(self, variances: np.ndarray) -> int:
+        """How many components: a count, or the fewest explaining that share of variance."""
+        usable = int(np.sum(variances > _TINY * max(float(variances[0]), 1.0)))
+        wanted = self.n_components
+        if isinstance(wanted, (int, np.integer)) and not isinstance(wanted, bool):
+            if not 1 <= wanted <= len(variances):
+                raise ValueError(
+                    f"n_components={wanted} must be between 1 and {len(variances)} "
+                    "(the number of features, or of training rows - 1)"
+                )
+            return min(int(wanted), usable)
+        if not (isinstance(wanted, (float, np.floating)) and 0.0 < wanted <= 1.0):
+            raise ValueError(
+                f"n_components must be a count >= 1 or a variance share in (0, 1], got {wanted!r}"
+            )
+        if usable == 0:
+            return 0
+        shares = np.cumsum(variances[:usable]) / variances[:usable].sum()
+        return min(int(np.searchsorted(shares, wanted - 1e-12)) + 1, usable)
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean_) / self.scale_
+
+    def _t2_spe(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t2 = np.einsum("ij,ij->i", Z @ self.t2_metric_, Z)
+        residual = Z @ self.residual_projector_
+        return t2, np.einsum("ij,ij->i", residual, residual)
+
+    def _ratios(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t2, spe = self._t2_spe(Z)
+        return t2 / self.t2_limit_, spe / self.spe_limit_
+
+    def _statistic(self, X: np.ndarray) -> np.ndarray:
+        return np.maximum(*self._ratios(self._scaled(X)))
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        """The contributions of whichever statistic is further over its limit in each row,
+        in units of that limit."""
+        Z = self._scaled(X)
+        t2_ratio, spe_ratio = self._ratios(Z)
+        t2 = _rbc(Z, self.t2_metric_) / self.t2_limit_
+        spe = _rbc(Z, self.residual_projector_) / self.spe_limit_
+        return np.where((t2_ratio >= spe_ratio)[:, None], t2, spe)
+
+
+def _rbc(Z: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    """Reconstruction-based contribution of each feature to the quadratic form z' M z: the
+    amount by which reconstructing that feature alone would lower the index."""
+    return (Z @ metric) ** 2 / np.maximum(np.diag(metric), _TINY)
+
+
+DETECTORS: dict[str, type[_Detector]] = {
+    "pca": PCADetector,
+    "forest": ForestDetector,
+    "baseline": BaselineDetector,
+}
+
+
+def make_detector(name: str, **params: Any) -> _Detector:
+    """A detector by its name in DETECTORS, with these parameters."""
+    try:
+        cls = DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
+    return cls(**params)

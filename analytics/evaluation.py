@@ -1,0 +1,255 @@
+"""Event-level scoring of anomaly episodes against the true fault intervals of labelled runs.
+
+How an episode is counted (the rules `shopfloor eval` prints its numbers by):
+
+- A fault's *window* is its interval plus `grace_s` after its end: a process needs time to return
+  to normal once a fault clears (motor windings cool with a 400-600 s time constant), and an
+  episode still open then is the same event, not a new one.
+- An episode on the fault's machine that overlaps the window *catches* the fault; the first such
+  episode gives the detection delay (its start minus the fault's start, never below 0) and the
+  top_signal judged against the fault's main signal. Further episodes on that fault are
+  *duplicates*: one fault should be one episode, so they count against precision.
+- An episode on another machine inside some fault's window is *secondary* (a jammed conveyor
+  really does starve the filler): reported, but neither a hit nor a false alarm.
+- Any other episode is a *false alarm*. False alarms per day are per day of fault-free time:
+  the observed span less every fault window on any machine.
+
+Precision = caught / (caught + duplicates + false alarms), recall = caught / faults. False alarms
+belong to no fault type, so per fault type precision only counts duplicates and the false-alarm
+rate is reported overall only (None per fault type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from analytics.episodes import Episode
+
+GRACE_S = 900.0
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrueFault:
+    """A fault that really happened (from the simulator's ground truth or the `events` log)."""
+
+    machine: str
+    fault: str
+    signal: str
+    start: float
+    end: float
+    kind: Literal["gradual", "abrupt"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredRun:
+    """One labelled run after detection: episodes per machine over the observed span."""
+
+    episodes: Mapping[str, Sequence[Episode]]
+    faults: Sequence[TrueFault]
+    start: float
+    end: float
+    sample_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FaultOutcome:
+    """What detection made of one fault."""
+
+    fault: TrueFault
+    caught: bool
+    delay_s: float | None
+    delay_samples: float | None
+    top_signal_right: bool
+    duplicates: int
+
+
+@dataclass(slots=True)
+class Tally:
+    """Outcomes and episode counts of one or more runs, before they become scores."""
+
+    outcomes: list[FaultOutcome] = field(default_factory=list)
+    false_alarms: int = 0
+    secondary: int = 0
+    fault_free_s: float = 0.0
+
+    def add(self, other: Tally) -> None:
+        self.outcomes += other.outcomes
+        self.false_alarms += other.false_alarms
+        self.secondary += other.secondary
+        self.fault_free_s += other.fault_free_s
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """The issue's numbers for one group of faults, plus the counts they come from."""
+
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    median_delay_s: float | None
+    p90_delay_s: float | None
+    median_delay_samples: float | None
+    p90_delay_samples: float | None
+    false_alarms_per_day: float | None
+    top_signal_accuracy: float | None
+    faults: int
+    caught: int
+    duplicates: int
+    false_alarms: int | None
+
+    def as_json(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    overall: Scores
+    per_fault: dict[str, Scores]
+    per_kind: dict[str, Scores]  # "gradual" / "abrupt": the delay targets differ
+    secondary_episodes: int
+    fault_free_days: float
+    grace_s: float
+
+
+def evaluate(runs: Iterable[ScoredRun], *, grace_s: float = GRACE_S) -> Evaluation:
+    """Score the episodes of every run against its faults (see the module notes for the rules)."""
+    tally = Tally()
+    for run in runs:
+        tally.add(tally_run(run, grace_s))
+    fault_free_days = tally.fault_free_s / DAY_S
+    per_fault = _grouped(tally.outcomes, lambda o: o.fault.fault)
+    per_kind = _grouped(tally.outcomes, lambda o: o.fault.kind)
+    return Evaluation(
+        overall=scores(tally.outcomes, tally.false_alarms, fault_free_days),
+        per_fault=per_fault,
+        per_kind=per_kind,
+        secondary_episodes=tally.secondary,
+        fault_free_days=fault_free_days,
+        grace_s=grace_s,
+    )
+
+
+def _grouped(outcomes: list[FaultOutcome], key: Callable[[FaultOutcome], str]) -> dict[str, Scores]:
+    groups: dict[str, list[FaultOutcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(key(outcome), []).append(outcome)
+    return {name: scores(group, None, None) for name, group in sorted(groups.items())}
+
+
+def tally_run(run: ScoredRun, grace_s: float) -> Tally:
+    """Match one run's episodes to its faults."""
+    faults = [f for f in run.faults if f.end > run.start and f.start < run.end]
+    episodes = [(m, i, ep) for m, eps in run.episodes.items() for i, ep in enumerate(eps)]
+    matched: set[tuple[str, int]] = set()
+    outcomes = []
+    for fault in faults:
+        hits = [
+            (m, i, ep)
+            for m, i, ep in episodes
+            if m == fault.machine and _overlaps(ep, fault.start, fault.end + grace_s)
+        ]
+        fresh = [(m, i) for m, i, _ in hits if (m, i) not in matched]
+        matched.update(fresh)
+        outcomes.append(
+            _outcome(fault, [ep for *_, ep in hits], max(0, len(fresh) - 1), run.sample_s)
+        )
+    false_alarms = secondary = 0
+    for m, i, ep in episodes:
+        if (m, i) in matched:
+            continue
+        if any(_overlaps(ep, f.start, f.end + grace_s) for f in faults):
+            secondary += 1
+        else:
+            false_alarms += 1
+    windows = [(f.start, f.end + grace_s) for f in faults]
+    fault_free = run.end - run.start - _covered(windows, run.start, run.end)
+    return Tally(outcomes, false_alarms, secondary, fault_free)
+
+
+def _overlaps(ep: Episode, start: float, end: float) -> bool:
+    return ep.start <= end and ep.end >= start
+
+
+def _outcome(
+    fault: TrueFault, hits: list[Episode], duplicates: int, sample_s: float
+) -> FaultOutcome:
+    if not hits:
+        return FaultOutcome(fault, False, None, None, False, 0)
+    first = min(hits, key=lambda ep: ep.start)
+    delay = max(0.0, first.start - fault.start)
+    return FaultOutcome(
+        fault, True, delay, delay / sample_s, first.top_signal == fault.signal, duplicates
+    )
+
+
+def _covered(windows: list[tuple[float, float]], start: float, end: float) -> float:
+    """Length of the union of `windows` inside [start, end]."""
+    total, reach = 0.0, start
+    for a, b in sorted(windows):
+        a, b = max(a, reach), min(b, end)
+        if b > a:
+            total += b - a
+            reach = b
+    return total
+
+
+def scores(
+    outcomes: Sequence[FaultOutcome], false_alarms: int | None, fault_free_days: float | None
+) -> Scores:
+    """The numbers of a group of outcomes; `false_alarms` None when the group owns none."""
+    caught = [o for o in outcomes if o.caught]
+    duplicates = sum(o.duplicates for o in outcomes)
+    flagged = len(caught) + duplicates + (false_alarms or 0)
+    precision = len(caught) / flagged if flagged else None
+    recall = len(caught) / len(outcomes) if outcomes else None
+    f1 = None
+    if precision is not None and recall is not None:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    delays = [o.delay_s for o in caught if o.delay_s is not None]
+    samples = [o.delay_samples for o in caught if o.delay_samples is not None]
+    per_day = None
+    if false_alarms is not None and fault_free_days:
+        per_day = false_alarms / fault_free_days
+    return Scores(
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        median_delay_s=_percentile(delays, 50),
+        p90_delay_s=_percentile(delays, 90),
+        median_delay_samples=_percentile(samples, 50),
+        p90_delay_samples=_percentile(samples, 90),
+        false_alarms_per_day=per_day,
+        top_signal_accuracy=sum(o.top_signal_right for o in caught) / len(caught)
+        if caught
+        else None,
+        faults=len(outcomes),
+        caught=len(caught),
+        duplicates=duplicates,
+        false_alarms=false_alarms,
+    )
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def evaluation_json(
+    evaluation: Evaluation, *, seeds: Sequence[int], training_seeds: Sequence[int], detector: str
+) -> dict[str, object]:
+    """The issue's JSON shape (overall, per_fault, seeds, detector) plus what it was scored by."""
+    return {
+        "overall": evaluation.overall.as_json(),
+        "per_fault": {name: s.as_json() for name, s in evaluation.per_fault.items()},
+        "per_kind": {name: s.as_json() for name, s in evaluation.per_kind.items()},
+        "seeds": list(seeds),
+        "training_seeds": list(training_seeds),
+        "detector": detector,
+        "grace_s": evaluation.grace_s,
+        "fault_free_days": evaluation.fault_free_days,
+        "secondary_episodes": evaluation.secondary_episodes,
+    }

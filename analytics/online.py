@@ -1,0 +1,320 @@
+"""Online detection: every step, score each machine's latest window and write what it shows.
+
+Each cycle reads the last few seconds of telemetry (overlapping the previous read, so late
+writes are not missed) into a TelemetryBuffer, builds every due machine's newest feature row
+with its MachineModel's window, scores it (in a worker thread: scikit-learn must not stall the
+event loop that also runs the connectors) and writes
+
+- `anomaly` points: score, threshold, is_anomaly, top_signal (tag `detector`);
+- `events` points of kind `anomaly` when AlarmLogic opens an episode (active true) or closes it
+  (active false), with the top signal and peak in the text, for dashboard annotations;
+- `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`.
+
+The clock is injected: `step(now_s)` is one cycle for a given time, so history can be replayed
+at full speed; `run()` paces it in real time. A historian outage is logged once, retried with
+backoff and never crashes the loop; points that could not be written are kept (bounded) and
+written first on the next cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.episodes import AlarmLogic, Episode
+from analytics.features import Frame, WindowSpec, feature_signal, window_features
+from analytics.model_store import MachineModel, ModelError, check_signals
+from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
+from analytics.windows import TelemetryBuffer, read_telemetry
+from historian.base import Historian, HistorianError
+from historian.sample import Point
+
+log = logging.getLogger(__name__)
+
+READ_OVERLAP_S = 10.0  # re-read this much of the previous cycle: catches samples written late
+KPI_GRID = WindowSpec(period_s=1.0)  # OEE counts state time on a 1 s grid
+
+
+@dataclass
+class OnlineStats:
+    """What the detector has done, for status displays and tests."""
+
+    cycles: int = 0
+    scored: int = 0
+    anomalies: int = 0
+    episodes_opened: int = 0
+    episodes_closed: int = 0
+    kpi_points: int = 0
+    failed_cycles: int = 0
+    pending_points: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class _Machine:
+    model: MachineModel
+    alarm: AlarmLogic
+    next_due: float = -math.inf
+    problem: str = ""  # the last reason it could not be scored, logged once
+
+
+@dataclass(frozen=True)
+class _Row:
+    machine: str
+    tags: dict[str, str]
+    features: np.ndarray  # (1, n_features)
+    names: list[str]
+
+
+class OnlineDetector:
+    """Scores the machines that have a model; see the module docstring for what it writes."""
+
+    def __init__(
+        self,
+        historian: Historian,
+        models: Mapping[str, MachineModel],
+        *,
+        lag_s: float = 2.0,
+        kpi_interval_s: float | None = 900.0,
+        ideal_rates_per_min: Mapping[str, float] | None = None,
+        hold_s: float = 600.0,
+        cycle_timeout_s: float = 10.0,
+        retry_min_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        max_pending: int = 50_000,
+    ) -> None:
+        if not models:
+            raise ValueError("OnlineDetector needs at least one machine model")
+        self.historian = historian
+        self.lag_s = lag_s
+        self.kpi_interval_s = kpi_interval_s
+        self.ideal_rates_per_min = dict(ideal_rates_per_min or {})
+        self.cycle_timeout_s = cycle_timeout_s
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.max_pending = max_pending
+        self.stats = OnlineStats()
+        self.step_s = min(m.window.step_s for m in models.values())
+        self._machines = {
+            model.machine: _Machine(model, AlarmLogic(**model.alarm)) for model in models.values()
+        }
+        self._lookback_s = max(m.window.window_s + 2 * m.window.period_s for m in models.values())
+        self._buffer = TelemetryBuffer(hold_s)
+        self._read_until: float | None = None
+        self._kpi_done: float | None = None
+        self._observed_rates: dict[str, float] = {}
+        self._pending: list[Point] = []
+
+    async def step(self, now_s: float) -> list[Point]:
+        """One cycle for the windows ending at `now_s`: read, score, write; the points it made.
+
+        HistorianError or TimeoutError if the historian fails (what was scored stays pending).
+        """
+        self.stats.cycles += 1
+        await self._read(now_s)
+        rows = self._due_rows(now_s)
+        points = await self._score(rows, now_s) if rows else []
+        self._hold(points)
+        kpis = await self._kpis(now_s)
+        self._hold(kpis)
+        await self._flush()
+        return points + kpis
+
+    async def run(self, clock: Callable[[], float] = time.time) -> None:
+        """Call step() every `step_s` of `clock` until cancelled; outages are waited out."""
+        delay = self.retry_min_s
+        failing_since: float | None = None
+        due = math.ceil(clock() / self.step_s) * self.step_s
+        while True:
+            await asyncio.sleep(max(0.0, due - clock()))
+            try:
+                async with asyncio.timeout(self.cycle_timeout_s):
+                    await self.step(due - self.lag_s)
+            except (HistorianError, TimeoutError) as exc:
+                self._note_failure(exc, first=failing_since is None)
+                failing_since = failing_since if failing_since is not None else clock()
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.retry_max_s)
+                due = math.ceil(clock() / self.step_s) * self.step_s
+                continue
+            if failing_since is not None:
+                log.warning(
+                    "historian is back after %.0f s; detection goes on", clock() - failing_since
+                )
+                failing_since, delay = None, self.retry_min_s
+            due += self.step_s
+            if due < clock():  # fell behind (slow historian): skip to now, do not pile up
+                due = math.ceil(clock() / self.step_s) * self.step_s
+
+    def _note_failure(self, exc: BaseException, *, first: bool) -> None:
+        self.stats.failed_cycles += 1
+        self.stats.last_error = str(exc) or type(exc).__name__
+        if first:
+            log.warning(
+                "anomaly detection paused, historian unavailable (retrying with backoff): %s",
+                self.stats.last_error,
+            )
+        else:
+            log.debug("historian still unavailable: %s", self.stats.last_error)
+
+    async def _read(self, now_s: float) -> None:
+        oldest = now_s - self._lookback_s - self._buffer.hold_s
+        start = oldest if self._read_until is None else self._read_until - READ_OVERLAP_S
+        start = max(start, oldest)
+        found = await read_telemetry(self.historian, start, now_s + 1e-6)
+        self._buffer.merge(found)
+        self._buffer.trim(now_s - self._lookback_s)
+        self._read_until = now_s
+
+    def _due_rows(self, now_s: float) -> list[_Row]:
+        rows = []
+        for name, machine in self._machines.items():
+            if now_s < machine.next_due:
+                continue
+            machine.next_due = now_s + machine.model.window.step_s - 1e-6
+            row = self._row(name, machine, now_s)
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    def _row(self, name: str, machine: _Machine, now_s: float) -> _Row | None:
+        """The machine's newest feature row, or None (why is logged once per reason)."""
+        window = machine.model.window
+        telemetry = self._buffer.window(name, now_s - window.window_s - window.period_s, now_s)
+        try:
+            check_signals(machine.model, telemetry.signal_names())
+        except ModelError as exc:
+            return self._skip(name, machine, str(exc))
+        frame = telemetry.frame(window, machine.model.signals)
+        times, features, names = window_features(frame, window)
+        if len(times) == 0 or times[-1] < now_s - max(window.step_s, window.period_s):
+            return self._skip(name, machine, "no complete window (gaps or bad-quality samples)")
+        if machine.problem:
+            log.info("%s: scored again", name)
+            machine.problem = ""
+        return _Row(name, telemetry.tags, features[-1:], names)
+
+    def _skip(self, name: str, machine: _Machine, why: str) -> None:
+        if why != machine.problem:
+            log.warning("%s: not scored: %s", name, why)
+            machine.problem = why
+        return None
+
+    async def _score(self, rows: Sequence[_Row], now_s: float) -> list[Point]:
+        models = [self._machines[r.machine].model for r in rows]
+        scored = await asyncio.to_thread(
+            lambda: [score_rows(m.estimator, r.features) for m, r in zip(models, rows, strict=True)]
+        )
+        points = []
+        for row, (scores, top) in zip(rows, scored, strict=True):
+            machine = self._machines[row.machine]
+            score, threshold = float(scores[0]), machine.model.threshold
+            top_signal = feature_signal(row.names[int(top[0])])
+            points.append(self._anomaly_point(row, machine.model, now_s, score, top_signal))
+            opened, closed = machine.alarm.update(now_s, score, threshold, top_signal)
+            points += [self._event(row, e, active=True) for e in (opened,) if e is not None]
+            points += [self._event(row, e, active=False) for e in (closed,) if e is not None]
+        self.stats.scored += len(rows)
+        return points
+
+    def _anomaly_point(
+        self, row: _Row, model: MachineModel, now_s: float, score: float, top_signal: str
+    ) -> Point:
+        flagged = score > model.threshold
+        self.stats.anomalies += flagged
+        return Point(
+            "anomaly",
+            {**row.tags, "detector": model.detector},
+            {
+                "score": score,
+                "threshold": model.threshold,
+                "is_anomaly": flagged,
+                "top_signal": top_signal,
+            },
+            round(now_s * 1e9),
+        )
+
+    def _event(self, row: _Row, episode: Episode, *, active: bool) -> Point:
+        if active:
+            self.stats.episodes_opened += 1
+            text = (
+                f"anomaly on {row.machine}: {episode.top_signal} (score {episode.peak_score:.3g})"
+            )
+            ts = episode.start
+        else:
+            self.stats.episodes_closed += 1
+            text = (
+                f"anomaly on {row.machine} ended after {episode.end - episode.start:.0f} s: "
+                f"peak score {episode.peak_score:.3g} on {episode.top_signal}"
+            )
+            ts = episode.end
+        tags = {**row.tags, "kind": "anomaly"}
+        return Point("events", tags, {"text": text, "active": active}, round(ts * 1e9))
+
+    async def _kpis(self, now_s: float) -> list[Point]:
+        """OEE of every machine for each interval that ended since the last cycle."""
+        if not self.kpi_interval_s:
+            return []
+        interval = self.kpi_interval_s
+        boundary = math.floor(now_s / interval) * interval
+        if self._kpi_done is None:
+            self._kpi_done = boundary  # the interval under way when we started is incomplete
+        if boundary <= self._kpi_done:
+            return []
+        found = await read_telemetry(self.historian, self._kpi_done, boundary)
+        points = []
+        for name, telemetry in found.items():
+            frame = telemetry.frame(KPI_GRID)
+            for oee in oee_by_interval(name, frame, interval, self._ideal_rate(name, frame)):
+                points.append(kpi_point(oee, telemetry.tags))
+        self._kpi_done = boundary
+        self.stats.kpi_points += len(points)
+        return points
+
+    def _ideal_rate(self, name: str, frame: Frame) -> float | None:
+        """The configured ideal rate (per minute), else the best nominal rate seen so far."""
+        if name in self.ideal_rates_per_min:
+            return self.ideal_rates_per_min[name]
+        counter, _ = output_counters(frame.signals)
+        rate = observed_rate_per_s(frame, counter) if counter else None
+        best = max(filter(None, (rate, self._observed_rates.get(name))), default=None)
+        if best is not None:
+            self._observed_rates[name] = best
+        return best * 60.0 if best is not None else None
+
+    def _hold(self, points: list[Point]) -> None:
+        """Queue points for writing; past `max_pending` (a long outage) the oldest go."""
+        self._pending.extend(points)
+        dropped = len(self._pending) - self.max_pending
+        if dropped > 0:
+            del self._pending[:dropped]
+            log.warning("historian unavailable too long: %d anomaly points dropped", dropped)
+        self.stats.pending_points = len(self._pending)
+
+    async def _flush(self) -> None:
+        """Write what is pending; on failure keep it for the next cycle."""
+        if not self._pending:
+            return
+        async with asyncio.timeout(self.cycle_timeout_s):
+            await self.historian.write_points(self._pending)
+        self._pending = []
+        self.stats.pending_points = 0
+
+
+def score_rows(estimator: object, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(anomaly scores, index of the top-contributing feature) per row, for a detector or a
+    Pipeline ending in one (its contributions are taken on the transformed features)."""
+    scores = -estimator.score_samples(features)  # type: ignore[attr-defined]
+    detector, transformed = estimator, features
+    if hasattr(estimator, "steps"):
+        detector = estimator[-1]  # type: ignore[index]
+        transformed = estimator[:-1].transform(features)  # type: ignore[index]
+    contributions = detector.contributions(transformed)  # type: ignore[attr-defined]
+    return scores, np.argmax(contributions, axis=1)

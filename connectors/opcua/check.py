@@ -1,0 +1,102 @@
+"""`shopfloor check` for an OPC UA connector: connect as configured, read every tag once.
+
+Uses the connector's own session setup, node resolution and value conversion, so a tag that
+passes here is read the same way by the running connector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from asyncua import Client, ua
+
+from connectors.check import ConnectorCheck, TagCheck
+from connectors.opcua.browse import read_units
+from connectors.opcua.client import quiet_asyncua_loggers
+from connectors.opcua.config import Config
+from connectors.opcua.datavalue import Series, to_sample
+from connectors.opcua.pki import PkiError
+from connectors.opcua.resolve import chunks, resolve_all
+from connectors.opcua.security import IMPLICIT_NONE_WARNING
+from connectors.opcua.session import SessionSetupError, explain, open_session
+
+_log = logging.getLogger(__name__)
+_FAILURES = (OSError, TimeoutError, ua.UaError, SessionSetupError, PkiError)
+_NO_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
+_DENIED = frozenset({ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadNotReadable})
+
+
+async def check(config: Config) -> ConnectorCheck:
+    """Every tag of `config` read once; a connection problem becomes every tag's problem."""
+    quiet_asyncua_loggers()
+    notes = [IMPLICIT_NONE_WARNING] if config.security is None else []
+    try:
+        client, setup_notes = await open_session(
+            config.endpoint, config.security, config.auth, timeout_s=config.timeout_s
+        )
+    except _FAILURES as exc:
+        return _all_failed(config, notes, f"cannot connect: {_why(exc, config)}")
+    try:
+        tags = await _read_once(client, config)
+    except _FAILURES as exc:
+        return _all_failed(config, notes, _why(exc, config))
+    finally:
+        await _close(client, config.timeout_s)
+    return ConnectorCheck(config.name, config.endpoint, tags, notes + setup_notes)
+
+
+def _why(exc: BaseException, config: Config) -> str:
+    return explain(exc, timeout_s=config.timeout_s, auth=config.auth)
+
+
+def _all_failed(config: Config, notes: list[str], problem: str) -> ConnectorCheck:
+    tags = [TagCheck(t.machine, t.signal, t.node, problem=problem) for t in config.tags]
+    return ConnectorCheck(config.name, config.endpoint, tags, notes)
+
+
+async def _read_once(client: Client, config: Config) -> list[TagCheck]:
+    batch, timeout_s = config.max_items_per_subscription, config.timeout_s
+    resolved = await resolve_all(
+        client, [t.address() for t in config.tags], timeout_s=timeout_s, batch=batch
+    )
+    nodes = [target for target in resolved if isinstance(target, ua.NodeId)]
+    values: list[ua.DataValue] = []
+    for part in chunks(nodes, batch):
+        async with asyncio.timeout(timeout_s):
+            values += await client.uaclient.read_attributes(list(part), ua.AttributeIds.Value)
+    units = iter(await read_units(client, nodes, timeout_s=timeout_s))
+    read = iter(values)
+    results = []
+    for tag, target in zip(config.tags, resolved, strict=True):
+        if isinstance(target, str):
+            results.append(
+                TagCheck(tag.machine, tag.signal, tag.node, problem=f"bad node id: {target}")
+            )
+            continue
+        dv, unit = next(read), next(units)
+        results.append(_outcome(tag.machine, tag.signal, tag.node, dv, unit))
+    return results
+
+
+def _outcome(machine: str, signal: str, node: str, dv: ua.DataValue, unit: str) -> TagCheck:
+    status = dv.StatusCode
+    if status is not None and status.value in _NO_NODE:
+        problem = f"bad node id: the server has no node {node} ({status.name})"
+        return TagCheck(machine, signal, node, problem=problem)
+    if status is not None and status.value in _DENIED:
+        problem = f"access denied ({status.name}): this login may not read the node"
+        return TagCheck(machine, signal, node, problem=problem)
+    sample, reason = to_sample(Series("", "", machine, signal), dv)
+    if reason is not None:
+        return TagCheck(machine, signal, node, unit=unit, problem=reason)
+    return TagCheck(machine, signal, node, value=sample.value, unit=unit)
+
+
+async def _close(client: Client, timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.disconnect()
+    except Exception as exc:  # the server may be gone; close our end regardless
+        _log.debug("disconnect: %r", exc)
+        client.disconnect_socket()

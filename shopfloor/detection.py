@@ -1,0 +1,459 @@
+"""The detection commands: `train` models per machine, `detect` online, `report` as a PNG.
+
+`train` learns what normal looks like, from a period the historian holds (--since/--until) or
+from a fresh fault-free simulated one (--simulate 2h); one model file per machine goes to the
+models folder. `detect` scores the line with those models until stopped. `report` draws one
+machine's signals, score, flagged episodes and true faults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analytics.detectors import DETECTORS, make_detector
+from analytics.episodes import AlarmLogic, Episode
+from analytics.features import WindowSpec, feature_signal, window_features
+from analytics.model_store import MachineModel, ModelError, load_model, save_model
+from analytics.online import OnlineDetector, score_rows
+from analytics.report import ScoreTrace, render_report
+from analytics.windows import (
+    MachineTelemetry,
+    detection_signals,
+    read_telemetry,
+)
+from historian import open_historian
+from historian.base import Historian
+from historian.sample import Point
+from plc_sim.process import Simulator
+from plc_sim.spec import load_line
+from shopfloor.durations import parse_duration
+from shopfloor.line import _run_for
+from shopfloor.options import CommandError, add_duration, add_historian, command
+
+MODEL_SUFFIX = ".npz"
+DEFAULT_ALARM = {"k": 3, "n": 5, "hold_off_s": 30.0}
+REPORT_TIMEOUT_S = 300.0  # every historian read of one report together
+MIN_TRAINING_ROWS = 300  # feature rows: five minutes at the default 1 s step
+WARMUP_S = 1800.0  # a simulated line starts cold; motors take ~30 min to reach running heat
+
+
+class TrainingError(Exception):
+    """One machine cannot be trained (too little or unusable data); the others go on."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How every machine's model is fitted."""
+
+    detector: str = "pca"
+    window: WindowSpec = field(default_factory=WindowSpec)
+    false_alarm_rate: float = 0.001
+    alarm: dict[str, float] | None = None
+    min_rows: int = MIN_TRAINING_ROWS
+
+
+def fit_machine_model(telemetry: MachineTelemetry, settings: TrainingSettings) -> MachineModel:
+    """Fit one machine's model on normal telemetry: signals chosen from the data, threshold
+    calibrated on it. TrainingError says why a machine cannot be trained."""
+    frame = telemetry.frame(settings.window)
+    signals = detection_signals(frame)
+    if not signals:
+        raise TrainingError("no measurement signals (only states, flags, counters, constants)")
+    frame = telemetry.frame(settings.window, signals)
+    times, features, _ = window_features(frame, settings.window)
+    if len(times) < settings.min_rows:
+        raise TrainingError(
+            f"too little normal data: {len(times)} complete windows, needs {settings.min_rows}"
+        )
+    estimator = make_detector(settings.detector, false_alarm_rate=settings.false_alarm_rate)
+    estimator.fit(features)
+    return MachineModel(
+        machine=telemetry.machine,
+        signals=signals,
+        window=settings.window,
+        detector=settings.detector,
+        estimator=estimator,
+        threshold=float(-estimator.offset_),
+        alarm=dict(settings.alarm or DEFAULT_ALARM),
+        trained_from=float(times[0]),
+        trained_to=float(times[-1]),
+    )
+
+
+def simulated_telemetry(
+    duration_s: float, *, seed: int, line: Path | None = None, warmup_s: float = WARMUP_S
+) -> dict[str, MachineTelemetry]:
+    """A fresh fault-free run of the line's process model (no sockets), per machine; the
+    scheduled faults of the line file are left out, the warm-up is dropped."""
+    spec = load_line(line).model_copy(update={"faults": []})
+    sim = Simulator(spec, seed=seed)
+    machines = {name: MachineTelemetry(spec.site, spec.line, name) for name in spec.machines}
+    steps = round((warmup_s + duration_s) / spec.tick_s)
+    for _ in range(steps):
+        sim.step(spec.tick_s)
+        if sim.time_s <= warmup_s:
+            continue
+        for (machine, signal), value in sim.values().items():
+            found = machines[machine]
+            found.times_s.append(sim.time_s)
+            found.signals.append(signal)
+            found.values.append(value)
+    return machines
+
+
+def train_models(
+    telemetry: dict[str, MachineTelemetry], settings: TrainingSettings, folder: Path
+) -> tuple[list[MachineModel], dict[str, str]]:
+    """Fit and save a model per machine; (saved models, {skipped machine: why})."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved, skipped = [], {}
+    for name in sorted(telemetry):
+        try:
+            model = fit_machine_model(telemetry[name], settings)
+        except TrainingError as exc:
+            skipped[name] = str(exc)
+            continue
+        save_model(folder / f"{name}{MODEL_SUFFIX}", model)
+        saved.append(model)
+    return saved, skipped
+
+
+def load_models(folder: Path) -> dict[str, MachineModel]:
+    """Every model in the folder; one that cannot be loaded is reported and left out."""
+    models = {}
+    for path in sorted(folder.glob(f"*{MODEL_SUFFIX}")):
+        try:
+            model = load_model(path)
+        except ModelError as exc:
+            print(f"skipping {path.name}: {exc}", file=sys.stderr)
+            continue
+        models[model.machine] = model
+    if not models:
+        raise CommandError(f"no usable models in {folder}; run `shopfloor train` first")
+    return models
+
+
+async def train(args: argparse.Namespace) -> int:
+    """Fit a model per machine on normal data and save it with its metadata."""
+    settings = TrainingSettings(
+        detector=args.detector,
+        window=WindowSpec(window_s=args.window, step_s=args.step),
+        false_alarm_rate=args.false_alarm_rate,
+    )
+    if args.simulate:
+        telemetry = await asyncio.to_thread(
+            simulated_telemetry, args.simulate, seed=args.seed, line=args.line
+        )
+        source = f"{args.simulate:.0f} s of simulated fault-free running (seed {args.seed})"
+    else:
+        since, until = _time_range(args)
+        async with open_historian(args.historian) as historian:
+            telemetry = await read_telemetry(historian, since, until, timeout_s=600.0)
+            source = f"{historian.describe()} from {_iso(since)} to {_iso(until)}"
+        if not telemetry:
+            raise CommandError(f"no telemetry in {source}; pick another --since/--until")
+    saved, skipped = await asyncio.to_thread(train_models, telemetry, settings, args.models)
+    print(f"trained on {source}:")
+    for model in saved:
+        print(
+            f"  {model.machine}: {model.detector} on {len(model.signals)} signals "
+            f"({', '.join(model.signals)}), threshold {model.threshold:.3g}"
+        )
+    for name, why in skipped.items():
+        print(f"  {name}: skipped: {why}")
+    print(f"models in {args.models}")
+    return 0 if saved else 1
+
+
+async def detect(args: argparse.Namespace) -> int:
+    """Score the line online with the trained models until Ctrl-C or --duration."""
+    models = load_models(args.models)
+    async with open_historian(args.historian) as historian:
+        detector = OnlineDetector(
+            historian, models, lag_s=args.lag, kpi_interval_s=args.kpi_interval
+        )
+        print(
+            f"detecting anomalies on {', '.join(sorted(models))} from {historian.describe()}"
+            "; Ctrl-C stops",
+            file=sys.stderr,
+        )
+        try:
+            await _run_for(args.duration, detector.run())
+        finally:
+            stats = detector.stats
+            print(
+                f"{stats.scored} windows scored, {stats.anomalies} above threshold, "
+                f"{stats.episodes_opened} episodes, {stats.kpi_points} kpi points, "
+                f"{stats.failed_cycles} failed cycles"
+            )
+    return 0
+
+
+async def report(args: argparse.Namespace) -> int:
+    """Draw one machine's signals, anomaly score, episodes and true faults into a PNG."""
+    since, until = _time_range(args)
+    model = _model_for(args.models, args.machine)
+    async with open_historian(args.historian) as historian, asyncio.timeout(REPORT_TIMEOUT_S):
+        telemetry = (await read_telemetry(historian, since, until, machine=args.machine)).get(
+            args.machine
+        )
+        if telemetry is None:
+            raise CommandError(
+                f"no telemetry of {args.machine!r} between {_iso(since)} and {_iso(until)}"
+            )
+        window = model.window if model else WindowSpec()
+        frame = telemetry.frame(window)
+        frame = telemetry.frame(window, model.signals if model else detection_signals(frame))
+        scores, threshold, episodes = await _stored_scores(historian, args.machine, since, until)
+        if len(scores.times) == 0 and model is not None:
+            scores, threshold, episodes = _offline_scores(telemetry, model)
+        faults = await _fault_spans(historian, args.machine, since, until)
+    title = f"{args.machine}: {_iso(since)} to {_iso(until)}"
+    await asyncio.to_thread(
+        render_report, frame, scores, threshold, episodes, faults, args.out, title=title
+    )
+    print(f"wrote {args.out}: {len(episodes)} flagged episodes, {len(faults)} true faults")
+    return 0
+
+
+@dataclass(frozen=True)
+class FaultSpan:
+    """A true fault interval read back from `events` (kind=fault)."""
+
+    fault: str
+    start: float
+    end: float
+
+
+async def _stored_scores(
+    historian: Historian, machine: str, since: float, until: float
+) -> tuple[ScoreTrace, float, list[Episode]]:
+    """Scores and episodes the online detector wrote, for the report."""
+    span = {"start_ns": int(since * 1e9), "end_ns": int(until * 1e9)}
+    points = await historian.points("anomaly", tags={"machine": machine}, **span)
+    scored = [p for p in points if "score" in p.fields]
+    times = np.array([p.ts / 1e9 for p in scored])
+    values = np.array([float(p.fields["score"]) for p in scored])
+    threshold = float(scored[-1].fields.get("threshold", np.nan)) if scored else np.nan
+    events = await historian.points("events", tags={"machine": machine, "kind": "anomaly"}, **span)
+    episodes = []
+    for start, end in _spans(events, until):
+        inside = [p for p in scored if start * 1e9 <= p.ts <= end * 1e9] or scored[:1]
+        peak = max(inside, key=lambda p: float(p.fields["score"]), default=None)
+        top = str(peak.fields.get("top_signal", "")) if peak else ""
+        episodes.append(Episode(start, end, float(peak.fields["score"]) if peak else 0.0, top))
+    return ScoreTrace(times, values), threshold, episodes
+
+
+def _offline_scores(
+    telemetry: MachineTelemetry, model: MachineModel
+) -> tuple[ScoreTrace, float, list[Episode]]:
+    """Nothing stored online for this range: score it now with the machine's model."""
+    frame = telemetry.frame(model.window, model.signals)
+    times, features, names = window_features(frame, model.window)
+    if len(times) == 0:
+        return ScoreTrace(times, times), model.threshold, []
+    scores, top = score_rows(model.estimator, features)
+    tops = [feature_signal(names[i]) for i in top]
+    episodes = AlarmLogic(**model.alarm).episodes(times, scores, model.threshold, tops)
+    return ScoreTrace(times, scores), model.threshold, episodes
+
+
+async def _fault_spans(
+    historian: Historian, machine: str, since: float, until: float
+) -> list[FaultSpan]:
+    events = await historian.points(
+        "events",
+        tags={"machine": machine, "kind": "fault"},
+        start_ns=int(since * 1e9),
+        end_ns=int(until * 1e9),
+    )
+    by_fault: dict[str, list[Point]] = {}
+    for event in events:
+        name = str(event.fields.get("text", "fault")).split(" ", 1)[0]
+        by_fault.setdefault(name, []).append(event)
+    return [
+        FaultSpan(name, start, end)
+        for name, group in by_fault.items()
+        for start, end in _spans(group, until)
+    ]
+
+
+def _spans(events: Sequence[Point], until: float) -> list[tuple[float, float]]:
+    """(start, end) pairs from active true/false events; one still open ends at `until`."""
+    spans, start = [], None
+    for event in events:
+        if event.fields.get("active") and start is None:
+            start = event.ts / 1e9
+        elif not event.fields.get("active") and start is not None:
+            spans.append((start, event.ts / 1e9))
+            start = None
+    if start is not None:
+        spans.append((start, until))
+    return spans
+
+
+def _model_for(folder: Path, machine: str) -> MachineModel | None:
+    path = folder / f"{machine}{MODEL_SUFFIX}"
+    if not path.exists():
+        return None
+    try:
+        return load_model(path)
+    except ModelError as exc:
+        raise CommandError(f"{path}: {exc}") from None
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from an ISO date-time (UTC unless it says otherwise) or a duration ago."""
+    try:
+        return time.time() - parse_duration(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a time (2025-01-31T08:00) nor a duration ago (2h, 30m)"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _time_range(args: argparse.Namespace) -> tuple[float, float]:
+    if args.since is None:
+        raise CommandError("say which period: --since TIME (and optionally --until TIME)")
+    until = args.until if args.until is not None else time.time()
+    if until <= args.since:
+        raise CommandError("--until must be later than --since")
+    return args.since, until
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
+
+
+def register(sub: Any) -> None:
+    """Add train, detect and report to the `shopfloor` command line."""
+    _add_train(sub)
+    _add_detect(sub)
+    _add_report(sub)
+
+
+def _add_models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        metavar="DIR",
+        help="the folder of model files, one per machine (default: models)",
+    )
+
+
+def _add_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since",
+        type=parse_time,
+        metavar="TIME",
+        help="start: an ISO time (UTC unless given) or a duration ago (e.g. 2h)",
+    )
+    parser.add_argument(
+        "--until", type=parse_time, metavar="TIME", help="end, as --since (default: now)"
+    )
+
+
+def _add_train(sub: Any) -> None:
+    parser = command(
+        sub,
+        "train",
+        train,
+        "Fit an anomaly model per machine on a normal period of the historian, or on a fresh "
+        "fault-free simulated one, and save them with their metadata.",
+    )
+    _add_range(parser)
+    parser.add_argument(
+        "--simulate",
+        type=parse_duration,
+        metavar="TIME",
+        help="train on this much simulated fault-free running instead (e.g. 2h)",
+    )
+    parser.add_argument(
+        "--line", type=Path, metavar="FILE", help="line file for --simulate (default: built in)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed for --simulate (default: 1)")
+    parser.add_argument(
+        "--detector", choices=sorted(DETECTORS), default="pca", help="which detector (default: pca)"
+    )
+    parser.add_argument(
+        "--window",
+        type=parse_duration,
+        default=30.0,
+        metavar="TIME",
+        help="feature window length (default: 30s)",
+    )
+    parser.add_argument(
+        "--step",
+        type=parse_duration,
+        default=1.0,
+        metavar="TIME",
+        help="one score per step (default: 1s)",
+    )
+    parser.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=0.001,
+        metavar="RATE",
+        help="share of normal windows above the threshold (default: 0.001)",
+    )
+    _add_models(parser)
+    add_historian(parser)
+
+
+def _add_detect(sub: Any) -> None:
+    parser = command(
+        sub,
+        "detect",
+        detect,
+        "Score every machine that has a model, online: writes anomaly points, anomaly "
+        "episodes as events, and OEE as kpi points.",
+    )
+    _add_models(parser)
+    parser.add_argument(
+        "--lag",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="score windows ending this long ago, so that late samples are in (default: 2)",
+    )
+    parser.add_argument(
+        "--kpi-interval",
+        type=parse_duration,
+        default=900.0,
+        metavar="TIME",
+        help="write OEE per machine at this interval (default: 15m)",
+    )
+    add_historian(parser)
+    add_duration(parser)
+
+
+def _add_report(sub: Any) -> None:
+    parser = command(
+        sub,
+        "report",
+        report,
+        "Draw a machine's signals, anomaly score and threshold, flagged episodes and true "
+        "faults into a PNG.",
+    )
+    parser.add_argument("--machine", required=True, help="the machine to draw")
+    _add_range(parser)
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="the PNG to write")
+    _add_models(parser)
+    add_historian(parser)

@@ -1,0 +1,130 @@
+"""The simulator's secured OPC UA server: what it offers, and its users and certificate.
+
+Sessions over every policy and mode, logins and trust are exercised end to end by the
+connector tests (tests/connectors/opcua/test_opcua_security.py); here the server's own side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from asyncua import Client, ua
+from cryptography import x509
+
+from plc_sim.__main__ import main as sim_main
+from plc_sim.opcua_server import (
+    APPLICATION_URI,
+    OpcUaServer,
+    SecureEndpoint,
+    ensure_server_certificate,
+    load_users,
+)
+from plc_sim.process import Simulator
+from plc_sim.spec import LineSpec
+
+TIMEOUT_S = 10
+ON_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
+SECURED = {
+    ("Basic256Sha256", "Sign"),
+    ("Basic256Sha256", "SignAndEncrypt"),
+    ("Aes128_Sha256_RsaOaep", "Sign"),
+    ("Aes128_Sha256_RsaOaep", "SignAndEncrypt"),
+    ("Aes256_Sha256_RsaPss", "Sign"),
+    ("Aes256_Sha256_RsaPss", "SignAndEncrypt"),
+}
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def server(
+    line: LineSpec, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[OpcUaServer]:
+    cert, key = ensure_server_certificate(tmp_path_factory.mktemp("pki"), "127.0.0.1")
+    sim = Simulator(line, seed=1)
+    secure = SecureEndpoint(_port(), cert, key, users={"operator": "pw"})
+    served = OpcUaServer(
+        line, host="127.0.0.1", port=_port(), inject=sim.inject, clear=sim.clear, secure=secure
+    )
+    async with asyncio.timeout(TIMEOUT_S):
+        await served.start()
+    try:
+        yield served
+    finally:
+        async with asyncio.timeout(TIMEOUT_S):
+            await served.stop()
+
+
+async def _endpoints(url: str) -> list[ua.EndpointDescription]:
+    async with asyncio.timeout(TIMEOUT_S):
+        return await Client(url).connect_and_get_server_endpoints()
+
+
+def _policy(ep: ua.EndpointDescription) -> tuple[str, str]:
+    name = ep.SecurityPolicyUri.rsplit("#", 1)[-1]
+    return name, ep.SecurityMode.name.rstrip("_")
+
+
+@ON_MODULE_LOOP
+async def test_secured_server_offers_every_policy_and_mode_with_login_only(
+    server: OpcUaServer,
+) -> None:
+    assert server.secure_endpoint is not None
+    endpoints = await _endpoints(server.secure_endpoint)
+    assert {_policy(ep) for ep in endpoints} == SECURED
+    for ep in endpoints:
+        tokens = {token.TokenType for token in ep.UserIdentityTokens}
+        assert tokens == {ua.UserTokenType.UserName, ua.UserTokenType.Certificate}
+        assert ep.Server.ApplicationUri == APPLICATION_URI
+
+
+@ON_MODULE_LOOP
+async def test_open_server_stays_open_and_anonymous(server: OpcUaServer) -> None:
+    endpoints = await _endpoints(server.endpoint)
+    assert {_policy(ep) for ep in endpoints} == {("None", "None")}
+    client = Client(server.endpoint, timeout=5)
+    async with asyncio.timeout(TIMEOUT_S):
+        await client.connect()
+        state = await client.nodes.server_state.read_value()
+        await client.disconnect()
+    assert state == ua.ServerState.Running
+
+
+def test_server_certificate_names_the_application_and_hosts(tmp_path: Path) -> None:
+    cert_path, key_path = ensure_server_certificate(tmp_path, "10.0.0.7")
+    cert = x509.load_der_x509_certificate(cert_path.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.UniformResourceIdentifier) == [APPLICATION_URI]
+    assert {"localhost", "10.0.0.7", socket.gethostname()} <= set(
+        names.get_values_for_type(x509.DNSName)
+    )
+    assert key_path.stat().st_mode & 0o077 == 0
+    first = cert_path.read_bytes()
+    assert ensure_server_certificate(tmp_path, "10.0.0.7") == (cert_path, key_path)
+    assert cert_path.read_bytes() == first  # made once, then reused
+
+
+def test_users_file() -> None:
+    assert load_users("# who may log in\noperator:pw:with:colons\n\nviewer: x\n") == {
+        "operator": "pw:with:colons",
+        "viewer": " x",
+    }
+    with pytest.raises(ValueError, match="users line 2 is not name:password"):
+        load_users("a:b\nnobody\n")
+
+
+def test_secured_port_without_any_login_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHOPFLOOR_SIM_USER", raising=False)
+    assert sim_main(["--opcua-secure-port", "4843", "--modbus-port", "0"]) == 2
+    assert "the secured endpoint needs a login" in capsys.readouterr().err
