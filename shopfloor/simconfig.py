@@ -32,7 +32,7 @@ def sim_connectors(spec: LineSpec, host: str, opcua_port: int, modbus_port: int)
                 "type": "opcua",
                 "name": f"{spec.line}-opcua",
                 "endpoint": f"opc.tcp://{host}:{opcua_port}/shopfloor/",
-            "security": "none",  # the simulator's open endpoint; see `shopfloor certs`
+                "security": "none",  # the simulator's open endpoint; see `shopfloor certs`
                 "publishing_interval_ms": interval_ms,
                 "sampling_interval_ms": max(50, interval_ms // 2),
                 "tags": [
