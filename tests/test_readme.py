@@ -43,6 +43,6 @@ def test_register_map_and_node_layout_match_the_line_file() -> None:
 
 def test_readme_names_the_two_commands_and_ci_runs_the_test_one() -> None:
     text = README.read_text()
-    assert "bin/shopfloor up" in text and "bin/test" in text
+    assert "./bin/shopfloor up" in text and "./bin/test" in text
     ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()
-    assert ci[-1] == "bin/test"
+    assert ci[-1] == "exec ./bin/test"
