@@ -37,8 +37,7 @@ from historian.sample import Point
 from plc_sim.process import Simulator
 from plc_sim.spec import load_line
 from shopfloor.durations import parse_duration
-from shopfloor.line import _run_for
-from shopfloor.options import CommandError, add_duration, add_historian, command
+from shopfloor.options import CommandError, add_duration, add_historian, command, run_for
 
 MODEL_SUFFIX = ".npz"
 DEFAULT_ALARM = {"k": 3, "n": 5, "hold_off_s": 30.0}
@@ -188,7 +187,7 @@ async def detect(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         try:
-            await _run_for(args.duration, detector.run())
+            await run_for(args.duration, detector.run())
         finally:
             stats = detector.stats
             print(

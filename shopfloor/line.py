@@ -37,6 +37,7 @@ from shopfloor.options import (
     add_line,
     add_sim_endpoints,
     command,
+    run_for,
 )
 from shopfloor.simconfig import render_sim_connectors, sim_connectors
 from shopfloor.status import LiveStatus
@@ -79,7 +80,7 @@ async def sim(args: argparse.Namespace) -> int:
             f"/shopfloor/, Modbus TCP on {args.host}:{args.modbus_port}; Ctrl-C stops",
             file=sys.stderr,
         )
-        await _run_for(args.duration, _simulate(spec, args, writer), writer.run())
+        await run_for(args.duration, _simulate(spec, args, writer), writer.run())
     return 0
 
 
@@ -153,13 +154,13 @@ def _default_spool(historian: Historian) -> Path:
 
 
 async def _run_spooled(args: argparse.Namespace, agent: Agent, *work: Awaitable[object]) -> None:
-    """`_run_for` with the /health server if asked for; a spool that fails mid-run is a
+    """`run_for` with the /health server if asked for; a spool that fails mid-run is a
     clear one-line error."""
     if args.health_port is not None:
         health = HealthServer(agent.inputs, agent.writer, port=args.health_port)
         work = (*work, health.run())
     try:
-        await _run_for(args.duration, *work)
+        await run_for(args.duration, *work)
     except SpoolError as exc:
         raise CommandError(str(exc)) from None
 
@@ -203,19 +204,6 @@ def _agent(
     inputs = config.build_inputs()
     status = LiveStatus(inputs, writer, historian_name=historian_name)
     return Agent(inputs, writer, observers=[status.observe]), status
-
-
-async def _run_for(duration_s: float | None, *work: Awaitable[object]) -> None:
-    """Run the parts together until one fails, the duration ends, or we are cancelled."""
-    try:
-        async with asyncio.timeout(duration_s), asyncio.TaskGroup() as tasks:
-            for part in work:
-                tasks.create_task(part)  # type: ignore[arg-type]
-    except TimeoutError:
-        pass
-    except ExceptionGroup as group:
-        # One part failing stops the rest; report that failure, not the group around it.
-        raise group.exceptions[0] from None
 
 
 def _event_writer(

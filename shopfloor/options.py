@@ -1,9 +1,11 @@
-"""What the `shopfloor` commands share: their common options and the error for user mistakes."""
+"""What the `shopfloor` commands share: common options, the error for user mistakes, and how
+long-running parts run together."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shopfloor.durations import parse_duration
@@ -58,3 +60,16 @@ def add_sim_endpoints(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--modbus-port", type=int, default=5020, help="Modbus TCP port (default: 5020)"
     )
+
+
+async def run_for(duration_s: float | None, *work: Awaitable[object]) -> None:
+    """Run the parts together until one fails, the duration ends, or we are cancelled."""
+    try:
+        async with asyncio.timeout(duration_s), asyncio.TaskGroup() as tasks:
+            for part in work:
+                tasks.create_task(part)  # type: ignore[arg-type]
+    except TimeoutError:
+        pass
+    except ExceptionGroup as group:
+        # One part failing stops the rest; report that failure, not the group around it.
+        raise group.exceptions[0] from None
