@@ -278,12 +278,82 @@ DETECTORS: dict[str, type[_Detector]] = {
     "forest": ForestDetector,
     "baseline": BaselineDetector,
 }
+DEFAULT_DETECTOR = "baseline+pca"
+
+
+class CombinedDetector(_Detector):
+    """Several detectors as one: a row is as anomalous as the detector furthest over its own
+    threshold says, and that detector's contributions name the signal.
+
+    The baseline judges each signal on its own (stuck and drifting sensors, a step in one
+    signal); PCA judges the signals together (a broken correlation that no single signal
+    shows). Each statistic is divided by its detector's threshold, so 1.0 is every detector's
+    threshold, and the combined offset_ is calibrated on the maximum of these ratios.
+    """
+
+    def __init__(
+        self, detectors: tuple[str, ...] = ("baseline", "pca"), false_alarm_rate: float = 0.001
+    ) -> None:
+        self.detectors = detectors
+        self.false_alarm_rate = false_alarm_rate
+
+    def fitted_state(self) -> dict[str, Any]:
+        """The parts' states, each attribute prefixed with its part's position ("0.center_")."""
+        state = super().fitted_state()
+        parts = state.pop("detectors_")
+        for i, part in enumerate(parts):
+            state.update({f"{i}.{k}": v for k, v in part.fitted_state().items()})
+        return state
+
+    def restore_fitted_state(self, state: dict[str, Any]) -> None:
+        parts = self._parts()
+        for i, part in enumerate(parts):
+            prefix = f"{i}."
+            part.restore_fitted_state(
+                {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+            )
+        super().restore_fitted_state({k: v for k, v in state.items() if "." not in k})
+        self.detectors_ = parts
+
+    def _parts(self) -> list[_Detector]:
+        names = list(self.detectors)
+        if not names or "+" in "".join(names):
+            raise ValueError(f"detectors must be names from {', '.join(DETECTORS)}, got {names}")
+        return [make_detector(name, false_alarm_rate=self.false_alarm_rate) for name in names]
+
+    def _fit(self, X: np.ndarray) -> None:
+        self.detectors_ = [part.fit(X) for part in self._parts()]
+
+    def _ratios(self, X: np.ndarray) -> np.ndarray:
+        """(parts, rows): each part's statistic in units of its threshold."""
+        return np.vstack([part._statistic(X) / _threshold(part) for part in self.detectors_])
+
+    def _statistic(self, X: np.ndarray) -> np.ndarray:
+        return self._ratios(X).max(axis=0)
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        winner = self._ratios(X).argmax(axis=0)
+        out = np.empty_like(X)
+        for i, part in enumerate(self.detectors_):
+            rows = winner == i
+            if rows.any():
+                out[rows] = part._contributions(X[rows]) / _threshold(part)
+        return out
+
+
+def _threshold(detector: _Detector) -> float:
+    return max(-float(detector.offset_), _TINY)
 
 
 def make_detector(name: str, **params: Any) -> _Detector:
-    """A detector by its name in DETECTORS, with these parameters."""
-    try:
-        cls = DETECTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}") from None
-    return cls(**params)
+    """A detector by its name in DETECTORS, or several joined by '+' (a CombinedDetector)."""
+    names = name.split("+")
+    unknown = [n for n in names if n not in DETECTORS]
+    if unknown or not name:
+        raise ValueError(
+            f"unknown detector {name!r}; use one of {', '.join(DETECTORS)} or several joined "
+            f"by '+' (e.g. {DEFAULT_DETECTOR})"
+        )
+    if len(names) > 1:
+        return CombinedDetector(detectors=tuple(names), **params)
+    return DETECTORS[name](**params)

@@ -3,8 +3,11 @@
 An episode opens when k of the last n rows are above the threshold, and closes once rows have
 stayed below it for `hold_off_s`. `start` is the time of the row that opened it (when an operator
 could first know, so detection delays are honest), `end` the time of its last row above the
-threshold. Peak score and top signal come from the episode's highest row, counting the rows above
-the threshold that led to the opening.
+threshold. The peak score is the episode's highest; the top signal is the one that drove the
+flag: the top signal of the highest of the rows that opened it. It stays so for the whole episode
+(the opening event and the closing one name the same signal), because what a fault does first
+names it, where its peak is often an after-effect (a worn bearing's heat, a fouled exchanger's
+falling product temperature once its valve is wide open).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class AlarmLogic:
         """Feed one row; returns (episode opened by this row, episode closed by this row)."""
         above = bool(anomaly_score > threshold)  # NaN (no score) is never above
         if self._open is not None:
-            return None, self._continue(self._open, t, anomaly_score, above, top_signal)
+            return None, self._continue(self._open, t, anomaly_score, above)
         self._recent.append((t, anomaly_score, top_signal) if above else None)
         hits = [row for row in self._recent if row is not None]
         if len(hits) < self.k:
@@ -90,17 +93,9 @@ class AlarmLogic:
         last = logic.finish()
         return [*found, last] if last is not None else found
 
-    def _continue(
-        self, episode: Episode, t: float, score: float, above: bool, top_signal: str
-    ) -> Episode | None:
+    def _continue(self, episode: Episode, t: float, score: float, above: bool) -> Episode | None:
         if above:
-            peak = score > episode.peak_score
-            self._open = replace(
-                episode,
-                end=t,
-                peak_score=score if peak else episode.peak_score,
-                top_signal=top_signal if peak else episode.top_signal,
-            )
+            self._open = replace(episode, end=t, peak_score=max(score, episode.peak_score))
             return None
         if t - episode.end >= self.hold_off_s:
             self._open = None

@@ -6,9 +6,14 @@ How an episode is counted (the rules `shopfloor eval` prints its numbers by):
   to normal once a fault clears (motor windings cool with a 400-600 s time constant), and an
   episode still open then is the same event, not a new one.
 - An episode on the fault's machine that overlaps the window *catches* the fault; the first such
-  episode gives the detection delay (its start minus the fault's start, never below 0) and the
-  top_signal judged against the fault's main signal. Further episodes on that fault are
-  *duplicates*: one fault should be one episode, so they count against precision.
+  episode gives the detection delay (its start minus the fault's start, never below 0) and its
+  top_signal is judged. Further episodes on that fault are *duplicates*: one fault should be
+  one episode, so they count against precision.
+- The top_signal is *right* when it names a signal the fault shows on by its own description
+  (`symptoms`: the main signal, or e.g. the speed of a jammed conveyor, any phase voltage of a
+  three-phase sag, the falling product temperature of a fouled heat exchanger; the list and its
+  reasons are plc_sim.scenarios.SYMPTOMS): what a plant engineer accepts as naming the fault.
+  Whether it names the main signal itself is reported beside it (main_signal_accuracy).
 - An episode on another machine inside some fault's window is *secondary* (a jammed conveyor
   really does starve the filler): reported, but neither a hit nor a false alarm.
 - Any other episode is a *false alarm*. False alarms per day are per day of fault-free time:
@@ -43,6 +48,7 @@ class TrueFault:
     start: float
     end: float
     kind: Literal["gradual", "abrupt"]
+    symptoms: tuple[str, ...] = ()  # besides `signal`, signals a right top_signal may name
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,7 @@ class FaultOutcome:
     delay_s: float | None
     delay_samples: float | None
     top_signal_right: bool
+    main_signal_right: bool
     duplicates: int
 
 
@@ -97,6 +104,7 @@ class Scores:
     p90_delay_samples: float | None
     false_alarms_per_day: float | None
     top_signal_accuracy: float | None
+    main_signal_accuracy: float | None
     faults: int
     caught: int
     duplicates: int
@@ -179,11 +187,12 @@ def _outcome(
     fault: TrueFault, hits: list[Episode], duplicates: int, sample_s: float
 ) -> FaultOutcome:
     if not hits:
-        return FaultOutcome(fault, False, None, None, False, 0)
+        return FaultOutcome(fault, False, None, None, False, False, 0)
     first = min(hits, key=lambda ep: ep.start)
     delay = max(0.0, first.start - fault.start)
+    right = first.top_signal == fault.signal or first.top_signal in fault.symptoms
     return FaultOutcome(
-        fault, True, delay, delay / sample_s, first.top_signal == fault.signal, duplicates
+        fault, True, delay, delay / sample_s, right, first.top_signal == fault.signal, duplicates
     )
 
 
@@ -224,14 +233,17 @@ def scores(
         median_delay_samples=_percentile(samples, 50),
         p90_delay_samples=_percentile(samples, 90),
         false_alarms_per_day=per_day,
-        top_signal_accuracy=sum(o.top_signal_right for o in caught) / len(caught)
-        if caught
-        else None,
+        top_signal_accuracy=_share(caught, lambda o: o.top_signal_right),
+        main_signal_accuracy=_share(caught, lambda o: o.main_signal_right),
         faults=len(outcomes),
         caught=len(caught),
         duplicates=duplicates,
         false_alarms=false_alarms,
     )
+
+
+def _share(outcomes: list[FaultOutcome], right: Callable[[FaultOutcome], bool]) -> float | None:
+    return sum(map(right, outcomes)) / len(outcomes) if outcomes else None
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -1,9 +1,12 @@
 """From a machine's signals to feature rows: a regular time grid, then sliding windows.
 
-Detectors see one row per window step: for every signal its level (mean), spread (standard
-deviation) and slope (least-squares, units per second) over the window. Level catches offsets,
-spread catches a frozen reading (spread 0) or a rough bearing, slope catches a drift long before
-its level leaves the normal band.
+Detectors see one row per window step: for every signal its level (mean), spread (log of the
+standard deviation) and slope (least-squares, units per second) over the window, and level and
+spread again over the last few seconds of it (the short window). Level catches offsets, slope a
+drift long before its level leaves the normal band, spread a rough bearing and a frozen reading:
+on a log scale a stuck sensor's spread (exactly 0) is far out, where a linear spread could only
+fall by one normal spread. The long window sees small, slow changes through the noise; the short
+one sees a step within seconds, before it has moved a 30 s mean by much.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-FEATURE_KINDS = ("level", "spread", "slope")
+FEATURE_KINDS = ("level", "spread", "slope", "short_level", "short_spread")
+SPREAD_FLOOR = 1e-9  # log spread of a constant window: far below any real sensor's noise
 _GRID_TOLERANCE = 1e-6  # of a period: float noise in timestamps, not a real offset
 
 
@@ -23,28 +27,40 @@ _GRID_TOLERANCE = 1e-6  # of a period: float noise in timestamps, not a real off
 class WindowSpec:
     """How a machine's signals become feature rows (all in seconds).
 
-    The window and the step are whole numbers of periods: features are computed on the grid.
+    The windows and the step are whole numbers of periods: features are computed on the grid.
+    The short window is the end of the long one and holds at least two periods (a spread).
     """
 
     period_s: float = 1.0
     window_s: float = 30.0
     step_s: float = 1.0
+    short_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not (self.period_s > 0 and self.window_s > 0 and self.step_s > 0):
             raise ValueError(f"period, window and step must be positive seconds: {self}")
-        for name in ("window_s", "step_s"):
+        for name in ("window_s", "step_s", "short_s"):
             periods = getattr(self, name) / self.period_s
             if periods < 1 - _GRID_TOLERANCE or abs(periods - round(periods)) > _GRID_TOLERANCE:
                 raise ValueError(
                     f"{name} {getattr(self, name):g} s must be a whole number of periods "
                     f"({self.period_s:g} s)"
                 )
+        if not 2 <= self.short_width <= self.width:
+            raise ValueError(
+                f"the short window ({self.short_s:g} s) must hold two periods and fit in the "
+                f"window ({self.window_s:g} s)"
+            )
 
     @property
     def width(self) -> int:
         """Samples per window."""
         return round(self.window_s / self.period_s)
+
+    @property
+    def short_width(self) -> int:
+        """Samples per short window."""
+        return round(self.short_s / self.period_s)
 
     @property
     def stride(self) -> int:
@@ -106,7 +122,7 @@ def feature_signal(name: str) -> str:
 def window_features(
     frame: Frame, spec: WindowSpec, *, warnings: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Feature rows of the frame's sliding windows: (row times, X (M, 3*S), feature names).
+    """Feature rows of the frame's sliding windows: (row times, X (M, 5*S), feature names).
 
     A row is stamped with the time of its window's last sample (what is known then). Rows sit
     on multiples of `step_s` where the grid allows, so a batch and an online scorer that reads
@@ -130,12 +146,22 @@ def window_features(
     if warnings is not None and not keep.all():
         warnings.append(_gap_note(gaps, frame.signals))
     windows = windows[keep]
-    level = windows.mean(axis=2)
-    spread = windows.std(axis=2)
+    recent = windows[:, :, -spec.short_width :]
     offsets = (np.arange(width) - (width - 1) / 2) * spec.period_s
     slope = windows @ offsets / max(float(offsets @ offsets), np.finfo(float).tiny)
-    features = np.stack([level, spread, slope], axis=2).reshape(len(windows), -1)
+    kinds = (
+        windows.mean(axis=2),
+        _log_spread(windows),
+        slope,
+        recent.mean(axis=2),
+        _log_spread(recent),
+    )
+    features = np.stack(kinds, axis=2).reshape(len(windows), -1)
     return frame.times[ends[keep]], features, names
+
+
+def _log_spread(windows: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(windows.std(axis=2), SPREAD_FLOOR))
 
 
 def _check_period(frame: Frame, spec: WindowSpec) -> None:

@@ -25,12 +25,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from analytics.detectors import DETECTORS
+from analytics.detectors import DETECTORS, CombinedDetector
 from analytics.features import FEATURE_KINDS, WindowSpec
 
 FORMAT = "shopfloor-model/1"
 PROBE_ROWS = 16
-_CLASSES: dict[str, type] = {cls.__name__: cls for cls in (*DETECTORS.values(), StandardScaler)}
+_CLASSES: dict[str, type] = {
+    cls.__name__: cls for cls in (*DETECTORS.values(), CombinedDetector, StandardScaler)
+}
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -201,7 +203,9 @@ def _restore(index: int, described: dict[str, Any], arrays: dict[str, np.ndarray
     cls = _CLASSES.get(described["class"])
     if cls is None:
         raise ModelError(f"unknown estimator class {described['class']!r}")
-    step = cls(**described["params"])
+    # JSON has no tuples: a sequence parameter (CombinedDetector's names) comes back as one
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in described["params"].items()}
+    step = cls(**params)
     state = dict(described["scalars"])
     state.update({attr: arrays[f"{index}/{attr}"] for attr in described["arrays"]})
     if hasattr(step, "restore_fitted_state"):
@@ -214,6 +218,7 @@ def _restore(index: int, described: dict[str, Any], arrays: dict[str, np.ndarray
 
 def _probe_rows(first: Any) -> np.ndarray:
     """Rows around the training data's location, where the estimator's output is sensitive."""
+    first = getattr(first, "detectors_", [first])[0]  # a combination: its first part's location
     location = getattr(first, "center_", getattr(first, "mean_", None))
     scale = getattr(first, "scale_", None)
     width = first.n_features_in_

@@ -124,13 +124,21 @@ def oee_by_interval(
     frame: Frame,
     interval_s: float,
     ideal_rate_per_min: float | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
 ) -> list[Oee]:
-    """OEE for each whole interval (aligned to multiples of `interval_s`) the frame covers."""
+    """OEE for each whole interval (aligned to multiples of `interval_s`) the frame covers, or
+    of [since, until) where the caller knows what was read: the frame may start earlier, so
+    that a state that only changes now and then (OPC UA reports changes) is known when the
+    interval starts, and its last row may fall short of `until` by up to a period."""
     if len(frame.times) == 0:
         return []
     ideal = ideal_rate_per_min / 60.0 if ideal_rate_per_min is not None else None
-    first = np.ceil(frame.times[0] / interval_s) * interval_s
-    last = np.floor((frame.times[-1] + _period(frame)) / interval_s) * interval_s
+    begin = frame.times[0] if since is None else max(since, frame.times[0])
+    end = frame.times[-1] + _period(frame) if until is None else until
+    first = np.ceil(begin / interval_s) * interval_s
+    last = np.floor(end / interval_s) * interval_s
     found = []
     for start in np.arange(first, last, interval_s):
         oee = machine_oee(machine, frame, float(start), float(start + interval_s), ideal)

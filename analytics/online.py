@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 READ_OVERLAP_S = 10.0  # re-read this much of the previous cycle: catches samples written late
 KPI_GRID = WindowSpec(period_s=1.0)  # OEE counts state time on a 1 s grid
+KPI_LOOKBACK_S = 600.0  # read this much before an interval: the state held when it began
 
 
 @dataclass
@@ -268,11 +269,13 @@ class OnlineDetector:
             self._kpi_done = boundary  # the interval under way when we started is incomplete
         if boundary <= self._kpi_done:
             return []
-        found = await read_telemetry(self.historian, self._kpi_done, boundary)
+        since = self._kpi_done
+        found = await read_telemetry(self.historian, since - KPI_LOOKBACK_S, boundary)
         points = []
         for name, telemetry in found.items():
             frame = telemetry.frame(KPI_GRID)
-            for oee in oee_by_interval(name, frame, interval, self._ideal_rate(name, frame)):
+            ideal = self._ideal_rate(name, frame)
+            for oee in oee_by_interval(name, frame, interval, ideal, since=since, until=boundary):
                 points.append(kpi_point(oee, telemetry.tags))
         self._kpi_done = boundary
         self.stats.kpi_points += len(points)

@@ -91,7 +91,7 @@ class Agent:
     def health_points(self) -> list[Point]:
         """One `connector` point per input, as the data model defines it."""
         now = time.time_ns()
-        spool_bytes = self.writer.stats.spool.bytes
+        spool = self.writer.stats.spool
         return [
             Point(
                 "connector",
@@ -102,7 +102,8 @@ class Agent:
                     "errors": item.stats.errors,
                     "reconnects": item.stats.reconnects,
                     "latency_ms": float(item.stats.latency_ms),
-                    "spool_bytes": spool_bytes,
+                    "spool_bytes": spool.bytes,
+                    "spool_dropped": spool.dropped_samples,
                 },
                 now,
             )

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors import modbus, opcua
 from connectors.base import Input
+from connectors.config_paths import context_for
 
 PLUGINS: Mapping[str, ModuleType] = {"opcua": opcua, "modbus": modbus}
 
@@ -66,7 +67,8 @@ def load_config(path: str | Path) -> ConnectorsConfig:
 
 
 def parse_config(text: str, path: Path) -> ConnectorsConfig:
-    """Validate connectors-file text; `path` is only used in messages."""
+    """Validate connectors-file text; `path` names the file in messages, and relative file paths
+    inside it (certificates, keys, password files) are taken from its folder."""
     data, lines = _compose(text, path)
     problems: list[str] = []
     try:
@@ -101,7 +103,7 @@ def _validate_entry(
         )
         return None
     try:
-        return plugin.Config.model_validate(raw)
+        return plugin.Config.model_validate(raw, context=context_for(path))
     except ValidationError as exc:
         problems.append(_format(exc, path, lines, where, plugin.Config))
         return None

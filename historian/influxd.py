@@ -59,6 +59,9 @@ bind-address = "127.0.0.1:{rpc_port}"
 class Influxd:
     """A private influxd process; use as a context manager, `url` is its HTTP base URL.
 
+    `halt()` and `resume()` stop and start it again on the same ports and data folder, for tests
+    of an InfluxDB outage (a restart for an upgrade, a crash).
+
     With `auth_enabled`, the first user must be created as an admin (InfluxDB allows that one
     statement without credentials).
     """
@@ -83,14 +86,34 @@ class Influxd:
         http_port = free_port()
         config = root / "influxdb.conf"
         config.write_text(_config(root, free_port(), http_port, self._auth_enabled))
-        log = (root / "influxd.log").open("wb")
-        self._proc = subprocess.Popen(
-            [self._binary, "-config", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
         self.url = f"http://127.0.0.1:{http_port}"
-        self._wait_ready(root / "influxd.log")
+        self._launch()
         return self.url
+
+    def _launch(self) -> None:
+        """Run influxd on the config in the temp folder until /ping answers; its output is
+        appended to influxd.log, so a resumed server keeps the log of the halted one."""
+        assert self._tmp is not None
+        root = Path(self._tmp.name)
+        with (root / "influxd.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                [self._binary, "-config", str(root / "influxdb.conf")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_ready(root / "influxd.log")
+
+    def halt(self) -> None:
+        """Stop the server as an upgrade or a crash would, keeping its ports and data folder."""
+        if self._proc is None:
+            raise RuntimeError("influxd is not running")
+        self._terminate()
+
+    def resume(self) -> None:
+        """Start a halted server again on the same ports and data (what it had stored is back)."""
+        if self._tmp is None or self._proc is not None:
+            raise RuntimeError("only a halted influxd can be resumed")
+        self._launch()
 
     def _wait_ready(self, log: Path) -> None:
         assert self._proc is not None
@@ -111,16 +134,20 @@ class Influxd:
     def stop(self) -> None:
         """Terminate (then kill) the server and delete its files."""
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
+            self._terminate()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def _terminate(self) -> None:
+        assert self._proc is not None
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
 
     def __enter__(self) -> Influxd:
         self.start()

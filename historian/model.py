@@ -45,6 +45,7 @@ CONNECTOR = Measurement(
         "reconnects": int,
         "latency_ms": float,
         "spool_bytes": int,
+        "spool_dropped": int,
     },
 )
 KPI = Measurement(

@@ -49,6 +49,10 @@ _TELEMETRY_VIEW = "telemetry_points"
 _SERIES_COLUMNS = ", ".join(TELEMETRY.tags)
 
 
+# SQLITE_BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN: conditions that may pass by themselves.
+_TRANSIENT_CODES = frozenset({5, 6, 7, 10, 13, 14})
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -75,6 +79,23 @@ def _schema() -> list[str]:
             f"CREATE TABLE IF NOT EXISTS {_ident(model.name)}"
             f" ({', '.join(columns)}, PRIMARY KEY ({key})) WITHOUT ROWID"
         )
+    return statements
+
+
+def _added_fields(conn: sqlite3.Connection) -> list[str]:
+    """ALTER TABLEs for fields the data model gained since the file was created (e.g.
+    `connector.spool_dropped`): an older file keeps working and keeps its data."""
+    statements = []
+    for model in MEASUREMENTS.values():
+        if model is TELEMETRY:
+            continue
+        table = _ident(model.name)
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        statements += [
+            f"ALTER TABLE {table} ADD COLUMN {_ident(f)} {_SQL_TYPES[kind]}"
+            for f, kind in model.fields.items()
+            if f not in present
+        ]
     return statements
 
 
@@ -121,6 +142,8 @@ class _Store:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         with self.conn:
             for statement in _schema():
+                self.conn.execute(statement)
+            for statement in _added_fields(self.conn):
                 self.conn.execute(statement)
         self._series: dict[SeriesKey, int] = {}
 
@@ -228,7 +251,7 @@ class SQLiteHistorian(Historian):
                 return call(self._open())
             except sqlite3.Error as exc:
                 # Locked, busy, disk full, I/O: may pass. Constraint or SQL errors: never.
-                transient = isinstance(exc, sqlite3.OperationalError)
+                transient = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _TRANSIENT_CODES
                 raise HistorianError(f"SQLite {self.path}: {exc}", retryable=transient) from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, job)

@@ -5,75 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 from pathlib import Path
 
 from plc_sim.faults import FaultEvent
-from plc_sim.opcua_server import SecureEndpoint, ensure_server_certificate, load_users
+from plc_sim.options import (
+    SecureOptionsError,
+    add_device_fault_option,
+    add_secure_options,
+    describe,
+    device_faults,
+    secure_endpoint,
+)
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpecError, load_line
 
 
 def _print_event(event: FaultEvent, wall_ts_ns: int) -> None:
     print(f"[t={event.time_s:8.1f}s] {event.text}", flush=True)
-
-
-class _UsageError(Exception):
-    """A command-line mistake; the message says which and how to fix it."""
-
-
-def _secure_endpoint(args: argparse.Namespace) -> SecureEndpoint | None:
-    """The secured OPC UA server the options ask for; users from --users FILE and/or
-    SHOPFLOOR_SIM_USER + SHOPFLOOR_SIM_PASSWORD (never from the command line)."""
-    if not args.opcua_secure_port:
-        return None
-    users: dict[str, str] = {}
-    if args.users is not None:
-        try:
-            users.update(load_users(args.users.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            raise _UsageError(f"--users {args.users}: {exc}") from None
-    name, password = os.environ.get("SHOPFLOOR_SIM_USER"), os.environ.get("SHOPFLOOR_SIM_PASSWORD")
-    if name and password:
-        users[name] = password
-    if not users and args.user_certs is None:
-        raise _UsageError(
-            "the secured endpoint needs a login: --users FILE (name:password lines), "
-            "SHOPFLOOR_SIM_USER and SHOPFLOOR_SIM_PASSWORD, or --user-certs DIR"
-        )
-    cert, key = ensure_server_certificate(args.pki, args.host)
-    print(f"OPC UA server certificate: {cert} (trust it in the client's pki)", flush=True)
-    return SecureEndpoint(
-        port=args.opcua_secure_port,
-        certificate=cert,
-        private_key=key,
-        users=users,
-        user_certificates=args.user_certs,
-        trusted_clients=args.trusted_clients,
-    )
-
-
-def _add_security_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--opcua-secure-port",
-        type=int,
-        default=0,
-        help="port of the secured OPC UA server (signed/encrypted, login); 0: none",
-    )
-    parser.add_argument(
-        "--pki",
-        type=Path,
-        default=Path("plc_sim_pki"),
-        help="where the server certificate is kept (created on first use)",
-    )
-    parser.add_argument("--users", type=Path, help="file of name:password lines")
-    parser.add_argument("--user-certs", type=Path, help="folder of user certificates to accept")
-    parser.add_argument(
-        "--trusted-clients",
-        type=Path,
-        help="folder of client certificates to accept (default: any client certificate)",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,12 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modbus-port", type=int, default=5020, help="0: no Modbus server")
     parser.add_argument("--tick-s", type=float, help="wall seconds per tick (default: file's)")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated s per wall s")
-    _add_security_options(parser)
+    add_secure_options(parser)
+    add_device_fault_option(parser)
     args = parser.parse_args(argv)
     try:
         spec = load_line(args.line)
-        secure = _secure_endpoint(args)
-    except (LineSpecError, _UsageError) as exc:
+        secure = secure_endpoint(args)
+    except (LineSpecError, SecureOptionsError) as exc:
         print(exc, file=sys.stderr)
         return 2
     opcua = (args.host, args.opcua_port) if args.opcua_port else None
@@ -98,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if opcua:
         print(f"OPC UA: opc.tcp://{args.host}:{args.opcua_port}/shopfloor/", flush=True)
     if opcua and secure:
-        print(f"OPC UA (secured): opc.tcp://{args.host}:{secure.port}/shopfloor/", flush=True)
+        print(describe(secure, args.host), flush=True)
     if modbus:
         print(f"Modbus TCP: {args.host}:{args.modbus_port}", flush=True)
     coroutine = run_simulator(
@@ -110,9 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         on_event=_print_event,
         speed=args.speed,
         opcua_secure=secure if opcua else None,
+        modbus_faults=device_faults(args),
     )
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the runner has closed the servers
-        asyncio.run(coroutine)
+        try:
+            asyncio.run(coroutine)
+        except ValueError as exc:  # a --modbus-device-fault for a device the line does not have
+            print(exc, file=sys.stderr)
+            return 2
     return 0
 
 

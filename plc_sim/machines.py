@@ -78,6 +78,9 @@ class Machine:
         self.electric_kw = 0.0
         self.air_m3_min = 0.0  # compressed air this machine draws now
         self.out: dict[str, float] = dict.fromkeys(self.SIGNALS, 0.0)
+        # the measured values (noise and sensor faults included) as the machine's own
+        # controllers see them; the simulator fills it after each measurement
+        self.measured: dict[str, float] = {}
 
     def link(self, machines: dict[str, Machine]) -> None:
         """Resolve references to other machines of the line (after all are built)."""
@@ -194,8 +197,9 @@ class Pasteurizer(Machine):
         )
 
     def _control(self, dt: float) -> None:
-        """PI with conditional integration (anti-windup) on the product temperature."""
-        error = self.p.setpoint_c - self.product_c
+        """PI with conditional integration (anti-windup) on the MEASURED product temperature:
+        like a real loop it acts on sensor noise too, so the valve moves all the time."""
+        error = self.p.setpoint_c - self.measured.get("product_temp_c", self.product_c)
         proportional = self.p.kp * error
         integral = self.integral + self.p.ki * error * dt
         output = proportional + integral

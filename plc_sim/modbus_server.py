@@ -6,15 +6,28 @@ across them, while a table the device does not have at all answers ILLEGAL ADDRE
 are read-only; the only writable points are the coils of `command` signals (run/stop), which
 call `on_run`. `publish` re-encodes the engineering values into a per-block image each tick; the
 device's access hook copies that image into pymodbus's registers on every request.
+
+Device faults make one unit id misbehave the way field devices do, while the others on the same
+server answer as usual (several devices behind one gateway): `delay_s` answers every request of
+the device that late (a slow serial device, an overloaded PLC), `exception_code` answers every
+request with that Modbus exception (6 device busy, 4 device failure, 11 gateway target failed to
+respond, ...). Set them with `ModbusServer(faults=...)` or, while serving, `set_device_fault`;
+`parse_device_fault("air_compressor:delay=2")` reads the command-line form
+`DEVICE:delay=SECONDS,exception=CODE` (DEVICE: a unit id or a machine name).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from plc_sim.machines import SignalKind
@@ -26,6 +39,48 @@ TABLES = ("coil", "discrete", "holding", "input")  # the order SimDevice wants i
 FUNCTION_TABLES = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 4: "input"}
 FUNCTION_TABLES.update(dict.fromkeys((3, 6, 16, 22, 23), "holding"))
 COIL_WRITES = (5, 15)
+FAULT_FORM = (
+    "expected DEVICE:delay=SECONDS,exception=CODE (DEVICE: unit id or machine name), "
+    "e.g. air_compressor:delay=2 or 3:exception=6"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFault:
+    """How one Modbus device misbehaves: answers `delay_s` late, or with `exception_code`
+    (both: a late exception). The default is a healthy device."""
+
+    delay_s: float = 0.0
+    exception_code: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.delay_s) and self.delay_s >= 0):
+            raise ValueError(f"delay must be 0 or more seconds, not {self.delay_s}")
+        codes = sorted(int(code) for code in ExcCodes)
+        if self.exception_code and self.exception_code not in codes:
+            raise ValueError(f"exception code {self.exception_code} is not one of {codes}")
+
+
+def parse_device_fault(text: str) -> tuple[str, DeviceFault]:
+    """`DEVICE:delay=SECONDS,exception=CODE` (either or both) as (device, fault); DEVICE is a
+    unit id or a machine name. ValueError says what is wrong and the expected form."""
+    device, sep, settings = text.partition(":")
+    if not (sep and device.strip() and settings.strip()):
+        raise ValueError(f"{text!r}: {FAULT_FORM}")
+    values: dict[str, str] = {}
+    for item in settings.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in ("delay", "exception") or key.strip() in values:
+            raise ValueError(f"{text!r}: {FAULT_FORM}")
+        values[key.strip()] = value.strip()
+    try:
+        delay, code = float(values.get("delay", 0)), int(values.get("exception", 0))
+    except ValueError:
+        raise ValueError(f"{text!r}: {FAULT_FORM}") from None
+    try:
+        return device.strip(), DeviceFault(delay, code)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
 
 
 @dataclass
@@ -64,6 +119,7 @@ class _Device:
     unit_id: int
     blocks: dict[str, _Block]
     commands: set[int]  # coil addresses of run/stop commands: the only writable points
+    fault: DeviceFault = field(default_factory=DeviceFault)
 
 
 def _devices(spec: LineSpec) -> list[_Device]:
@@ -92,26 +148,73 @@ def _devices(spec: LineSpec) -> list[_Device]:
     return devices
 
 
+class _RequestHandler(ServerRequestHandler):
+    """Answers each request with its own transaction and unit id. pymodbus 3.16 reads the
+    connection's latest request again once the datastore has answered, so a device answering
+    late would answer with the ids of a request that arrived meanwhile (for another unit)."""
+
+    async def handle_request(self) -> None:
+        request, addr = self.last_pdu, self.last_addr
+        if request is None:
+            return
+        try:
+            response = await request.datastore_update(self.server.context, request.dev_id)
+        except (NoSuchIdException, KeyError):  # a unit id the line does not have (SimCore
+            # raises KeyError for it): answered as a gateway answers for an absent device
+            response = ExceptionResponse(request.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
+        response.transaction_id = request.transaction_id
+        response.dev_id = request.dev_id
+        self.server_send(response, addr)
+
+
+class _TcpServer(ModbusTcpServer):
+    def callback_new_connection(self) -> _RequestHandler:
+        return _RequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
 class ModbusServer:
     """A pymodbus TCP server for the Modbus machines of a line; stoppable and restartable."""
 
-    def __init__(self, spec: LineSpec, *, host: str, port: int, on_run: OnRun) -> None:
+    def __init__(
+        self,
+        spec: LineSpec,
+        *,
+        host: str,
+        port: int,
+        on_run: OnRun,
+        faults: Mapping[int | str, DeviceFault] | None = None,
+    ) -> None:
         self.address = (host, port)
         self._on_run = on_run
         self._devices = _devices(spec)
         self._server: ModbusTcpServer | None = None
+        self._late: set[asyncio.Task[object]] = set()  # answers being delayed by a fault
+        for device, fault in (faults or {}).items():
+            self.set_device_fault(device, fault)
+
+    def set_device_fault(self, device: int | str, fault: DeviceFault | None) -> None:
+        """Make one device (unit id or machine name) misbehave from its next request on;
+        None heals it. ValueError names the devices there are."""
+        for candidate in self._devices:
+            if device in (candidate.unit_id, candidate.machine, str(candidate.unit_id)):
+                candidate.fault = fault or DeviceFault()
+                return
+        known = ", ".join(f"{d.unit_id} ({d.machine})" for d in self._devices)
+        raise ValueError(f"no Modbus device {device!r} on this line; there are: {known}")
 
     async def start(self) -> None:
         """Listen (again) on the configured address; the register images survive a restart."""
-        server = ModbusTcpServer([self._sim_device(d) for d in self._devices], address=self.address)
+        server = _TcpServer([self._sim_device(d) for d in self._devices], address=self.address)
         await server.serve_forever(background=True)
         self._server = server
 
     async def stop(self) -> None:
-        """Stop listening and drop every client connection."""
+        """Stop listening and drop every client connection (and the answers still delayed)."""
         if self._server is not None:
             server, self._server = self._server, None
             await server.shutdown()
+        for task in list(self._late):
+            task.cancel()
 
     def publish(self, values: dict[tuple[str, str], float]) -> None:
         """Encode the engineering values into the register images."""
@@ -146,9 +249,24 @@ class ModbusServer:
             registers: list[int],
             set_values: list[int] | list[bool] | None,
         ) -> ExcCodes | None:
+            fault = device.fault
+            if fault.delay_s:
+                await self._late_by(fault.delay_s)
+            if fault.exception_code:
+                return ExcCodes(fault.exception_code)
             return self._access(device, function_code, address, registers, set_values)
 
         return SimDevice(device.unit_id, simdata=tuple(blocks), action=access)
+
+    async def _late_by(self, delay_s: float) -> None:
+        """Hold this request's answer back; `stop` cancels what is still held."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._late.add(task)
+        try:
+            await asyncio.sleep(delay_s)
+        finally:
+            self._late.discard(task)
 
     def _access(
         self,

@@ -89,7 +89,8 @@ class SecureEndpoint:
 
     `users` maps user names to passwords. `user_certificates` holds the certificates (DER or
     PEM) of users who log in with a certificate. `trusted_clients` holds the application
-    certificates of clients allowed to connect; None accepts any client certificate.
+    certificates of clients allowed to connect (read at each new channel, like a PLC's trust
+    list); None accepts any client certificate.
     """
 
     port: int
@@ -142,7 +143,8 @@ def load_users(text: str) -> dict[str, str]:
 
 
 def _certificates_in(folder: Path | None) -> list[bytes]:
-    """DER bytes of every certificate in `folder` (the trust lists are read at start)."""
+    """DER bytes of every certificate in `folder` (user certificates are read at start, the
+    trusted clients at each new channel)."""
     if folder is None or not folder.is_dir():
         return []
     ders = []
@@ -188,17 +190,19 @@ class _Logins(UserManager):
 
 
 class _TrustedClients:
-    """Certificate validator: a client's application certificate must be in the trust list
-    and within its validity period, as a PLC with a trust list enforces."""
+    """Certificate validator: a client's application certificate must be in the trust folder
+    and within its validity period, as a PLC with a trust list enforces. The folder is read at
+    each new channel, so a certificate copied in is trusted without a restart."""
 
-    def __init__(self, certificates: list[bytes]) -> None:
-        self._certificates = certificates
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
 
     async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
         now = datetime.now(UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise ServiceError(ua.StatusCodes.BadCertificateTimeInvalid)
-        if cert.public_bytes(Encoding.DER) not in self._certificates:
+        trusted = await asyncio.to_thread(_certificates_in, self._folder)
+        if cert.public_bytes(Encoding.DER) not in trusted:
             raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
 
 
@@ -257,8 +261,7 @@ class OpcUaServer:
         server.set_security_policy(SECURE_POLICIES)
         server.set_identity_tokens([ua.UserNameIdentityToken, ua.X509IdentityToken])
         if secure.trusted_clients is not None:
-            trusted = await asyncio.to_thread(_certificates_in, secure.trusted_clients)
-            server.set_certificate_validator(_TrustedClients(trusted))
+            server.set_certificate_validator(_TrustedClients(secure.trusted_clients))
         await server.start()
         return server
 

@@ -13,11 +13,11 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from plc_sim.faults import FaultEvent
-from plc_sim.modbus_server import ModbusServer
+from plc_sim.modbus_server import DeviceFault, ModbusServer
 from plc_sim.opcua_server import OpcUaServer, SecureEndpoint
 from plc_sim.process import Simulator
 from plc_sim.spec import LineSpec
@@ -40,12 +40,16 @@ async def run_simulator(
     speed: float = 1.0,
     ready: asyncio.Event | None = None,
     opcua_secure: SecureEndpoint | None = None,
+    warmup_s: float = 0.0,
+    modbus_faults: Mapping[int | str, DeviceFault] | None = None,
 ) -> None:
     """Serve the simulated line until cancelled, then close both servers.
 
     `ready` is set once both servers listen, so that clients in the same process need not
     start with a refused connection. `opcua_secure` adds the secured OPC UA server (with login)
-    beside the open one.
+    beside the open one; `modbus_faults` make Modbus devices answer late or with exceptions
+    (plc_sim.modbus_server.DeviceFault; ValueError for a device the line does not have).
+    `warmup_s` runs the process that long before serving (Simulator.warm_up).
 
     Each tick of `tick_s` wall seconds (default: the line file's) advances the model by
     `tick_s * speed` simulated seconds. `on_event(event, wall_ts_ns)` may be sync or async;
@@ -55,6 +59,7 @@ async def run_simulator(
     if tick <= 0 or speed <= 0:
         raise ValueError("tick_s and speed must be positive")
     sim = Simulator(spec, seed)
+    sim.warm_up(warmup_s)
     servers: list[OpcUaServer | ModbusServer] = []
     if opcua is not None:
         host, port = opcua
@@ -70,7 +75,9 @@ async def run_simulator(
         )
     if modbus is not None:
         host, port = modbus
-        servers.append(ModbusServer(spec, host=host, port=port, on_run=sim.set_running))
+        servers.append(
+            ModbusServer(spec, host=host, port=port, on_run=sim.set_running, faults=modbus_faults)
+        )
     try:
         for server in servers:
             await server.start()

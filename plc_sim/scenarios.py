@@ -17,14 +17,27 @@ import numpy as np
 
 from plc_sim.faults import FAULT_KINDS, FaultEvent, check_fault
 from plc_sim.process import Simulator
+from plc_sim.registers import DTYPE_LIMITS
 from plc_sim.spec import LineSpec
 
 SEVERITIES = (0.3, 0.6, 1.0)
-SETTLE_S = 900.0  # cold start: the pasteurizer heats up and the line reaches steady production
+SETTLE_S = 3600.0  # cold start: six thermal time constants (600 s) of the motors to running heat
 FAULT_FREE_S = 8 * 3600.0  # per seed: three held-back seeds give a simulated day without faults
 RECOVERY_S = 1800.0  # after a fault: thermal time constants are 400-600 s
 ABRUPT_HOLD_S = 300.0  # how long an abrupt fault lasts
 GRADUAL_HOLD_S = 300.0  # how long a gradual fault stays at full severity after its ramp
+
+# Besides its main signal, the signals a fault shows on by its own description in
+# plc_sim.faults, which the process model implements directly (not through another machine or
+# a slow after-effect): a flag naming one of these names the fault for a plant engineer.
+# Sensor faults and motor_overheat show on their own signal only.
+SYMPTOMS: dict[str, tuple[str, ...]] = {
+    "bearing_wear": ("motor_temp_c",),  # "friction adds ... heat"
+    "conveyor_jam": ("speed_hz", "torque_pct"),  # "the drive stalls at its current limit"
+    "hx_fouling": ("hot_water_temp_c", "product_temp_c"),  # "to hold temperature, then cannot"
+    "air_leak": ("pressure_bar",),  # the extra demand empties the receiver faster
+    "voltage_sag": ("voltage_l2_v", "voltage_l3_v"),  # "phase voltages drop": all three
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +58,7 @@ class FaultInterval:
     machine: str
     fault: str
     signal: str  # the signal it mainly shows on
+    symptoms: tuple[str, ...]  # every signal it shows on (SYMPTOMS), the main one first
     severity: float
     start_s: float
     end_s: float
@@ -93,7 +107,8 @@ def labelled_run(
     faults: Sequence[FaultSpec] = (),
     settle_s: float = 0.0,
 ) -> LabelledRun:
-    """Simulate `settle_s + duration_s` and keep the last `duration_s` of it.
+    """Simulate `settle_s + duration_s` and keep the last `duration_s` of it, as read on the
+    wire (`on_the_wire`).
 
     The line file's own fault schedule is replaced by `faults` (checked up front, so a wrong
     machine or fault fails before any simulation). Times are simulation seconds from the start,
@@ -116,9 +131,25 @@ def labelled_run(
             values = sim.values()
             grid[i - n_settle] = [values[k] for k in keys]
     times = settle_s + dt_s * np.arange(1, n_keep + 1)
+    for j, (machine, signal) in enumerate(keys):
+        grid[:, j] = on_the_wire(spec, machine, signal, grid[:, j])
     return LabelledRun(
         seed, dt_s, times, _traces(keys, grid), _intervals(sim.drain_events(), times[-1])
     )
+
+
+def on_the_wire(spec: LineSpec, machine: str, signal: str, values: np.ndarray) -> np.ndarray:
+    """The values as a connector reads them: a Modbus register holds an integer count of its
+    scale (rounded, saturated) or a float32. A detector trained on the exact values would take
+    the resulting repeats (a 0.1 degC register over 0.1 degC of noise) for a stuck sensor."""
+    where = spec.machines[machine].signals[signal].modbus
+    values = np.asarray(values, dtype=float)
+    if where is None or where.dtype in (None, "bool"):
+        return values
+    if where.dtype == "float32":
+        return values.astype(np.float32).astype(float)
+    low, high = DTYPE_LIMITS[where.dtype]
+    return np.clip(np.round(values / where.scale), low, high) * where.scale
 
 
 def _traces(keys: list[tuple[str, str]], grid: np.ndarray) -> dict[str, MachineTrace]:
@@ -147,8 +178,16 @@ def _intervals(events: Iterable[FaultEvent], end_s: float) -> tuple[FaultInterva
 
 def _interval(start: FaultEvent, end_s: float) -> FaultInterval:
     gradual = FAULT_KINDS[start.fault].ramp_s > 0
+    symptoms = (start.signal, *SYMPTOMS.get(start.fault, ()))
     return FaultInterval(
-        start.machine, start.fault, start.signal, start.severity, start.time_s, end_s, gradual
+        start.machine,
+        start.fault,
+        start.signal,
+        symptoms,
+        start.severity,
+        start.time_s,
+        end_s,
+        gradual,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -181,13 +182,27 @@ def _security_and_auth(args: argparse.Namespace) -> tuple[Security, Auth | None]
     return security, auth
 
 
-def _config_security(security: Security, auth: Auth | None) -> tuple[Any, dict[str, Any] | None]:
-    """The `security:` and `auth:` values of a config file that connects the same way."""
+def _config_security(
+    security: Security, auth: Auth | None, folder: Path
+) -> tuple[Any, dict[str, Any] | None]:
+    """The `security:` and `auth:` values of a config file in `folder` that connects the same
+    way: paths given on the command line are rewritten relative to that folder (the loader
+    reads them from there)."""
     if security.is_open:
         sec: Any = "none"
     else:
-        sec = {"policy": security.policy, "mode": security.mode, "pki": str(security.pki)}
-    return sec, (auth.model_dump(mode="json", exclude_none=True) if auth else None)
+        pki = _relative_to(security.pki, folder)
+        sec = {"policy": security.policy, "mode": security.mode, "pki": pki}
+    if auth is None:
+        return sec, None
+    login = auth.model_dump(mode="json", exclude_none=True)
+    if auth.password_file is not None:
+        login["password_file"] = _relative_to(auth.password_file, folder)
+    return sec, login
+
+
+def _relative_to(path: Path, folder: Path) -> str:
+    return str(path) if path.is_absolute() else os.path.relpath(path, folder)
 
 
 # --- browse --------------------------------------------------------------------------------
@@ -243,6 +258,14 @@ def _tree(nodes: Sequence[BrowsedNode]) -> str:
     return table(rows)
 
 
+class _IndentedDumper(yaml.SafeDumper):
+    """Indents list items under their key, as the README's examples do, so that an entry copied
+    from there can be appended to the file as it is."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
 def _emit_config(
     args: argparse.Namespace,
     endpoint: str,
@@ -250,7 +273,8 @@ def _emit_config(
     auth: Auth | None,
     variables: list[BrowsedNode],
 ) -> None:
-    sec, login = _config_security(security, auth)
+    path = Path(args.emit_config)
+    sec, login = _config_security(security, auth, path.parent)
     name = args.name or (urlsplit(endpoint).hostname or "plc").replace(".", "-")
     entry, skipped = connector_entry(
         variables, name=name, endpoint=endpoint, security=sec, auth=login
@@ -262,10 +286,11 @@ def _emit_config(
         "# machine = the parent object's browse name, signal = the variable's; rename freely.\n"
         f"# Check it with: shopfloor check --config {args.emit_config}\n"
     )
-    text = header + yaml.safe_dump(
-        {"site": args.site, "line": args.line, "connectors": [entry]}, sort_keys=False
+    text = header + yaml.dump(
+        {"site": args.site, "line": args.line, "connectors": [entry]},
+        Dumper=_IndentedDumper,
+        sort_keys=False,
     )
-    path = Path(args.emit_config)
     parse_config(text, path)  # what we write must load
     path.write_text(text, encoding="utf-8")
     print(f"wrote {path}: {len(entry['tags'])} tags", file=sys.stderr)

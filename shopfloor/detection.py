@@ -20,30 +20,37 @@ from typing import Any
 
 import numpy as np
 
-from analytics.detectors import DETECTORS, make_detector
+from analytics.detectors import DEFAULT_DETECTOR, DETECTORS, make_detector
 from analytics.episodes import AlarmLogic, Episode
-from analytics.features import WindowSpec, feature_signal, window_features
+from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.model_store import MachineModel, ModelError, load_model, save_model
-from analytics.online import OnlineDetector, score_rows
+from analytics.online import OnlineDetector, OnlineStats, score_rows
 from analytics.report import ScoreTrace, render_report
 from analytics.windows import (
     MachineTelemetry,
     detection_signals,
     read_telemetry,
+    select_signals,
 )
 from historian import open_historian
 from historian.base import Historian
 from historian.sample import Point
 from plc_sim.process import Simulator
+from plc_sim.scenarios import on_the_wire
 from plc_sim.spec import load_line
 from shopfloor.durations import parse_duration
 from shopfloor.options import CommandError, add_duration, add_historian, command, run_for
 
 MODEL_SUFFIX = ".npz"
-DEFAULT_ALARM = {"k": 3, "n": 5, "hold_off_s": 30.0}
+# The tuned configuration (shopfloor eval; README "Anomaly detection"): train, detect, up and
+# eval all use it. The rate is of threshold crossings per feature row of normal running.
+# k=3 rides out a single noisy short-window row; a 300 s hold-off keeps a fault that dips under
+# the threshold one episode. 3e-7 crossings per window and machine is ~0.03 a day.
+DEFAULT_ALARM = {"k": 3, "n": 5, "hold_off_s": 300.0}
+FALSE_ALARM_RATE = 3e-7
 REPORT_TIMEOUT_S = 300.0  # every historian read of one report together
 MIN_TRAINING_ROWS = 300  # feature rows: five minutes at the default 1 s step
-WARMUP_S = 1800.0  # a simulated line starts cold; motors take ~30 min to reach running heat
+WARMUP_S = 3600.0  # a simulated line starts cold; motors need ~6 time constants (600 s) to run hot
 
 
 class TrainingError(Exception):
@@ -54,9 +61,9 @@ class TrainingError(Exception):
 class TrainingSettings:
     """How every machine's model is fitted."""
 
-    detector: str = "pca"
+    detector: str = DEFAULT_DETECTOR
     window: WindowSpec = field(default_factory=WindowSpec)
-    false_alarm_rate: float = 0.001
+    false_alarm_rate: float = FALSE_ALARM_RATE
     alarm: dict[str, float] | None = None
     min_rows: int = MIN_TRAINING_ROWS
 
@@ -64,36 +71,59 @@ class TrainingSettings:
 def fit_machine_model(telemetry: MachineTelemetry, settings: TrainingSettings) -> MachineModel:
     """Fit one machine's model on normal telemetry: signals chosen from the data, threshold
     calibrated on it. TrainingError says why a machine cannot be trained."""
-    frame = telemetry.frame(settings.window)
-    signals = detection_signals(frame)
+    return fit_frames(telemetry.machine, [telemetry.frame(settings.window)], settings)
+
+
+def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings) -> MachineModel:
+    """Fit one machine's model on normal frames (separate runs: no window spans two), the
+    signals chosen on the first. The one training path of `train`, `up` and `eval`."""
+    signals = detection_signals(frames[0])
     if not signals:
         raise TrainingError("no measurement signals (only states, flags, counters, constants)")
-    frame = telemetry.frame(settings.window, signals)
-    times, features, _ = window_features(frame, settings.window)
+    rows = [window_features(select_signals(f, signals), settings.window)[:2] for f in frames]
+    times = np.concatenate([t for t, _ in rows])
     if len(times) < settings.min_rows:
         raise TrainingError(
             f"too little normal data: {len(times)} complete windows, needs {settings.min_rows}"
         )
     estimator = make_detector(settings.detector, false_alarm_rate=settings.false_alarm_rate)
-    estimator.fit(features)
+    estimator.fit(np.vstack([X for _, X in rows]))
     return MachineModel(
-        machine=telemetry.machine,
+        machine=machine,
         signals=signals,
         window=settings.window,
         detector=settings.detector,
         estimator=estimator,
         threshold=float(-estimator.offset_),
         alarm=dict(settings.alarm or DEFAULT_ALARM),
-        trained_from=float(times[0]),
-        trained_to=float(times[-1]),
+        trained_from=float(times.min()),
+        trained_to=float(times.max()),
     )
+
+
+def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(row times, anomaly scores, top signals) of a frame of the model's signals, scored as
+    the online detector scores them."""
+    times, features, names = window_features(frame, model.window)
+    if len(times) == 0:
+        return times, times, []
+    scores, top = score_rows(model.estimator, features)
+    return times, scores, [feature_signal(names[i]) for i in top]
+
+
+def frame_episodes(model: MachineModel, frame: Frame) -> tuple[ScoreTrace, list[Episode]]:
+    """The scores and episodes of a frame by the model's own threshold and alarm logic."""
+    times, scores, tops = score_frame(model, frame)
+    episodes = AlarmLogic(**model.alarm).episodes(times, scores, model.threshold, tops)
+    return ScoreTrace(times, scores), episodes
 
 
 def simulated_telemetry(
     duration_s: float, *, seed: int, line: Path | None = None, warmup_s: float = WARMUP_S
 ) -> dict[str, MachineTelemetry]:
-    """A fresh fault-free run of the line's process model (no sockets), per machine; the
-    scheduled faults of the line file are left out, the warm-up is dropped."""
+    """A fresh fault-free run of the line's process model (no sockets), per machine, as the
+    connectors read it (Modbus registers round); the scheduled faults of the line file are left
+    out, the warm-up is dropped."""
     spec = load_line(line).model_copy(update={"faults": []})
     sim = Simulator(spec, seed=seed)
     machines = {name: MachineTelemetry(spec.site, spec.line, name) for name in spec.machines}
@@ -107,6 +137,12 @@ def simulated_telemetry(
             found.times_s.append(sim.time_s)
             found.signals.append(signal)
             found.values.append(value)
+    for found in machines.values():  # as the connectors will read them when detecting
+        names, values = np.array(found.signals), np.array(found.values)
+        for signal in set(found.signals):
+            mine = names == signal
+            values[mine] = on_the_wire(spec, found.machine, signal, values[mine])
+        found.values = values.tolist()
     return machines
 
 
@@ -144,11 +180,7 @@ def load_models(folder: Path) -> dict[str, MachineModel]:
 
 async def train(args: argparse.Namespace) -> int:
     """Fit a model per machine on normal data and save it with its metadata."""
-    settings = TrainingSettings(
-        detector=args.detector,
-        window=WindowSpec(window_s=args.window, step_s=args.step),
-        false_alarm_rate=args.false_alarm_rate,
-    )
+    settings = training_settings(args)
     if args.simulate:
         telemetry = await asyncio.to_thread(
             simulated_telemetry, args.simulate, seed=args.seed, line=args.line
@@ -189,13 +221,17 @@ async def detect(args: argparse.Namespace) -> int:
         try:
             await run_for(args.duration, detector.run())
         finally:
-            stats = detector.stats
-            print(
-                f"{stats.scored} windows scored, {stats.anomalies} above threshold, "
-                f"{stats.episodes_opened} episodes, {stats.kpi_points} kpi points, "
-                f"{stats.failed_cycles} failed cycles"
-            )
+            print(detection_summary(detector.stats))
     return 0
+
+
+def detection_summary(stats: OnlineStats) -> str:
+    """One line on what an online detector did, for the end of a run."""
+    return (
+        f"{stats.scored} windows scored, {stats.anomalies} above threshold, "
+        f"{stats.episodes_opened} episodes, {stats.kpi_points} kpi points, "
+        f"{stats.failed_cycles} failed cycles"
+    )
 
 
 async def report(args: argparse.Namespace) -> int:
@@ -258,14 +294,8 @@ def _offline_scores(
     telemetry: MachineTelemetry, model: MachineModel
 ) -> tuple[ScoreTrace, float, list[Episode]]:
     """Nothing stored online for this range: score it now with the machine's model."""
-    frame = telemetry.frame(model.window, model.signals)
-    times, features, names = window_features(frame, model.window)
-    if len(times) == 0:
-        return ScoreTrace(times, times), model.threshold, []
-    scores, top = score_rows(model.estimator, features)
-    tops = [feature_signal(names[i]) for i in top]
-    episodes = AlarmLogic(**model.alarm).episodes(times, scores, model.threshold, tops)
-    return ScoreTrace(times, scores), model.threshold, episodes
+    trace, episodes = frame_episodes(model, telemetry.frame(model.window, model.signals))
+    return trace, model.threshold, episodes
 
 
 async def _fault_spans(
@@ -388,32 +418,80 @@ def _add_train(sub: Any) -> None:
         "--line", type=Path, metavar="FILE", help="line file for --simulate (default: built in)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed for --simulate (default: 1)")
+    add_training_options(parser)
+    _add_models(parser)
+    add_historian(parser)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """How models are fitted (`train` and `eval`); the defaults are TrainingSettings'."""
+    defaults = TrainingSettings()
+    window, alarm = defaults.window, {**DEFAULT_ALARM, **(defaults.alarm or {})}
     parser.add_argument(
-        "--detector", choices=sorted(DETECTORS), default="pca", help="which detector (default: pca)"
+        "--detector",
+        type=_detector_name,
+        default=defaults.detector,
+        metavar="NAME",
+        help=f"{', '.join(DETECTORS)}, or several joined by '+' (default: {defaults.detector})",
     )
-    parser.add_argument(
-        "--window",
-        type=parse_duration,
-        default=30.0,
-        metavar="TIME",
-        help="feature window length (default: 30s)",
-    )
-    parser.add_argument(
-        "--step",
-        type=parse_duration,
-        default=1.0,
-        metavar="TIME",
-        help="one score per step (default: 1s)",
-    )
+    for flag, value, what in (
+        ("--window", window.window_s, "feature window length"),
+        ("--short-window", window.short_s, "short window at its end, for abrupt changes"),
+        ("--step", window.step_s, "one score per step"),
+    ):
+        parser.add_argument(
+            flag,
+            type=parse_duration,
+            default=value,
+            metavar="TIME",
+            help=f"{what} (default: {value:g}s)",
+        )
     parser.add_argument(
         "--false-alarm-rate",
         type=float,
-        default=0.001,
+        default=defaults.false_alarm_rate,
         metavar="RATE",
-        help="share of normal windows above the threshold (default: 0.001)",
+        help="threshold crossings per window of normal running "
+        f"(default: {defaults.false_alarm_rate:g})",
     )
-    _add_models(parser)
-    add_historian(parser)
+    parser.add_argument(
+        "--k", type=int, default=alarm["k"], help="windows over threshold that open an episode..."
+    )
+    parser.add_argument(
+        "--n", type=int, default=alarm["n"], help="...within this many consecutive windows"
+    )
+    parser.add_argument(
+        "--hold-off",
+        type=parse_duration,
+        default=alarm["hold_off_s"],
+        metavar="TIME",
+        help=f"quiet time that closes an episode (default: {alarm['hold_off_s']:g}s)",
+    )
+
+
+def training_settings(args: argparse.Namespace) -> TrainingSettings:
+    """TrainingSettings from the options of add_training_options."""
+    try:
+        window = WindowSpec(window_s=args.window, step_s=args.step, short_s=args.short_window)
+        AlarmLogic(args.k, args.n, args.hold_off)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if not 0.0 < args.false_alarm_rate < 1.0:
+        raise CommandError(f"--false-alarm-rate must be in (0, 1), got {args.false_alarm_rate:g}")
+    return TrainingSettings(
+        detector=args.detector,
+        window=window,
+        false_alarm_rate=args.false_alarm_rate,
+        alarm={"k": args.k, "n": args.n, "hold_off_s": args.hold_off},
+    )
+
+
+def _detector_name(text: str) -> str:
+    try:
+        make_detector(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _add_detect(sub: Any) -> None:

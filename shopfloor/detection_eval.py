@@ -14,14 +14,11 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from analytics.detectors import DETECTORS, make_detector
-from analytics.episodes import AlarmLogic, Episode
+from analytics.episodes import Episode
 from analytics.evaluation import (
     GRACE_S,
     Evaluation,
@@ -31,8 +28,8 @@ from analytics.evaluation import (
     evaluate,
     evaluation_json,
 )
-from analytics.features import Frame, WindowSpec, feature_signal, window_features
-from analytics.windows import detection_signals
+from analytics.features import Frame
+from analytics.model_store import MachineModel
 from plc_sim.scenarios import (
     FAULT_FREE_S,
     RECOVERY_S,
@@ -42,6 +39,15 @@ from plc_sim.scenarios import (
     standard_campaign,
 )
 from plc_sim.spec import LineSpec, load_line
+from shopfloor.detection import (
+    DEFAULT_ALARM,
+    TrainingError,
+    TrainingSettings,
+    add_training_options,
+    fit_frames,
+    frame_episodes,
+    training_settings,
+)
 from shopfloor.options import CommandError, command
 
 TRAINING_SEEDS = (1, 2)
@@ -51,25 +57,11 @@ TRAINING_S = 4 * 3600.0  # fault-free operation per training seed
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """Everything that decides the numbers; `detector` may combine names with '+'."""
+    """Everything that decides the numbers: the models are fitted exactly as `shopfloor train`
+    fits them (same settings, same function), then judged by analytics.evaluation's rules."""
 
-    detector: str = "pca"
-    window: WindowSpec = field(default_factory=WindowSpec)
-    k: int = 3
-    n: int = 5
-    hold_off_s: float = 30.0
-    false_alarm_rate: float = 0.001
+    training: TrainingSettings = field(default_factory=TrainingSettings)
     grace_s: float = GRACE_S
-
-    def detector_names(self) -> list[str]:
-        names = self.detector.split("+")
-        unknown = [name for name in names if name not in DETECTORS]
-        if unknown:
-            raise CommandError(
-                f"unknown detector {', '.join(unknown)}; use one of {', '.join(DETECTORS)} "
-                "or several joined by '+' (e.g. baseline+pca)"
-            )
-        return names
 
 
 @dataclass(frozen=True)
@@ -83,85 +75,48 @@ class Campaign:
     settle_s: float = SETTLE_S
 
 
-@dataclass
-class MachineScorer:
-    """The fitted detectors of one machine.
-
-    Each detector's anomaly score (-score_samples) is divided by its own threshold (-offset_),
-    so 1.0 is the threshold of every detector and several combine by their maximum; the top
-    signal of a row comes from the detector that is furthest over its threshold there.
-    """
-
-    signals: tuple[str, ...]
-    estimators: list[Any]
-    thresholds: list[float]
-
-    def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(relative anomaly score per row, index of the top feature per row)."""
-        ratios, tops = [], []
-        for estimator, threshold in zip(self.estimators, self.thresholds, strict=True):
-            ratios.append(-estimator.score_samples(features) / threshold)
-            tops.append(np.argmax(estimator.contributions(features), axis=1))
-        stacked = np.vstack(ratios)
-        best = np.argmax(stacked, axis=0)
-        columns = np.arange(stacked.shape[1])
-        return stacked[best, columns], np.vstack(tops)[best, columns]
-
-
 def machine_frame(run: LabelledRun, machine: str, signals: Sequence[str] | None = None) -> Frame:
+    """A machine's signals of a run; by default all, sorted by name as historian reads give
+    them, so that eval fits the very model `train` fits on the same samples."""
     trace = run.machines[machine]
-    names = tuple(signals) if signals is not None else trace.signals
+    names = tuple(signals) if signals is not None else tuple(sorted(trace.signals))
     columns = [trace.signals.index(s) for s in names]
     return Frame(run.times, names, trace.values[:, columns])
 
 
 def train(
-    runs: Sequence[LabelledRun], settings: EvalSettings
-) -> tuple[dict[str, MachineScorer], list[str]]:
-    """One scorer per machine from fault-free runs; machines with nothing to model are skipped."""
-    scorers, skipped = {}, []
+    runs: Sequence[LabelledRun], settings: TrainingSettings
+) -> tuple[dict[str, MachineModel], list[str]]:
+    """One model per machine from fault-free runs, by `shopfloor train`'s fit_frames; machines
+    that cannot be trained are skipped, with the reason."""
+    models, skipped = {}, []
     for machine in runs[0].machines:
-        signals = detection_signals(machine_frame(runs[0], machine))
-        if not signals:
-            skipped.append(f"{machine}: no measurement worth modelling")
-            continue
-        rows = [
-            window_features(machine_frame(run, machine, signals), settings.window)[1]
-            for run in runs
-        ]
-        features = np.vstack(rows)
-        estimators, thresholds = [], []
-        for name in settings.detector_names():
-            estimator = make_detector(name, false_alarm_rate=settings.false_alarm_rate)
-            estimator.fit(features)
-            threshold = -float(estimator.offset_)
-            if not threshold > 0:
-                raise CommandError(f"{machine}: {name} threshold {threshold} is not positive")
-            estimators.append(estimator)
-            thresholds.append(threshold)
-        scorers[machine] = MachineScorer(signals, estimators, thresholds)
-    return scorers, skipped
+        try:
+            frames = [machine_frame(run, machine) for run in runs]
+            models[machine] = fit_frames(machine, frames, settings)
+        except TrainingError as exc:
+            skipped.append(f"{machine}: {exc}")
+    return models, skipped
 
 
-def detect(
-    run: LabelledRun, scorers: dict[str, MachineScorer], settings: EvalSettings
-) -> dict[str, list[Episode]]:
-    """Episodes per machine of one run, by the batch alarm logic."""
-    alarm = AlarmLogic(k=settings.k, n=settings.n, hold_off_s=settings.hold_off_s)
-    episodes = {}
-    for machine, scorer in scorers.items():
-        frame = machine_frame(run, machine, scorer.signals)
-        times, features, names = window_features(frame, settings.window)
-        scores, tops = scorer.score(features)
-        top_signals = [feature_signal(names[i]) for i in tops]
-        episodes[machine] = alarm.episodes(times, scores, 1.0, top_signals)
-    return episodes
+def detect(run: LabelledRun, models: dict[str, MachineModel]) -> dict[str, list[Episode]]:
+    """Episodes per machine of one run, by each model's threshold and alarm logic."""
+    return {
+        machine: frame_episodes(model, machine_frame(run, machine, model.signals))[1]
+        for machine, model in models.items()
+    }
 
 
 def true_faults(run: LabelledRun) -> list[TrueFault]:
     return [
         TrueFault(
-            f.machine, f.fault, f.signal, f.start_s, f.end_s, "gradual" if f.gradual else "abrupt"
+            f.machine,
+            f.fault,
+            f.signal,
+            f.start_s,
+            f.end_s,
+            "gradual" if f.gradual else "abrupt",
+            f.symptoms,
         )
         for f in run.faults
     ]
@@ -194,7 +149,7 @@ def run_eval(
         labelled_run(spec, seed=s, duration_s=campaign.training_s, settle_s=campaign.settle_s)
         for s in training_seeds
     ]
-    scorers, skipped = train(training, settings)
+    models, skipped = train(training, settings.training)
     timings["train_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     runs = standard_campaign(
@@ -208,9 +163,7 @@ def run_eval(
     timings["simulate_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     scored = [
-        ScoredRun(
-            detect(run, scorers, settings), true_faults(run), run.times[0], run.times[-1], run.dt_s
-        )
+        ScoredRun(detect(run, models), true_faults(run), run.times[0], run.times[-1], run.dt_s)
         for run in runs
     ]
     timings["detect_s"] = time.perf_counter() - clock
@@ -232,6 +185,7 @@ def format_table(evaluation: Evaluation) -> str:
         "P90 smp",
         "FA/DAY",
         "TOP SIG",
+        "MAIN SIG",
     )
     rows = [header]
     rows += [_row(name, s) for name, s in evaluation.per_fault.items()]
@@ -261,6 +215,7 @@ def _row(name: str, s: Scores) -> tuple[str, ...]:
         _num(s.p90_delay_samples, ".0f"),
         _num(s.false_alarms_per_day, ".2f"),
         _num(s.top_signal_accuracy, ".2f"),
+        _num(s.main_signal_accuracy, ".2f"),
     )
 
 
@@ -271,15 +226,7 @@ def _num(value: float | None, spec: str) -> str:
 async def eval_command(args: argparse.Namespace) -> int:
     """Print the evaluation table; --json writes the same numbers."""
     spec = load_line(args.line)
-    settings = EvalSettings(
-        detector=args.detector,
-        window=WindowSpec(window_s=args.window, step_s=args.step),
-        k=args.k,
-        n=args.n,
-        hold_off_s=args.hold_off,
-        false_alarm_rate=args.false_alarm_rate,
-    )
-    settings.detector_names()
+    settings = EvalSettings(training_settings(args))
     result = await asyncio.to_thread(
         run_eval, spec, settings, args.training_seeds, args.seeds, args.campaign
     )
@@ -290,42 +237,45 @@ async def eval_command(args: argparse.Namespace) -> int:
             result.evaluation,
             seeds=args.seeds,
             training_seeds=args.training_seeds,
-            detector=args.detector,
+            detector=settings.training.detector,
         )
-        doc["settings"] = _settings_json(settings)
+        doc["settings"] = _settings_json(settings.training)
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
 def _summary(result: EvalResult, settings: EvalSettings, args: argparse.Namespace) -> str:
-    ev = result.evaluation
+    ev, training = result.evaluation, settings.training
+    window, alarm = training.window, _alarm(training)
     lines = [
-        f"detector {settings.detector}: trained on fault-free runs of seeds "
+        f"detector {training.detector}: trained on fault-free runs of seeds "
         f"{_seeds(args.training_seeds)} (thresholds picked there); evaluated on HELD-BACK seeds "
         f"{_seeds(args.seeds)}, never seen in training",
-        f"window {settings.window.window_s:g} s, step {settings.window.step_s:g} s, alarm "
-        f"{settings.k} of {settings.n}, hold-off {settings.hold_off_s:g} s, false-alarm rate "
-        f"{settings.false_alarm_rate:g}; a fault counts as caught up to {ev.grace_s:g} s after it "
-        f"ends; {ev.fault_free_days:.2f} fault-free days; {ev.secondary_episodes} secondary "
-        "episodes (other machines during a fault) not counted",
+        f"window {window.window_s:g} s (short {window.short_s:g} s), step {window.step_s:g} s, "
+        f"alarm {alarm['k']:g} of {alarm['n']:g}, hold-off {alarm['hold_off_s']:g} s, "
+        f"false-alarm rate {training.false_alarm_rate:g} per window; a fault counts as caught "
+        f"up to {ev.grace_s:g} s after it ends; {ev.fault_free_days:.2f} fault-free days; "
+        f"{ev.secondary_episodes} secondary episodes (other machines during a fault) not counted",
         "took " + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.timings.items()),
     ]
     lines += [f"skipped {reason}" for reason in result.skipped]
     return "\n".join(lines)
 
 
+def _alarm(training: TrainingSettings) -> dict[str, float]:
+    return {**DEFAULT_ALARM, **(training.alarm or {})}
+
+
 def _seeds(seeds: Sequence[int]) -> str:
     return ",".join(map(str, seeds))
 
 
-def _settings_json(settings: EvalSettings) -> dict[str, object]:
+def _settings_json(training: TrainingSettings) -> dict[str, object]:
     return {
-        "window_s": settings.window.window_s,
-        "step_s": settings.window.step_s,
-        "k": settings.k,
-        "n": settings.n,
-        "hold_off_s": settings.hold_off_s,
-        "false_alarm_rate": settings.false_alarm_rate,
+        "detector": training.detector,
+        "window": asdict(training.window),
+        "alarm": _alarm(training),
+        "false_alarm_rate": training.false_alarm_rate,
     }
 
 
@@ -343,7 +293,6 @@ def _seed_list(text: str) -> list[int]:
 
 def register(sub: Any) -> None:
     """Add `eval` to the `shopfloor` command line."""
-    defaults = EvalSettings()
     parser = command(
         sub,
         "eval",
@@ -369,45 +318,6 @@ def register(sub: Any) -> None:
         metavar="N,N",
         help=f"seeds whose fault-free runs train the models (default: {_seeds(TRAINING_SEEDS)})",
     )
-    parser.add_argument(
-        "--detector",
-        default=defaults.detector,
-        metavar="NAME",
-        help=f"{', '.join(DETECTORS)}, or several joined by '+' (default: {defaults.detector})",
-    )
-    parser.add_argument(
-        "--window",
-        type=float,
-        default=defaults.window.window_s,
-        metavar="S",
-        help="window length in seconds",
-    )
-    parser.add_argument(
-        "--step",
-        type=float,
-        default=defaults.window.step_s,
-        metavar="S",
-        help="seconds between feature rows",
-    )
-    parser.add_argument(
-        "--k", type=int, default=defaults.k, help="rows over threshold that open an episode..."
-    )
-    parser.add_argument(
-        "--n", type=int, default=defaults.n, help="...within this many consecutive rows"
-    )
-    parser.add_argument(
-        "--hold-off",
-        type=float,
-        default=defaults.hold_off_s,
-        metavar="S",
-        help="seconds below threshold that close an episode",
-    )
-    parser.add_argument(
-        "--false-alarm-rate",
-        type=float,
-        default=defaults.false_alarm_rate,
-        metavar="P",
-        help="share of normal training rows allowed over the threshold",
-    )
+    add_training_options(parser)
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers as JSON")
     parser.set_defaults(campaign=Campaign())

@@ -26,10 +26,14 @@ from historian.sqlite import SQLiteHistorian
 from historian.units import unit_of
 from historian.writer import HistorianWriter
 from plc_sim.faults import FaultEvent
+from plc_sim.options import describe as describe_secure_endpoint
+from plc_sim.options import device_faults
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
+from shopfloor.detection import WARMUP_S
 from shopfloor.durations import parse_duration
 from shopfloor.health import HealthServer
+from shopfloor.line_detection import LineDetection, add_detection_options
 from shopfloor.options import (
     CommandError,
     add_duration,
@@ -38,6 +42,7 @@ from shopfloor.options import (
     add_sim_endpoints,
     command,
     run_for,
+    sim_secure_endpoint,
 )
 from shopfloor.simconfig import render_sim_connectors, sim_connectors
 from shopfloor.status import LiveStatus
@@ -52,6 +57,8 @@ async def up(args: argparse.Namespace) -> int:
     )
     ready = asyncio.Event()
     async with _opened(args) as historian:
+        detection = LineDetection(args, historian)
+        await detection.prepare()
         writer = await _spooled_writer(args, historian)
         agent, status = _agent(config, writer, args.historian_name)
 
@@ -64,9 +71,12 @@ async def up(args: argparse.Namespace) -> int:
             agent,
             _simulate(spec, args, writer, ready),
             connectors_once_listening(),
+            detection.run(ready),
             status.run(),
         )
         print(status.summary())
+        if detection.summary():
+            print(detection.summary())
     return 0
 
 
@@ -91,8 +101,17 @@ async def _simulate(
     ready: asyncio.Event | None = None,
 ) -> None:
     """The simulator with its servers; a port in use is a user error, not a crash."""
-    for what, port in (("OPC UA", args.opcua_port), ("Modbus", args.modbus_port)):
-        _check_port_free(args.host, port, what)
+    ports = [
+        ("OPC UA", args.opcua_port, "--opcua-port"),
+        ("Modbus", args.modbus_port, "--modbus-port"),
+    ]
+    if args.opcua_secure_port:
+        ports.append(("secured OPC UA", args.opcua_secure_port, "--opcua-secure-port"))
+    for what, port, option in ports:
+        _check_port_free(args.host, port, what, option)
+    secure = await asyncio.to_thread(sim_secure_endpoint, args)
+    if secure is not None:
+        print(describe_secure_endpoint(secure, args.host), file=sys.stderr)
     try:
         await run_simulator(
             spec,
@@ -101,7 +120,12 @@ async def _simulate(
             modbus=(args.host, args.modbus_port),
             on_event=_event_writer(spec, writer),
             ready=ready,
+            opcua_secure=secure,
+            warmup_s=WARMUP_S,
+            modbus_faults=device_faults(args),
         )
+    except ValueError as exc:  # a --modbus-device-fault for a device the line does not have
+        raise CommandError(str(exc)) from None
     except OSError as exc:
         raise CommandError(
             f"cannot serve the simulated PLCs on {args.host} (OPC UA port {args.opcua_port}, "
@@ -109,7 +133,7 @@ async def _simulate(
         ) from None
 
 
-def _check_port_free(host: str, port: int, what: str) -> None:
+def _check_port_free(host: str, port: int, what: str, option: str) -> None:
     """Fail before any server starts (and logs a traceback of its own) if a port is taken."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -118,7 +142,7 @@ def _check_port_free(host: str, port: int, what: str) -> None:
         except OSError as exc:
             raise CommandError(
                 f"the {what} port {host}:{port} is not available ({exc.strerror}); is another "
-                f"simulator running? Pick another with --{what.lower().replace(' ', '')}-port"
+                f"simulator running? Pick another with {option}"
             ) from None
 
 
@@ -282,6 +306,7 @@ def _add_up(sub: Any) -> None:
     add_sim_endpoints(parser)
     add_historian(parser)
     _add_spool(parser)
+    add_detection_options(parser)
     add_duration(parser)
 
 

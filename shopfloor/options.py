@@ -8,6 +8,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from plc_sim.opcua_server import SecureEndpoint
+from plc_sim.options import (
+    SecureOptionsError,
+    add_device_fault_option,
+    add_secure_options,
+    secure_endpoint,
+)
 from shopfloor.durations import parse_duration
 
 
@@ -60,6 +67,17 @@ def add_sim_endpoints(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--modbus-port", type=int, default=5020, help="Modbus TCP port (default: 5020)"
     )
+    add_secure_options(parser)
+    add_device_fault_option(parser)
+
+
+def sim_secure_endpoint(args: argparse.Namespace) -> SecureEndpoint | None:
+    """The secured OPC UA server `add_sim_endpoints`' options ask for (blocking: it may create
+    the server certificate)."""
+    try:
+        return secure_endpoint(args)
+    except SecureOptionsError as exc:
+        raise CommandError(str(exc)) from None
 
 
 async def run_for(duration_s: float | None, *work: Awaitable[object]) -> None:

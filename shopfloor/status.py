@@ -73,14 +73,22 @@ class LiveStatus:
         return rates
 
     def summary(self) -> str:
-        """One line: uptime, rates, stored and pending counts."""
+        """One line: uptime, rates, stored and pending counts, what the spool holds and lost."""
         rates = self.rates()
         flows = ", ".join(f"{name} {rate:.0f}/s" for name, rate in rates.items())
         stats = self.writer.stats
         return (
             f"[{self._uptime()}] {flows}; stored {stats.samples_written} samples"
-            f" ({stats.pending} pending, {stats.retries} retries) in {self.historian_name}"
+            f" ({stats.pending} pending, {stats.retries} retries) in {self.historian_name};"
+            f" {self._spool()}"
         )
+
+    def _spool(self) -> str:
+        """Spool depth and drops: a growing spool means the historian is behind, drops that the
+        spool limit was reached and data is gone."""
+        spool = self.writer.stats.spool
+        held = "in memory only" if spool.memory_only else _size(spool.bytes)
+        return f"spool {held}, {spool.dropped_samples} samples dropped"
 
     def render(self, width: int = 100) -> str:
         """The full table: connectors, machines with their states, last values."""
@@ -118,6 +126,14 @@ class LiveStatus:
     def _uptime(self) -> str:
         seconds = int(time.monotonic() - self._started)
         return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _size(nbytes: int) -> str:
+    """Bytes for people: 0 B, 512 kB, 3.4 MB, 1.0 GB (decimal units, as --spool-max takes)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
 
 
 def _finite(sample: Sample) -> bool:

@@ -2,12 +2,14 @@
 
 `influxdb_url` is the server for the whole session: INFLUX_URL (an http(s)://HOST:PORT of a
 running 1.x server, INFLUX_DB optional) if set, else a throwaway influxd started here.
-`influx_db_url` gives each test its own fresh database, dropped afterwards.
+`influx_db_url` gives each test its own fresh database, dropped afterwards; `fresh_database`
+does the same for fixtures of a wider scope.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import urllib.parse
@@ -57,11 +59,20 @@ def influxdb_url() -> Iterator[str]:
         yield _as_historian_url(server.url, database)
 
 
-@pytest.fixture
-def influx_db_url(influxdb_url: str) -> Iterator[str]:
-    """A database of its own for one test (created now, dropped after)."""
+@contextlib.contextmanager
+def fresh_database(influxdb_url: str) -> Iterator[str]:
+    """A database of its own on the test server (created now, dropped after), as a URL."""
     http_url = _http_url(influxdb_url)
     database = f"test_{uuid.uuid4().hex[:12]}"
     _influx_query(http_url, f'CREATE DATABASE "{database}"')
-    yield _as_historian_url(http_url, database)
-    _influx_query(http_url, f'DROP DATABASE "{database}"')
+    try:
+        yield _as_historian_url(http_url, database)
+    finally:
+        _influx_query(http_url, f'DROP DATABASE "{database}"')
+
+
+@pytest.fixture
+def influx_db_url(influxdb_url: str) -> Iterator[str]:
+    """A database of its own for one test."""
+    with fresh_database(influxdb_url) as url:
+        yield url

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,12 @@ def shopfloor(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture(autouse=True)
+def in_a_temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`up` keeps its spool and models in the working directory unless told otherwise."""
+    monkeypatch.chdir(tmp_path)
 
 
 def ports() -> list[str]:
@@ -73,7 +78,9 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    assert process.stdout is not None
+    while "stored" not in process.stdout.readline():  # the line runs: a status line came
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode in (0, 130), err
@@ -97,6 +104,29 @@ def test_user_mistakes_get_one_clear_line_and_exit_2(args: list[str], message: s
     assert "Traceback" not in result.stderr
     assert message in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("nosuch:delay=1", "no Modbus device 'nosuch' on this line; there are: 1 (conveyor)"),
+        ("conveyor:delay=-1", "delay must be 0 or more seconds"),
+    ],
+)
+def test_a_bad_modbus_device_fault_is_one_clear_line(
+    fault: str, message: str, tmp_path: Path
+) -> None:
+    result = shopfloor(
+        "sim",
+        "--modbus-device-fault",
+        fault,
+        *ports(),
+        "--historian",
+        f"sqlite:{tmp_path / 'h.db'}",
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The commissioning commands (certs, browse, probe, check) against the simulator's real
 servers on 127.0.0.1, called through their own argument parsers.
 
-The steps of the README guide "Connect your own PLC" are each run here: certs, browse with
---emit-config, check of the emitted file, probe of a register pair, check of a broken file.
+Each command on its own, in detail: certs, browse with --emit-config, check of the emitted file,
+probe of a register pair, check of a broken file. The README guide, walked as written against
+the secured simulator, is tests/test_guide.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cryptography import x509
 from connectors.config import ConfigError, load_config
 from connectors.modbus.codec import DataType, WordOrder, decode
 from connectors.opcua.browse import browse_tree
+from connectors.opcua.security import Auth, Security
 from connectors.opcua.session import open_session
 from historian.sample import Quality, Sample
 from plc_sim.modbus_server import ModbusServer
@@ -371,7 +373,7 @@ async def test_check_names_each_kind_of_problem(
         "Modbus exception 2: illegal data address (an address in the request does not exist on "
         "the device)"
     )
-    assert problem("absent", "x") == "Modbus exception 4: server device failure"
+    assert problem("absent", "x") == "Modbus exception 11: gateway target device failed to respond"
     assert problem("meter", "v") == "timeout: unit 1 did not answer within 0.3 s"
 
 
@@ -386,3 +388,18 @@ async def test_check_of_a_file_with_config_errors_says_where(
     )
     with pytest.raises(ConfigError, match=r"typo.yaml:5: connectors\[0\].security: unknown"):
         await run(parser, "check", "--config", str(config))
+
+
+def test_emitted_paths_are_relative_to_the_emitted_file(tmp_path: Path) -> None:
+    """--pki and --password-file are typed relative to the working directory; the file written
+    elsewhere names them relative to itself, as the loader reads them."""
+    security = Security(policy="Basic256Sha256", mode="Sign", pki=Path("pki"))
+    auth = Auth(username="u", password_file=Path("secrets/plc"))
+    sec, login = commissioning._config_security(security, auth, Path("configs/plant"))
+    assert sec["pki"] == "../../pki" and login == {
+        "username": "u",
+        "password_file": "../../secrets/plc",
+    }
+    pinned = Security(policy="Basic256Sha256", mode="Sign", pki=tmp_path / "pki")
+    sec, login = commissioning._config_security(pinned, None, Path("configs"))
+    assert sec["pki"] == str(tmp_path / "pki") and login is None

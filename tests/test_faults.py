@@ -2,12 +2,14 @@
 
 InfluxDB is a real influxd of each test's own (stopped and started again on the same ports and
 data folder, as an upgrade does); the connector runs in this process or as a `shopfloor connect`
-process killed with SIGKILL; the PLCs are the simulator's servers on loopback ports.
+process killed with SIGKILL; the PLCs are the simulator's servers on loopback ports, one of
+them slow or answering with exceptions (the Modbus server's device faults).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -24,16 +26,21 @@ import yaml
 from bench.linefiles import write_line
 from connectors.agent import Agent
 from connectors.config import parse_config
+from historian import open_historian
 from historian.influx_v1 import InfluxV1Historian
 from historian.influxd import Influxd, free_port
 from historian.sample import Sample
 from historian.spool import Batch, Spool
 from historian.writer import HistorianWriter
+from plc_sim.modbus_server import DeviceFault, ModbusServer
+from plc_sim.process import Simulator
 from plc_sim.runner import run_simulator
-from plc_sim.spec import LineSpec
+from plc_sim.spec import LineSpec, load_line
+from shopfloor.health import HealthServer
 from shopfloor.simconfig import sim_connectors
+from shopfloor.status import LiveStatus
 from tests.eventually import eventually
-from tests.historian.test_spool import read_only
+from tests.historian.test_spool import read_only, samples
 from tests.test_line import running
 
 pytestmark = pytest.mark.influxdb
@@ -42,30 +49,9 @@ FAST_TICK_S = 0.05  # two copies of the line at 20 ticks/s: about 2,000 samples/
 Key = tuple[str, str, str, str, int]
 
 
-class RestartableInfluxd(Influxd):
-    """An influxd that can be stopped and started again on its ports and data folder."""
-
-    def halt(self) -> None:
-        assert self._proc is not None
-        self._proc.terminate()
-        self._proc.wait(timeout=10)
-        self._proc = None
-
-    def resume(self) -> None:
-        assert self._tmp is not None and self._proc is None
-        root = Path(self._tmp.name)
-        with (root / "influxd.log").open("ab") as log:
-            self._proc = subprocess.Popen(
-                [self._binary, "-config", str(root / "influxdb.conf")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_ready(root / "influxd.log")
-
-
 @pytest.fixture
-def influxd() -> Iterator[RestartableInfluxd]:
-    with RestartableInfluxd() as server:
+def influxd() -> Iterator[Influxd]:
+    with Influxd() as server:
         yield server
 
 
@@ -86,12 +72,17 @@ async def stored_keys(url: str, database: str, before_ns: int | None = None) -> 
     }
 
 
-def connectors_file(spec: LineSpec, folder: Path, opcua_port: int, modbus_port: int) -> Path:
+def connectors_file(
+    spec: LineSpec, folder: Path, opcua_port: int, modbus_port: int, **modbus: object
+) -> Path:
+    """The connectors file of the simulated line; `modbus` overrides keys of its Modbus entry."""
     config = sim_connectors(spec, "127.0.0.1", opcua_port, modbus_port)
     for entry in config["connectors"]:
         entry["reconnect"] = {"min_s": 0.2, "max_s": 0.5}
         if entry["type"] == "opcua":
             entry["security"] = "none"
+        else:
+            entry.update(modbus)
     path = folder / "connectors.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -115,7 +106,7 @@ async def simulator(fast_line: LineSpec) -> AsyncIterator[tuple[int, int]]:
 
 
 async def test_an_influxdb_restart_loses_no_sample(
-    influxd: RestartableInfluxd,
+    influxd: Influxd,
     fast_line: LineSpec,
     simulator: tuple[int, int],
     tmp_path: Path,
@@ -144,6 +135,111 @@ async def test_an_influxdb_restart_loses_no_sample(
     assert spool.stats.samples == 0
     expected = {key(s) for s in taken}
     assert await stored_keys(influxd.url, "faults") == expected
+
+
+SLOW_PLC = "air_compressor"  # Modbus unit 2, behind the same connection as units 1 and 3
+PLC_POLL_S = 0.2
+PLC_TIMEOUT_S = 0.1  # a timeout fits in the poll period: the other units lose no poll
+
+
+@contextlib.asynccontextmanager
+async def plant(spec: LineSpec, opcua_port: int, modbus_port: int) -> AsyncIterator[ModbusServer]:
+    """The line's OPC UA PLCs (the simulator) and its Modbus devices on a server of the test's
+    own, fed by a simulator of the same line, so that one device can be made to misbehave."""
+    sim = Simulator(spec, seed=5)
+    modbus = ModbusServer(spec, host="127.0.0.1", port=modbus_port, on_run=sim.set_running)
+
+    async def feed() -> None:
+        while True:
+            sim.step(PLC_POLL_S / 2)
+            modbus.publish(sim.values())
+            await asyncio.sleep(PLC_POLL_S / 2)
+
+    ready = asyncio.Event()
+    opcua = run_simulator(
+        spec, seed=5, opcua=("127.0.0.1", opcua_port), tick_s=PLC_POLL_S / 2, ready=ready
+    )
+    await modbus.start()
+    try:
+        async with running(opcua, feed()):
+            await asyncio.wait_for(ready.wait(), 10)
+            yield modbus
+    finally:
+        await modbus.stop()
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (DeviceFault(delay_s=1.0), f"no answer in {PLC_TIMEOUT_S} s"),
+        (DeviceFault(exception_code=6), "exception 6, server device busy"),
+    ],
+    ids=["slow", "exceptions"],
+)
+async def test_a_plc_answering_slowly_or_with_exceptions_affects_only_its_own_tags(
+    fault: DeviceFault, reason: str, influx_db_url: str, tmp_path: Path
+) -> None:
+    spec = load_line()
+    ports = free_port(), free_port()
+    config = parse_config(
+        connectors_file(
+            spec,
+            tmp_path,
+            *ports,
+            poll_interval_s=PLC_POLL_S,
+            timeout_s=PLC_TIMEOUT_S,
+            reconnect={"min_s": 0.5, "max_s": 1.0},
+        ).read_text(),
+        Path("line.yaml"),
+    )
+    inputs = config.build_inputs()
+    modbus_input = next(i for i in inputs if i.endpoint.startswith("modbus://"))
+    good: set[str] = set()
+    async with open_historian(influx_db_url) as historian, plant(spec, *ports) as modbus:
+        writer = HistorianWriter(historian, spool=Spool(tmp_path / "spool"), flush_interval_s=0.1)
+        agent = Agent(
+            inputs,
+            writer,
+            health_interval_s=0.5,
+            observers=[lambda _i, b: good.update(s.machine for s in b if s.quality == 0)],
+        )
+        async with running(agent.run()):
+            await eventually(lambda: good >= set(spec.machines), "every machine's tags", 20)
+            start = time.time_ns()
+            modbus.set_device_fault(SLOW_PLC, fault)
+            await asyncio.sleep(3)
+            end = time.time_ns()
+            modbus.set_device_fault(SLOW_PLC, None)
+            good.clear()
+            await eventually(lambda: SLOW_PLC in good, "the healed PLC's tags", 5)
+            await eventually(lambda: writer.stats.pending == 0, "the writes")
+        during = await historian.points("telemetry", start_ns=start + 300_000_000, end_ns=end)
+        health = await historian.points("connector", start_ns=start, end_ns=end)
+
+    seconds = (end - start) / 1e9 - 0.3
+    counts: dict[tuple[str, str], list[int]] = {}
+    for point in during:
+        key = (point.tags["machine"], point.tags["signal"])
+        counts.setdefault(key, [0, 0])[point.fields["quality"] == 0] += 1
+    at_rate = 0.8 * seconds / PLC_POLL_S
+    for (machine, tag), (bad, ok) in counts.items():
+        if machine == SLOW_PLC:
+            assert ok == 0 and bad >= at_rate, (tag, bad, ok)
+            continue
+        assert bad == 0, (machine, tag, bad)
+        if spec.machines[machine].protocol == "modbus":  # polled: a sample per poll
+            assert ok >= at_rate, (machine, tag, ok)
+    assert {m for (m, _), (_, ok) in counts.items() if ok} == set(spec.machines) - {SLOW_PLC}
+    # the reason: in the connector's stats and its `connector` points; the endpoint stayed up
+    assert (
+        modbus_input.stats.last_error.startswith("unit 2 ")
+        and reason in modbus_input.stats.last_error
+    )
+    assert modbus_input.stats.reconnects == 0
+    modbus_health = [p for p in health if p.tags["connector"] == modbus_input.name]
+    assert modbus_health and all(p.fields["connected"] for p in modbus_health)
+    assert modbus_health[-1].fields["errors"] > modbus_health[0].fields["errors"]
+    assert all(p.fields["spool_dropped"] == 0 for p in health)
 
 
 def health(port: int) -> dict[str, object]:
@@ -191,7 +287,7 @@ def connect(config: Path, spool: Path, historian: str, health_port: int) -> subp
 
 
 async def test_a_connector_killed_with_sigkill_loses_nothing_it_had_taken(
-    influxd: RestartableInfluxd,
+    influxd: Influxd,
     fast_line: LineSpec,
     simulator: tuple[int, int],
     tmp_path: Path,
@@ -233,13 +329,39 @@ async def test_a_connector_killed_with_sigkill_loses_nothing_it_had_taken(
     assert await stored_keys(influxd.url, "faults", killed_ns) == {key(s) for s in on_disk.samples}
 
 
+async def test_a_full_spool_reports_its_drops_alike_everywhere(tmp_path: Path) -> None:
+    """InfluxDB unreachable and a small spool: the drops are counted, and the `connector`
+    points, /health and the live status all say the same number."""
+    spool = Spool(tmp_path / "spool", max_bytes=50_000, segment_bytes=8_000, commit_interval_s=0)
+    historian = InfluxV1Historian(f"http://127.0.0.1:{free_port()}", "down")
+    writer = HistorianWriter(
+        historian, spool=spool, retry_min_s=0.05, retry_max_s=0.1, drain_timeout_s=0.2
+    )
+    async with historian, running(writer.run()):
+        for start in range(0, 30_000, 100):
+            await writer.put(samples(100, start))
+    dropped = spool.stats.dropped_samples
+    assert dropped > 0 and spool.stats.samples + dropped == 30_000
+    inputs = parse_config(DEAD_PLC, Path("c.yaml")).build_inputs()
+    (point,) = Agent(inputs, writer).health_points()
+    assert point.fields["spool_dropped"] == dropped
+    assert point.fields["spool_bytes"] == spool.stats.bytes > 0
+    _, body = HealthServer(inputs, writer, port=0).report()
+    assert body["spool"]["dropped_samples"] == dropped  # type: ignore[index]
+    summary = LiveStatus(inputs, writer, historian_name="influxdb").summary()
+    assert f", {dropped} samples dropped" in summary and " kB," in summary
+
+
+DEAD_PLC = (  # a connectors file whose one PLC nobody answers for
+    "connectors:\n- type: modbus\n  name: m\n  url: modbus://127.0.0.1:1\n"
+    "  devices: [{unit: 1, machine: m,\n"
+    "             tags: [{signal: s, table: holding, address: 1, type: uint16}]}]\n"
+)
+
+
 def test_a_read_only_spool_folder_stops_with_a_message_or_runs_in_memory(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(
-        "connectors:\n- type: modbus\n  name: m\n  url: modbus://127.0.0.1:1\n"
-        "  devices: [{unit: 1, machine: m,\n"
-        "             tags: [{signal: s, table: holding, address: 1, type: uint16}]}]\n"
-    )
+    config.write_text(DEAD_PLC)
     with read_only(tmp_path / "ro") as folder:
         common = ["connect", "--config", str(config), "--spool", str(folder / "spool")]
         db = ["--historian", f"sqlite:{tmp_path / 'h.db'}", "--duration", "2s"]

@@ -2,11 +2,19 @@
 
 One connection per endpoint and one request in flight at a time: many devices (and the
 gateways in front of serial lines) serve a single outstanding request per connection. We own
-retry and reconnect, so pymodbus runs with `retries=0` and no reconnect task of its own; a
-timeout or a lost connection closes the client and a fresh connection is made, so no
-half-read response can leak into the next request. Each device has its own timeout, retries
-and pause between requests; a read the device refuses with "illegal data address" is split
-into one read per tag, so that one unmapped register does not blank its neighbours.
+retry and reconnect, so pymodbus runs with `retries=0` and no reconnect task of its own. Each
+device has its own timeout, retries and pause between requests; a read the device refuses with
+"illegal data address" is split into one read per tag, so that one unmapped register does not
+blank its neighbours.
+
+A device that does not answer in time is that device's fault, not the endpoint's: several
+units share one gateway connection, and the others must keep flowing. Its tags turn bad and it
+rests (is not asked, its tags stay bad) for a pause that doubles from `reconnect.min_s` to
+`reconnect.max_s`, so a silent unit costs the others one timeout per pause, not one per cycle.
+Only a cycle in which no device answered at all, or a dropped connection, takes the endpoint
+down. A late answer is harmless with Modbus TCP framing (pymodbus drops a response whose
+transaction id is not the one awaited); RTU frames carry none, so there the connection is made
+afresh after a timeout, before the next request.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ from connectors.base import ConnectorStats, Emit
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
 from connectors.modbus.config import Config, Device, Table
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
-from connectors.modbus.transport import new_client
-from connectors.reconnect import Backoff
+from connectors.modbus.transport import Transport, new_client
+from connectors.reconnect import Backoff, Reconnect
 from historian.sample import Quality, Sample
 
 EXCEPTION_MEANINGS: dict[int, str] = {
@@ -121,11 +129,12 @@ def decoder_for(request: ReadRequest) -> RegisterBlockDecoder | BitBlockDecoder:
 
 
 def _quiet_pymodbus() -> None:
-    """pymodbus warns on every failed connect and dumps frames with errors; our stats carry
-    those reasons already. An application that set a level for pymodbus keeps it."""
+    """pymodbus warns on every failed connect and logs an error for every late answer it
+    skips (expected once a device timed out); our stats and log carry the reasons already.
+    An application that set a level for pymodbus keeps it."""
     names = ("pymodbus", "pymodbus.logging")
     if all(logging.getLogger(name).level == logging.NOTSET for name in names):
-        logging.getLogger("pymodbus.logging").setLevel(logging.ERROR)
+        logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
 
 
 class _ConnectionLost(Exception):
@@ -135,6 +144,34 @@ class _ConnectionLost(Exception):
     def __init__(self, reason: str, samples: Sequence[Sample] = ()) -> None:
         super().__init__(reason)
         self.samples = list(samples)
+
+
+class _NoAnswer(Exception):
+    """A device did not answer a request in time (after its retries); the message says which."""
+
+
+class _Unit:
+    """Whether one unit id answers, and when to ask it again after it stopped answering."""
+
+    def __init__(self, unit: int, bounds: Reconnect) -> None:
+        self.unit = unit
+        self._backoff = Backoff(bounds)
+        self.resume_at = 0.0  # loop time before which the unit is not asked
+        self.silent = False
+
+    def rests(self, now: float) -> bool:
+        return now < self.resume_at
+
+    def fell_silent(self, now: float) -> None:
+        """It did not answer: rest it."""
+        self.resume_at = now + self._backoff.next()
+        self.silent = True
+
+    def answered(self) -> bool:
+        """It answered; returns whether it had been silent."""
+        was_silent, self.silent = self.silent, False
+        self._backoff.reset()
+        return was_silent
 
 
 class ModbusInput:
@@ -153,6 +190,8 @@ class ModbusInput:
                 self._polls.append(_Poll.of(request, device, device.line or line, timeout_s))
         self._marked_bad = False  # all tags were marked bad since the last good cycle
         self._ever_up = False
+        self._late_answer_possible = False  # RTU after a timeout: reconnect before a request
+        self._units: dict[int, _Unit] = {}
         _quiet_pymodbus()
 
     @property
@@ -170,6 +209,7 @@ class ModbusInput:
                 await self._went_down(emit, _ConnectionLost(str(exc)))
                 await asyncio.sleep(backoff.next())
                 continue
+            self._new_session()
             try:
                 await self._connect(client)
                 await self._poll_forever(client, emit, backoff)
@@ -178,6 +218,14 @@ class ModbusInput:
             finally:
                 client.close()
             await asyncio.sleep(backoff.next())
+
+    def _new_session(self) -> None:
+        """A fresh connection: every device is asked again, no late answer can arrive."""
+        self._late_answer_possible = False
+        self._units = {
+            poll.request.unit: _Unit(poll.request.unit, self._config.reconnect)
+            for poll in self._polls
+        }
 
     async def _connect(self, client: ModbusBaseClient) -> None:
         timeout = self._config.timeout_s
@@ -229,17 +277,36 @@ class ModbusInput:
         await self._emit(emit, samples)
 
     async def _poll_once(self, client: ModbusBaseClient) -> list[Sample]:
-        """Read every request once; a broken connection raises with the samples read so far."""
+        """Read every request once; a device that does not answer gets its tags bad and rests.
+        A broken connection, or a cycle in which no device answered, raises (with the samples
+        read so far)."""
+        loop = asyncio.get_running_loop()
         samples: list[Sample] = []
+        silent: list[tuple[_Unit, str, bool]] = []  # timed out now: (unit, why, silent before)
+        answered = False
         index = 0
         while index < len(self._polls):
             poll = self._polls[index]
+            unit = self._units[poll.request.unit]
+            if unit.rests(loop.time()):
+                samples.extend(poll.bad(time.time_ns(), self._site))
+                index += 1
+                continue
             if poll.pause_s and index:
                 await asyncio.sleep(poll.pause_s)
             try:
                 response = await self._read(client, poll)
             except _ConnectionLost as lost:
                 raise _ConnectionLost(str(lost), samples) from None
+            except _NoAnswer as no_answer:
+                silent.append((unit, str(no_answer), unit.silent))
+                unit.fell_silent(loop.time())
+                samples.extend(poll.bad(time.time_ns(), self._site))
+                index += 1
+                continue
+            answered = True
+            if unit.answered():
+                _log.info("%s: unit %d answers again", self.name, unit.unit)
             ts = time.time_ns()
             if response.isError():
                 code = getattr(response, "exception_code", 0)
@@ -252,6 +319,16 @@ class ModbusInput:
             else:
                 samples.extend(self._decoded(poll, response, ts))
             index += 1
+        if silent and not answered:
+            raise _ConnectionLost("; ".join(reason for _, reason, _ in silent))
+        for unit, reason, was_silent in silent:
+            self._count_error(reason)
+            (_log.debug if was_silent else _log.warning)(
+                "%s: %s; its tags are bad, asking it again in %.1f s (the other units go on)",
+                self.name,
+                reason,
+                unit.resume_at - loop.time(),
+            )
         return samples
 
     def _split(self, index: int, poll: _Poll) -> None:
@@ -271,24 +348,25 @@ class ModbusInput:
         return poll.samples(poll.decoder.decode(values[: poll.request.count]), ts, self._site)
 
     async def _read(self, client: ModbusBaseClient, poll: _Poll) -> ModbusPDU:
-        """One request under the device's timeout; after a timeout the connection is made
-        afresh (a late answer must not be taken for the next one) and the request resent,
-        up to the device's retries."""
+        """One request under the device's timeout, resent up to the device's retries; with
+        RTU framing the connection is made afresh first if an answer may still come late
+        (it could pass for the answer to this request)."""
         request = poll.request
         read = reader_for(client, request.table)
-        for attempt in range(poll.retries + 1):
-            if attempt:
+        for _ in range(poll.retries + 1):
+            if self._late_answer_possible:
                 client.close()
                 await self._connect(client)
+                self._late_answer_possible = False
             try:
                 async with asyncio.timeout(poll.timeout_s):
                     return await read(request.address, count=request.count, device_id=request.unit)
             except TimeoutError:
-                continue
+                self._late_answer_possible = self._config.link.transport is not Transport.TCP
             except (ModbusException, OSError) as exc:
                 raise _ConnectionLost(f"{request.describe()}: {exc}") from None
         tries = f" ({poll.retries + 1} tries)" if poll.retries else ""
-        raise _ConnectionLost(f"{request.describe()}: no answer in {poll.timeout_s} s{tries}")
+        raise _NoAnswer(f"{request.describe()}: no answer in {poll.timeout_s} s{tries}")
 
     def _all_bad(self) -> list[Sample]:
         ts = time.time_ns()

@@ -14,7 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from connectors.config_paths import ConfigPath
 
 POLICIES = ("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss")
 """Security policies by their OPC UA names (the part after `SecurityPolicy#`)."""
@@ -43,17 +45,17 @@ def _canonical_policy(value: str) -> str:
 class Security(BaseModel):
     """How the secure channel is protected and which certificates prove who is who.
 
-    Relative paths are relative to the working directory the connector runs in.
+    Relative paths are relative to the connectors file's folder (see connectors/config_paths.py).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: str
     mode: Literal["Sign", "SignAndEncrypt"] | None = None
-    pki: Path = Path("pki")
-    certificate: Path | None = None
-    private_key: Path | None = None
-    server_certificate: Path | None = None
+    pki: ConfigPath = Field(default=Path("pki"), validate_default=True)
+    certificate: ConfigPath | None = None
+    private_key: ConfigPath | None = None
+    server_certificate: ConfigPath | None = None
     trust_on_first_use: bool = False
 
     @model_validator(mode="before")
@@ -104,9 +106,9 @@ class Auth(BaseModel):
 
     username: str | None = None
     password_env: str | None = None
-    password_file: Path | None = None
-    certificate: Path | None = None
-    private_key: Path | None = None
+    password_file: ConfigPath | None = None
+    certificate: ConfigPath | None = None
+    private_key: ConfigPath | None = None
 
     @model_validator(mode="before")
     @classmethod

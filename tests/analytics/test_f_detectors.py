@@ -14,6 +14,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from analytics.detectors import (
     DETECTORS,
     BaselineDetector,
+    CombinedDetector,
     ForestDetector,
     PCADetector,
     make_detector,
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarn
 # checks that skip themselves here for want of optional packages, not because of the detectors
 ENVIRONMENT_SKIPS = {"check_array_api_input", "check_classifier_data_not_an_array"}
 # sklearn expects some training rows flagged (-1) on its 300-row blobs; at the default 0.1%
-# false-alarm rate the calibrated threshold lies above every one of 300 normal rows, by design.
+# false-alarm rate (0.3 expected crossings in 300 rows) the calibrated threshold lies above every
+# normal training row, by design.
 DEFAULT_RATE_FAILURES = {
     "check_outliers_train": "0.1% of 300 training rows is 0.3: none is flagged, by design",
     "check_outliers_fit_predict": "0.1% of 300 training rows is 0.3: none is flagged, by design",
@@ -53,15 +55,18 @@ def _check(estimator: object, expected: dict[str, str]) -> None:
     [
         (PCADetector, DEFAULT_RATE_FAILURES),
         (ForestDetector, DEFAULT_RATE_FAILURES),
-        (BaselineDetector, {}),  # max over per-feature limits: some of 300 rows exceed
+        (BaselineDetector, DEFAULT_RATE_FAILURES),
+        (CombinedDetector, DEFAULT_RATE_FAILURES),
     ],
-    ids=["pca", "forest", "baseline"],
+    ids=["pca", "forest", "baseline", "baseline+pca"],
 )
 def test_sklearn_estimator_checks_at_default_rate(cls: type, expected: dict[str, str]) -> None:
     _check(_small(cls), expected)
 
 
-@pytest.mark.parametrize("cls", DETECTORS.values(), ids=DETECTORS.keys())
+@pytest.mark.parametrize(
+    "cls", [*DETECTORS.values(), CombinedDetector], ids=[*DETECTORS.keys(), "baseline+pca"]
+)
 def test_sklearn_estimator_checks_all_pass_at_a_rate_that_flags_training_rows(cls: type) -> None:
     _check(_small(cls, false_alarm_rate=0.05), {})
 
@@ -90,8 +95,25 @@ def test_params_clone_and_pipeline(name: str) -> None:
 
 
 def test_unknown_detector_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown detector 'svm'; known: pca, forest, baseline"):
-        make_detector("svm")
+    known = r"unknown detector .*use one of pca, forest, baseline"
+    for name in ("svm", "baseline+svm", ""):
+        with pytest.raises(ValueError, match=known):
+            make_detector(name)
+
+
+def test_a_combination_is_as_anomalous_as_its_furthest_part_and_names_its_feature() -> None:
+    X = _correlated(3000, 0)
+    combined = make_detector("baseline+pca", false_alarm_rate=0.001).fit(X)
+    assert isinstance(combined, CombinedDetector)
+    assert combined.get_params() == {"detectors": ("baseline", "pca"), "false_alarm_rate": 0.001}
+    parts = [make_detector(n, false_alarm_rate=0.001).fit(X) for n in ("baseline", "pca")]
+    fresh = _correlated(500, 1)
+    fresh[:50, 5] += 40.0  # one feature far off: both parts flag it
+    ratios = np.vstack([-p.score_samples(fresh) / -p.offset_ for p in parts])
+    np.testing.assert_allclose(-combined.score_samples(fresh), ratios.max(axis=0))
+    assert (combined.predict(fresh[:50]) == -1).all()
+    assert (combined.contributions(fresh[:50]).argmax(axis=1) == 5).all()
+    assert np.mean(combined.predict(fresh[50:]) == -1) < 0.02
 
 
 @pytest.mark.parametrize(("rate", "tolerance"), [(0.01, 1.5), (0.001, 2.0)])

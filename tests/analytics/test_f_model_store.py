@@ -23,12 +23,13 @@ from analytics.model_store import (
 )
 
 SIGNALS = ("current_a", "motor_temp_c", "speed_hz")
+NAMES = [*DETECTORS, "baseline+pca"]  # every single detector and the default combination
 
 
 def _rows(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    base = rng.normal(size=(n, 2)) @ rng.normal(size=(2, 9))
-    return base + 0.2 * rng.normal(size=(n, 9)) + np.linspace(1, 90, 9)
+    base = rng.normal(size=(n, 2)) @ rng.normal(size=(2, 15))
+    return base + 0.2 * rng.normal(size=(n, 15)) + np.linspace(1, 90, 15)
 
 
 def _model(estimator: object, detector: str = "pca") -> MachineModel:
@@ -46,7 +47,7 @@ def _model(estimator: object, detector: str = "pca") -> MachineModel:
     )
 
 
-@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("name", NAMES)
 def test_round_trip_gives_identical_scores(tmp_path: Path, name: str) -> None:
     model = _model(make_detector(name), name)
     path = tmp_path / "conveyor.npz"
@@ -76,7 +77,7 @@ def test_a_pipeline_with_a_scaler_round_trips(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.score_samples(fresh), pipe.score_samples(fresh))
 
 
-@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("name", NAMES)
 def test_the_file_holds_no_pickled_object(tmp_path: Path, name: str) -> None:
     """Every member loads with allow_pickle=False (numpy refuses an object array without
     unpickling it) and is a plain number or text array."""
@@ -164,6 +165,6 @@ def test_feature_count_must_match_the_signals(tmp_path: Path) -> None:
     model = _model(make_detector("baseline"), "baseline")
     model.signals = ("current_a", "speed_hz")
     save_model(tmp_path / "m.npz", model)
-    with pytest.raises(ModelError, match="takes 9 features but 2 signals give 6"):
+    with pytest.raises(ModelError, match="takes 15 features but 2 signals give 10"):
         load_model(tmp_path / "m.npz")
-    assert len(feature_names(SIGNALS)) == 9
+    assert len(feature_names(SIGNALS)) == 15

@@ -6,10 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from analytics.features import window_features
+from analytics.windows import MachineTelemetry
 from plc_sim.faults import FAULT_KINDS
+from plc_sim.scenarios import labelled_run
+from plc_sim.spec import load_line
 from shopfloor import detection_eval
+from shopfloor.detection import TrainingSettings, fit_machine_model
 from shopfloor.detection_eval import Campaign
 from shopfloor.options import CommandError
 
@@ -61,12 +67,46 @@ async def test_training_seeds_cannot_be_evaluated_on():
         await args.handler(args)
 
 
-async def test_an_unknown_detector_is_a_clear_error():
-    args = parse("--detector", "pca+oracle")
-    with pytest.raises(CommandError, match="unknown detector oracle"):
-        await args.handler(args)
+def test_an_unknown_detector_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--detector", "pca+oracle")
+    error = capsys.readouterr().err
+    assert "unknown detector 'pca+oracle'; use one of pca, forest, baseline" in error
 
 
 def test_seed_lists_must_be_integers():
     with pytest.raises(SystemExit):
         parse("--seeds", "one,two")
+
+
+def test_eval_trains_exactly_as_shopfloor_train_does() -> None:
+    """One training path: eval's model of a machine is the model `train` fits from the same
+    samples read back from a historian (same signals, threshold and scores), and eval's
+    defaults are train's."""
+    assert detection_eval.EvalSettings().training == TrainingSettings()
+    line = load_line()
+    run = labelled_run(line, seed=3, duration_s=1200, settle_s=600)
+    settings = TrainingSettings(min_rows=300)
+    models, skipped = detection_eval.train([run], settings)
+    assert not skipped and set(models) == set(line.machines)
+    trace = run.machines["conveyor"]
+    telemetry = MachineTelemetry("demo", "line1", "conveyor")
+    for i, signal in enumerate(trace.signals):
+        telemetry.times_s += run.times.tolist()
+        telemetry.signals += [signal] * len(run.times)
+        telemetry.values += trace.values[:, i].tolist()
+    trained = fit_machine_model(telemetry, settings)
+    evaluated = models["conveyor"]
+    assert (trained.signals, trained.detector, trained.alarm, trained.window) == (
+        evaluated.signals,
+        evaluated.detector,
+        evaluated.alarm,
+        evaluated.window,
+    )
+    assert trained.threshold == pytest.approx(evaluated.threshold, rel=1e-12)
+    rows = window_features(
+        detection_eval.machine_frame(run, "conveyor", trained.signals), trained.window
+    )[1]
+    np.testing.assert_allclose(
+        trained.estimator.score_samples(rows), evaluated.estimator.score_samples(rows), rtol=1e-12
+    )

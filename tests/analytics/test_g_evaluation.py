@@ -140,3 +140,21 @@ def test_json_has_the_issue_shape_and_is_serialisable():
     assert all(keys <= set(scores) for scores in doc["per_fault"].values())
     assert doc["seeds"] == [11, 12] and doc["detector"] == "pca"
     assert doc["training_seeds"] == [1]
+
+
+def test_a_top_signal_among_the_faults_symptoms_is_right_but_only_the_main_one_is_main():
+    sag = TrueFault(
+        "energy_meter",
+        "voltage_sag",
+        "voltage_l1_v",
+        1000.0,
+        1300.0,
+        "abrupt",
+        ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v"),
+    )
+    episodes = {"energy_meter": [ep(1003, 1400, "voltage_l2_v")]}
+    o = evaluate([run(episodes, faults=[sag])], grace_s=600).overall
+    assert (o.caught, o.top_signal_accuracy, o.main_signal_accuracy) == (1, 1.0, 0.0)
+    episodes = {"energy_meter": [ep(1003, 1400, "current_l1_a")]}  # not a symptom
+    o = evaluate([run(episodes, faults=[sag])], grace_s=600).overall
+    assert (o.top_signal_accuracy, o.main_signal_accuracy) == (0.0, 0.0)

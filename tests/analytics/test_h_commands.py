@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from analytics.detectors import DEFAULT_DETECTOR
 from historian import open_historian
 from historian.sample import Quality, Sample
 from shopfloor import detection
@@ -71,7 +72,7 @@ async def test_machine_with_too_little_data_is_skipped_and_reported(
     )
     assert await args.handler(args) == 0
     out = capsys.readouterr().out
-    assert "long: pca on 1 signals" in out
+    assert f"long: {DEFAULT_DETECTOR} on 1 signals" in out
     assert "short: skipped: too little normal data" in out
     assert [p.name for p in (tmp_path / "m").iterdir()] == ["long.npz"]
 

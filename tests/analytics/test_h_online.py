@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from analytics.detectors import DEFAULT_DETECTOR
 from analytics.online import OnlineDetector
 from analytics.windows import read_telemetry
 from historian import open_historian
@@ -70,7 +71,9 @@ async def test_online_detector_flags_a_stuck_sensor_and_writes_anomaly_events_an
     await historian.write_samples(record(sim, NORMAL_S))
     normal = await read_telemetry(historian, T0 + WARMUP_S, T0 + WARMUP_S + NORMAL_S + 1)
     saved, skipped = train_models(
-        {MACHINE: normal[MACHINE]}, TrainingSettings(min_rows=600), tmp_path / "models"
+        {MACHINE: normal[MACHINE]},
+        TrainingSettings(min_rows=600, alarm={"k": 3, "n": 5, "hold_off_s": 30.0}),  # closes
+        tmp_path / "models",  # within AFTER_S
     )
     assert [m.machine for m in saved] == [MACHINE] and not skipped
     models = load_models(tmp_path / "models")
@@ -92,7 +95,7 @@ async def test_online_detector_flags_a_stuck_sensor_and_writes_anomaly_events_an
 
     anomaly = await historian.points("anomaly", tags={"machine": MACHINE})
     assert len(anomaly) == QUIET_S + FAULT_S + AFTER_S
-    assert {p.tags["detector"] for p in anomaly} == {"pca"}
+    assert {p.tags["detector"] for p in anomaly} == {DEFAULT_DETECTOR}
     assert all(p.fields["threshold"] == models[MACHINE].threshold for p in anomaly)
     flagged = [p for p in anomaly if p.fields["is_anomaly"]]
     assert flagged and min(p.ts for p in flagged) >= fault_at * NS, "no flag before the fault"

@@ -67,6 +67,7 @@ POINTS = [
             "reconnects": 3,
             "latency_ms": 2.0,
             "spool_bytes": 0,
+            "spool_dropped": 12,
         },
         T0,
     ),

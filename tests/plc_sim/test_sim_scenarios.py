@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from plc_sim.faults import FAULT_KINDS, FaultError
-from plc_sim.scenarios import FaultSpec, campaign_faults, labelled_run, standard_campaign
+from plc_sim.scenarios import (
+    SYMPTOMS,
+    FaultSpec,
+    campaign_faults,
+    labelled_run,
+    on_the_wire,
+    standard_campaign,
+)
 from plc_sim.spec import LineSpec
 
 SETTLE_S = 900.0
@@ -89,6 +96,38 @@ def test_faulted_signals_move(line: LineSpec):
     assert np.ptp(volume[during]) == 0.0 and np.ptp(volume[before]) > 1.0
     volts = run.machines["energy_meter"].column("voltage_l1_v")
     assert volts[during].mean() < 0.85 * volts[before].mean()
+
+
+def test_the_valve_of_a_pi_loop_on_a_noisy_sensor_moves_and_shows_fouling(line: LineSpec):
+    """The PI loop acts on the measured temperature, as a real one: the valve is never flat
+    (a detector can model it), and a fouled exchanger opens it far beyond its normal spread."""
+    faults = [FaultSpec("pasteurizer", "hx_fouling", 0.3, 2000.0, 900.0)]
+    run = labelled_run(line, seed=3, duration_s=2000, faults=faults, settle_s=SETTLE_S)
+    valve = run.machines["pasteurizer"].column("steam_valve_pct")
+    before, fouled = valve[run.times <= 2000.0], valve[run.times >= 2600.0]
+    assert 0.02 < before.std() < 1.0 and np.unique(before).size == before.size
+    assert fouled.mean() - before.mean() > 20 * before.std()
+    (fouling,) = run.faults
+    assert fouling.symptoms == ("steam_valve_pct", *SYMPTOMS["hx_fouling"])
+
+
+def test_symptoms_are_signals_of_the_machines_the_fault_applies_to(line: LineSpec):
+    for fault, extra in SYMPTOMS.items():
+        machines = [m for m in line.machines.values() if m.kind in FAULT_KINDS[fault].main_signal]
+        for machine in machines:
+            assert set(extra) <= set(machine.signals), (fault, machine.kind)
+    assert not {"stuck_sensor", "sensor_drift", "motor_overheat"} & set(SYMPTOMS)
+
+
+def test_runs_hold_the_values_as_the_connectors_read_them(line: LineSpec):
+    run = labelled_run(line, seed=4, duration_s=120, settle_s=600)
+    current = run.machines["conveyor"].column("current_a")  # int16 register, scale 0.1
+    np.testing.assert_array_equal(current, np.round(current / 0.1) * 0.1)
+    power = run.machines["conveyor"].column("power_kw")  # float32 register
+    np.testing.assert_array_equal(power, power.astype(np.float32))
+    holding = run.machines["pasteurizer"].column("holding_temp_c")  # OPC UA: a double
+    assert not np.array_equal(holding, holding.astype(np.float32))
+    assert on_the_wire(line, "conveyor", "current_a", np.array([1e6]))[0] == 32767 * 0.1
 
 
 def test_a_wrong_fault_fails_before_simulating(line: LineSpec):

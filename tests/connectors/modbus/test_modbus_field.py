@@ -145,7 +145,12 @@ async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
     writer.close()
 
 
-async def test_device_timeout_and_retries_each_on_a_fresh_connection() -> None:
+@pytest.mark.parametrize(("scheme", "connections_used"), [("modbus", 1), ("modbus+rtu", 3)])
+async def test_device_timeout_and_retries_fresh_connections_only_without_transaction_ids(
+    scheme: str, connections_used: int
+) -> None:
+    """Modbus TCP retries on its connection (a late answer has a stale transaction id and is
+    dropped); RTU frames carry no id, so each retry goes out on a fresh connection."""
     connections = 0
 
     async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -155,21 +160,29 @@ async def test_device_timeout_and_retries_each_on_a_fresh_connection() -> None:
 
     server = await asyncio.start_server(count, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    source = make_input(f"modbus://127.0.0.1:{port}", timeout_s=0.1, retries=2)
+    source = make_input(f"{scheme}://127.0.0.1:{port}", timeout_s=0.1, retries=2)
     loop = asyncio.get_running_loop()
     started = loop.time()
+    first: list[tuple[list[Sample], int]] = []  # the first batch, and the connections made
+
+    async def emit(samples: Sequence[Sample]) -> None:
+        first.append((list(samples), connections))
+
+    task = asyncio.create_task(source.run(emit))
     try:
-        async with running(source) as batches:
-            async with asyncio.timeout(5):
-                while not batches:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):
+            while not first:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         elapsed = loop.time() - started
     finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
         server.close()
     assert source.stats.last_error == "unit 1 holding 0..11: no answer in 0.1 s (3 tries)"
-    assert connections >= 3
+    batch, made = first[0]
+    assert made == connections_used
     assert elapsed < 1.0  # the device's 0.1 s, not the connector's 1 s
-    assert all(s.quality is Quality.BAD for s in batches[0])
+    assert all(s.quality is Quality.BAD for s in batch)
 
 
 def test_urls_name_the_transport() -> None:

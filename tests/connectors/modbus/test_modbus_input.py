@@ -336,7 +336,7 @@ async def test_unanswered_request_times_out_and_marks_all_bad():
             assert "unit 1 holding 0..23: no answer in 0.2 s" in modbus_input.stats.last_error
             async with asyncio.timeout(3):
                 await second_connection.wait()  # it reconnects...
-            await asyncio.sleep(0.3)  # ...and that attempt times out as well
+            await asyncio.sleep(0.6)  # ...and that attempt times out as well (each unit, 0.2 s)
             assert len(recorder.batches) == 1, "tags must be marked bad only once"
             assert modbus_input.stats.reconnects == 0, "a silent peer is no reconnect"
             assert modbus_input.stats.errors >= 2

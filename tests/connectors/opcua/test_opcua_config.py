@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from connectors.config import ConfigError, load_config
+from connectors.config import ConfigError, load_config, parse_config
 from connectors.opcua.nodeid import BrowsePath
+from connectors.opcua.security import Security
 
 HERE = Path(__file__).parent
 
@@ -46,3 +47,25 @@ def test_every_node_form_parses_to_its_address() -> None:
     relative = addresses["relative"]
     assert isinstance(relative, BrowsePath)
     assert relative.start.identifier == "line1"
+
+
+def test_file_paths_are_relative_to_the_config_file() -> None:
+    case = HERE / "testcases" / "ok_paths_relative_to_file"
+    relative, default_pki = entries(case / "config.yaml")
+    assert relative.security.pki == case / "plant_pki"
+    assert relative.security.certificate_file == case / "certs" / "connector.der"
+    assert relative.security.private_key_file == case / ".." / "keys" / "connector.pem"
+    assert relative.security.server_certificate == Path("/etc/shopfloor/plc.der")
+    assert relative.auth.password_file == case / "secrets" / "plc_password"
+    # the default pki folder is next to the file too, and so are the files taken from it
+    assert default_pki.security.pki == case / "pki"
+    assert default_pki.security.certificate_file == case / "pki/own/certs/shopfloor.der"
+    assert default_pki.auth.certificate == Path("/run/secrets/user.der")
+    assert default_pki.auth.private_key == case / "user.pem"
+
+
+def test_paths_outside_a_file_stay_relative_to_the_working_directory() -> None:
+    text = (HERE / "testcases" / "ok_paths_relative_to_file" / "config.yaml").read_text()
+    (entry, _) = parse_config(text, Path("plant.yaml")).entries
+    assert entry.security.pki == Path("plant_pki")  # plant.yaml is in the working directory
+    assert Security.model_validate({"policy": "None"}).pki == Path("pki")  # e.g. from --pki

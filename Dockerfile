@@ -1,0 +1,26 @@
+# One image for the Python services of compose.yaml (sim, connectors, train, analytics):
+# the `shopfloor` command, run as an unprivileged user.
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml ./
+COPY plc_sim plc_sim
+COPY connectors connectors
+COPY historian historian
+COPY analytics analytics
+COPY shopfloor shopfloor
+RUN pip install . \
+    && useradd --system --home-dir /var/lib/shopfloor shopfloor \
+    && mkdir -p /var/lib/shopfloor/spool /var/lib/shopfloor/models \
+    && chown -R shopfloor:shopfloor /var/lib/shopfloor
+
+USER shopfloor
+WORKDIR /var/lib/shopfloor
+EXPOSE 4840 5020
+ENTRYPOINT ["shopfloor"]
+CMD ["--help"]

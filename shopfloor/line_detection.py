@@ -1,0 +1,126 @@
+"""Anomaly detection as part of `shopfloor up`: the models a student needs, and their scoring.
+
+`up` runs the simulated line, so when its models folder is empty it trains them itself, on a
+fresh fault-free run of the same line's process model with another seed (a few seconds, no
+sockets), and keeps them for the next start. The online detector then scores the line as it
+runs and writes `anomaly`, `events` (kind anomaly) and `kpi`, as `shopfloor detect` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from analytics.model_store import MachineModel
+from analytics.online import OnlineDetector
+from historian.base import Historian
+from historian.sqlite import SQLiteHistorian
+from plc_sim.spec import LineSpec, load_line
+from shopfloor.detection import (
+    MODEL_SUFFIX,
+    TrainingSettings,
+    detection_summary,
+    load_models,
+    simulated_telemetry,
+    train_models,
+)
+from shopfloor.durations import parse_duration
+
+TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
+TRAINING_SEED_OFFSET = 1000  # train on another seed than the line that is scored
+FIRST_WINDOW_SLACK_S = 3.0  # the connectors' first poll and the detector's lag
+
+
+def add_detection_options(parser: argparse.ArgumentParser) -> None:
+    """`up`'s options for its anomaly detection."""
+    parser.add_argument(
+        "--models",
+        type=Path,
+        metavar="DIR",
+        help="the anomaly models, one file per machine; trained on a simulated fault-free run "
+        "when the folder has none (default: models/ next to the SQLite file, else ./models)",
+    )
+    parser.add_argument(
+        "--kpi-interval",
+        type=parse_duration,
+        default=60.0,
+        metavar="TIME",
+        help="write OEE per machine at this interval (default: 1m)",
+    )
+    parser.add_argument(
+        "--no-detect", action="store_true", help="run the line without anomaly detection"
+    )
+
+
+def models_folder(args: argparse.Namespace, historian: Historian) -> Path:
+    """--models, else `models/` next to the SQLite file, else in the working directory."""
+    if args.models is not None:
+        return args.models
+    if isinstance(historian, SQLiteHistorian):
+        return Path(historian.path).parent / "models"
+    return Path("models")
+
+
+def rated_outputs(spec: LineSpec) -> dict[str, float]:
+    """Units per minute of every machine with a rated output (`nominal_bpm`) in the line file:
+    OEE performance is measured against it from the first interval on, not against a rate
+    observed over a minute or more of running."""
+    return {
+        name: float(machine.params.nominal_bpm)
+        for name, machine in spec.machines.items()
+        if hasattr(machine.params, "nominal_bpm")
+    }
+
+
+def line_models(folder: Path, line: Path | None, seed: int) -> dict[str, MachineModel]:
+    """The folder's models; trained first (and said so) if it holds none. Blocking: seconds."""
+    if not any(folder.glob(f"*{MODEL_SUFFIX}")):
+        training_seed = seed + TRAINING_SEED_OFFSET
+        print(
+            f"training anomaly models on {TRAINING_S / 3600:.0f} h of simulated fault-free "
+            f"running (seed {training_seed}) into {folder}/ ...",
+            file=sys.stderr,
+        )
+        telemetry = simulated_telemetry(TRAINING_S, seed=training_seed, line=line)
+        train_models(telemetry, TrainingSettings(), folder)
+    return load_models(folder)
+
+
+class LineDetection:
+    """The online detector that `up` runs beside the line."""
+
+    def __init__(self, args: argparse.Namespace, historian: Historian) -> None:
+        self.args = args
+        self.historian = historian
+        self.models: dict[str, MachineModel] = {}
+        self.detector: OnlineDetector | None = None
+
+    async def prepare(self) -> None:
+        """Load the models, training them first if the folder has none (before the line
+        starts: training is CPU-bound and would starve the line's event loop)."""
+        if not self.args.no_detect:
+            folder = models_folder(self.args, self.historian)
+            self.models = await asyncio.to_thread(
+                line_models, folder, self.args.line, self.args.seed
+            )
+
+    async def run(self, ready: asyncio.Event) -> None:
+        """Score from the first complete window on, until cancelled; nothing without models."""
+        if not self.models:
+            return
+        await ready.wait()
+        first_window_s = max(model.window.window_s for model in self.models.values())
+        await asyncio.sleep(first_window_s + FIRST_WINDOW_SLACK_S)
+        self.detector = OnlineDetector(
+            self.historian,
+            self.models,
+            kpi_interval_s=self.args.kpi_interval,
+            ideal_rates_per_min=rated_outputs(load_line(self.args.line)),
+        )
+        await self.detector.run()
+
+    def summary(self) -> str:
+        """One line on what the detector did ('' if it never started)."""
+        return "" if self.detector is None else detection_summary(self.detector.stats)

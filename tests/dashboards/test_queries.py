@@ -1,0 +1,160 @@
+"""Every dashboard and alert query, macros expanded as Grafana does, against a real InfluxDB
+after a short real `shopfloor up`: each must name only what the data model has and return
+data of the expected shape."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import pytest
+import yaml
+
+from dashboards.events import ENDED_EPISODE_PATTERN, OPEN_EPISODE_PATTERN
+from tests.dashboards.conftest import FAULT, LineRun
+from tests.dashboards.grafana_queries import (
+    ALERT_RULES,
+    Query,
+    absolute_time_filter,
+    alert_queries,
+    dashboard_queries,
+    expand,
+    name_problems,
+    series_problems,
+)
+
+DASHBOARD_QUERIES = list(dashboard_queries())
+ALERT_QUERIES = list(alert_queries())
+pytestmark = pytest.mark.influxdb
+
+
+def _id(query: Query) -> str:
+    return query.where
+
+
+@pytest.mark.parametrize("query", DASHBOARD_QUERIES + [q for q, _ in ALERT_QUERIES], ids=_id)
+def test_query_names_only_what_the_data_model_has(query: Query) -> None:
+    assert name_problems(query) == [], f"{query.where}: {query.text}"
+
+
+def test_the_name_check_catches_unknown_names() -> None:
+    bad = [
+        'SELECT last("valu") FROM "telemetry" WHERE $timeFilter',
+        'SELECT last("value") FROM "telemetri" WHERE $timeFilter',
+        'SELECT last("value") FROM "telemetry" WHERE "machin" = \'x\'',
+        'SHOW TAG VALUES FROM "telemetry" WITH KEY = "value"',
+        'SELECT last("value") FROM "telemetry" WHERE signal = \'state\'',
+    ]
+    for text in bad:
+        assert name_problems(Query("bad", text)), text
+
+
+def _values(run: LineRun, statement: str) -> list[str]:
+    series = run.query(statement).get("series") or []
+    return sorted({row[1] for s in series for row in s["values"]})
+
+
+@pytest.fixture(scope="session")
+def variable_values(line_run: LineRun) -> dict[str, list[str]]:
+    """Values of every dashboard variable, from its own query: $machine is the faulted machine
+    (it must be among the values), multi-value variables take All."""
+    values: dict[str, list[str]] = {}
+    for query in DASHBOARD_QUERIES:
+        name = query.where.partition("variable $")[2]
+        if name and name not in values:
+            found = _values(line_run, expand(query, values))
+            assert found, f"{query.where} lists nothing"
+            values[name] = found
+            if name == "machine":
+                assert FAULT["machine"] in found
+                values[name] = [FAULT["machine"]]
+    return values
+
+
+def _check(run: LineRun, query: Query, values: Mapping[str, Sequence[str]], **kw: str) -> None:
+    text = expand(query, values, **kw)
+    assert series_problems(text, run.query(text)) == [], f"{query.where}: {text}"
+
+
+@pytest.mark.parametrize("query", DASHBOARD_QUERIES, ids=_id)
+def test_dashboard_query_returns_data(
+    query: Query, line_run: LineRun, variable_values: dict[str, list[str]]
+) -> None:
+    _check(line_run, query, variable_values)
+    absolute = absolute_time_filter(line_run.start_ms - 60_000, line_run.end_ms)
+    _check(line_run, query, variable_values, time_filter=absolute)
+
+
+def test_every_repeated_signal_panel_has_data(
+    line_run: LineRun, variable_values: dict[str, list[str]]
+) -> None:
+    """Machine detail repeats its signal panel per value of $signal: each one alone."""
+    (panel,) = [q for q in DASHBOARD_QUERIES if "panel '$signal'" in q.where]
+    for signal in variable_values["signal"]:
+        _check(line_run, panel, {**variable_values, "signal": [signal]})
+
+
+def _rule_conditions() -> dict[str, tuple[str, float]]:
+    rules = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+    conditions = {}
+    for rule in (r for g in rules["groups"] for r in g["rules"]):
+        (threshold,) = [d for d in rule["data"] if d["model"].get("type") == "threshold"]
+        evaluator = threshold["model"]["conditions"][0]["evaluator"]
+        conditions[rule["uid"]] = (evaluator["type"], float(evaluator["params"][0]))
+    return conditions
+
+
+def _firing(run: LineRun, query: Query, lookback_s: int, uid: str) -> dict[str, bool]:
+    """Series name -> whether the rule fires for it (reduce last, then the threshold)."""
+    text = expand(
+        query, {}, time_filter=absolute_time_filter(run.end_ms - lookback_s * 1000, run.end_ms)
+    )
+    result = run.query(text)
+    assert series_problems(text, result) == [], f"{query.where}: {text}"
+    kind, limit = _rule_conditions()[uid]
+    firing = {}
+    for series in result["series"]:
+        last = [row[1] for row in series["values"] if row[1] is not None][-1]
+        name = ",".join(series.get("tags", {}).values())
+        firing[name] = last > limit if kind == "gt" else last < limit
+    return firing
+
+
+def test_anomaly_rule_fires_for_the_faulted_machine(line_run: LineRun) -> None:
+    (query, lookback) = next(q for q in ALERT_QUERIES if "anomaly-episode" in q[0].where)
+    firing = _firing(line_run, query, lookback, "shopfloor-anomaly-episode")
+    assert firing.get(FAULT["machine"]) is True, firing
+
+
+def test_connector_rule_is_quiet_while_connectors_deliver(line_run: LineRun) -> None:
+    (query, lookback) = next(q for q in ALERT_QUERIES if "connector-stalled" in q[0].where)
+    firing = _firing(line_run, query, lookback, "shopfloor-connector-stalled")
+    assert firing and not any(firing.values()), firing
+
+
+def _python_regex(grafana_regex: str) -> re.Pattern[str]:
+    return re.compile(grafana_regex.replace("(?<", "(?P<"))
+
+
+@pytest.mark.parametrize(
+    ("active", "pattern", "numbers"),
+    [
+        ("false", ENDED_EPISODE_PATTERN, ("duration_s", "peak_score")),
+        ("true", OPEN_EPISODE_PATTERN, ("score",)),
+    ],
+)
+def test_episode_table_patterns_read_what_analytics_writes(
+    line_run: LineRun, active: str, pattern: str, numbers: tuple[str, ...]
+) -> None:
+    """The episode tables take their columns out of the event text with these patterns."""
+    found = line_run.query(
+        f'SELECT "text" FROM "events" WHERE "kind" = \'anomaly\' AND "active" = {active}'
+    )
+    texts = [row[1] for s in found.get("series", []) for row in s["values"]]
+    assert texts, f"no anomaly episode event with active={active}"
+    for text in texts:
+        match = _python_regex(pattern).search(text)
+        assert match, f"{pattern!r} does not match {text!r}"
+        for name in numbers:
+            float(match.group(name))
+        assert match.group("top_signal")
