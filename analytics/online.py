@@ -128,6 +128,11 @@ class OnlineDetector:
         await self._flush()
         return points + kpis
 
+    def open_episodes(self) -> dict[str, Episode]:
+        """The anomaly episodes under way, per machine: for status displays."""
+        episodes = {name: m.alarm.open_episode for name, m in self._machines.items()}
+        return {name: episode for name, episode in episodes.items() if episode is not None}
+
     async def run(self, clock: Callable[[], float] = time.time) -> None:
         """Call step() every `step_s` of `clock` until cancelled; outages are waited out."""
         delay = self.retry_min_s

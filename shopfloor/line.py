@@ -9,7 +9,7 @@ import math
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ async def up(args: argparse.Namespace) -> int:
         detection = LineDetection(args, historian)
         await detection.prepare()
         writer = await _spooled_writer(args, historian)
-        agent, status = _agent(config, writer, args.historian_name)
+        agent, status = _agent(config, writer, args.historian_name, detection.anomalies)
 
         async def connectors_once_listening() -> None:
             await ready.wait()
@@ -223,10 +223,13 @@ def _opened(args: argparse.Namespace) -> Historian:
 
 
 def _agent(
-    config: ConnectorsConfig, writer: HistorianWriter, historian_name: str
+    config: ConnectorsConfig,
+    writer: HistorianWriter,
+    historian_name: str,
+    anomalies: Callable[[], Mapping[str, str]] = dict,
 ) -> tuple[Agent, LiveStatus]:
     inputs = config.build_inputs()
-    status = LiveStatus(inputs, writer, historian_name=historian_name)
+    status = LiveStatus(inputs, writer, historian_name=historian_name, anomalies=anomalies)
     return Agent(inputs, writer, observers=[status.observe]), status
 
 

@@ -121,6 +121,12 @@ class LineDetection:
         )
         await self.detector.run()
 
+    def anomalies(self) -> dict[str, str]:
+        """Machine -> top signal of every anomaly episode under way, for the live status."""
+        if self.detector is None:
+            return {}
+        return {m: episode.top_signal for m, episode in self.detector.open_episodes().items()}
+
     def summary(self) -> str:
         """One line on what the detector did ('' if it never started)."""
         return "" if self.detector is None else detection_summary(self.detector.stats)

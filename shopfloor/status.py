@@ -12,7 +12,7 @@ import shutil
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from connectors.base import Input
@@ -35,8 +35,10 @@ class LiveStatus:
         historian_name: str,
         interval_s: float = 2.0,
         out: TextIO = sys.stdout,
+        anomalies: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self.inputs = list(inputs)
+        self.anomalies = anomalies  # machine -> top signal of its anomaly episode under way
         self.writer = writer
         self.historian_name = historian_name
         self.interval_s = interval_s
@@ -77,10 +79,11 @@ class LiveStatus:
         rates = self.rates()
         flows = ", ".join(f"{name} {rate:.0f}/s" for name, rate in rates.items())
         stats = self.writer.stats
+        flagged = ", ".join(f"{m} ({signal})" for m, signal in sorted(self.anomalies().items()))
         return (
             f"[{self._uptime()}] {flows}; stored {stats.samples_written} samples"
             f" ({stats.pending} pending, {stats.retries} retries) in {self.historian_name};"
-            f" {self._spool()}"
+            f" {self._spool()}{f'; ANOMALY on {flagged}' if flagged else ''}"
         )
 
     def _spool(self) -> str:
@@ -94,10 +97,12 @@ class LiveStatus:
         """The full table: connectors, machines with their states, last values."""
         lines = [self.summary(), "", self._connectors(), ""]
         machines = sorted({machine for machine, _ in self.last})
+        anomalies = self.anomalies()
         for machine in machines:
             state = self.last.get((machine, "state"))
             label = STATE_NAMES.get(int(state.value), "?") if state and _finite(state) else "?"
-            lines.append(f"{machine:<16} {label}")
+            flag = f"  ANOMALY: {anomalies[machine]}" if machine in anomalies else ""
+            lines.append(f"{machine:<16} {label}{flag}")
             signals = sorted(s for m, s in self.last if m == machine and s != "state")
             values = "  ".join(self._value(machine, s) for s in signals)
             lines += textwrap.wrap(values, width, initial_indent="    ", subsequent_indent="    ")

@@ -9,6 +9,7 @@ episode in `events` naming the conveyor's current, and nothing flagged before th
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ JAM_SIGNALS = {"current_a", "speed_hz"}  # a stalled drive: current at its limit
 def jammed_run(
     tmp_path_factory: pytest.TempPathFactory, influxdb_url: str
 ) -> Iterator[tuple[str, str]]:
-    """(historian URL, stderr) of one `up` run with a conveyor jam at FAULT_AT_S."""
+    """(historian URL, what it printed) of one `up` run with a conveyor jam at FAULT_AT_S."""
     folder = tmp_path_factory.mktemp("jam")
     line = yaml.safe_load(DEFAULT_LINE.read_text())
     line["faults"] = [
@@ -62,7 +63,7 @@ def jammed_run(
             env={**os.environ, "SHOPFLOOR_HISTORIAN": url},
         )
         assert up.returncode == 0, up.stderr
-        yield url, up.stderr
+        yield url, up.stderr + up.stdout
 
 
 async def points(url: str, measurement: str, **tags: str) -> list[Point]:
@@ -76,9 +77,17 @@ async def fault_start_ns(url: str) -> int:
 
 
 def test_up_trains_its_models_first_and_says_so(jammed_run: tuple[str, str]) -> None:
-    _, stderr = jammed_run
-    assert "training anomaly models" in stderr
-    assert "Traceback" not in stderr
+    _, printed = jammed_run
+    assert "training anomaly models" in printed
+    assert "Traceback" not in printed
+
+
+def test_the_live_status_shows_the_anomaly_and_the_summary_counts_it(
+    jammed_run: tuple[str, str],
+) -> None:
+    _, printed = jammed_run
+    assert any(f"ANOMALY on conveyor ({signal})" in printed for signal in JAM_SIGNALS)
+    assert re.search(r"windows scored, \d+ above threshold, [1-9]\d* episodes", printed)
 
 
 async def test_every_machine_is_scored_with_its_threshold(jammed_run: tuple[str, str]) -> None:
