@@ -84,6 +84,9 @@ class _Detector(OutlierMixin, BaseEstimator):
         raise NotImplementedError
 
 
+SATURATED_SHARE = 0.01  # share of normal rows at a feature's extreme that makes it uninformative
+
+
 class _RobustZ(_Detector):
     """Per-feature robust |z| against the training median and MAD, each divided by its own
     limit at the false-alarm rate (center_, scale_, limits_): the baseline's statistic and
@@ -104,9 +107,15 @@ class _RobustZ(_Detector):
         self.limits_ = np.array(
             [max(calibrate(column, self.false_alarm_rate), _TINY) for column in z.T]
         )
+        # A feature whose most extreme normal value is also a common one (the 2 s spread of a
+        # register that rounds to 0.1 °C is 0 in most windows) can flag nothing beyond it, yet
+        # would hold every such row exactly at the threshold: it is left out.
+        top = z.max(axis=0)
+        at_top = (z >= top * (1.0 - 1e-9)).mean(axis=0)
+        self.weights_ = np.where(at_top >= SATURATED_SHARE, 0.0, 1.0)
 
     def _contributions(self, X: np.ndarray) -> np.ndarray:
-        return np.abs(X - self.center_) / (self.scale_ * self.limits_)
+        return np.abs(X - self.center_) / (self.scale_ * self.limits_) * self.weights_
 
 
 class BaselineDetector(_RobustZ):

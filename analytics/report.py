@@ -25,6 +25,7 @@ from analytics.features import Frame
 EPISODE_COLOUR = "tab:red"
 FAULT_COLOUR = "tab:blue"
 EPOCH_FROM_S = 1e8  # times above this are Unix epoch seconds (dates); below, seconds of a run
+SCORE_LOG_ABOVE = 20.0  # scores above this many thresholds put the score axis on a log scale
 
 LEGEND_IN = 0.55  # inches at the top for the title and the legend
 
@@ -83,6 +84,10 @@ def render_report(
     score_ax = column[-1]
     score_ax.plot(as_x(scores.times), scores.values, color="black", lw=0.9, label="anomaly score")
     score_ax.axhline(threshold, color=EPISODE_COLOUR, ls="--", lw=1.0, label="threshold")
+    if np.nanmax(scores.values, initial=0.0) > SCORE_LOG_ABOVE * threshold > 0:
+        # a developed fault scores thousands of thresholds: on a linear axis the threshold and
+        # the onset, what the picture is for, would sit flat on the floor
+        score_ax.set_yscale("symlog", linthresh=threshold)
     score_ax.set_ylabel("anomaly score", rotation=0, ha="right", va="center", fontsize=9)
     for ax in column:
         _shade(ax, as_x, episodes, fault_intervals)

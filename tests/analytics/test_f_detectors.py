@@ -215,3 +215,20 @@ def test_one_row_scoring_is_not_dominated_by_python_overhead(name: str) -> None:
         detector.score_samples(row)
         timings.append(time.perf_counter() - start)
     assert np.median(timings) < 40e-6
+
+
+def test_a_feature_whose_extreme_is_common_is_left_out_of_the_baseline() -> None:
+    """A rounded register's short spread is 0 in most normal windows: that extreme is normal,
+    so it may neither flag nor hold normal rows at the threshold."""
+    rng = np.random.default_rng(3)
+    normal = rng.normal(size=(5000, 3))
+    normal[:, 2] = np.where(rng.random(5000) < 0.3, -20.0, rng.normal(-3.0, 0.3, 5000))
+    detector = BaselineDetector(false_alarm_rate=1e-5).fit(normal)
+    assert detector.weights_.tolist() == [1.0, 1.0, 0.0]
+    fresh = rng.normal(size=(2000, 3))
+    fresh[:, 2] = -20.0
+    ratios = -detector.score_samples(fresh) / -detector.offset_
+    assert ratios.max() < 0.9
+    shifted = fresh[:1].copy()
+    shifted[0, 0] = 12.0
+    assert detector.predict(shifted).tolist() == [-1]
