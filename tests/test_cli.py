@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from historian.influxd import free_port
 from plc_sim.spec import load_line
+from tests.ctrl_c import default_sigint
 
 SHOPFLOOR = [sys.executable, "-m", "shopfloor.cli"]
 MACHINES = set(load_line().machines)
@@ -77,12 +79,16 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
-    assert process.stdout is not None
-    while "stored" not in process.stdout.readline():  # the line runs: a status line came
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    try:
+        assert process.stdout is not None
+        while not re.search(r"stored [1-9]\d* samples", process.stdout.readline()):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
     assert process.returncode in (0, 130), err
     assert "Traceback" not in err
     query = shopfloor("query", "--json", "--historian", f"sqlite:{tmp_path / 'h.db'}")
@@ -169,12 +175,14 @@ def test_sim_and_connect_as_separate_processes(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **env},
+        preexec_fn=default_sigint,
     )
     try:
         connect = shopfloor("connect", "--config", str(config), "--duration", "6s", env=env)
-    finally:
         sim.send_signal(signal.SIGINT)
         _, sim_err = sim.communicate(timeout=30)
+    finally:
+        sim.kill()
     assert connect.returncode == 0, connect.stderr
     assert "Traceback" not in connect.stderr + sim_err
     rows = json.loads(shopfloor("query", "--json", env=env).stdout)

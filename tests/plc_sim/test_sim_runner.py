@@ -17,6 +17,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from plc_sim.faults import FaultEvent
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec
+from tests.ctrl_c import default_sigint
 
 TIMEOUT_S = 10
 
@@ -101,6 +102,7 @@ def test_command_line_runs_and_stops_cleanly_on_ctrl_c(free_port: int):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + TIMEOUT_S
