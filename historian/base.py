@@ -16,14 +16,26 @@ from historian.sample import Point, Quality, Sample
 class HistorianError(Exception):
     """A historian refused or failed a request; the message is fit for a user.
 
-    `retryable` is True when the same request may succeed later (network failure, timeout,
-    server error 5xx) and False when it never will (bad data, unknown database, no permission),
-    so a spool knows whether to keep a batch or drop it.
+    `retryable` is True when the same request may succeed later without changing it (network
+    failure, timeout, server error, and a historian set up wrong: see `retryable_status`) and
+    False when the request itself is at fault (a malformed point, a field type conflict), so a
+    spool knows whether to keep a batch or isolate and drop the bad records in it.
     """
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+# Statuses that no record causes and that an operator fixes: a bad token (401), a token
+# without write permission (403), an unknown database or bucket (404). Every record would
+# fail alike, so dropping them would lose all data until the fix: they wait in the spool.
+CONFIGURATION_STATUSES = frozenset({401, 403, 404})
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP error status means "keep the data and try again later"."""
+    return status >= 500 or status == 429 or status in CONFIGURATION_STATUSES
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ One keep-alive aiohttp session per historian, created on first use (aiohttp need
 loop), every request under `asyncio.timeout`. Writes go out in requests of at most
 `batch_size` points, one after the other, so a later write of the same series and timestamp
 wins as it does for a single request. Errors become `HistorianError` with the server's message;
-`retryable` tells a spool whether to keep the batch (network, timeout, 5xx) or not (4xx).
+`retryable` tells a spool whether to keep the batch (network, timeout, 5xx, 429, and 401/403/404:
+set-up errors an operator fixes) or isolate the bad records in it (400 and the like).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from historian.base import Historian, HistorianError, Reading
+from historian.base import Historian, HistorianError, Reading, retryable_status
 from historian.influxql import (
     latest_query,
     parse_latest,
@@ -106,7 +107,7 @@ class InfluxHTTP:
         if status >= 400:
             raise HistorianError(
                 f"InfluxDB {path} answered {status}: {_server_message(status, body)}",
-                retryable=status >= 500 or status == 429,
+                retryable=retryable_status(status),
             )
         return body
 

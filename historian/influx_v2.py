@@ -16,7 +16,7 @@ from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.client.write_api_async import WriteApiAsync
 
-from historian.base import HistorianError
+from historian.base import HistorianError, retryable_status
 from historian.influx_v1 import BATCH_SIZE, InfluxHTTP, InfluxQLHistorian
 
 
@@ -79,7 +79,7 @@ class InfluxV2Historian(InfluxQLHistorian):
             status = int(getattr(exc, "status", 0) or 0)
             raise HistorianError(
                 f"{where} refused the write ({status or 'no status'}): {exc.message}",
-                retryable=status == 0 or status >= 500 or status == 429,
+                retryable=status == 0 or retryable_status(status),
             ) from exc
 
     async def close(self) -> None:

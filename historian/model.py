@@ -34,7 +34,13 @@ ANOMALY = Measurement(
     ("site", "line", "machine", "detector"),
     {"score": float, "threshold": float, "is_anomaly": bool, "top_signal": str},
 )
-EVENTS = Measurement("events", ("site", "line", "machine", "kind"), {"text": str, "active": bool})
+# Anomaly episodes (kind `anomaly`) also carry top_signal and peak_score, and duration_s on
+# the closing event, so dashboards select them instead of parsing the text; faults do not.
+EVENTS = Measurement(
+    "events",
+    ("site", "line", "machine", "kind"),
+    {"text": str, "active": bool, "top_signal": str, "peak_score": float, "duration_s": float},
+)
 CONNECTOR = Measurement(
     "connector",
     ("connector", "endpoint"),

@@ -5,7 +5,8 @@ thousands of points per request. The writer sits between them. With a durable sp
 (historian.spool) a connector's batch is on disk before `put` returns, and it leaves the spool
 only once the historian has acknowledged it; without one, memory is bounded and a slow
 historian pushes back on the connectors. A write that may succeed later is retried with
-exponential backoff and jitter; one that never will (a malformed point, an unknown database) is
+exponential backoff and jitter (a historian set up wrong, with a bad token or no database, is
+such a case: see `historian.base.retryable_status`); one that never will (a malformed point) is
 split until the bad records are isolated, so the good data behind them still goes in, and the
 rest is counted as rejected and logged.
 """

@@ -46,7 +46,7 @@ async def test_basic_auth_from_env_and_secret_hygiene(secured_influxd: str) -> N
     async with open_historian(url, bad_env) as store:
         with pytest.raises(HistorianError, match="401") as error:
             await store.latest()
-    assert error.value.retryable is False
+    assert error.value.retryable is True  # no record is at fault: the data waits for the fix
     assert PASSWORD not in str(error.value)
 
     async with open_historian(url, {}) as store:

@@ -31,11 +31,11 @@ async def test_creates_a_missing_database(influx_db_url: str) -> None:
         await store.close()
 
 
-async def test_unknown_database_is_a_permanent_error(influx_db_url: str) -> None:
+async def test_unknown_database_is_an_error_the_data_waits_out(influx_db_url: str) -> None:
     async with v1(influx_db_url + "_absent", create_database=False) as store:
         with pytest.raises(HistorianError, match="database not found") as write_error:
             await store.write_samples([SAMPLE])
-        assert write_error.value.retryable is False
+        assert write_error.value.retryable is True  # an operator creates it; nothing is dropped
         with pytest.raises(HistorianError, match="database not found"):
             await store.latest()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
@@ -75,21 +76,33 @@ async def test_a_locked_historian_is_retried_until_it_takes_the_batch(tmp_path: 
 
 
 @pytest.mark.influxdb
-async def test_a_batch_that_can_never_succeed_is_counted_not_retried(influxdb_url: str) -> None:
+async def test_a_historian_set_up_wrong_keeps_the_data_until_it_is_fixed(
+    influxdb_url: str,
+) -> None:
+    """An unknown database (or a bad token) fails every record alike: nothing is rejected, the
+    writer retries and says why, and once the database exists everything is stored."""
     server = influxdb_url.replace("influxdb://", "http://").rsplit("/", 1)[0]
+    database = f"created_later_{uuid.uuid4().hex[:8]}"
     historian = InfluxV1Historian(
-        server, "no_such_db_here", username=None, password=None, create_database=False
+        server, database, username=None, password=None, create_database=False
     )
     async with historian:
-        writer = HistorianWriter(historian, flush_interval_s=0.01)
+        writer = HistorianWriter(
+            historian, flush_interval_s=0.01, retry_min_s=0.05, retry_max_s=0.2
+        )
         task = asyncio.create_task(writer.run())
         await writer.put(samples(10))
+        await eventually(lambda: writer.stats.retries >= 2, "the writer to retry")
+        assert writer.stats.rejected == 0 and writer.stats.pending == 10
+        assert database in writer.stats.last_error
+        async with InfluxV1Historian(server, database, username=None, password=None) as fixer:
+            await fixer.write_samples(samples(1, start=10**6))  # creates the database
         await eventually(lambda: not writer.stats.pending, "the writer to store everything")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert writer.stats.rejected == 10
-    assert writer.stats.retries == 0
-    assert "no_such_db_here" in writer.stats.last_error
+        stored = await historian.points("telemetry")
+    assert writer.stats.rejected == 0
+    assert len(stored) == 11
 
 
 async def test_a_stalled_historian_pushes_back_instead_of_growing_memory(tmp_path: Path) -> None:
