@@ -7,7 +7,8 @@ event loop that also runs the connectors) and writes
 
 - `anomaly` points: score, threshold, is_anomaly, top_signal (tag `detector`);
 - `events` points of kind `anomaly` when AlarmLogic opens an episode (active true) or closes it
-  (active false), with the top signal and peak in the text, for dashboard annotations;
+  (active false): top_signal, peak_score and, on closing, duration_s as fields for the
+  dashboards' episode tables, and the same in the text for their annotations;
 - `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`.
 
 The clock is injected: `step(now_s)` is one cycle for a given time, so history can be replayed
@@ -248,6 +249,13 @@ class OnlineDetector:
         )
 
     def _event(self, row: _Row, episode: Episode, *, active: bool) -> Point:
+        """The episode's opening or closing event: the text is the annotation, the fields are
+        what the dashboards' episode tables show."""
+        fields: dict[str, float | bool | str] = {
+            "active": active,
+            "top_signal": episode.top_signal,
+            "peak_score": episode.peak_score,
+        }
         if active:
             self.stats.episodes_opened += 1
             text = (
@@ -256,13 +264,14 @@ class OnlineDetector:
             ts = episode.start
         else:
             self.stats.episodes_closed += 1
+            duration_s = fields["duration_s"] = episode.end - episode.start
             text = (
-                f"anomaly on {row.machine} ended after {episode.end - episode.start:.0f} s: "
+                f"anomaly on {row.machine} ended after {duration_s:.0f} s: "
                 f"peak score {episode.peak_score:.3g} on {episode.top_signal}"
             )
             ts = episode.end
         tags = {**row.tags, "kind": "anomaly"}
-        return Point("events", tags, {"text": text, "active": active}, round(ts * 1e9))
+        return Point("events", tags, {"text": text, **fields}, round(ts * 1e9))
 
     async def _kpis(self, now_s: float) -> list[Point]:
         """OEE of every machine for each interval that ended since the last cycle."""

@@ -2,9 +2,9 @@
 
 `events` holds injected faults (kind `fault`, written by the simulator as ground truth) and
 anomaly episodes (kind `anomaly`, written by analytics.online): an episode writes one point
-with active=true when it opens and one with active=false when it closes, whose text reads
-"anomaly on M ended after N s: peak score X on SIGNAL". The episode table takes start,
-duration, peak score and top signal out of that text (Grafana's regex field extraction).
+with active=true when it opens and one with active=false when it closes. Both carry the fields
+top_signal and peak_score, the closing one duration_s too, which the episode tables select;
+the text says the same for the annotations.
 """
 
 from __future__ import annotations
@@ -20,11 +20,6 @@ from dashboards.grafana import (
     value_mappings,
 )
 
-# Named groups become columns; tests run this pattern on the text analytics writes.
-ENDED_EPISODE_PATTERN = (
-    r"ended after (?<duration_s>[0-9.]+) s: peak score (?<peak_score>\S+) on (?<top_signal>\S+)$"
-)
-OPEN_EPISODE_PATTERN = r"^anomaly on \S+: (?<top_signal>\S+) \(score (?<score>\S+)\)$"
 ACTIVE_MAPPINGS = value_mappings(("true", "started", "red"), ("false", "ended", "green"))
 
 
@@ -74,18 +69,17 @@ def event_log(title: str, description: str, kind: str = "", machine_regex: str =
 def ended_episodes() -> Json:
     """One row per closed anomaly episode: machine, start, end, duration, top signal, peak."""
     query = (
-        'SELECT "text" FROM "events" WHERE "kind" = \'anomaly\' AND "active" = false'
-        ' AND $timeFilter GROUP BY "machine"'
+        'SELECT "duration_s", "top_signal", "peak_score" FROM "events"'
+        ' WHERE "kind" = \'anomaly\' AND "active" = false AND $timeFilter GROUP BY "machine"'
     )
     return table(
         "Anomaly episodes (ended)",
         "Each closed anomaly episode in the time range. Start is end minus duration; the top "
-        "signal is the one that contributed most to the score at its peak.",
+        "signal is the one that contributed most when the episode opened (the onset names a "
+        "fault better than its peak, which is often an after-effect).",
         [influxql(query, table=True)],
         transformations=[
             MERGE,
-            _extract(ENDED_EPISODE_PATTERN),
-            _to_number("duration_s", "peak_score"),
             _binary("duration_s", "*", "1000", "duration_ms"),
             _binary("Time", "-", "duration_ms", "start"),
             {
@@ -95,7 +89,7 @@ def ended_episodes() -> Json:
             organize(
                 order=["machine", "start", "Time", "duration_s", "top_signal", "peak_score"],
                 rename={"Time": "end", "duration_s": "duration", "peak_score": "peak score"},
-                hide=["text", "duration_ms"],
+                hide=["duration_ms"],
             ),
             _sort("start"),
         ],
@@ -107,8 +101,8 @@ def ended_episodes() -> Json:
 def open_episodes() -> Json:
     """The machines whose latest episode event opened one: an anomaly going on now."""
     query = (
-        'SELECT last("active") AS "active", "text" FROM "events" WHERE "kind" = \'anomaly\''
-        ' AND $timeFilter GROUP BY "machine"'
+        'SELECT last("active") AS "active", "top_signal", "peak_score" FROM "events"'
+        ' WHERE "kind" = \'anomaly\' AND $timeFilter GROUP BY "machine"'
     )
     return table(
         "Anomaly episodes in progress",
@@ -130,32 +124,14 @@ def open_episodes() -> Json:
                     ],
                 },
             },
-            _extract(OPEN_EPISODE_PATTERN),
-            _to_number("score"),
             organize(
-                order=["machine", "Time", "top_signal", "score"],
-                rename={"Time": "since", "score": "score at start"},
-                hide=["text", "active"],
+                order=["machine", "Time", "top_signal", "peak_score"],
+                rename={"Time": "since", "peak_score": "score at start"},
+                hide=["active"],
             ),
         ],
         overrides=[override("score at start", decimals=3)],
     )
-
-
-def _extract(pattern: str) -> Json:
-    return {
-        "id": "extractFields",
-        "options": {"source": "text", "format": "regexp", "regExp": f"/{pattern}/"},
-    }
-
-
-def _to_number(*fields: str) -> Json:
-    return {
-        "id": "convertFieldType",
-        "options": {
-            "conversions": [{"targetField": f, "destinationType": "number"} for f in fields]
-        },
-    }
 
 
 def _binary(left: str, operator: str, right: str, alias: str) -> Json:

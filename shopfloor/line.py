@@ -49,7 +49,8 @@ from shopfloor.status import LiveStatus
 
 
 async def up(args: argparse.Namespace) -> int:
-    """Simulator, connectors and historian in one process, with a live status."""
+    """Simulator, connectors, historian and anomaly detection in one process, with a live
+    status."""
     spec = load_line(args.line)
     config = parse_config(
         yaml.safe_dump(sim_connectors(spec, args.host, args.opcua_port, args.modbus_port)),
@@ -302,8 +303,8 @@ def _add_up(sub: Any) -> None:
         sub,
         "up",
         up,
-        "Run the simulated line, its connectors and the historian in one process, "
-        "with a live status.",
+        "Run the simulated line, its connectors, the historian and anomaly detection in one "
+        "process, with a live status.",
     )
     add_line(parser)
     add_sim_endpoints(parser)

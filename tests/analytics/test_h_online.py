@@ -108,6 +108,12 @@ async def test_online_detector_flags_a_stuck_sensor_and_writes_anomaly_events_an
     assert fault_at * NS <= opened.ts <= (fault_at + 35) * NS
     assert SIGNAL in opened.fields["text"] and SIGNAL in closed.fields["text"]
     assert closed.ts <= (fault_at + FAULT_S + 35) * NS
+    assert set(opened.fields) == {"text", "active", "top_signal", "peak_score"}
+    assert opened.fields["top_signal"] == closed.fields["top_signal"] == SIGNAL
+    assert opened.fields["peak_score"] > models[MACHINE].threshold
+    during = [p.fields["score"] for p in flagged if opened.ts < p.ts <= closed.ts]
+    assert closed.fields["peak_score"] == max([opened.fields["peak_score"], *during])
+    assert closed.fields["duration_s"] == (closed.ts - opened.ts) / NS
 
     kpi = await historian.points("kpi", tags={"machine": MACHINE})
     # minutes that ended after the first step (the one under way then is incomplete)

@@ -4,13 +4,12 @@ data of the expected shape."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import pytest
 import yaml
 
-from dashboards.events import ENDED_EPISODE_PATTERN, OPEN_EPISODE_PATTERN
+from historian.model import EVENTS
 from tests.dashboards.conftest import FAULT, LineRun
 from tests.dashboards.grafana_queries import (
     ALERT_RULES,
@@ -25,6 +24,8 @@ from tests.dashboards.grafana_queries import (
 
 DASHBOARD_QUERIES = list(dashboard_queries())
 ALERT_QUERIES = list(alert_queries())
+EPISODE_FIELDS = ("top_signal", "peak_score", "duration_s")
+INFLUX_TYPES = {str: "string", float: "float", int: "integer", bool: "boolean"}
 pytestmark = pytest.mark.influxdb
 
 
@@ -132,29 +133,22 @@ def test_connector_rule_is_quiet_while_connectors_deliver(line_run: LineRun) -> 
     assert firing and not any(firing.values()), firing
 
 
-def _python_regex(grafana_regex: str) -> re.Pattern[str]:
-    return re.compile(grafana_regex.replace("(?<", "(?P<"))
-
-
-@pytest.mark.parametrize(
-    ("active", "pattern", "numbers"),
-    [
-        ("false", ENDED_EPISODE_PATTERN, ("duration_s", "peak_score")),
-        ("true", OPEN_EPISODE_PATTERN, ("score",)),
-    ],
-)
-def test_episode_table_patterns_read_what_analytics_writes(
-    line_run: LineRun, active: str, pattern: str, numbers: tuple[str, ...]
-) -> None:
-    """The episode tables take their columns out of the event text with these patterns."""
-    found = line_run.query(
-        f'SELECT "text" FROM "events" WHERE "kind" = \'anomaly\' AND "active" = {active}'
-    )
-    texts = [row[1] for s in found.get("series", []) for row in s["values"]]
-    assert texts, f"no anomaly episode event with active={active}"
-    for text in texts:
-        match = _python_regex(pattern).search(text)
-        assert match, f"{pattern!r} does not match {text!r}"
-        for name in numbers:
-            float(match.group(name))
-        assert match.group("top_signal")
+def test_episode_events_carry_the_fields_the_episode_tables_show(line_run: LineRun) -> None:
+    """The episode tables select top_signal, peak_score and duration_s: stored with their model
+    types, set on every episode event of the run, duration_s only on the closing ones."""
+    keys = line_run.query('SHOW FIELD KEYS FROM "events"')["series"][0]["values"]
+    stored = {name: kind for name, kind in keys}
+    assert {f: stored.get(f) for f in EPISODE_FIELDS} == {
+        f: INFLUX_TYPES[EVENTS.fields[f]] for f in EPISODE_FIELDS
+    }
+    columns = ", ".join(f'"{f}"' for f in ("active", *EPISODE_FIELDS))
+    found = line_run.query(f'SELECT {columns} FROM "events" WHERE "kind" = \'anomaly\'')
+    rows = [row[1:] for s in found.get("series", []) for row in s["values"]]
+    assert sorted({active for active, *_ in rows}) == [False, True], rows
+    for active, top_signal, peak_score, duration_s in rows:
+        assert top_signal and isinstance(top_signal, str), rows
+        assert isinstance(peak_score, int | float) and peak_score > 0, rows
+        if active:
+            assert duration_s is None, rows
+        else:
+            assert isinstance(duration_s, int | float) and duration_s >= 0, rows
