@@ -59,9 +59,7 @@ class Simulator:
         }
         self._stuck: dict[tuple[str, str], float] = {}
         self._values: dict[tuple[str, str], float] = {}
-        for machine in self._order:  # a zero step settles every output at its initial state
-            machine.step(0.0, 0.0)
-            self._measure(machine)
+        self._advance(0.0, 0.0)  # a zero step settles every output at its initial state
 
     @property
     def time_s(self) -> float:
@@ -78,9 +76,7 @@ class Simulator:
             item = self._schedule.pop(0)
             self._faults.inject(item.machine, item.fault, item.severity, item.duration_s, now)
         self._faults.expire(now)
-        for machine in self._order:
-            machine.step(dt_s, now)
-            self._measure(machine)
+        self._advance(dt_s, now)
 
     def warm_up(self, duration_s: float) -> None:
         """Run the process for `duration_s` before time zero, as if the line had been running
@@ -89,9 +85,13 @@ class Simulator:
         clock and the fault schedule still start at zero."""
         dt_s = self.spec.tick_s
         for _ in range(round(duration_s / dt_s)):
-            for machine in self._order:
-                machine.step(dt_s, 0.0)
-                self._measure(machine)
+            self._advance(dt_s, 0.0)
+
+    def _advance(self, dt_s: float, now: float) -> None:
+        """Every machine's process by `dt_s`, in dependency order, then its measurement."""
+        for machine in self._order:
+            machine.step(dt_s, now)
+            self._measure(machine)
 
     def values(self) -> dict[tuple[str, str], float]:
         """(machine, signal) -> measured engineering value of every signal the file exposes."""

@@ -123,15 +123,13 @@ def simulated_telemetry(
 ) -> dict[str, MachineTelemetry]:
     """A fresh fault-free run of the line's process model (no sockets), per machine, as the
     connectors read it (Modbus registers round); the scheduled faults of the line file are left
-    out, the warm-up is dropped."""
+    out, and it starts at running heat (Simulator.warm_up)."""
     spec = load_line(line).model_copy(update={"faults": []})
     sim = Simulator(spec, seed=seed)
+    sim.warm_up(warmup_s)
     machines = {name: MachineTelemetry(spec.site, spec.line, name) for name in spec.machines}
-    steps = round((warmup_s + duration_s) / spec.tick_s)
-    for _ in range(steps):
+    for _ in range(round(duration_s / spec.tick_s)):
         sim.step(spec.tick_s)
-        if sim.time_s <= warmup_s:
-            continue
         for (machine, signal), value in sim.values().items():
             found = machines[machine]
             found.times_s.append(sim.time_s)
@@ -510,15 +508,20 @@ def _add_detect(sub: Any) -> None:
         metavar="SECONDS",
         help="score windows ending this long ago, so that late samples are in (default: 2)",
     )
+    add_kpi_interval(parser, default="15m")
+    add_historian(parser)
+    add_duration(parser)
+
+
+def add_kpi_interval(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """--kpi-interval, for `detect` and `up`; argparse runs the default through the type."""
     parser.add_argument(
         "--kpi-interval",
         type=parse_duration,
-        default=900.0,
+        default=default,
         metavar="TIME",
-        help="write OEE per machine at this interval (default: 15m)",
+        help=f"write OEE per machine at this interval (default: {default})",
     )
-    add_historian(parser)
-    add_duration(parser)
 
 
 def _add_report(sub: Any) -> None:

@@ -58,7 +58,7 @@ async def up(args: argparse.Namespace) -> int:
     )
     ready = asyncio.Event()
     async with _opened(args) as historian:
-        detection = LineDetection(args, historian)
+        detection = LineDetection(args, spec, historian)
         await detection.prepare()
         writer = await _spooled_writer(args, historian)
         agent, status = _agent(config, writer, args.historian_name, detection.anomalies)

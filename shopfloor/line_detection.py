@@ -17,16 +17,16 @@ from analytics.model_store import MachineModel
 from analytics.online import OnlineDetector
 from historian.base import Historian
 from historian.sqlite import SQLiteHistorian
-from plc_sim.spec import LineSpec, load_line
+from plc_sim.spec import LineSpec
 from shopfloor.detection import (
     MODEL_SUFFIX,
     TrainingSettings,
+    add_kpi_interval,
     detection_summary,
     load_models,
     simulated_telemetry,
     train_models,
 )
-from shopfloor.durations import parse_duration
 
 TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
 TRAINING_SEED_OFFSET = 1000  # train on another seed than the line that is scored
@@ -42,13 +42,7 @@ def add_detection_options(parser: argparse.ArgumentParser) -> None:
         help="the anomaly models, one file per machine; trained on a simulated fault-free run "
         "when the folder has none (default: models/ next to the SQLite file, else ./models)",
     )
-    parser.add_argument(
-        "--kpi-interval",
-        type=parse_duration,
-        default=60.0,
-        metavar="TIME",
-        help="write OEE per machine at this interval (default: 1m)",
-    )
+    add_kpi_interval(parser, default="1m")
     parser.add_argument(
         "--no-detect", action="store_true", help="run the line without anomaly detection"
     )
@@ -91,8 +85,9 @@ def line_models(folder: Path, line: Path | None, seed: int) -> dict[str, Machine
 class LineDetection:
     """The online detector that `up` runs beside the line."""
 
-    def __init__(self, args: argparse.Namespace, historian: Historian) -> None:
+    def __init__(self, args: argparse.Namespace, spec: LineSpec, historian: Historian) -> None:
         self.args = args
+        self.spec = spec
         self.historian = historian
         self.models: dict[str, MachineModel] = {}
         self.detector: OnlineDetector | None = None
@@ -117,7 +112,7 @@ class LineDetection:
             self.historian,
             self.models,
             kpi_interval_s=self.args.kpi_interval,
-            ideal_rates_per_min=rated_outputs(load_line(self.args.line)),
+            ideal_rates_per_min=rated_outputs(self.spec),
         )
         await self.detector.run()
 
