@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from analytics.features import Frame, WindowSpec, feature_signal, window_feature
 from analytics.model_store import MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
 from analytics.windows import TelemetryBuffer, read_telemetry
+from historian.backoff import Backoff
 from historian.base import Historian, HistorianError
 from historian.sample import Point
 
@@ -136,7 +136,7 @@ class OnlineDetector:
 
     async def run(self, clock: Callable[[], float] = time.time) -> None:
         """Call step() every `step_s` of `clock` until cancelled; outages are waited out."""
-        delay = self.retry_min_s
+        backoff = Backoff(self.retry_min_s, self.retry_max_s)
         failing_since: float | None = None
         due = math.ceil(clock() / self.step_s) * self.step_s
         while True:
@@ -147,15 +147,15 @@ class OnlineDetector:
             except (HistorianError, TimeoutError) as exc:
                 self._note_failure(exc, first=failing_since is None)
                 failing_since = failing_since if failing_since is not None else clock()
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.retry_max_s)
+                await asyncio.sleep(backoff.next())
                 due = math.ceil(clock() / self.step_s) * self.step_s
                 continue
             if failing_since is not None:
                 log.warning(
                     "historian is back after %.0f s; detection goes on", clock() - failing_since
                 )
-                failing_since, delay = None, self.retry_min_s
+                failing_since = None
+                backoff.reset()
             due += self.step_s
             if due < clock():  # fell behind (slow historian): skip to now, do not pile up
                 due = math.ceil(clock() / self.step_s) * self.step_s

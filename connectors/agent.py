@@ -104,6 +104,7 @@ class Agent:
                     "latency_ms": float(item.stats.latency_ms),
                     "spool_bytes": spool.bytes,
                     "spool_dropped": spool.dropped_samples,
+                    "spool_unreadable_bytes": spool.unreadable_bytes,
                 },
                 now,
             )

@@ -52,6 +52,7 @@ CONNECTOR = Measurement(
         "latency_ms": float,
         "spool_bytes": int,
         "spool_dropped": int,
+        "spool_unreadable_bytes": int,
     },
 )
 KPI = Measurement(
