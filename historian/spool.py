@@ -236,7 +236,10 @@ class Spool:
             message = f"cannot use the spool folder {self.folder}: {exc.strerror or exc}"
             if not self.memory_fallback:
                 raise SpoolError(message) from None
-            self._go_memory_only(f"{message}; running in memory only")
+            self._go_memory_only(
+                f"{message}; continuing in memory only: what is not yet delivered is lost if "
+                "this process stops"
+            )
             return
         self._disk_open = True
         if self.stats.samples or self.stats.points:
@@ -768,6 +771,8 @@ class Spool:
 
     async def _recover(self) -> bool:
         """Try the failed folder again: a new segment with what memory holds, fsync'd."""
+        with contextlib.suppress(OSError):  # what was delivered meanwhile makes room
+            await self._delete_done()
         held = list(self._memory)
         self._memory.clear()  # not to be taken while they are written
         new_id = self._active.id + 1

@@ -41,6 +41,7 @@ from shopfloor.simconfig import sim_connectors
 from shopfloor.status import LiveStatus
 from tests.eventually import eventually
 from tests.historian.test_spool import read_only, samples
+from tests.historian.test_spool_disk import fill, small_disk
 from tests.test_line import running
 
 pytestmark = pytest.mark.influxdb
@@ -380,3 +381,36 @@ def test_a_read_only_spool_folder_stops_with_a_message_or_runs_in_memory(tmp_pat
     assert "Traceback" not in stopped.stderr
     assert degraded.returncode == 0, degraded.stderr
     assert "continuing in memory only" in degraded.stderr
+
+
+async def test_a_disk_that_fills_up_mid_run_keeps_the_connector_collecting(
+    fast_line: LineSpec, simulator: tuple[int, int], tmp_path: Path
+) -> None:
+    """The spool's file system fills up under a running `shopfloor connect` (a real tmpfs):
+    it goes on collecting into memory, says so in one line and on /health, goes back to disk
+    when there is room again, and stops cleanly: no traceback, exit 0."""
+    config = connectors_file(fast_line, tmp_path, *simulator)
+    port = free_port()
+    with small_disk(tmp_path / "disk") as disk:
+        filler = fill(disk, leave=150_000)
+        process = connect(config, disk / "spool", f"sqlite:{tmp_path / 'h.db'}", port)
+        try:
+            full = await wait_health(
+                port, "the spool in memory", lambda b: b["spool"]["memory_only"], 60
+            )
+            assert "No space left on device" in full["spool"]["last_error"]
+            assert process.poll() is None
+            filler.unlink()
+            back = await wait_health(
+                port, "the spool on disk again", lambda b: not b["spool"]["memory_only"], 60
+            )
+            assert back["spool"]["last_error"] == ""
+            assert back["spool"]["dropped_samples"] == 0
+            assert back["connectors"][0]["samples"] > full["connectors"][0]["samples"]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "No space left on device; holding up to" in err
+    assert "works again" in err
