@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import random
+import re
 import signal
 import subprocess
 import sys
@@ -381,6 +384,56 @@ def test_a_read_only_spool_folder_stops_with_a_message_or_runs_in_memory(tmp_pat
     assert "Traceback" not in stopped.stderr
     assert degraded.returncode == 0, degraded.stderr
     assert "continuing in memory only" in degraded.stderr
+
+
+async def test_a_spool_folder_in_use_says_so_without_a_hint_that_does_not_help(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(DEAD_PLC)
+    command = [*SHOPFLOOR, "connect", "--config", str(config), "--spool", str(tmp_path / "sp")]
+    command += ["--historian", f"sqlite:{tmp_path / 'h.db'}", "--duration", "1s"]
+    spool = Spool(tmp_path / "sp")
+    await spool.open()  # another process has it
+    try:
+        busy = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        await spool.close()
+    assert busy.returncode == 2
+    assert "is in use by another shopfloor process" in busy.stderr
+    assert "--memory-only-on-spool-error" not in busy.stderr
+
+
+async def test_retries_never_wait_longer_than_the_cap_and_recovery_is_said_once(
+    influxd: Influxd, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """InfluxDB down for much longer than the (small) retry cap: no wait exceeds the cap, one
+    line says when it is back, and /health drops the stale error."""
+    cap = 0.2
+    caplog.set_level(logging.INFO, "historian.writer")
+    random.seed(13)
+    historian = InfluxV1Historian(influxd.url, "cap")
+    writer = HistorianWriter(
+        historian, spool=Spool(tmp_path / "spool"), retry_min_s=0.05, retry_max_s=cap
+    )
+    inputs = parse_config(DEAD_PLC, Path("c.yaml")).build_inputs()
+    async with historian, running(writer.run()):
+        await writer.put(samples(100))
+        await eventually(lambda: writer.stats.samples_written == 100, "the first write", 30)
+        await asyncio.to_thread(influxd.halt)
+        await writer.put(samples(100, 100))
+        await eventually(lambda: writer.stats.retries >= 20, "20 retries", 30)
+        _, failing = HealthServer(inputs, writer, port=0).report()
+        await asyncio.to_thread(influxd.resume)
+        await eventually(lambda: writer.stats.samples_written == 200, "the held batch", 30)
+        _, back = HealthServer(inputs, writer, port=0).report()
+    waits = [float(w) for w in re.findall(r"retrying in ([0-9.]+) s", caplog.text)]
+    assert len(waits) >= 20 and max(waits) <= cap
+    assert failing["historian"]["last_error"] and not failing["historian"]["historian_ok"]
+    assert back["historian"]["last_error"] == "" and back["historian"]["historian_ok"]
+    assert caplog.text.count("is back after") == 1
 
 
 async def test_a_disk_that_fills_up_mid_run_keeps_the_connector_collecting(
