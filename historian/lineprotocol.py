@@ -7,8 +7,9 @@ elsewhere is literal, so a name with a backslash right before one of its escapab
 at its end, or with a newline, cannot be written faithfully and is refused. Empty tag values are
 left out (line protocol has no empty tag; it reads back as an absent tag).
 
-Line protocol has no NaN or infinity: a Sample whose value is not finite (the PLC answered badly)
-is written with only its `quality` field, and non-finite float fields of a Point are left out.
+Line protocol has no NaN or infinity: a Sample whose value is not finite (the PLC answered badly,
+or sent NaN or infinity) is written with only its `quality` field, always bad (never good with no
+value), and non-finite float fields of a Point are left out.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from historian.base import HistorianError
 from historian.model import TELEMETRY, typed_fields
-from historian.sample import Point, Sample
+from historian.sample import Point, Sample, quality_without_value
 
 _MEASUREMENT_SPECIALS = ", "
 _KEY_SPECIALS = ",= "
@@ -85,7 +86,7 @@ def format_samples(samples: Sequence[Sample]) -> str:
         if value - value == 0:  # false for NaN and +-inf, without a function call
             append(f"{prefix}value={value},quality={s.quality:d}i {s.source_ts}")
         else:
-            append(f"{prefix}quality={s.quality:d}i {s.source_ts}")
+            append(f"{prefix}quality={quality_without_value(s):d}i {s.source_ts}")
     return "\n".join(lines)
 
 
