@@ -14,6 +14,7 @@ value), and non-finite float fields of a Point are left out.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 from historian.base import HistorianError
@@ -28,10 +29,21 @@ _MAX_CACHED_SERIES = 100_000
 _telemetry_prefixes: dict[tuple[str, str, str, str], str] = {}
 
 
+def name_problem(text: str) -> str | None:
+    """Why a name (tag value, measurement, field key) cannot be written faithfully, if it
+    cannot: the one rule that connectors files are checked against when they load."""
+    control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"holds the control character {control!r}"
+    if text.endswith("\\"):
+        return "ends with a backslash"
+    if any("\\" + c in text for c in _KEY_SPECIALS):
+        return "has a backslash before a comma, an equals sign or a space"
+    return None
+
+
 def _escape(text: str, specials: str) -> str:
-    if "\n" in text or (
-        "\\" in text and (text.endswith("\\") or any("\\" + c in text for c in specials))
-    ):
+    if name_problem(text) is not None:
         raise HistorianError(f"cannot be written as InfluxDB line protocol: {text!r}")
     for char in specials:
         if char in text:
