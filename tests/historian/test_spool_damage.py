@@ -8,13 +8,15 @@ from __future__ import annotations
 import json
 import logging
 import random
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
 from historian import spool_format as fmt
 from historian.sample import Sample
-from historian.spool import HEADER, Spool
+from historian.spool import HEADER, Spool, SpoolError
 from tests.historian.test_spool import running, samples, take_all
 
 RECORDS = 60
@@ -123,3 +125,38 @@ async def test_a_running_spool_reads_past_damage_and_keeps_going(tmp_path: Path)
         assert (await take_all(spool)).samples == samples(10, 10_000)
     async with running(Spool(folder)) as again:  # counted once, also after a restart
         assert again.stats.dropped_samples == 2 * PER_RECORD
+
+
+def legacy_record(batch: list[Sample]) -> bytes:
+    """A record as spool format 1 stored it: length, CRC32 of (counts + payload), counts."""
+    payload = fmt.encode_record(batch, ())
+    counts = struct.pack("<II", len(batch), 0)
+    return struct.pack("<II", len(payload), zlib.crc32(payload, zlib.crc32(counts))) + (
+        counts + payload
+    )
+
+
+async def test_a_spool_of_format_1_is_replayed_and_converted(tmp_path: Path) -> None:
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    batches = [samples(PER_RECORD, i * PER_RECORD) for i in range(4)]
+    records = [legacy_record(b) for b in batches]
+    (folder / f"{1:016d}.seg").write_bytes(b"".join(records) + records[3][:30])  # torn tail
+    state = {"cursor": [1, len(records[0])], "dropped_samples": 7, "dropped_points": 0}
+    (folder / "state.json").write_text(json.dumps(state))  # the first record was delivered
+    async with running(Spool(folder)) as spool:
+        assert (await take_all(spool)).samples == [s for b in batches[1:] for s in b]
+        assert spool.stats.dropped_samples == 7 and spool.stats.unreadable_bytes == 0
+    assert (folder / f"{1:016d}.seg").read_bytes().startswith(fmt.SEGMENT_MAGIC)
+    async with running(Spool(folder)) as again:
+        assert len((await take_all(again)).samples) == 3 * PER_RECORD
+
+
+async def test_a_segment_of_a_newer_format_is_refused_with_a_message(tmp_path: Path) -> None:
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    head = fmt.SEGMENT_HEADER.pack(fmt.SEGMENT_MAGIC, 3, 0, 1)
+    (folder / f"{1:016d}.seg").write_bytes(head + fmt.CRC.pack(zlib.crc32(head)))
+    with pytest.raises(SpoolError, match="format 3; this shopfloor reads 1 and 2") as caught:
+        await Spool(folder).open()
+    assert not caught.value.memory_helps
