@@ -176,7 +176,7 @@ class Spool:
         memory_samples: int = 100_000,
         memory_fallback: bool = False,
         retry_min_s: float = 1.0,
-        retry_max_s: float = 30.0,
+        retry_max_s: float = 10.0,
     ) -> None:
         self.folder = Path(folder) if folder is not None else None
         self.max_bytes = max_bytes
