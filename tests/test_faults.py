@@ -44,6 +44,7 @@ from shopfloor.simconfig import sim_connectors
 from shopfloor.status import LiveStatus
 from tests.eventually import eventually
 from tests.historian.test_spool import read_only, samples
+from tests.historian.test_spool import running as running_spool
 from tests.historian.test_spool_disk import fill, small_disk
 from tests.test_line import running
 
@@ -467,3 +468,36 @@ async def test_a_disk_that_fills_up_mid_run_keeps_the_connector_collecting(
     assert "Traceback" not in err
     assert "No space left on device; holding up to" in err
     assert "works again" in err
+
+
+async def test_spool_damage_is_reported_alike_everywhere(tmp_path: Path) -> None:
+    """A damaged record found on start: state.json, the `connector` points and /health all
+    carry the same counts (in spool_dropped and spool_unreadable_bytes)."""
+    folder = tmp_path / "spool"
+    async with running_spool(Spool(folder)) as spool:
+        for start in range(0, 1000, 100):
+            await spool.put(samples(100, start))
+    segment = max(folder.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[-5] ^= 0xFF  # in the payload of the last record
+    segment.write_bytes(bytes(data))
+    writer = HistorianWriter(open_historian(f"sqlite:{tmp_path / 'h.db'}"), spool=Spool(folder))
+    await writer.open()
+    try:
+        stats = writer.stats.spool
+        assert stats.dropped_samples == stats.unreadable_samples == 100
+        assert stats.unreadable_bytes > 0
+        inputs = parse_config(DEAD_PLC, Path("c.yaml")).build_inputs()
+        (point,) = Agent(inputs, writer).health_points()
+        assert point.fields["spool_dropped"] == 100
+        assert point.fields["spool_unreadable_bytes"] == stats.unreadable_bytes
+        _, body = HealthServer(inputs, writer, port=0).report()
+        assert body["spool"]["unreadable_bytes"] == stats.unreadable_bytes  # type: ignore[index]
+        assert body["spool"]["dropped_samples"] == 100  # type: ignore[index]
+        state = json.loads((folder / "state.json").read_text())
+        assert (state["dropped_samples"], state["unreadable_bytes"]) == (
+            100,
+            stats.unreadable_bytes,
+        )
+    finally:
+        await writer.spool.close()
