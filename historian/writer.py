@@ -92,7 +92,8 @@ class HistorianWriter:
 
     async def run(self) -> None:
         """Deliver until cancelled; on cancellation, commit and write what is held, then stop.
-        A spool folder that fails ends the run with SpoolError (unless memory-only is allowed)."""
+        A spool folder that fails to write is run around in memory by the spool; one that cannot
+        be read ends the run with SpoolError."""
         await self.spool.open()
         committer = asyncio.create_task(self.spool.run(), name="spool-commit")
         try:
