@@ -16,7 +16,7 @@ _reported: set[tuple[str, str, str, str]] = set()
 
 
 class Quality(IntEnum):
-    """Tag quality as stored in the `quality` field of `telemetry` (DESIGN.md)."""
+    """Tag quality as stored in the `quality` field of `telemetry` (the README's data model)."""
 
     GOOD = 0
     UNCERTAIN = 1
