@@ -9,7 +9,7 @@ from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.models import common as cm
 
 from dashboards import events
-from dashboards.influxql import SITE_LINE, InfluxQL
+from dashboards.influxql import SITE_LINE, STALE_S, InfluxQL
 from dashboards.panels import (
     FLAG_MAPPINGS,
     MERGE,
@@ -24,7 +24,8 @@ from dashboards.panels import (
 UID = "shopfloor-anomalies"
 SCORE_RATIO_DESCRIPTION = (
     "score / threshold, so every detector shares one scale: 1 (dashed) is the limit, above it "
-    "a window is anomalous. Log axis: one huge score does not flatten the rest to zero."
+    "a window is anomalous. Log axis: one huge score does not flatten the rest to zero. A gap "
+    f"is no score for over {STALE_S} s."
 )
 
 

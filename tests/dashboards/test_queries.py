@@ -73,7 +73,9 @@ def variable_values(line_run: LineRun) -> dict[str, list[str]]:
 
 
 def _check(run: LineRun, query: Query, values: Mapping[str, Sequence[str]], **kw: str) -> None:
-    text = expand(query, values, **kw)
+    """Run as Grafana would have when the run ended (${__to} is its end: the latest-value
+    queries look back from there, however long after the run this test runs)."""
+    text = expand(query, values, to_ms=run.end_ms, **kw)
     assert series_problems(text, run.query(text)) == [], f"{query.where}: {text}"
 
 
