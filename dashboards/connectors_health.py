@@ -155,7 +155,9 @@ def _report_age() -> stat_panel.Panel:
         "Seconds since each connector's newest report (to 10 s), red past "
         f"{CONNECTOR_STALE_S} s (three report intervals): the connector or its process is "
         "down. One silent for over an hour drops out.",
-        InfluxQL(age_query("connector", "samples", CONNECTORS, "connector"), alias="$tag_connector"),
+        InfluxQL(
+            age_query("connector", "samples", CONNECTORS, "connector"), alias="$tag_connector"
+        ),
         unit="s",
         steps=(("green", None), ("red", float(CONNECTOR_STALE_S))),
         no_value="no report in the last hour",

@@ -64,7 +64,10 @@ def event_log(
         title, description, InfluxQL(query, table=True), [MERGE, sort_by("Time")], sort="Time"
     ).override_by_name(
         "active",
-        props(mappings=ACTIVE_MAPPINGS, custom__cellOptions={"type": cm.TableCellDisplayMode.COLOR_TEXT}),
+        props(
+            mappings=ACTIVE_MAPPINGS,
+            custom__cellOptions={"type": cm.TableCellDisplayMode.COLOR_TEXT},
+        ),
     )
 
 

@@ -13,7 +13,9 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard as model
 
-DATASOURCE_UID = "shopfloor-influxdb"  # the uid of dashboards/provisioning/datasources/influxdb.yaml
+DATASOURCE_UID = (
+    "shopfloor-influxdb"  # the uid of dashboards/provisioning/datasources/influxdb.yaml
+)
 DATASOURCE = model.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
 
 # The connectors re-record a constant OPC UA tag every KEEP_ALIVE_S (their default): a query that
@@ -142,13 +144,11 @@ def age_query(measurement: str, field: str, where: str, tag: str, bucket_s: int 
     hour, however old the time range): InfluxQL cannot subtract a timestamp from now(), so it
     counts the empty buckets after the last one with data. Nothing in the hour: no row."""
     group = f'"{tag}"'
+    newest_first = f"GROUP BY {group} ORDER BY time DESC"
     counts = (
         f'SELECT count("{field}") AS "n" FROM "{measurement}" WHERE {where} AND time > now() - 1h'
         f" GROUP BY time({bucket_s}s), {group} fill(0)"
     )
-    seen = f'SELECT cumulative_sum("n") AS "seen" FROM ({counts}) GROUP BY {group} ORDER BY time DESC'
-    empty = f'SELECT floor(1 / (1 + "seen")) AS "empty" FROM ({seen}) GROUP BY {group} ORDER BY time DESC'
-    return (
-        f'SELECT sum("empty") * {bucket_s} AS "age_s" FROM ({empty})'
-        f" GROUP BY {group} ORDER BY time DESC"
-    )
+    seen = f'SELECT cumulative_sum("n") AS "seen" FROM ({counts}) {newest_first}'
+    empty = f'SELECT floor(1 / (1 + "seen")) AS "empty" FROM ({seen}) {newest_first}'
+    return f'SELECT sum("empty") * {bucket_s} AS "age_s" FROM ({empty}) {newest_first}'

@@ -7,10 +7,9 @@ a plant's own line shows up without editing the dashboard.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import bargauge
+from grafana_foundation_sdk.builders import bargauge, statetimeline, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat as stat_panel
-from grafana_foundation_sdk.builders import statetimeline, timeseries
 from grafana_foundation_sdk.builders import table as table_panel
 
 from dashboards import anomalies, events
@@ -31,12 +30,9 @@ from dashboards.panels import (
 from historian.model import STATE_SIGNAL
 
 UID = "shopfloor-line-overview"
-MACHINE_DETAIL_LINK = (
-    dash.DashboardLink("Machine detail")
-    .url(
-        "/d/shopfloor-machine-detail?var-site=${site}&var-line=${line}"
-        "&var-machine=${__field.labels.machine}&${__url_time_range}"
-    )
+MACHINE_DETAIL_LINK = dash.DashboardLink("Machine detail").url(
+    "/d/shopfloor-machine-detail?var-site=${site}&var-line=${line}"
+    "&var-machine=${__field.labels.machine}&${__url_time_range}"
 )
 OUTPUT_COUNTERS = '"signal" =~ /_total$/ AND "signal" !~ /reject/'
 # The state band's buckets are never shorter than the stale limit, so a change-only state
@@ -123,8 +119,8 @@ def _states() -> statetimeline.Panel:
 def _data_age() -> stat_panel.Panel:
     return stat(
         "Newest sample age per machine",
-        "Seconds since the newest sample of each machine (any signal or quality, to 10 s), red past "
-        f"{STALE_S} s: twice the keep-alive, so even a machine whose values do not change is "
+        "Seconds since the newest sample of each machine (any signal or quality, to 10 s), red "
+        f"past {STALE_S} s: twice the keep-alive, so even a machine whose values do not change is "
         "stale by then. A machine silent for over an hour drops out.",
         InfluxQL(age_query("telemetry", "quality", SITE_LINE, "machine"), alias="$tag_machine"),
         unit="s",
@@ -227,7 +223,7 @@ def _power() -> timeseries.Panel:
 def _voltages() -> timeseries.Panel:
     query = (
         'SELECT min("value") FROM "telemetry" WHERE "signal" =~ /^voltage_l[0-9]_v$/'
-        f' AND {SITE_LINE} AND $timeFilter'
+        f" AND {SITE_LINE} AND $timeFilter"
         ' GROUP BY time($__interval), "machine", "signal" fill(null)'
     )
     return time_series(

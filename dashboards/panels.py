@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
-from grafana_foundation_sdk.builders import bargauge, common, dashboard as dash
+from grafana_foundation_sdk.builders import bargauge, common, statetimeline, timeseries
+from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat as stat_panel
-from grafana_foundation_sdk.builders import statetimeline, table as table_panel, timeseries
+from grafana_foundation_sdk.builders import table as table_panel
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
@@ -65,7 +66,9 @@ def thresholds(*steps: Step) -> dash.ThresholdsConfig:
 
 def props(**values: object) -> list[model.DynamicConfigValue]:
     """Override properties; `custom__x` is `custom.x`."""
-    return [model.DynamicConfigValue(id_val=k.replace("__", "."), value=v) for k, v in values.items()]
+    return [
+        model.DynamicConfigValue(id_val=k.replace("__", "."), value=v) for k, v in values.items()
+    ]
 
 
 def organize(

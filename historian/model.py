@@ -27,8 +27,6 @@ class Measurement:
     fields: Mapping[str, FieldType]
 
 
-
-
 class MachineState(IntEnum):
     """The codes of every machine's `state` signal: the one definition its readers share (OEE,
     the live status, the dashboards). Ordered by how much a bucket's worst value matters, so

@@ -130,7 +130,7 @@ def _units(node: Any) -> Iterator[str]:
 def test_the_unit_list_is_grafanas_for_the_compose_image() -> None:
     compose = yaml.safe_load((PROVISIONING.parents[1] / "compose.yaml").read_text())
     image = compose["services"]["grafana"]["image"]
-    assert GRAFANA_PACKAGE == f"@grafana/data@{image.rpartition(':')[2]}"
+    assert f"@grafana/data@{image.rpartition(':')[2]}" == GRAFANA_PACKAGE
     assert {"celsius", "amp", "volt", "percentunit", "kwatth"} <= GRAFANA_UNIT_IDS
 
 

@@ -66,9 +66,7 @@ class Timeline:
         text = expand(query, chosen, time_filter=time_filter, to_ms=self.now * 1000)
         result = self.run.query(text)
         assert "error" not in result, (text, result)
-        return {
-            ",".join(s.get("tags", {}).values()): s["values"] for s in result.get("series", [])
-        }
+        return {",".join(s.get("tags", {}).values()): s["values"] for s in result.get("series", [])}
 
 
 def _telemetry(now: int, fault_at: int) -> Iterator[Sample]:
@@ -176,7 +174,9 @@ def test_sample_age_per_machine_is_red_past_the_limit(timeline: Timeline) -> Non
 def test_a_connector_that_stopped_reporting_is_not_connected_and_its_age_is_red(
     timeline: Timeline,
 ) -> None:
-    connected = timeline.rows("connectors-health.json: panel 'Connected'", connector=["plc-a", "plc-b"])
+    connected = timeline.rows(
+        "connectors-health.json: panel 'Connected'", connector=["plc-a", "plc-b"]
+    )
     assert {k: [v for _, v in rows] for k, rows in connected.items()} == {"plc-b": [True]}
     age = timeline.rows("connectors-health.json: panel 'Report age'", connector=["plc-a", "plc-b"])
     assert age["plc-a"][0][1] >= DEAD_FOR_S - 10 > CONNECTOR_STALE_S
