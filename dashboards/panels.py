@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from grafana_foundation_sdk.builders import bargauge, common, statetimeline, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -24,6 +25,9 @@ from historian.sample import Quality
 from historian.units import SUFFIXES
 
 Json = dict[str, object]
+P = TypeVar(
+    "P", timeseries.Panel, statetimeline.Panel, stat_panel.Panel, bargauge.Panel, table_panel.Panel
+)
 Step = tuple[str, float | None]
 TAG = "shopfloor"
 STATE_COLORS = {
@@ -102,6 +106,16 @@ def with_unit_overrides(panel: timeseries.Panel | stat_panel.Panel) -> None:
         panel.override_by_regexp(f"/.*{suffix}$/", props(unit=unit))
 
 
+def _on(title: str, description: str, query: InfluxQL, panel: P) -> P:
+    """`panel` titled, described, on the provisioned datasource, with its query."""
+    return panel.title(title).description(description).datasource(DATASOURCE).with_target(query)
+
+
+def _newest_of_every_field() -> common.ReduceDataOptions:
+    """A stat or gauge reduction: the last non-null value of every field, whatever its type."""
+    return common.ReduceDataOptions().calcs(["lastNotNull"]).fields(ALL_FIELDS).values(False)
+
+
 def _legend() -> common.VizLegendOptions:
     return (
         common.VizLegendOptions()
@@ -127,11 +141,7 @@ def time_series(
     `bridge_s` (a change-only signal between keep-alives) and breaks at a longer one (no data,
     or bad samples); `threshold_line` draws a dashed red line there."""
     panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(query)
+        _on(title, description, query, timeseries.Panel())
         .draw_style(cm.GraphDrawStyle.BARS if bars else cm.GraphDrawStyle.LINE)
         .line_width(1)
         .fill_opacity(60 if bars else 0)
@@ -174,11 +184,7 @@ def state_band(
 ) -> statetimeline.Panel:
     """Coloured bands over time, one row per series; a null bucket (no data) is no colour."""
     panel = (
-        statetimeline.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(query)
+        _on(title, description, query, statetimeline.Panel())
         .mappings(mappings)
         .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
         .thresholds(thresholds(("green", None)))
@@ -212,14 +218,8 @@ def stat(
     coloured by `mappings` or `steps` when given."""
     coloured = bool(mappings or steps)
     panel = (
-        stat_panel.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(query)
-        .reduce_options(
-            common.ReduceDataOptions().calcs(["lastNotNull"]).fields(ALL_FIELDS).values(False)
-        )
+        _on(title, description, query, stat_panel.Panel())
+        .reduce_options(_newest_of_every_field())
         .color_mode(cm.BigValueColorMode.BACKGROUND if coloured else cm.BigValueColorMode.NONE)
         .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
         .thresholds(thresholds(*(steps or [("green", None)])))
@@ -244,19 +244,13 @@ def bar_gauge(
 ) -> bargauge.Panel:
     """One bar per series from min 0 to max 1, each coloured by the threshold it reaches."""
     return (
-        bargauge.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(query)
+        _on(title, description, query, bargauge.Panel())
         .unit(unit)
         .min(0.0)
         .max(1.0)
         .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
         .thresholds(thresholds(*steps))
-        .reduce_options(
-            common.ReduceDataOptions().calcs(["lastNotNull"]).fields(ALL_FIELDS).values(False)
-        )
+        .reduce_options(_newest_of_every_field())
         .display_mode(cm.BarGaugeDisplayMode.BASIC)
         .orientation(cm.VizOrientation.HORIZONTAL)
     )
@@ -272,11 +266,7 @@ def table(
 ) -> table_panel.Panel:
     """Rows of a table-format query (GROUP BY tags become columns after MERGE)."""
     panel = (
-        table_panel.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DATASOURCE)
-        .with_target(query)
+        _on(title, description, query, table_panel.Panel())
         .transformations(list(transformations))
         .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
         .thresholds(thresholds(("green", None)))
