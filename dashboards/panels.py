@@ -37,7 +37,9 @@ STATE_COLORS = {
     MachineState.FAULTED: "red",
 }
 QUALITY_COLORS = {Quality.GOOD: "green", Quality.UNCERTAIN: "yellow", Quality.BAD: "red"}
-ALL_FIELDS = "/.*/"  # a stat's fields: every type the query returns, not only numbers
+# A stat's fields, matched on their display names: every field whatever its type (booleans,
+# strings), not only numbers as "" would; but not the Time field, which would be a tile too.
+ALL_FIELDS = "/^(?!Time$)/"
 MERGE = model.DataTransformerConfig(id_val="merge", options={})  # one table from a GROUP BY
 
 

@@ -196,12 +196,26 @@ def test_annotations_are_targets_grafana_runs(name: str) -> None:
         assert item["datasource"] == {"type": DATASOURCE.type_val, "uid": DATASOURCE.uid}
 
 
+def _grafana_field_matcher(fields: str) -> re.Pattern[str] | None:
+    """Grafana's reduceOptions.fields (fieldDisplay.ts): "" is numeric fields only (None),
+    else a /regex/ matched against each field's display name (stringToJsRegex)."""
+    if not fields:
+        return None
+    found = re.fullmatch(r"/(.*?)/([gimys]*)", fields)
+    return re.compile(found.group(1)) if found else re.compile(f"^{fields}$")
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_stats_and_gauges_keep_every_field_type(name: str) -> None:
-    """fields "" keeps numbers only: a boolean (connected) would be "No data"."""
+    """fields "" keeps numbers only: a boolean (connected) would be "No data"; the Time field
+    would be a tile of its own."""
     for panel in _panels(name):
         if panel["type"] in {"stat", "bargauge"}:
-            assert panel["options"]["reduceOptions"]["fields"] == "/.*/", panel["title"]
+            matcher = _grafana_field_matcher(panel["options"]["reduceOptions"]["fields"])
+            assert matcher is not None, f"{panel['title']}: numeric fields only"
+            for value_field in ("plc-a", "connected", "filler fill_volume_ml", "state"):
+                assert matcher.search(value_field), (panel["title"], value_field)
+            assert not matcher.search("Time"), panel["title"]
 
 
 @pytest.mark.parametrize("name", MODELS)
