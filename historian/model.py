@@ -1,4 +1,5 @@
-"""The data model of DESIGN.md as data: every measurement's tag keys and typed field keys.
+"""The data model (the README's "The data model") as data: every measurement's tag keys and
+typed field keys.
 
 Backends use it to lay out SQLite tables, to write each field with its declared type (InfluxDB
 refuses a float field that later arrives as an integer) and to tell tag columns from field

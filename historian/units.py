@@ -1,6 +1,6 @@
 """Units read off signal names.
 
-The data model keeps units in signal names (DESIGN.md: `temperature_c`, `current_a`), so any
+The data model keeps units in signal names (`temperature_c`, `current_a`), so any
 reader of the historian can show them without a side table that could drift from the data.
 """
 

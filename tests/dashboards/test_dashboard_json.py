@@ -20,6 +20,7 @@ from dashboards.panels import STATE_MAPPINGS
 from historian import model as data_model
 from historian.units import SUFFIXES, grafana_unit_of, unit_of
 from plc_sim import MachineState as SimMachineState
+from plc_sim.spec import UNITS as SIM_UNITS
 from plc_sim.spec import load_line
 from tests.dashboards import grafana_units
 from tests.dashboards.grafana_queries import MODELS, dashboard_queries
@@ -161,6 +162,19 @@ def test_units_of_every_line_signal_come_from_the_historian_table() -> None:
             next((x for x in sorted(SUFFIXES, key=len, reverse=True) if signal.endswith(x)), ""),
             ("", ""),
         ), signal
+
+
+def test_the_simulators_units_agree_with_the_signal_names() -> None:
+    """plc_sim keeps its own table (line-file unit -> OPC UA EngineeringUnits: it may not import
+    historian); each shipped signal's unit is the one its name carries."""
+    for machine in load_line().machines.values():
+        for name, signal in machine.signals.items():
+            display = SIM_UNITS[signal.unit][1]
+            named = unit_of(name)
+            if signal.unit == "1":  # dimensionless: states, flags, counters
+                assert named in {"", "count"}, name
+            else:
+                assert named in {signal.unit, display}, (name, signal.unit, display, named)
 
 
 def test_unit_overrides_are_the_historian_table() -> None:
