@@ -118,7 +118,9 @@ def _firing(run: LineRun, query: Query, lookback_s: int, uid: str) -> dict[str, 
     firing = {}
     for series in result["series"]:
         last = [row[1] for row in series["values"] if row[1] is not None][-1]
-        name = ",".join(series.get("tags", {}).values())
+        tags = series.get("tags", {})
+        name = tags.get("machine") or tags.get("connector") or ""
+        assert name not in firing, f"{uid}: two series for {name}: {tags}"
         firing[name] = last > limit if kind == "gt" else last < limit
     return firing
 
