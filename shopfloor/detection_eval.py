@@ -30,6 +30,13 @@ from analytics.evaluation import (
 )
 from analytics.features import Frame
 from analytics.model_store import MachineModel
+from analytics.training import (
+    DEFAULT_ALARM,
+    TrainingError,
+    TrainingSettings,
+    fit_frames,
+    frame_episodes,
+)
 from plc_sim.scenarios import (
     FAULT_FREE_S,
     RECOVERY_S,
@@ -39,15 +46,7 @@ from plc_sim.scenarios import (
     standard_campaign,
 )
 from plc_sim.spec import LineSpec, load_line
-from shopfloor.detection import (
-    DEFAULT_ALARM,
-    TrainingError,
-    TrainingSettings,
-    add_training_options,
-    fit_frames,
-    frame_episodes,
-    training_settings,
-)
+from shopfloor.detection import add_training_options, training_settings
 from shopfloor.options import CommandError, command
 
 TRAINING_SEEDS = (1, 2)
@@ -102,7 +101,7 @@ def train(
 def detect(run: LabelledRun, models: dict[str, MachineModel]) -> dict[str, list[Episode]]:
     """Episodes per machine of one run, by each model's threshold and alarm logic."""
     return {
-        machine: frame_episodes(model, machine_frame(run, machine, model.signals))[1]
+        machine: frame_episodes(model, machine_frame(run, machine, model.signals))[2]
         for machine, model in models.items()
     }
 
