@@ -7,8 +7,8 @@ All follow sklearn's outlier convention: `score_samples` is higher for more norm
 calibrated OUT OF SAMPLE: the model is fitted on the leading rows and the threshold set on the
 scores of the last CALIBRATION_SHARE of them, which it never saw. In-sample scores are too
 good (a PCA fitted on few rows explains their noise too), so a threshold set on them flags far
-more new normal rows than asked. `contributions` says per feature how much it drives the statistic, so
-that a flag can name the signal behind it.
+more new normal rows than asked. `contributions` says per feature how much it drives the
+statistic, so that a flag can name the signal behind it.
 """
 
 from __future__ import annotations
@@ -156,8 +156,9 @@ class ForestDetector(_RobustZ):
     cannot pass a threshold extrapolated beyond every training score: the statistic adds how
     far beyond the training range the row lies (robust |z| past the largest training |z|, the
     furthest feature), unbounded, so the forest fires on what it has never seen. Contributions
-    are the baseline's per-feature robust |z| (a forest has no exact decomposition). The training rows are kept (train_rows_) so a
-    saved model can re-grow the identical forest from them and seed_ instead of pickling."""
+    are the baseline's per-feature robust |z| (a forest has no exact decomposition). The
+    training rows are kept (train_rows_) so a saved model can re-grow the identical forest from
+    them and seed_ instead of pickling."""
 
     def __init__(
         self,
@@ -347,8 +348,13 @@ class CombinedDetector(_Detector):
             raise ValueError(f"detectors must be names from {', '.join(DETECTORS)}, got {names}")
         return [make_detector(name, false_alarm_rate=self.false_alarm_rate) for name in names]
 
-    def _fit(self, X: np.ndarray) -> None:
+    def fit(self, X: Any, y: None = None) -> CombinedDetector:
+        """Every part fitted and calibrated on the same split, then the combination's threshold
+        on the same held-out rows."""
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=MIN_FIT_ROWS)
         self.detectors_ = [part.fit(X) for part in self._parts()]
+        self.offset_ = -calibrate(self._statistic(calibration_split(X)[1]), self.false_alarm_rate)
+        return self
 
     def _ratios(self, X: np.ndarray) -> np.ndarray:
         """(parts, rows): each part's statistic in units of its threshold."""

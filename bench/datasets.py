@@ -26,7 +26,9 @@ TEP_START = datetime(2000, 1, 1, tzinfo=UTC)  # the files carry no clock: an arb
 
 
 def nab(repo: Path, out: Path) -> list[Path]:
-    """machine_temperature_system_failure as one run; rows inside a labelled window are 1."""
+    """machine_temperature_system_failure as one run; rows inside a labelled window are 1.
+    The series' clock steps back an hour once (2014-01-07 02:55 -> 02:00): rows not after the
+    one before are left out (12), so that the time column stays in order."""
     windows = json.loads((repo / "labels/combined_windows.json").read_text())[NAB_SERIES]
     spans = [(_nab_time(a), _nab_time(b)) for a, b in windows]
     out.mkdir(parents=True, exist_ok=True)
@@ -34,8 +36,12 @@ def nab(repo: Path, out: Path) -> list[Path]:
     with (repo / "data" / NAB_SERIES).open() as src, target.open("w", newline="") as dst:
         writer = csv.writer(dst)
         writer.writerow(["timestamp", "temperature", "label"])
+        latest = None
         for row in csv.DictReader(src):
             moment = _nab_time(row["timestamp"])
+            if latest is not None and moment <= latest:
+                continue
+            latest = moment
             label = int(any(a <= moment <= b for a, b in spans))
             writer.writerow([moment.isoformat(), row["value"], label])
     return [target]
@@ -56,7 +62,9 @@ def tep(repo: Path, out: Path) -> list[Path]:
     for source in sorted(repo.glob("d[0-9][0-9]_te.dat")):
         fault = int(source.name[1:3])
         test = _rows(source)
-        labels = [0] * len(normal) + [int(fault > 0 and i >= TEP_FAULT_FROM) for i in range(len(test))]
+        labels = [0] * len(normal) + [
+            int(fault > 0 and i >= TEP_FAULT_FROM) for i in range(len(test))
+        ]
         target = out / f"{source.stem}.csv"
         with target.open("w", newline="") as dst:
             writer = csv.writer(dst)

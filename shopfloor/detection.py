@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from analytics.anomaly import AnomalyDetector
 from analytics.detectors import DETECTORS, make_detector
 from analytics.episodes import AlarmLogic, Episode
 from analytics.features import WindowSpec
@@ -28,6 +29,7 @@ from analytics.online import OnlineDetector, OnlineStats
 from analytics.report import ScoreTrace, render_report
 from analytics.training import (
     DEFAULT_ALARM,
+    FALSE_ALARM_RATE,
     TrainingError,
     TrainingSettings,
     fit_machine_model,
@@ -377,10 +379,10 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--false-alarm-rate",
         type=float,
-        default=defaults.false_alarm_rate,
         metavar="RATE",
         help="threshold crossings per window of normal running "
-        f"(default: {defaults.false_alarm_rate:g})",
+        f"(default: {defaults.false_alarm_rate:g}; with eval --dataset, the share of normal rows "
+        f"above the threshold, default {AnomalyDetector().false_alarm_rate:g})",
     )
     parser.add_argument(
         "--k", type=int, default=alarm["k"], help="windows over threshold that open an episode..."
@@ -404,12 +406,13 @@ def training_settings(args: argparse.Namespace) -> TrainingSettings:
         AlarmLogic(args.k, args.n, args.hold_off)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    if not 0.0 < args.false_alarm_rate < 1.0:
-        raise CommandError(f"--false-alarm-rate must be in (0, 1), got {args.false_alarm_rate:g}")
+    rate = FALSE_ALARM_RATE if args.false_alarm_rate is None else args.false_alarm_rate
+    if not 0.0 < rate < 1.0:
+        raise CommandError(f"--false-alarm-rate must be in (0, 1), got {rate:g}")
     return TrainingSettings(
         detector=args.detector,
         window=window,
-        false_alarm_rate=args.false_alarm_rate,
+        false_alarm_rate=rate,
         alarm={"k": args.k, "n": args.n, "hold_off_s": args.hold_off},
     )
 

@@ -17,7 +17,6 @@ from analytics.detectors import (
     CombinedDetector,
     ForestDetector,
     PCADetector,
-    calibration_split,
     make_detector,
 )
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
@@ -107,8 +106,7 @@ def test_a_combination_is_as_anomalous_as_its_furthest_part_and_names_its_featur
     combined = make_detector("baseline+pca", false_alarm_rate=0.001).fit(X)
     assert isinstance(combined, CombinedDetector)
     assert combined.get_params() == {"detectors": ("baseline", "pca"), "false_alarm_rate": 0.001}
-    model_rows, _ = calibration_split(X)  # the parts learn from the rows the combination fits on
-    parts = [make_detector(n, false_alarm_rate=0.001).fit(model_rows) for n in ("baseline", "pca")]
+    parts = [make_detector(n, false_alarm_rate=0.001).fit(X) for n in ("baseline", "pca")]
     fresh = _correlated(500, 1)
     fresh[:50, 5] += 40.0  # one feature far off: both parts flag it
     ratios = np.vstack([-p.score_samples(fresh) / -p.offset_ for p in parts])
