@@ -37,9 +37,20 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from analytics.detectors import DEFAULT_DETECTOR, calibration_split, make_detector
+from analytics.detectors import (
+    DEFAULT_DETECTOR,
+    MAD_TO_SD,
+    BaselineDetector,
+    calibration_split,
+    make_detector,
+)
 
 MIN_TRAINING_ROWS = 20  # fewer cannot hold a fit part and a calibration part of any use
+# robust SDs of log scores above the median beyond which a training row is taken for a fault:
+# wide for the rows the model learns from (a signal's robust z in 50 signals has a long tail),
+# tighter for the calibration rows, where one fault row too many lifts the threshold
+FIT_FENCE = 6.0
+CALIBRATION_FENCE = 4.0
 PART_RATE = 0.01  # the rate each part of a combined detector is scaled by (weighs the parts)
 
 
@@ -77,13 +88,19 @@ class AnomalyDetector(BaseEstimator):
             )
         self.signals_ = list(frame.columns)
         features = self._features(frame, None)
-        # the model learns from the leading rows and is calibrated on the rest (the detectors'
-        # calibration_split); its own threshold only weighs its parts, the verdict's is set here
-        self.model_ = make_detector(self.detector, false_alarm_rate=PART_RATE).fit(features)
         fit_rows, calibration_rows = calibration_split(features)
-        self.center_ = np.median(fit_rows, axis=0)
+        # the detector's own threshold only weighs its parts; the verdict's is set below
+        # a fault in the training period: found by each signal's robust z (median and MAD are
+        # not dragged along by it, as a PCA's covariance would be), and learnt without
+        screen = BaselineDetector(false_alarm_rate=PART_RATE).fit(fit_rows)
+        clean = _below_fence(-screen.score_samples(fit_rows), FIT_FENCE)
+        self.trimmed_fit_rows_ = int(np.sum(~clean))
+        self.model_ = make_detector(self.detector, false_alarm_rate=PART_RATE).fit(fit_rows[clean])
+        self.center_ = np.median(fit_rows[clean], axis=0)
         raw = -self.model_.score_samples(calibration_rows)
-        self.threshold_ = max(_conformal_quantile(raw, self.false_alarm_rate), 1e-12)
+        calm = _below_fence(raw, CALIBRATION_FENCE)
+        self.trimmed_calibration_rows_ = int(np.sum(~calm))
+        self.threshold_ = max(_conformal_quantile(raw[calm], self.false_alarm_rate), 1e-12)
         self.history_ = frame.iloc[-(self.window - 1) :] if self.window > 1 else frame.iloc[:0]
         return self
 
@@ -178,6 +195,15 @@ def episode_rows(above: np.ndarray, k: int, n: int, bridge: int) -> np.ndarray:
             if len(recent) >= k:
                 verdict[i], last, recent = 1, i, []
     return verdict
+
+
+def _below_fence(scores: np.ndarray, fence: float) -> np.ndarray:
+    """True for scores below the far-out fence: `fence` robust standard deviations above the
+    median on a log scale (anomaly statistics are skewed; a fault's are orders larger)."""
+    logs = np.log(np.maximum(scores, 1e-12))
+    center = np.median(logs)
+    spread = MAD_TO_SD * np.median(np.abs(logs - center))
+    return logs <= center + fence * max(spread, 1e-12)
 
 
 def _conformal_quantile(scores: np.ndarray, rate: float) -> float:
