@@ -60,9 +60,10 @@ def test_scores_follow_sklearn_sign_and_are_in_units_of_the_threshold() -> None:
     scores = detector.anomaly_scores(test, history=train)
     np.testing.assert_allclose(detector.score_samples(test, history=train), -scores)
     above = scores > 1.0
-    assert detector.predict(test, history=train).tolist() == episode_rows(
-        above, detector.k, detector.n, detector.bridge
-    ).tolist()
+    assert (
+        detector.predict(test, history=train).tolist()
+        == episode_rows(above, detector.k, detector.n, detector.bridge).tolist()
+    )
 
 
 def test_the_threshold_holds_its_false_alarm_rate_on_new_normal_data() -> None:
