@@ -225,9 +225,16 @@ def score_run(run: Run, template: AnomalyDetector) -> RunScores:
     train, scored = run.signals.iloc[: run.fit_rows], run.signals.iloc[run.fit_rows :]
     detector = clone(template).fit(train)
     raw = detector.anomaly_scores(scored, history=train) > 1.0
-    verdict = detector.predict(scored, history=train).astype(bool)
+    return score_verdicts(run, detector.predict(scored, history=train), raw)
+
+
+def score_verdicts(run: Run, verdicts: np.ndarray, raw: np.ndarray | None = None) -> RunScores:
+    """Count verdicts (1/0 per scored row) against the labels; `raw`: rows above the threshold
+    before the alarm logic (default: the verdicts)."""
+    verdict = np.asarray(verdicts, dtype=bool)
+    raw = verdict if raw is None else np.asarray(raw, dtype=bool)
     truth = run.labels[run.fit_rows :].astype(bool)
-    times = scored.index.asi8 / 1e9
+    times = run.signals.index.asi8[run.fit_rows :] / 1e9
     result = RunScores(run.file, rows=len(truth))
     result.tp = int(np.sum(verdict & truth))
     result.fp = int(np.sum(verdict & ~truth))

@@ -33,7 +33,7 @@ import pandas as pd
 from measure import machine_description
 from scipy import stats
 
-from analytics.dataset import RunScores, read_dataset
+from analytics.dataset import RunScores, read_dataset, score_verdicts
 from analytics.detectors import PCADetector
 
 FIT_ROWS = {"nab": 400, "tep": 500}  # a few hundred leading rows (TEP: the d00.dat training set)
@@ -88,21 +88,7 @@ def _scored(runs, verdicts) -> dict[str, object]:
     """Overall numbers of `verdicts(run)` (bool per scored row) by analytics.dataset's rules."""
     total = RunScores("overall")
     for run in runs:
-        truth = run.labels[run.fit_rows :].astype(bool)
-        verdict = np.asarray(verdicts(run), dtype=bool)
-        times = run.signals.index.asi8[run.fit_rows :] / 1e9
-        scores = RunScores(run.file, rows=len(truth))
-        scores.tp, scores.fp = int(np.sum(verdict & truth)), int(np.sum(verdict & ~truth))
-        scores.fn, scores.tn = int(np.sum(~verdict & truth)), int(np.sum(~verdict & ~truth))
-        scores.raw_fp = scores.fp
-        edges = np.diff(np.concatenate([[0], truth.astype(int), [0]]))
-        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-            scores.events += 1
-            hits = np.flatnonzero(verdict[start:end])
-            if hits.size:
-                scores.events_detected += 1
-                scores.delays_s.append(float(times[start + hits[0]] - times[start]))
-        total.add(scores)
+        total.add(score_verdicts(run, verdicts(run)))
     return total.as_json()
 
 
