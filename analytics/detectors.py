@@ -3,9 +3,12 @@
 All follow sklearn's outlier convention: `score_samples` is higher for more normal rows,
 `decision_function = score_samples - offset_` is negative for anomalies and `predict` gives
 +1 / -1. Each detector reduces a row to one anomaly statistic (higher = more anomalous) and
-`offset_` is minus that statistic's threshold on the training rows at `false_alarm_rate`
-(analytics.thresholds). `contributions` says per feature how much it drives the statistic, so
-that a flag can name the signal behind it.
+`offset_` is minus that statistic's threshold at `false_alarm_rate` (analytics.thresholds),
+calibrated OUT OF SAMPLE: the model is fitted on the leading rows and the threshold set on the
+scores of the last CALIBRATION_SHARE of them, which it never saw. In-sample scores are too
+good (a PCA fitted on few rows explains their noise too), so a threshold set on them flags far
+more new normal rows than asked. `contributions` says per feature how much it drives the
+statistic, so that a flag can name the signal behind it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from analytics.thresholds import calibrate
 
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation per median absolute deviation
 _TINY = 1e-12  # floor for limits and scales in standardized units: avoids 0/0, never binds
+CALIBRATION_SHARE = 0.25  # the last rows of the training data, held out to set the threshold
+MIN_FIT_ROWS = 4  # three to fit, one to calibrate
 
 
 class _Detector(OutlierMixin, BaseEstimator):
@@ -29,10 +34,12 @@ class _Detector(OutlierMixin, BaseEstimator):
     false_alarm_rate: float
 
     def fit(self, X: Any, y: None = None) -> _Detector:
-        """Learn normal behaviour from rows assumed normal; calibrate the threshold on them."""
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        self._fit(X)
-        self.offset_ = -calibrate(self._statistic(X), self.false_alarm_rate)
+        """Learn normal behaviour from rows assumed normal (in time order): the model from the
+        leading rows, the threshold from the held-out rest (calibration_split)."""
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=MIN_FIT_ROWS)
+        model_rows, calibration_rows = calibration_split(X)
+        self._fit(model_rows)
+        self.offset_ = -calibrate(self._statistic(calibration_rows), self.false_alarm_rate)
         return self
 
     def score_samples(self, X: Any) -> np.ndarray:
@@ -82,6 +89,12 @@ class _Detector(OutlierMixin, BaseEstimator):
 
     def _contributions(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+
+def calibration_split(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows to fit on, later rows to calibrate on): the last CALIBRATION_SHARE, at least one."""
+    held = min(max(round(len(X) * CALIBRATION_SHARE), 1), len(X) - 1)
+    return X[: len(X) - held], X[len(X) - held :]
 
 
 SATURATED_SHARE = 0.01  # share of normal rows at a feature's extreme that makes it uninformative
@@ -138,11 +151,14 @@ class BaselineDetector(_RobustZ):
 
 class ForestDetector(_RobustZ):
     """IsolationForest on the feature rows: catches unusual combinations without assuming a
-    distribution. Its blind spot: a tree never splits beyond the training range, so a row far
-    out in ONE feature scores like the most extreme training row there; pair it with the
-    baseline for single-signal faults. Contributions are the baseline's per-feature robust |z|
-    (a forest has no exact decomposition). The training rows are kept (train_rows_) so a
-    saved model can re-grow the identical forest from them and seed_ instead of pickling."""
+    distribution. A tree never splits beyond the training range, so on its own a row far out in
+    ONE feature scores like the most extreme training row there, and the score (at most 1.0)
+    cannot pass a threshold extrapolated beyond every training score: the statistic adds how
+    far beyond the training range the row lies (robust |z| past the largest training |z|, the
+    furthest feature), unbounded, so the forest fires on what it has never seen. Contributions
+    are the baseline's per-feature robust |z| (a forest has no exact decomposition). The
+    training rows are kept (train_rows_) so a saved model can re-grow the identical forest from
+    them and seed_ instead of pickling."""
 
     def __init__(
         self,
@@ -167,6 +183,7 @@ class ForestDetector(_RobustZ):
 
     def _fit(self, X: np.ndarray) -> None:
         self._fit_robust(X)
+        self.reach_ = np.abs(X - self.center_).max(axis=0) / self.scale_
         self.train_rows_ = X.copy()
         seed = self.random_state
         self.seed_ = int(np.random.default_rng(seed).integers(2**31)) if seed is None else seed
@@ -180,7 +197,8 @@ class ForestDetector(_RobustZ):
         ).fit(self.train_rows_)
 
     def _statistic(self, X: np.ndarray) -> np.ndarray:
-        return -self.forest_.score_samples(X)
+        beyond = np.abs(X - self.center_) / self.scale_ - self.reach_
+        return -self.forest_.score_samples(X) + np.maximum(beyond, 0.0).max(axis=1)
 
 
 class PCADetector(_Detector):
@@ -330,8 +348,13 @@ class CombinedDetector(_Detector):
             raise ValueError(f"detectors must be names from {', '.join(DETECTORS)}, got {names}")
         return [make_detector(name, false_alarm_rate=self.false_alarm_rate) for name in names]
 
-    def _fit(self, X: np.ndarray) -> None:
+    def fit(self, X: Any, y: None = None) -> CombinedDetector:
+        """Every part fitted and calibrated on the same split, then the combination's threshold
+        on the same held-out rows."""
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=MIN_FIT_ROWS)
         self.detectors_ = [part.fit(X) for part in self._parts()]
+        self.offset_ = -calibrate(self._statistic(calibration_split(X)[1]), self.false_alarm_rate)
+        return self
 
     def _ratios(self, X: np.ndarray) -> np.ndarray:
         """(parts, rows): each part's statistic in units of its threshold."""

@@ -26,6 +26,7 @@ BLOCKS = 50  # block maxima the Gumbel distribution is fitted to, when the rows 
 MIN_BLOCK_ROWS = 30  # rows per block: longer than a window's correlation (30 s windows)...
 MIN_BLOCKS = 10  # ...unless that leaves fewer blocks; fewer scores: the largest it is
 EULER_GAMMA = 0.5772156649015329
+TIE_MARGIN = 1e-9  # relative: far above float noise, far below any meaningful score change
 
 
 def calibrate(normal_scores: np.ndarray, false_alarm_rate: float) -> float:
@@ -46,11 +47,17 @@ def calibrate(normal_scores: np.ndarray, false_alarm_rate: float) -> float:
         return float(np.quantile(scores, 1.0 - false_alarm_rate))
     blocks = min(BLOCKS, max(scores.size // MIN_BLOCK_ROWS, MIN_BLOCKS))
     if scores.size < blocks:
-        return float(scores.max())
+        return _above(float(scores.max()))
     threshold = _gumbel_quantile(scores, blocks, false_alarm_rate)
     if scores.size * false_alarm_rate < 1.0:  # rarer than once in the data: never below its top
-        threshold = max(threshold, float(scores.max()))
+        threshold = max(threshold, _above(float(scores.max())))
     return threshold
+
+
+def _above(score: float) -> float:
+    """Just above a score: the row a threshold was taken from must not sit on it, where the
+    floating-point noise of another batch size would flip its verdict."""
+    return score + TIE_MARGIN * max(abs(score), 1.0)
 
 
 def _gumbel_quantile(scores: np.ndarray, blocks: int, false_alarm_rate: float) -> float:

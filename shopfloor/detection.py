@@ -13,25 +13,29 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from analytics.detectors import DEFAULT_DETECTOR, DETECTORS, make_detector
+from analytics.anomaly import AnomalyDetector
+from analytics.detectors import DETECTORS, make_detector
 from analytics.episodes import AlarmLogic, Episode
-from analytics.features import Frame, WindowSpec, feature_signal, window_features
+from analytics.features import WindowSpec
 from analytics.model_store import MachineModel, ModelError, load_model, save_model
-from analytics.online import OnlineDetector, OnlineStats, score_rows
+from analytics.online import OnlineDetector, OnlineStats
 from analytics.report import ScoreTrace, render_report
-from analytics.windows import (
-    MachineTelemetry,
-    detection_signals,
-    read_telemetry,
-    select_signals,
+from analytics.training import (
+    DEFAULT_ALARM,
+    FALSE_ALARM_RATE,
+    TrainingError,
+    TrainingSettings,
+    fit_machine_model,
+    frame_episodes,
 )
+from analytics.windows import MachineTelemetry, detection_signals, read_telemetry
 from historian import open_historian
 from historian.base import Historian
 from historian.sample import Point
@@ -42,80 +46,8 @@ from shopfloor.durations import parse_duration
 from shopfloor.options import CommandError, add_duration, add_historian, command, run_for
 
 MODEL_SUFFIX = ".npz"
-# The tuned configuration (shopfloor eval; README "Anomaly detection"): train, detect, up and
-# eval all use it. The rate is of threshold crossings per feature row of normal running.
-# k=3 rides out a single noisy short-window row; a 300 s hold-off keeps a fault that dips under
-# the threshold one episode. 3e-7 crossings per window and machine is ~0.03 a day.
-DEFAULT_ALARM = {"k": 3, "n": 5, "hold_off_s": 300.0}
-FALSE_ALARM_RATE = 3e-7
 REPORT_TIMEOUT_S = 300.0  # every historian read of one report together
-MIN_TRAINING_ROWS = 300  # feature rows: five minutes at the default 1 s step
 WARMUP_S = 3600.0  # a simulated line starts cold; motors need ~6 time constants (600 s) to run hot
-
-
-class TrainingError(Exception):
-    """One machine cannot be trained (too little or unusable data); the others go on."""
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    """How every machine's model is fitted."""
-
-    detector: str = DEFAULT_DETECTOR
-    window: WindowSpec = field(default_factory=WindowSpec)
-    false_alarm_rate: float = FALSE_ALARM_RATE
-    alarm: dict[str, float] | None = None
-    min_rows: int = MIN_TRAINING_ROWS
-
-
-def fit_machine_model(telemetry: MachineTelemetry, settings: TrainingSettings) -> MachineModel:
-    """Fit one machine's model on normal telemetry: signals chosen from the data, threshold
-    calibrated on it. TrainingError says why a machine cannot be trained."""
-    return fit_frames(telemetry.machine, [telemetry.frame(settings.window)], settings)
-
-
-def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings) -> MachineModel:
-    """Fit one machine's model on normal frames (separate runs: no window spans two), the
-    signals chosen on the first. The one training path of `train`, `up` and `eval`."""
-    signals = detection_signals(frames[0])
-    if not signals:
-        raise TrainingError("no measurement signals (only states, flags, counters, constants)")
-    rows = [window_features(select_signals(f, signals), settings.window)[:2] for f in frames]
-    times = np.concatenate([t for t, _ in rows])
-    if len(times) < settings.min_rows:
-        raise TrainingError(
-            f"too little normal data: {len(times)} complete windows, needs {settings.min_rows}"
-        )
-    estimator = make_detector(settings.detector, false_alarm_rate=settings.false_alarm_rate)
-    estimator.fit(np.vstack([X for _, X in rows]))
-    return MachineModel(
-        machine=machine,
-        signals=signals,
-        window=settings.window,
-        detector=settings.detector,
-        estimator=estimator,
-        threshold=float(-estimator.offset_),
-        alarm=dict(settings.alarm or DEFAULT_ALARM),
-        trained_from=float(times.min()),
-        trained_to=float(times.max()),
-    )
-
-
-def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(row times, anomaly scores, top signals) of a frame of the model's signals, scored as
-    the online detector scores them."""
-    times, features, names = window_features(frame, model.window)
-    if len(times) == 0:
-        return times, times, []
-    scores, top = score_rows(model.estimator, features)
-    return times, scores, [feature_signal(names[i]) for i in top]
-
-
-def frame_episodes(model: MachineModel, frame: Frame) -> tuple[ScoreTrace, list[Episode]]:
-    """The scores and episodes of a frame by the model's own threshold and alarm logic."""
-    times, scores, tops = score_frame(model, frame)
-    episodes = AlarmLogic(**model.alarm).episodes(times, scores, model.threshold, tops)
-    return ScoreTrace(times, scores), episodes
 
 
 def simulated_telemetry(
@@ -293,8 +225,8 @@ def _offline_scores(
     telemetry: MachineTelemetry, model: MachineModel
 ) -> tuple[ScoreTrace, float, list[Episode]]:
     """Nothing stored online for this range: score it now with the machine's model."""
-    trace, episodes = frame_episodes(model, telemetry.frame(model.window, model.signals))
-    return trace, model.threshold, episodes
+    times, scores, episodes = frame_episodes(model, telemetry.frame(model.window, model.signals))
+    return ScoreTrace(times, scores), model.threshold, episodes
 
 
 async def _fault_spans(
@@ -448,10 +380,10 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--false-alarm-rate",
         type=float,
-        default=defaults.false_alarm_rate,
         metavar="RATE",
         help="threshold crossings per window of normal running "
-        f"(default: {defaults.false_alarm_rate:g})",
+        f"(default: {defaults.false_alarm_rate:g}; with eval --dataset, the share of normal rows "
+        f"above the threshold, default {AnomalyDetector().false_alarm_rate:g})",
     )
     parser.add_argument(
         "--k", type=int, default=alarm["k"], help="windows over threshold that open an episode..."
@@ -475,12 +407,13 @@ def training_settings(args: argparse.Namespace) -> TrainingSettings:
         AlarmLogic(args.k, args.n, args.hold_off)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    if not 0.0 < args.false_alarm_rate < 1.0:
-        raise CommandError(f"--false-alarm-rate must be in (0, 1), got {args.false_alarm_rate:g}")
+    rate = FALSE_ALARM_RATE if args.false_alarm_rate is None else args.false_alarm_rate
+    if not 0.0 < rate < 1.0:
+        raise CommandError(f"--false-alarm-rate must be in (0, 1), got {rate:g}")
     return TrainingSettings(
         detector=args.detector,
         window=window,
-        false_alarm_rate=args.false_alarm_rate,
+        false_alarm_rate=rate,
         alarm={"k": args.k, "n": args.n, "hold_off_s": args.hold_off},
     )
 

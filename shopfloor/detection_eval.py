@@ -1,4 +1,7 @@
-"""`shopfloor eval`: how well anomaly detection catches injected faults, in numbers.
+"""`shopfloor eval`: how well anomaly detection catches faults, in numbers.
+
+With `--dataset DIR` it evaluates on a folder of labelled CSV runs (analytics.dataset: reading,
+checking, detecting and scoring are all there; this module only wires the options). Without it:
 
 Trains one model per machine on fault-free runs of the TRAINING seeds (thresholds are picked
 there), then scores a labelled campaign (plc_sim.scenarios: every fault at several severities and
@@ -18,6 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analytics.anomaly import AnomalyDetector
+from analytics.dataset import (
+    DatasetError,
+    calibration_line,
+    evaluate_runs,
+    format_dataset_table,
+    parse_moment,
+    read_dataset,
+)
 from analytics.episodes import Episode
 from analytics.evaluation import (
     GRACE_S,
@@ -30,6 +42,13 @@ from analytics.evaluation import (
 )
 from analytics.features import Frame
 from analytics.model_store import MachineModel
+from analytics.training import (
+    DEFAULT_ALARM,
+    TrainingError,
+    TrainingSettings,
+    fit_frames,
+    frame_episodes,
+)
 from plc_sim.scenarios import (
     FAULT_FREE_S,
     RECOVERY_S,
@@ -39,15 +58,7 @@ from plc_sim.scenarios import (
     standard_campaign,
 )
 from plc_sim.spec import LineSpec, load_line
-from shopfloor.detection import (
-    DEFAULT_ALARM,
-    TrainingError,
-    TrainingSettings,
-    add_training_options,
-    fit_frames,
-    frame_episodes,
-    training_settings,
-)
+from shopfloor.detection import add_training_options, training_settings
 from shopfloor.options import CommandError, command
 
 TRAINING_SEEDS = (1, 2)
@@ -102,7 +113,7 @@ def train(
 def detect(run: LabelledRun, models: dict[str, MachineModel]) -> dict[str, list[Episode]]:
     """Episodes per machine of one run, by each model's threshold and alarm logic."""
     return {
-        machine: frame_episodes(model, machine_frame(run, machine, model.signals))[1]
+        machine: frame_episodes(model, machine_frame(run, machine, model.signals))[2]
         for machine, model in models.items()
     }
 
@@ -225,6 +236,10 @@ def _num(value: float | None, spec: str) -> str:
 
 async def eval_command(args: argparse.Namespace) -> int:
     """Print the evaluation table; --json writes the same numbers."""
+    if args.dataset is not None:
+        return await dataset_command(args)
+    if args.fit_rows is not None or args.fit_until is not None:
+        raise CommandError("--fit-rows and --fit-until go with --dataset DIR")
     spec = load_line(args.line)
     settings = EvalSettings(training_settings(args))
     result = await asyncio.to_thread(
@@ -241,6 +256,26 @@ async def eval_command(args: argparse.Namespace) -> int:
         )
         doc["settings"] = _settings_json(settings.training)
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+async def dataset_command(args: argparse.Namespace) -> int:
+    """`eval --dataset DIR`: per file and overall point-wise and event numbers."""
+    if (args.fit_rows is None) == (args.fit_until is None):
+        raise CommandError("say which leading rows train: --fit-rows N or --fit-until TIME")
+    params = {"detector": args.detector}
+    if args.false_alarm_rate is not None:
+        params["false_alarm_rate"] = args.false_alarm_rate
+    try:
+        detector = AnomalyDetector(**params)
+        runs = read_dataset(args.dataset, fit_rows=args.fit_rows, fit_until=args.fit_until)
+        result = await asyncio.to_thread(evaluate_runs, runs, detector)
+    except (DatasetError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    print(format_dataset_table(result))
+    print(calibration_line(result), file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n", encoding="utf-8")
     return 0
 
 
@@ -277,6 +312,13 @@ def _settings_json(training: TrainingSettings) -> dict[str, object]:
         "alarm": _alarm(training),
         "false_alarm_rate": training.false_alarm_rate,
     }
+
+
+def _moment(text: str) -> float:
+    try:
+        return parse_moment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seed_list(text: str) -> list[int]:
@@ -319,5 +361,25 @@ def register(sub: Any) -> None:
         help=f"seeds whose fault-free runs train the models (default: {_seeds(TRAINING_SEEDS)})",
     )
     add_training_options(parser)
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        metavar="DIR",
+        help="evaluate on a folder of labelled CSV runs instead (a time column first, numeric "
+        "signal columns, a 0/1 label column); per file, the leading rows train",
+    )
+    fit = parser.add_mutually_exclusive_group()
+    fit.add_argument(
+        "--fit-rows",
+        type=int,
+        metavar="N",
+        help="with --dataset: train on each file's first N rows",
+    )
+    fit.add_argument(
+        "--fit-until",
+        type=_moment,
+        metavar="TIME",
+        help="with --dataset: train on each file's rows before TIME (ISO 8601 or epoch seconds)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers as JSON")
     parser.set_defaults(campaign=Campaign())

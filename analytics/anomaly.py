@@ -1,0 +1,222 @@
+"""Anomaly detection on a pandas DataFrame: the public API for a plant's own data.
+
+    from analytics.anomaly import AnomalyDetector
+    detector = AnomalyDetector().fit(normal)          # DataFrame: time index, one column a signal
+    verdicts = detector.predict(new, history=normal)  # 1 anomaly, 0 normal, one per row of `new`
+    signals = detector.top_signals(new, history=normal)  # the signal behind each flag ("" if none)
+
+Rows are a time series on a regular grid (one row a sample); every length is in rows. What it
+does, and why (README "Anomaly detection" has the measurements):
+
+- Features: each signal's mean over the last `window` rows (a short window: a few hundred
+  training rows cannot train many features per signal, and a fault longer than the window is
+  seen whole). `history` (the rows before `X`, e.g. the training rows) fills the first windows,
+  as an online detector would have them.
+- Model: the detectors of analytics.detectors (`baseline+pca` by default: each signal on its own,
+  and the signals together), fitted on the leading rows of the training data.
+- Calibration, split-conformal: the last quarter of the training rows is held out;
+  the threshold is their conformal (1 - false_alarm_rate) quantile, so that on new normal rows
+  from the same process a share of about `false_alarm_rate` is above it. Scores are in units of
+  that threshold: above 1.0 is above the threshold.
+- Drift: each signal's baseline follows the rows judged normal (an exponentially weighted mean
+  of the offsets, time constant `drift_rows`), frozen while rows are above the threshold, so
+  that slow drift of normal running does not become a flood of alarms, and a fault is not
+  learned as normal.
+- Verdicts: `k` of the last `n` rows above the threshold open an episode; it stays open across
+  gaps of fewer than `bridge` rows below it (a fault's score dips under the threshold now and
+  then). Every row of an episode, from the one that opened it to its last above the threshold,
+  is an anomaly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from analytics.detectors import (
+    DEFAULT_DETECTOR,
+    BaselineDetector,
+    calibration_split,
+    make_detector,
+)
+
+MIN_TRAINING_ROWS = 20  # fewer cannot hold a fit part and a calibration part of any use
+# interquartile ranges above the upper quartile beyond which a training row is taken for a
+# fault: wide for the rows the model learns from (the largest robust z of 50 signals has a long
+# tail), tighter for the calibration rows, where a few fault rows lift the threshold
+FIT_FENCE = 6.0
+CALIBRATION_FENCE = 3.0
+PART_RATE = 0.01  # the rate each part of a combined detector is scaled by (weighs the parts)
+
+
+class AnomalyDetector(BaseEstimator):
+    """Fit on normal rows, then score, predict and name the top signal of new rows (see the
+    module docstring). `score_samples` follows scikit-learn: higher is more normal (minus the
+    anomaly score, in units of the threshold); `predict` does NOT: 1 is an anomaly, 0 normal,
+    as plant data labels them."""
+
+    def __init__(
+        self,
+        detector: str = DEFAULT_DETECTOR,
+        window: int = 10,
+        false_alarm_rate: float = 0.02,
+        drift_rows: int = 2000,
+        k: int = 3,
+        n: int = 5,
+        bridge: int = 30,
+    ) -> None:
+        self.detector = detector
+        self.window = window
+        self.false_alarm_rate = false_alarm_rate
+        self.drift_rows = drift_rows
+        self.k = k
+        self.n = n
+        self.bridge = bridge
+
+    def fit(self, X: pd.DataFrame, y: None = None) -> AnomalyDetector:
+        """Learn normal behaviour from `X` (rows in time order, assumed mostly normal)."""
+        self._check_params()
+        frame = _numeric(X)
+        if len(frame) < MIN_TRAINING_ROWS:
+            raise ValueError(
+                f"{len(frame)} training rows are too few; at least {MIN_TRAINING_ROWS} are needed"
+            )
+        self.signals_ = list(frame.columns)
+        features = self._features(frame, None)
+        fit_rows, calibration_rows = calibration_split(features)
+        # the detector's own threshold only weighs its parts; the verdict's is set below
+        # a fault in the training period: found by each signal's robust z (median and MAD are
+        # not dragged along by it, as a PCA's covariance would be), and learnt without
+        screen = BaselineDetector(false_alarm_rate=PART_RATE).fit(fit_rows)
+        clean = _below_fence(-screen.score_samples(fit_rows), FIT_FENCE)
+        self.trimmed_fit_rows_ = int(np.sum(~clean))
+        self.model_ = make_detector(self.detector, false_alarm_rate=PART_RATE).fit(fit_rows[clean])
+        self.center_ = np.median(fit_rows[clean], axis=0)
+        raw = -self.model_.score_samples(calibration_rows)
+        calm = _below_fence(raw, CALIBRATION_FENCE)
+        self.trimmed_calibration_rows_ = int(np.sum(~calm))
+        self.threshold_ = max(_conformal_quantile(raw[calm], self.false_alarm_rate), 1e-12)
+        self.history_ = frame.iloc[-(self.window - 1) :] if self.window > 1 else frame.iloc[:0]
+        return self
+
+    def anomaly_scores(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
+        """Per row of `X`, the anomaly score in units of the threshold (> 1: above it)."""
+        return self._scored(X, history)[0]
+
+    def score_samples(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
+        """scikit-learn's sign: higher is more normal (minus `anomaly_scores`)."""
+        return -self.anomaly_scores(X, history)
+
+    def predict(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
+        """1 for an anomalous row, 0 for a normal one (after the alarm logic)."""
+        return episode_rows(self.anomaly_scores(X, history) > 1.0, self.k, self.n, self.bridge)
+
+    def top_signals(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.Series:
+        """Per row of `X`, the signal that drives its score most; "" for rows predicted normal."""
+        scores, top = self._scored(X, history)
+        flagged = episode_rows(scores > 1.0, self.k, self.n, self.bridge).astype(bool)
+        names = np.array(self.signals_, dtype=object)[top]
+        return pd.Series(np.where(flagged, names, ""), index=_numeric(X).index, name="top_signal")
+
+    def _check_params(self) -> None:
+        if not (isinstance(self.window, int) and self.window >= 1):
+            raise ValueError(f"window must be a whole number of rows >= 1, got {self.window!r}")
+        if not 0.0 < self.false_alarm_rate < 1.0:
+            raise ValueError(f"false_alarm_rate must be in (0, 1), got {self.false_alarm_rate}")
+        if not 1 <= self.k <= self.n:
+            raise ValueError(f"the alarm logic needs 1 <= k <= n, got k={self.k}, n={self.n}")
+        if self.drift_rows < 0 or self.bridge < 0:
+            raise ValueError("drift_rows and bridge must be >= 0 (0: off)")
+
+    def _features(self, frame: pd.DataFrame, history: pd.DataFrame | None) -> np.ndarray:
+        lead = 0
+        if history is not None and self.window > 1:
+            before = _numeric(history)[self.signals_].iloc[-(self.window - 1) :]
+            frame, lead = pd.concat([before, frame]), len(before)
+        means = frame.rolling(self.window, min_periods=1).mean().to_numpy(dtype=float)
+        return means[lead:]
+
+    def _scored(
+        self, X: pd.DataFrame, history: pd.DataFrame | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(anomaly scores, index of the top signal) per row, the baseline following drift."""
+        check_is_fitted(self)
+        frame = _numeric(X)
+        missing = [s for s in self.signals_ if s not in frame.columns]
+        if missing:
+            raise ValueError(f"X lacks the signals the detector was fitted on: {missing}")
+        features = self._features(frame[self.signals_], history)
+        if not self.drift_rows:
+            shifted = features
+        else:
+            shifted = _follow_drift(
+                self.model_, features, self.center_, self.threshold_, self.drift_rows
+            )
+        scores = -self.model_.score_samples(shifted) / self.threshold_
+        top = np.argmax(self.model_.contributions(shifted), axis=1)
+        return scores, top
+
+
+def _follow_drift(
+    model: Any, features: np.ndarray, center: np.ndarray, threshold: float, drift_rows: int
+) -> np.ndarray:
+    """The features less a baseline offset that follows the rows below the threshold."""
+    rate = 1.0 / drift_rows
+    offset = np.zeros(features.shape[1])
+    shifted = np.empty_like(features)
+    for i, row in enumerate(features):
+        shifted[i] = row - offset
+        if -model.score_samples(shifted[i : i + 1])[0] <= threshold:
+            offset += rate * (row - center - offset)
+    return shifted
+
+
+def episode_rows(above: np.ndarray, k: int, n: int, bridge: int) -> np.ndarray:
+    """0/1 per row: inside an episode that k of n rows above the threshold opened and that
+    gaps shorter than `bridge` rows do not close."""
+    verdict = np.zeros(len(above), dtype=np.int8)
+    recent: list[int] = []
+    last = None  # the open episode's last row above the threshold
+    for i, hit in enumerate(np.asarray(above, dtype=bool)):
+        if last is not None:
+            if hit:
+                verdict[last + 1 : i + 1] = 1
+                last = i
+            elif i - last >= bridge:
+                last = None
+            continue
+        if hit:
+            recent = [j for j in recent if j > i - n] + [i]
+            if len(recent) >= k:
+                verdict[i], last, recent = 1, i, []
+    return verdict
+
+
+def _below_fence(scores: np.ndarray, fence: float) -> np.ndarray:
+    """True for scores below Tukey's far-out fence, `fence` interquartile ranges above the upper
+    quartile, on the square root of the scores: the statistics are squares (T², SPE) or ratios
+    of them, whose roots are close to a normal |z|, so clean data loses almost no rows."""
+    roots = np.sqrt(np.maximum(scores, 0.0))
+    low, high = np.quantile(roots, [0.25, 0.75])
+    return roots <= high + fence * (high - low)
+
+
+def _conformal_quantile(scores: np.ndarray, rate: float) -> float:
+    """The ceil((m + 1)(1 - rate))-th smallest of m held-out scores: a new exchangeable score
+    exceeds it with probability at most `rate` (the largest when m is too small for that)."""
+    ranked = np.sort(np.asarray(scores, dtype=float))
+    rank = int(np.ceil((len(ranked) + 1) * (1.0 - rate)))
+    return float(ranked[min(rank, len(ranked)) - 1])
+
+
+def _numeric(X: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame of signals, got {type(X).__name__}")
+    frame = X.astype(float)
+    if not np.isfinite(frame.to_numpy()).all():
+        raise ValueError("the signals must be finite numbers (no NaN or infinity)")
+    return frame

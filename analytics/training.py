@@ -1,0 +1,94 @@
+"""The one training path of `train`, `detect`, `up` and `eval`: fit a machine's model on normal
+frames and score frames as the online detector does. Domain logic only: no CLI, simulator or
+connector imports, so a notebook can use it as `shopfloor train` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analytics.detectors import DEFAULT_DETECTOR, make_detector
+from analytics.episodes import AlarmLogic, Episode
+from analytics.features import Frame, WindowSpec, feature_signal, window_features
+from analytics.model_store import MachineModel
+from analytics.online import score_rows
+from analytics.windows import MachineTelemetry, detection_signals, select_signals
+
+# The tuned configuration (shopfloor eval; README "Anomaly detection"): train, detect, up and
+# eval all use it. The rate is of threshold crossings per feature row of normal running.
+# k=3 rides out a single noisy short-window row; a 300 s hold-off keeps a fault that dips under
+# the threshold one episode. 3e-7 crossings per window and machine is ~0.03 a day.
+DEFAULT_ALARM = {"k": 3, "n": 5, "hold_off_s": 300.0}
+FALSE_ALARM_RATE = 3e-7
+MIN_TRAINING_ROWS = 300  # feature rows: five minutes at the default 1 s step
+
+
+class TrainingError(Exception):
+    """One machine cannot be trained (too little or unusable data); the others go on."""
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How every machine's model is fitted."""
+
+    detector: str = DEFAULT_DETECTOR
+    window: WindowSpec = field(default_factory=WindowSpec)
+    false_alarm_rate: float = FALSE_ALARM_RATE
+    alarm: dict[str, float] | None = None
+    min_rows: int = MIN_TRAINING_ROWS
+
+
+def fit_machine_model(telemetry: MachineTelemetry, settings: TrainingSettings) -> MachineModel:
+    """Fit one machine's model on normal telemetry: signals chosen from the data, threshold
+    calibrated on it. TrainingError says why a machine cannot be trained."""
+    return fit_frames(telemetry.machine, [telemetry.frame(settings.window)], settings)
+
+
+def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings) -> MachineModel:
+    """Fit one machine's model on normal frames (separate runs: no window spans two), the
+    signals chosen on the first. The one training path of `train`, `up` and `eval`."""
+    signals = detection_signals(frames[0])
+    if not signals:
+        raise TrainingError("no measurement signals (only states, flags, counters, constants)")
+    rows = [window_features(select_signals(f, signals), settings.window)[:2] for f in frames]
+    times = np.concatenate([t for t, _ in rows])
+    if len(times) < settings.min_rows:
+        raise TrainingError(
+            f"too little normal data: {len(times)} complete windows, needs {settings.min_rows}"
+        )
+    estimator = make_detector(settings.detector, false_alarm_rate=settings.false_alarm_rate)
+    estimator.fit(np.vstack([X for _, X in rows]))
+    return MachineModel(
+        machine=machine,
+        signals=signals,
+        window=settings.window,
+        detector=settings.detector,
+        estimator=estimator,
+        threshold=float(-estimator.offset_),
+        alarm=dict(settings.alarm or DEFAULT_ALARM),
+        trained_from=float(times.min()),
+        trained_to=float(times.max()),
+    )
+
+
+def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(row times, anomaly scores, top signals) of a frame of the model's signals, scored as
+    the online detector scores them."""
+    times, features, names = window_features(frame, model.window)
+    if len(times) == 0:
+        return times, times, []
+    scores, top = score_rows(model.estimator, features)
+    return times, scores, [feature_signal(names[i]) for i in top]
+
+
+def frame_episodes(
+    model: MachineModel, frame: Frame
+) -> tuple[np.ndarray, np.ndarray, list[Episode]]:
+    """(row times, anomaly scores, episodes) of a frame by the model's threshold and alarm
+    logic."""
+    times, scores, tops = score_frame(model, frame)
+    episodes = AlarmLogic(**model.alarm).episodes(times, scores, model.threshold, tops)
+    return times, scores, episodes

@@ -1,0 +1,133 @@
+"""analytics.anomaly.AnomalyDetector, the DataFrame API, on synthetic plant-like signals: eight
+sensors at 1 Hz following a shared load, a few hundred training rows."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.anomaly import AnomalyDetector, episode_rows
+
+SIGNALS = [f"s{i}" for i in range(8)]
+
+
+def plant(rows: int, seed: int, *, drift_per_row: float = 0.0, start: int = 0) -> pd.DataFrame:
+    """Eight noisy signals driven by one slowly varying load, optionally drifting together."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(start, start + rows)
+    load = np.sin(t / 90.0) + 0.4 * np.sin(t / 23.0)
+    gains = np.linspace(-1.5, 2.0, len(SIGNALS))
+    values = load[:, None] * gains + rng.normal(0, 0.3, (rows, len(SIGNALS)))
+    values += drift_per_row * t[:, None]
+    index = pd.date_range("2026-01-01", periods=rows, freq="1s", tz="UTC") + pd.Timedelta(
+        seconds=start
+    )
+    return pd.DataFrame(values, index=index, columns=SIGNALS)
+
+
+def test_importing_the_api_pulls_in_no_cli_simulator_protocols_or_plotting() -> None:
+    code = (
+        "import sys, analytics, analytics.anomaly, analytics.dataset, analytics.training\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('asyncua', 'pymodbus', 'matplotlib', 'shopfloor', 'plc_sim', 'connectors')]\n"
+        "print(' '.join(bad))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_a_step_in_one_signal_is_flagged_and_named_normal_rows_are_not() -> None:
+    train = plant(400, 1)
+    test = plant(800, 2, start=400)
+    test.iloc[400:, 3] += 2.5  # the fault: a lasting offset of s3 from row 400 of the test
+    detector = AnomalyDetector().fit(train)
+    verdict = detector.predict(test, history=train)
+    assert set(np.unique(verdict)) <= {0, 1} and len(verdict) == len(test)
+    assert verdict[:400].mean() < 0.10  # normal rows
+    assert verdict[400:].mean() > 0.90  # faulty rows
+    tops = detector.top_signals(test, history=train)
+    assert (tops[400:][verdict[400:] == 1] == "s3").mean() > 0.9
+    assert (tops[verdict == 0] == "").all()
+
+
+def test_scores_follow_sklearn_sign_and_are_in_units_of_the_threshold() -> None:
+    train, test = plant(400, 1), plant(300, 2, start=400)
+    detector = AnomalyDetector().fit(train)
+    scores = detector.anomaly_scores(test, history=train)
+    np.testing.assert_allclose(detector.score_samples(test, history=train), -scores)
+    above = scores > 1.0
+    assert (
+        detector.predict(test, history=train).tolist()
+        == episode_rows(above, detector.k, detector.n, detector.bridge).tolist()
+    )
+
+
+def test_the_threshold_holds_its_false_alarm_rate_on_new_normal_data() -> None:
+    """Calibrated out of sample: on fresh normal rows, the share above the threshold is within
+    a small factor of the requested rate (an in-sample threshold would sit far too low)."""
+    observed = []
+    for seed in range(6):
+        train, test = plant(400, seed), plant(3000, seed + 100, start=400)
+        detector = AnomalyDetector(false_alarm_rate=0.02).fit(train)
+        observed.append(np.mean(detector.anomaly_scores(test, history=train) > 1.0))
+    assert 0.002 < np.mean(observed) < 0.06
+
+
+def test_slow_normal_drift_does_not_flood_the_alarms() -> None:
+    """All signals creep by a third of their noise SD per 1000 rows: a frozen baseline flags
+    most of the later rows, the drift-following one few."""
+    train = plant(400, 3, drift_per_row=0.0001)
+    test = plant(6000, 4, drift_per_row=0.0001, start=400)
+    frozen = AnomalyDetector(drift_rows=0).fit(train).predict(test, history=train)
+    following = AnomalyDetector().fit(train).predict(test, history=train)
+    assert frozen.mean() > 0.5
+    assert following.mean() < 0.1
+
+
+def test_a_fault_inside_the_training_period_is_left_out() -> None:
+    """20 of the 100 calibration rows hold the fault: they are left out, so they neither lift
+    the threshold above the fault nor hide it later."""
+    train = plant(400, 5)
+    train.iloc[330:350, 3] += 2.5
+    test = plant(600, 6, start=400)
+    test.iloc[300:, 3] += 2.5
+    detector = AnomalyDetector().fit(train)
+    verdict = detector.predict(test, history=train)
+    assert detector.trimmed_calibration_rows_ >= 10
+    assert verdict[300:].mean() > 0.9
+    assert verdict[:300].mean() < 0.15
+
+
+def test_history_fills_the_first_windows_as_one_continuous_series() -> None:
+    whole = plant(700, 7)
+    train, test = whole.iloc[:400], whole.iloc[400:]
+    detector = AnomalyDetector(drift_rows=0).fit(train)
+    continued = detector.anomaly_scores(test, history=train)
+    features = whole.rolling(detector.window, min_periods=1).mean().to_numpy()[400:]
+    direct = -detector.model_.score_samples(features) / detector.threshold_
+    np.testing.assert_allclose(continued, direct)
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        AnomalyDetector().fit(plant(10, 1))
+    with pytest.raises(TypeError, match="DataFrame"):
+        AnomalyDetector().fit(plant(400, 1).to_numpy())
+    with pytest.raises(ValueError, match="lacks the signals"):
+        AnomalyDetector().fit(plant(400, 1)).predict(plant(50, 2).drop(columns="s2"))
+    with pytest.raises(ValueError, match="k <= n"):
+        AnomalyDetector(k=6, n=5).fit(plant(400, 1))
+
+
+def test_episode_rows_open_on_k_of_n_and_bridge_short_gaps() -> None:
+    hits = np.zeros(17, dtype=bool)
+    hits[[0, 3, 4, 6, 10]] = True  # 3 of 5 at row 4; gaps of 1 and 3 rows; then quiet
+    expected = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert episode_rows(hits, k=3, n=5, bridge=4).tolist() == expected
+    hits = np.zeros(12, dtype=bool)
+    hits[[0, 1, 2, 7]] = True  # a gap of 4 rows closes the episode; a lone hit opens none
+    assert episode_rows(hits, k=3, n=5, bridge=4).tolist() == [0, 0, 1] + [0] * 9
