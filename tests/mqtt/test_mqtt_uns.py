@@ -1,0 +1,138 @@
+"""Publish to a real Mosquitto and ingest back: Sparkplug B checked by an independent host
+(pysparkplug), the JSON layout read with mosquitto_sub, and every sample in the historian."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from connectors.agent import Agent
+from connectors.mqtt import MqttIngest
+from historian.base import HistorianError
+from historian.influxd import free_port
+from historian.mqtt import open_broker, sparkplug
+from historian.mqtt.mosquitto import Mosquitto
+from historian.mqtt.publisher import MqttPublisher
+from historian.sample import Point, Quality, Sample
+from historian.spool import Spool
+from historian.sqlite import SQLiteHistorian
+from historian.writer import HistorianWriter
+from tests.eventually import eventually
+from tests.mqtt.conftest import sparkplug_host
+from tests.test_line import running
+
+T0 = 1_796_000_000_000_000_000
+SIGNALS = ("temperature_c", "current_a", "speed_rpm")
+
+
+def batch(i: int, machine: str = "filler", quality: Quality = Quality.GOOD) -> list[Sample]:
+    ts = T0 + i * 10_000_000  # 10 ms apart: Sparkplug timestamps are milliseconds
+    value = math.nan if quality == Quality.BAD else float(i)
+    return [Sample("line1", machine, s, value, quality, ts, "plant") for s in SIGNALS]
+
+
+def ms_key(s: Sample) -> tuple[str, str, str, str, int]:
+    return (s.site, s.line, s.machine, s.signal, s.source_ts // 1_000_000)
+
+
+async def test_samples_reach_the_historian_and_sparkplug_is_valid(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    broker = open_broker(f"{mosquitto.url}?group=plant&node=edge1")
+    publisher = MqttPublisher(broker)
+    edge = HistorianWriter(  # one put per write: one DDATA per machine and put
+        publisher, spool=Spool(tmp_path / "edge"), flush_interval_s=0.01, batch_size=6
+    )
+    store = SQLiteHistorian(str(tmp_path / "h.db"))
+    writer = HistorianWriter(store, spool=Spool(tmp_path / "ingest"), flush_interval_s=0.05)
+    worker = MqttIngest(broker, writer.put_points, client_id="w1")
+    sent: list[Sample] = []
+    with sparkplug_host(mosquitto, tmp_path) as report:
+        async with store, running(edge.run(), Agent([worker], writer).run()):
+            await eventually(lambda: worker.stats.connected, "ingest connected")
+            for i in range(300):  # 600 DDATA: seq wraps past 255 twice
+                sent += batch(i) + batch(i, "capper")
+                await edge.put(batch(i) + batch(i, "capper"))
+                await asyncio.sleep(0.002)
+            await edge.put(batch(300, "capper", Quality.BAD))  # its PLC went down
+            sent += batch(300, "capper", Quality.BAD)
+            await edge.put_points([Point("events", {"machine": "filler"}, {"text": "x"}, T0)])
+            await eventually(lambda: writer.stats.samples_written >= len(sent), "all ingested", 20)
+            await eventually(lambda: writer.stats.points_written >= 1, "the event ingested")
+            await publisher.close()
+            stored = await store.points("telemetry")
+            events = await store.points("events")
+    assert {
+        (p.tags["site"], p.tags["line"], p.tags["machine"], p.tags["signal"], p.ts // 1_000_000)
+        for p in stored
+    } == {ms_key(s) for s in sent}
+    assert len(stored) == len(sent)
+    bad = [p for p in stored if p.fields["quality"] == Quality.BAD]
+    assert len(bad) == len(SIGNALS)
+    assert [e.fields["text"] for e in events] == ["x"]
+    assert report["violations"] == []
+    assert report["kinds"]["NBIRTH"] == 1 and report["kinds"]["DBIRTH"] == 2
+    assert report["kinds"]["DDATA"] >= 601 and report["wraps"]["plant/edge1"] >= 2
+    assert report["ddeaths"] == {"capper": 1}
+    assert report["kinds"]["NDEATH"] == 1  # the clean stop's, with the session's bdSeq
+    assert len(report["samples"]) == len(sent)
+
+
+async def test_a_rebirth_request_gets_births_again_and_json_is_retained(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    publisher = MqttPublisher(open_broker(f"{mosquitto.url}?group=plant&node=edge2&area=fill"))
+    with sparkplug_host(mosquitto, tmp_path) as report:
+        await publisher.write_samples(batch(1))
+        await publisher.write_samples(batch(2))
+        ncmd = sparkplug.topic("plant", "NCMD", "edge2")
+        await asyncio.to_thread(
+            subprocess.run,
+            ["mosquitto_pub", "-p", str(mosquitto.port), "-t", ncmd, "-q", "1", "-s"],
+            input=sparkplug.rebirth_request(),
+            check=True,
+        )
+        await asyncio.sleep(0.5)
+        await publisher.write_samples(batch(3))
+        await publisher.close()
+    assert report["violations"] == []
+    assert report["kinds"]["NBIRTH"] == 2 and report["kinds"]["DBIRTH"] == 2
+    assert report["bd_seq"] == {"plant/edge2": 0}  # a rebirth keeps the session's bdSeq
+    retained = await asyncio.to_thread(
+        subprocess.run,
+        ["mosquitto_sub", "-p", str(mosquitto.port), "-t", "uns/#", "-v", "-C", "3", "-W", "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    latest = dict(line.split(" ", 1) for line in retained.stdout.splitlines())
+    payload = json.loads(latest["uns/plant/fill/line1/filler/temperature_c"])
+    assert payload["value"] == 3.0 and payload["unit"] == "°C" and payload["quality"] == "good"
+
+
+async def test_a_broker_that_is_down_is_a_retryable_error() -> None:
+    publisher = MqttPublisher(open_broker(f"mqtt://127.0.0.1:{free_port()}"), timeout_s=2)
+    with pytest.raises(HistorianError) as caught:
+        await publisher.write_samples(batch(1))
+    assert caught.value.retryable
+    assert "127.0.0.1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mqtt://user:pw@host:1883", "credentials do not belong in the URL"),
+        ("mqtt://host:1883?colour=red", "unknown option 'colour'"),
+        ("mqtt://host:1883?format=xml", "format must be"),
+        ("http://host", "not understood"),
+    ],
+)
+def test_bad_broker_urls_say_what_to_fix(url: str, message: str) -> None:
+    with pytest.raises(HistorianError, match=message) as caught:
+        open_broker(url, {})
+    assert "pw" not in str(caught.value)
