@@ -19,6 +19,7 @@ from shopfloor import line
 from shopfloor.options import add_duration, add_historian, command
 from shopfloor.status import LiveStatus
 
+BIRTHS_FILE = "sparkplug-births.json"  # what an ingest worker learned, kept with its spool
 PUBLISH_HELP = (
     "also (or, for connect without --historian, only) publish to an MQTT broker: "
     "mqtt[s]://HOST:PORT[?group=G&node=N&area=A&format=sparkplug,json]; credentials and TLS "
@@ -63,6 +64,7 @@ async def ingest(args: argparse.Namespace) -> int:
             broker,
             writer.put_points,
             client_id=args.client_id or f"shopfloor-ingest-{socket.gethostname()}",
+            births_file=writer.spool.folder / BIRTHS_FILE if writer.spool.folder else None,
         )
         status = LiveStatus([source], writer, historian_name=args.historian_name)
         agent = Agent([source], writer, observers=[status.observe])

@@ -10,7 +10,9 @@ messages in its session, and the broker sends them again when it is back; what w
 twice overwrites itself (same series, same timestamp).
 
 DDATA whose aliases are not known yet (a worker started after the births) wait, unacknowledged,
-while the worker asks the edge node for a rebirth (NCMD Node Control/Rebirth).
+while the worker asks the edge node for a rebirth (NCMD Node Control/Rebirth). What the births
+taught is kept in a file beside the worker's spool, so a worker that comes back after a crash
+decodes what was queued for it even when the edge node is gone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -44,6 +47,7 @@ class MqttIngest:
         put_points: PutPoints,
         *,
         client_id: str,
+        births_file: Path | None = None,
         session_expiry_s: int = 86_400,
         receive_maximum: int = 2000,
         reconnect: Reconnect | None = None,
@@ -61,7 +65,7 @@ class MqttIngest:
         self.timeout_s = timeout_s
         self.messages = 0
         self.rejected = 0
-        self._host = sparkplug.Host()
+        self._host = sparkplug.Host(births_file)
         self._waiting: list[aiomqtt.Message] = []
         self._asked: dict[tuple[str, str], float] = {}
 

@@ -102,6 +102,7 @@ class MqttPublisher(Historian):
             timeout=self.timeout_s,
             max_inflight_messages=self.inflight,
         )
+        client.pending_calls_threshold = 1 << 20  # a batch is many publishes in flight
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
@@ -139,7 +140,7 @@ class MqttPublisher(Historian):
             for (topic, payload), retain in messages
         ]
         try:
-            await asyncio.gather(*sends)
+            await _unless_disconnected(client, asyncio.gather(*sends))
         except (aiomqtt.MqttError, OSError) as exc:
             for send in sends:
                 send.cancel()
@@ -160,3 +161,17 @@ class MqttPublisher(Historian):
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
                 await asyncio.wait_for(client.__aexit__(None, None, None), self.timeout_s)
+
+
+async def _unless_disconnected(client: aiomqtt.Client, sends: asyncio.Future[object]) -> None:
+    """Wait for the PUBACKs, failing at once if the connection drops (aiomqtt would wait for
+    each PUBACK until its timeout)."""
+    lost = client._disconnected  # aiomqtt's own future: set (with the error) on a disconnect
+    await asyncio.wait((sends, lost), return_when=asyncio.FIRST_COMPLETED)
+    if sends.done():
+        sends.result()
+        return
+    sends.cancel()
+    await asyncio.gather(sends, return_exceptions=True)
+    error = lost.exception() if not lost.cancelled() else None
+    raise aiomqtt.MqttError(f"disconnected: {error or 'the broker closed the connection'}")

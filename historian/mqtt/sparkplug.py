@@ -21,10 +21,14 @@ data the broker kept from an earlier session right.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from historian.mqtt import sparkplug_b_pb2 as pb
 from historian.sample import Quality, Sample
@@ -42,6 +46,8 @@ DOUBLE, BOOLEAN, INT32, INT64, STRING = (
 )
 _OPC_QUALITY = {Quality.GOOD: 192, Quality.UNCERTAIN: 64, Quality.BAD: 0}
 _FROM_OPC = {code: quality for quality, code in _OPC_QUALITY.items()}
+
+log = logging.getLogger(__name__)
 
 Message = tuple[str, bytes]  # (topic, payload)
 
@@ -216,10 +222,33 @@ class _Known:
 
 class Host:
     """What a consumer needs to decode DDATA: the aliases and device properties learned from
-    DBIRTHs, per (group, node, device)."""
+    DBIRTHs, per (group, node, device). With a file, what was learned survives a restart: a
+    worker killed with data still queued for it decodes that data when it is back, even if the
+    edge node is gone by then."""
 
-    def __init__(self) -> None:
+    def __init__(self, file: Path | None = None) -> None:
         self._devices: dict[tuple[str, str, str], _Known] = {}
+        self._file = file
+        if file is not None and file.exists():
+            try:
+                for item in json.loads(file.read_text(encoding="utf-8")):
+                    signals = {int(alias): name for alias, name in item["signals"].items()}
+                    key = (item["group"], item["node"], item["device"])
+                    self._devices[key] = _Known(item["site"], item["line"], signals)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("%s: unreadable, births are learned again: %s", file, exc)
+
+    def _save(self) -> None:
+        if self._file is None:
+            return
+        items = [
+            {"group": g, "node": n, "device": d, "site": k.site, "line": k.line}
+            | {"signals": {str(alias): name for alias, name in k.signals.items()}}
+            for (g, n, d), k in self._devices.items()
+        ]
+        part = self._file.with_name(self._file.name + ".part")
+        part.write_text(json.dumps(items), encoding="utf-8")
+        os.replace(part, self._file)
 
     def knows(self, group: str, node: str, device: str) -> bool:
         return (group, node, device) in self._devices
@@ -236,7 +265,10 @@ class Host:
                 line = metric.string_value
             elif metric.HasField("alias"):
                 signals[metric.alias] = metric.name
-        self._devices[(group, node, device)] = _Known(site or group, line or node, signals)
+        known = _Known(site or group, line or node, signals)
+        if self._devices.get((group, node, device)) != known:
+            self._devices[(group, node, device)] = known
+            self._save()
 
     def samples(self, group: str, node: str, device: str, payload: bytes) -> list[Sample]:
         """The samples of a DDATA whose DBIRTH was learned (`knows`)."""

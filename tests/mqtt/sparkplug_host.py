@@ -55,6 +55,8 @@ class Checker:
         node = f"{topic.group_id}/{topic.edge_node_id}"
         device = (node, topic.device_id or "")
         self.kinds[kind] += 1
+        if kind in ("NCMD", "DCMD", "STATE"):
+            return  # sent to a node, not by it
         if kind == "NBIRTH":
             birth = NBirth.decode(raw)
             bd = [m.value for m in birth.metrics if m.name == "bdSeq"]
