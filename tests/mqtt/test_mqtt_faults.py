@@ -182,3 +182,38 @@ async def test_nothing_acknowledged_is_lost_through_broker_and_workers(
     for node in ("edge-opcua", "edge-modbus"):
         assert report["bd_seq"][f"{GROUP}/{node}"] >= 1, "a new session after the restart"
     assert report["kinds"]["NDEATH"] >= 2  # the clean stops
+
+
+def start_edge(config: Path, broker_url: str, folder: Path) -> subprocess.Popen[bytes]:
+    command = [*SHOPFLOOR, "--log-level", "info", "connect", "--config", str(config)]
+    with (folder / "edge.log").open("w") as log:
+        return subprocess.Popen(
+            [*command, "--publish", broker_url, "--spool", "spool"],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+
+async def test_a_killed_edge_leaves_its_ndeath_will_with_its_bdseq(
+    mosquitto: Mosquitto,
+    fast_line: LineSpec,  # noqa: F811
+    simulator: tuple[int, int],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """`shopfloor connect --publish` only (no historian): SIGKILL, and the broker sends its will."""
+    config = connectors_file(fast_line, tmp_path, *simulator)
+    with sparkplug_host(mosquitto, tmp_path) as report:
+        edge = start_edge(config, f"{mosquitto.url}?group={GROUP}&node=killed", tmp_path)
+        try:
+            await eventually(
+                lambda: "Sparkplug bdSeq 0" in (tmp_path / "edge.log").read_text(), "edge up", 60
+            )
+            await asyncio.sleep(1)
+        finally:
+            edge.send_signal(signal.SIGKILL)
+            edge.wait(timeout=10)
+    assert report["violations"] == []
+    assert report["kinds"]["NBIRTH"] == 1 and report["kinds"]["DDATA"] > 0
+    assert report["kinds"]["NDEATH"] == 1  # the will, matching bdSeq 0 (else a violation)
+    assert report["bd_seq"] == {f"{GROUP}/killed": 0}
