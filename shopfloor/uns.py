@@ -4,6 +4,7 @@ command; wired from historian.mqtt and connectors.mqtt."""
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from shopfloor.status import LiveStatus
 
 BIRTHS_FILE = "sparkplug-births.json"  # what an ingest worker learned, kept with its spool
 PUBLISH_HELP = (
-    "also (or, for connect without --historian, only) publish to an MQTT broker: "
+    "also (or, for connect without --historian, only) publish to an MQTT broker "
+    "(default $SHOPFLOOR_PUBLISH): "
     "mqtt[s]://HOST:PORT[?group=G&node=N&area=A&format=sparkplug,json]; credentials and TLS "
     "files from MQTT_USERNAME, MQTT_PASSWORD(_FILE), MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE"
 )
@@ -36,9 +38,10 @@ async def writer_for(
 ) -> HistorianWriter | Fanout:
     """The spooled writer the options ask for: the historian's, the broker's, or both (each
     with its own spool folder, so that one outage holds back only its own data)."""
-    if not args.publish:
+    url = args.publish or os.environ.get("SHOPFLOOR_PUBLISH")
+    if not url:
         return await line._spooled_writer(args, historian)
-    publisher = MqttPublisher(open_broker(args.publish))
+    publisher = MqttPublisher(open_broker(url))
     folder = args.spool or line._default_spool(historian)
     if not keep_historian:
         args.historian_name = publisher.describe()
