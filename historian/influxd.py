@@ -103,6 +103,13 @@ class Influxd:
             )
         self._wait_ready(root / "influxd.log")
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id (benchmarks count its CPU time)."""
+        if self._proc is None:
+            raise RuntimeError("influxd is not running")
+        return self._proc.pid
+
     def halt(self) -> None:
         """Stop the server as an upgrade or a crash would, keeping its ports and data folder."""
         if self._proc is None:
