@@ -51,7 +51,8 @@ def _signal_payload(s: Sample) -> bytes:
             "quality": s.quality.name.lower(),
             "timestamp": stamp.replace("+00:00", "Z"),
             "ts_ns": s.source_ts,
-        }
+        },
+        ensure_ascii=False,
     ).encode()
 
 
