@@ -14,9 +14,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from historian.influxd import free_port
+from historian.throwaway import ThrowawayServer
 
 INSTALL_HINT = "install Debian's mosquitto (`apt-get install mosquitto`), as bin/test does"
 
@@ -38,17 +38,16 @@ log_type warning
 """
 
 
-class Mosquitto:
+class Mosquitto(ThrowawayServer):
     """A private broker process; use as a context manager, `url` is mqtt://127.0.0.1:PORT."""
 
     def __init__(self, *, start_timeout: float = 10.0) -> None:
         found = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
         if found is None:
             raise FileNotFoundError(f"mosquitto not found: {INSTALL_HINT}")
+        super().__init__()
         self._binary = found
         self._start_timeout = start_timeout
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.url = ""
 
@@ -86,21 +85,9 @@ class Mosquitto:
         self.stop()
         raise TimeoutError(f"mosquitto did not listen within {self._start_timeout} s")
 
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
     def halt(self) -> None:
         """Stop it (it saves its sessions and queues), keeping port and folder."""
-        assert self._proc is not None
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
+        self._terminate()
 
     def resume(self) -> None:
         """Start a halted broker again on the same port and persistence file."""
@@ -109,22 +96,3 @@ class Mosquitto:
     def restart(self) -> None:
         self.halt()
         self.resume()
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self.halt()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def __enter__(self) -> Mosquitto:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -35,6 +35,7 @@ class MqttPublisher(Historian):
         self.inflight = inflight
         self.edge = sparkplug.EdgeNode(broker.group, broker.node)
         self.sessions = 0
+        self.rebirths = 0
         self._client: aiomqtt.Client | None = None
         self._listener: asyncio.Task[None] | None = None
 
@@ -129,6 +130,7 @@ class MqttPublisher(Historian):
                     message.payload
                 ):
                     log.info("%s: rebirth requested", self.describe())
+                    self.rebirths += 1
                     await self._publish(client, [(m, False) for m in self.edge.birth()])
 
     async def _publish(self, client: aiomqtt.Client, messages: list[tuple[Message, bool]]) -> None:

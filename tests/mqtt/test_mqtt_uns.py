@@ -136,3 +136,34 @@ def test_bad_broker_urls_say_what_to_fix(url: str, message: str) -> None:
     with pytest.raises(HistorianError, match=message) as caught:
         open_broker(url, {})
     assert "pw" not in str(caught.value)
+
+
+async def test_a_worker_back_without_the_births_asks_for_a_rebirth(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Data queued in its session while it was down, births missed (they are QoS 0 for it):
+    it holds the data, sends NCMD Node Control/Rebirth, and decodes once the births come."""
+    broker = open_broker(f"{mosquitto.url}?group=plant&node=edge3")
+    first = MqttIngest(broker, _ignore, client_id="w-late")
+    async with running(first.run(_ignore)):
+        await eventually(lambda: first.stats.connected, "its session made")
+    publisher = MqttPublisher(broker)
+    sent = [s for i in range(5) for s in batch(i)]
+    await publisher.write_samples(sent)  # NBIRTH, DBIRTH, DDATA while the worker is away
+    store = SQLiteHistorian(str(tmp_path / "h.db"))
+    writer = HistorianWriter(store, spool=Spool(tmp_path / "ingest"), flush_interval_s=0.05)
+    again = MqttIngest(broker, writer.put_points, client_id="w-late")
+    async with store, running(Agent([again], writer).run()):
+        await eventually(lambda: writer.stats.samples_written >= len(sent), "decoded", 20)
+        stored = await store.points("telemetry")
+    await publisher.close()
+    assert {ms_key(s) for s in sent} == {
+        (p.tags["site"], p.tags["line"], p.tags["machine"], p.tags["signal"], p.ts // 1_000_000)
+        for p in stored
+    }
+    assert publisher.rebirths == 1  # asked by the worker, answered in the same session
+    assert again.rejected == 0 and publisher.edge.bd_seq == 0
+
+
+async def _ignore(_: object) -> None:
+    """A first session only makes the worker's session on the broker; it stores nothing."""
