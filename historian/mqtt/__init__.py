@@ -53,9 +53,7 @@ class Broker:
     share: str
     username: str | None = None
     password: str | None = None
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    tls_context: ssl.SSLContext | None = None
 
     def describe(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
@@ -71,17 +69,22 @@ class Broker:
             protocol=aiomqtt.ProtocolVersion.V5,
             username=self.username,
             password=self.password,
-            tls_context=self._tls_context(),
+            tls_context=self.tls_context,
             **options,
         )
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        if not self.tls:
-            return None
-        context = ssl.create_default_context(cafile=self.ca_file)
-        if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
-        return context
+
+def _tls_context(files: Mapping[str, str | None]) -> ssl.SSLContext:
+    """The TLS settings, checked now: a bad file stops the command before it starts."""
+    try:
+        context = ssl.create_default_context(cafile=files["ca"])
+        if files["cert"]:
+            context.load_cert_chain(files["cert"], files["key"])
+    except (OSError, ssl.SSLError) as exc:
+        raise HistorianError(
+            f"MQTT TLS files (MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE): {exc}"
+        ) from None
+    return context
 
 
 def open_broker(url: str, environ: Mapping[str, str] = os.environ) -> Broker:
@@ -131,7 +134,5 @@ def open_broker(url: str, environ: Mapping[str, str] = os.environ) -> Broker:
         share=clean_id(query.get("share", "shopfloor")),
         username=username,
         password=password,
-        ca_file=files["ca"],
-        cert_file=files["cert"],
-        key_file=files["key"],
+        tls_context=_tls_context(files) if tls else None,
     )

@@ -21,7 +21,7 @@ from historian.throwaway import ThrowawayServer
 INSTALL_HINT = "install Debian's mosquitto (`apt-get install mosquitto`), as bin/test does"
 
 
-def _config(root: Path, port: int) -> str:
+def _config(root: Path, port: int, extra: str) -> str:
     # Started as root, mosquitto would switch to the user `mosquitto`, who cannot write here.
     return f"""user {getpass.getuser()}
 listener {port} 127.0.0.1
@@ -35,19 +35,21 @@ max_keepalive 60
 log_dest file {root}/mosquitto.log
 log_type error
 log_type warning
-"""
+{extra}"""
 
 
 class Mosquitto(ThrowawayServer):
     """A private broker process; use as a context manager, `url` is mqtt://127.0.0.1:PORT."""
 
-    def __init__(self, *, start_timeout: float = 10.0) -> None:
+    def __init__(self, *, start_timeout: float = 10.0, extra_config: str = "") -> None:
+        """`extra_config`: more lines for mosquitto.conf (TLS files, a password file)."""
         found = shutil.which("mosquitto") or shutil.which("/usr/sbin/mosquitto")
         if found is None:
             raise FileNotFoundError(f"mosquitto not found: {INSTALL_HINT}")
         super().__init__()
         self._binary = found
         self._start_timeout = start_timeout
+        self._extra = extra_config
         self.port = 0
         self.url = ""
 
@@ -59,7 +61,7 @@ class Mosquitto(ThrowawayServer):
     def start(self) -> str:
         self._tmp = tempfile.TemporaryDirectory(prefix="mosquitto-")
         self.port = free_port()
-        (self.folder / "mosquitto.conf").write_text(_config(self.folder, self.port))
+        (self.folder / "mosquitto.conf").write_text(_config(self.folder, self.port, self._extra))
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self._launch()
         return self.url

@@ -116,6 +116,9 @@ class MqttPublisher(Historian):
                 await client.subscribe(ncmd, qos=1)
                 self._listener = asyncio.create_task(self._commands(client), name="mqtt-ncmd")
                 await self._publish(client, [(m, False) for m in self.edge.birth()])
+        except aiomqtt.MqttError as exc:
+            await self._drop()
+            raise self._unreachable(exc) from None
         except BaseException:
             await self._drop()
             raise

@@ -7,9 +7,15 @@ import asyncio
 import json
 import math
 import subprocess
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from connectors.agent import Agent
 from connectors.mqtt import MqttIngest
@@ -167,3 +173,79 @@ async def test_a_worker_back_without_the_births_asks_for_a_rebirth(
 
 async def _ignore(_: object) -> None:
     """A first session only makes the worker's session on the broker; it stores nothing."""
+
+
+def test_credentials_come_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt_password"
+    secret.write_text("s3cret\n")
+    broker = open_broker(
+        "mqtt://h:1883?node=a b", {"MQTT_USERNAME": "edge", "MQTT_PASSWORD_FILE": str(secret)}
+    )
+    assert (broker.username, broker.password, broker.node) == ("edge", "s3cret", "a_b")
+    assert "s3cret" not in broker.describe() and broker.port == 1883
+    with pytest.raises(HistorianError, match="MQTT_USERNAME is not"):
+        open_broker("mqtt://h", {"MQTT_PASSWORD": "x"})
+    with pytest.raises(HistorianError, match="MQTT_CA_FILE=/nonexistent: no such file"):
+        open_broker("mqtts://h", {"MQTT_CA_FILE": "/nonexistent"})
+
+
+LOOPBACK = ip_address("127.0.0.1")
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test broker")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "broker.pem", folder / "broker.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_tls_and_a_password_from_a_file(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    passwd = tmp_path / "passwd"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["mosquitto_passwd", "-b", "-c", str(passwd), "edge", "s3cret"],
+        check=True,
+    )
+    passwd.chmod(0o644)
+    extra = f"cafile {cert}\ncertfile {cert}\nkeyfile {key}\nallow_anonymous false\n"
+    extra += f"password_file {passwd}\n"
+    secret = tmp_path / "mqtt_password"
+    secret.write_text("s3cret\n")
+    env = {"MQTT_USERNAME": "edge", "MQTT_PASSWORD_FILE": str(secret), "MQTT_CA_FILE": str(cert)}
+    with Mosquitto(extra_config=extra) as broker:
+        url = broker.url.replace("mqtt://", "mqtts://")
+        publisher = MqttPublisher(open_broker(f"{url}?node=tls", env))
+        await publisher.write_samples(batch(1))
+        await publisher.close()
+        wrong = MqttPublisher(
+            open_broker(url, {**env, "MQTT_PASSWORD_FILE": "", "MQTT_PASSWORD": "no"})
+        )
+        with pytest.raises(HistorianError) as caught:
+            await wrong.write_samples(batch(1))
+    assert caught.value.retryable  # a wrong password waits in the spool until it is fixed
+    assert publisher.sessions == 1
