@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.features import Frame
+from historian.model import MachineState
 from historian.sample import Point
 
-STOPPED, RUNNING = 0.0, 2.0
+STOPPED, RUNNING = float(MachineState.STOPPED), float(MachineState.RUNNING)
 NOMINAL_STRETCH_S = 60.0
 NOMINAL_PERCENTILE = 95.0
 

@@ -8,7 +8,8 @@ event loop that also runs the connectors) and writes
 - `anomaly` points: score, threshold, is_anomaly, top_signal (tag `detector`);
 - `events` points of kind `anomaly` when AlarmLogic opens an episode (active true) or closes it
   (active false): top_signal, peak_score and, on closing, duration_s as fields for the
-  dashboards' episode tables, and the same in the text for their annotations;
+  dashboards' episode tables, and the same in the text for their annotations; `close()` ends
+  the episodes still open when detection stops, so none stays "in progress" forever;
 - `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`.
 
 The clock is injected: `step(now_s)` is one cycle for a given time, so history can be replayed
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ from analytics.features import Frame, WindowSpec, feature_signal, window_feature
 from analytics.model_store import MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
 from analytics.windows import TelemetryBuffer, read_telemetry
+from historian.backoff import Backoff
 from historian.base import Historian, HistorianError
 from historian.sample import Point
 
@@ -65,6 +66,7 @@ class _Machine:
     alarm: AlarmLogic
     next_due: float = -math.inf
     problem: str = ""  # the last reason it could not be scored, logged once
+    last_row: _Row | None = None  # the tags of its last scored row, for closing on stop
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,22 @@ class OnlineDetector:
         await self._flush()
         return points + kpis
 
+    async def close(self) -> list[Point]:
+        """Detection stops (clean shutdown): close every open episode at its last anomalous
+        row (active=false, duration_s) and write what is pending; the closing events. A
+        historian that fails now is logged, not raised: stopping must not fail."""
+        closing = []
+        for machine in self._machines.values():
+            episode = machine.alarm.finish()
+            if episode is not None and machine.last_row is not None:
+                closing.append(self._event(machine.last_row, episode, active=False, stopped=True))
+        self._hold(closing)
+        try:
+            await self._flush()
+        except (HistorianError, TimeoutError) as exc:
+            log.warning("%d anomaly points not written at shutdown: %s", len(self._pending), exc)
+        return closing
+
     def open_episodes(self) -> dict[str, Episode]:
         """The anomaly episodes under way, per machine: for status displays."""
         episodes = {name: m.alarm.open_episode for name, m in self._machines.items()}
@@ -136,7 +154,7 @@ class OnlineDetector:
 
     async def run(self, clock: Callable[[], float] = time.time) -> None:
         """Call step() every `step_s` of `clock` until cancelled; outages are waited out."""
-        delay = self.retry_min_s
+        backoff = Backoff(self.retry_min_s, self.retry_max_s)
         failing_since: float | None = None
         due = math.ceil(clock() / self.step_s) * self.step_s
         while True:
@@ -147,15 +165,15 @@ class OnlineDetector:
             except (HistorianError, TimeoutError) as exc:
                 self._note_failure(exc, first=failing_since is None)
                 failing_since = failing_since if failing_since is not None else clock()
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.retry_max_s)
+                await asyncio.sleep(backoff.next())
                 due = math.ceil(clock() / self.step_s) * self.step_s
                 continue
             if failing_since is not None:
                 log.warning(
                     "historian is back after %.0f s; detection goes on", clock() - failing_since
                 )
-                failing_since, delay = None, self.retry_min_s
+                failing_since = None
+                backoff.reset()
             due += self.step_s
             if due < clock():  # fell behind (slow historian): skip to now, do not pile up
                 due = math.ceil(clock() / self.step_s) * self.step_s
@@ -222,6 +240,7 @@ class OnlineDetector:
         points = []
         for row, (scores, top) in zip(rows, scored, strict=True):
             machine = self._machines[row.machine]
+            machine.last_row = row
             score, threshold = float(scores[0]), machine.model.threshold
             top_signal = feature_signal(row.names[int(top[0])])
             points.append(self._anomaly_point(row, machine.model, now_s, score, top_signal))
@@ -248,9 +267,9 @@ class OnlineDetector:
             round(now_s * 1e9),
         )
 
-    def _event(self, row: _Row, episode: Episode, *, active: bool) -> Point:
-        """The episode's opening or closing event: the text is the annotation, the fields are
-        what the dashboards' episode tables show."""
+    def _event(self, row: _Row, episode: Episode, *, active: bool, stopped: bool = False) -> Point:
+        """The episode's opening or closing event (`stopped`: closed because detection
+        stopped): the text is the annotation, the fields are what the episode tables show."""
         fields: dict[str, float | bool | str] = {
             "active": active,
             "top_signal": episode.top_signal,
@@ -265,8 +284,9 @@ class OnlineDetector:
         else:
             self.stats.episodes_closed += 1
             duration_s = fields["duration_s"] = episode.end - episode.start
+            why = " (detection stopped)" if stopped else ""
             text = (
-                f"anomaly on {row.machine} ended after {duration_s:.0f} s: "
+                f"anomaly on {row.machine} ended after {duration_s:.0f} s{why}: "
                 f"peak score {episode.peak_score:.3g} on {episode.top_signal}"
             )
             ts = episode.end

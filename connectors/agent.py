@@ -44,8 +44,8 @@ class Agent:
         """Run every input, the writer and the health reporter until cancelled.
 
         On the way out the inputs stop first and hand on what they hold; the writer stops last
-        and writes everything it was given. A writer that fails (its spool folder broke) stops
-        everything with its error.
+        and writes everything it was given. A writer that fails (its spool folder cannot be
+        read) stops everything with its error.
         """
         writer = asyncio.create_task(self.writer.run(), name="historian-writer")
         try:
@@ -104,6 +104,7 @@ class Agent:
                     "latency_ms": float(item.stats.latency_ms),
                     "spool_bytes": spool.bytes,
                     "spool_dropped": spool.dropped_samples,
+                    "spool_unreadable_bytes": spool.unreadable_bytes,
                 },
                 now,
             )

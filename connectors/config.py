@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from connectors import modbus, opcua
 from connectors.base import Input
 from connectors.config_paths import context_for
+from historian.lineprotocol import name_problem
 
 PLUGINS: Mapping[str, ModuleType] = {"opcua": opcua, "modbus": modbus}
+NAME_FIELDS = frozenset({"site", "line", "machine", "signal", "name"})  # each becomes a tag
 
 Location = tuple[str | int, ...]
 _SCALARS = yaml.SafeLoader("")  # constructs scalar nodes; the tree walk is ours, for line numbers
@@ -70,11 +72,12 @@ def parse_config(text: str, path: Path) -> ConnectorsConfig:
     """Validate connectors-file text; `path` names the file in messages, and relative file paths
     inside it (certificates, keys, password files) are taken from its folder."""
     data, lines = _compose(text, path)
-    problems: list[str] = []
+    problems = list(_bad_names(data, path, lines, ()))
     try:
         top = _FileModel.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, path, lines, (), _FileModel)) from None
+        problems.append(_format(exc, path, lines, (), _FileModel))
+        raise ConfigError("\n".join(problems)) from None
     entries = []
     for index, raw in enumerate(top.connectors):
         entry = _validate_entry(raw, path, lines, ("connectors", index), problems)
@@ -107,6 +110,27 @@ def _validate_entry(
     except ValidationError as exc:
         problems.append(_format(exc, path, lines, where, plugin.Config))
         return None
+
+
+def _bad_names(node: Any, path: Path, lines: dict[Location, int], loc: Location) -> Iterable[str]:
+    """Every name (site, line, machine, signal, connector name) that the historian could not
+    store as it is: each one becomes a tag, and InfluxDB would refuse it on every write."""
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, value in items:
+        where = (*loc, key)
+        problem = name_problem(value) if key in NAME_FIELDS and isinstance(value, str) else None
+        if problem is not None:
+            yield (
+                f"{_at(path, lines, where)}: {_dotted(where)}: the name {value!r} {problem}, "
+                "which the historian cannot store; remove it"
+            )
+        yield from _bad_names(value, path, lines, where)
 
 
 def _duplicate_names(

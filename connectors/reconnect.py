@@ -1,15 +1,16 @@
 """Reconnecting to a PLC that went away: the config of the backoff and the backoff itself.
 
-Shared by every input so that all of them behave alike: delays double from `min_s` to `max_s`,
-each jittered, so that connectors that lost the same device do not come back in lockstep.
+Shared by every input so that all of them behave alike; the backoff itself is the project's one
+(historian.backoff): delays double from `min_s` to `max_s`, jittered within the cap, so that
+connectors that lost the same device do not come back in lockstep.
 """
 
 from __future__ import annotations
 
-import random
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core.core_schema import ValidationInfo
+
+from historian import backoff
 
 
 class Reconnect(BaseModel):
@@ -29,19 +30,8 @@ class Reconnect(BaseModel):
         return value
 
 
-class Backoff:
-    """Delays between connect attempts: doubling up to the bound, jittered down by up to half."""
+class Backoff(backoff.Backoff):
+    """Delays between connect attempts, within a connector's `reconnect` bounds."""
 
     def __init__(self, bounds: Reconnect) -> None:
-        self._bounds = bounds
-        self._delay = bounds.min_s
-
-    def next(self) -> float:
-        """The pause before the next attempt."""
-        delay = self._delay
-        self._delay = min(delay * 2, self._bounds.max_s)
-        return max(self._bounds.min_s / 2, random.uniform(delay / 2, delay))
-
-    def reset(self) -> None:
-        """The connection works again: the next loss starts from the shortest delay."""
-        self._delay = self._bounds.min_s
+        super().__init__(bounds.min_s, bounds.max_s)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dashboards import anomalies, connectors_health, line_overview, machine_detail
-from dashboards.grafana import Json
+from dashboards.panels import Json
 
 JSON_DIR = Path(__file__).parent / "json"
 COMMAND = "python -m dashboards.build"

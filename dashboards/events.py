@@ -2,25 +2,25 @@
 
 `events` holds injected faults (kind `fault`, written by the simulator as ground truth) and
 anomaly episodes (kind `anomaly`, written by analytics.online): an episode writes one point
-with active=true when it opens and one with active=false when it closes. Both carry the fields
-top_signal and peak_score, the closing one duration_s too, which the episode tables select;
-the text says the same for the annotations.
+with active=true when it opens and one with active=false when it closes (also when detection
+stops cleanly). Both carry the fields top_signal and peak_score, the closing one duration_s
+too, which the episode tables select; the text says the same for the annotations.
 """
 
 from __future__ import annotations
 
-from dashboards.grafana import (
-    MERGE,
-    Json,
-    annotation,
-    influxql,
-    organize,
-    override,
-    table,
-    value_mappings,
-)
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import table as table_panel
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as model
+
+from dashboards.influxql import SITE_LINE, InfluxQL, annotation
+from dashboards.panels import MERGE, organize, props, sort_by, table, value_mappings
 
 ACTIVE_MAPPINGS = value_mappings(("true", "started", "red"), ("false", "ended", "green"))
+# An open episode whose detector has written no score for this long has ended (detection was
+# killed, or lost its historian): the in-progress table leaves it out.
+DETECTOR_SILENT_S = 120
 
 
 def machine_filter(machine_regex: str) -> str:
@@ -28,123 +28,143 @@ def machine_filter(machine_regex: str) -> str:
     return f' AND "machine" =~ /^{machine_regex}$/' if machine_regex else ""
 
 
-def annotations(machine_regex: str = "") -> list[Json]:
+def annotations(machine_regex: str = "") -> list[dash.AnnotationQuery]:
     """Fault and anomaly-episode events as annotations on every time panel."""
-    where = machine_filter(machine_regex)
+    where = f"{SITE_LINE}{machine_filter(machine_regex)}"
     return [
         annotation(
             "Injected faults",
             "orange",
-            f'SELECT "text" FROM "events" WHERE "kind" = \'fault\'{where} AND $timeFilter'
+            f'SELECT "text" FROM "events" WHERE "kind" = \'fault\' AND {where} AND $timeFilter'
             ' GROUP BY "machine"',
         ),
         annotation(
             "Anomaly episodes",
             "red",
-            f'SELECT "text" FROM "events" WHERE "kind" = \'anomaly\'{where} AND $timeFilter'
+            f'SELECT "text" FROM "events" WHERE "kind" = \'anomaly\' AND {where} AND $timeFilter'
             ' GROUP BY "machine"',
         ),
     ]
 
 
-def event_log(title: str, description: str, kind: str = "", machine_regex: str = "") -> Json:
+def _by_ref(ref: str) -> model.MatcherConfig:
+    return model.MatcherConfig(id_val="byRefId", options=ref)
+
+
+def event_log(
+    title: str, description: str, kind: str = "", machine_regex: str = ""
+) -> table_panel.Panel:
     """Every event point in the time range, newest first: machine, kind, text, active."""
     kind_clause = f"\"kind\" = '{kind}' AND " if kind else ""
     query = (
-        f'SELECT "text", "active" FROM "events" WHERE {kind_clause}$timeFilter'
-        f'{machine_filter(machine_regex)} GROUP BY "machine", "kind"'
+        f'SELECT "text", "active" FROM "events" WHERE {kind_clause}{SITE_LINE}'
+        f'{machine_filter(machine_regex)} AND $timeFilter GROUP BY "machine", "kind"'
     )
     return table(
-        title,
-        description,
-        [influxql(query, table=True)],
-        transformations=[MERGE, _sort("Time")],
-        overrides=[
-            override("active", mappings=ACTIVE_MAPPINGS, custom__cellOptions={"type": "color-text"})
-        ],
-        sort_by="Time",
+        title, description, InfluxQL(query, table=True), [MERGE, sort_by("Time")], sort="Time"
+    ).override_by_name(
+        "active",
+        props(
+            mappings=ACTIVE_MAPPINGS,
+            custom__cellOptions={"type": cm.TableCellDisplayMode.COLOR_TEXT},
+        ),
     )
 
 
-def ended_episodes() -> Json:
-    """One row per closed anomaly episode: machine, start, end, duration, top signal, peak."""
-    query = (
-        'SELECT "duration_s", "top_signal", "peak_score" FROM "events"'
-        ' WHERE "kind" = \'anomaly\' AND "active" = false AND $timeFilter GROUP BY "machine"'
-    )
-    return table(
-        "Anomaly episodes (ended)",
-        "Each closed anomaly episode in the time range. Start is end minus duration; the top "
-        "signal is the one that contributed most when the episode opened (the onset names a "
-        "fault better than its peak, which is often an after-effect).",
-        [influxql(query, table=True)],
-        transformations=[
-            MERGE,
-            _binary("duration_s", "*", "1000", "duration_ms"),
-            _binary("Time", "-", "duration_ms", "start"),
-            {
-                "id": "convertFieldType",
-                "options": {"conversions": [{"targetField": "start", "destinationType": "time"}]},
-            },
-            organize(
-                order=["machine", "start", "Time", "duration_s", "top_signal", "peak_score"],
-                rename={"Time": "end", "duration_s": "duration", "peak_score": "peak score"},
-                hide=["duration_ms"],
-            ),
-            _sort("start"),
-        ],
-        overrides=[override("duration", unit="s"), override("peak score", decimals=3)],
-        sort_by="start",
-    )
-
-
-def open_episodes() -> Json:
-    """The machines whose latest episode event opened one: an anomaly going on now."""
-    query = (
-        'SELECT last("active") AS "active", "top_signal", "peak_score" FROM "events"'
-        ' WHERE "kind" = \'anomaly\' AND $timeFilter GROUP BY "machine"'
-    )
-    return table(
-        "Anomaly episodes in progress",
-        "Machines whose last anomaly event in the time range opened an episode that has not "
-        "closed yet, with the signal that contributed most and the score when it opened.",
-        [influxql(query, table=True)],
-        transformations=[
-            MERGE,
-            {
-                "id": "filterByValue",
-                "options": {
-                    "type": "include",
-                    "match": "all",
-                    "filters": [
-                        {
-                            "fieldName": "active",
-                            "config": {"id": "equal", "options": {"value": True}},
-                        }
-                    ],
-                },
-            },
-            organize(
-                order=["machine", "Time", "top_signal", "peak_score"],
-                rename={"Time": "since", "peak_score": "score at start"},
-                hide=["active"],
-            ),
-        ],
-        overrides=[override("score at start", decimals=3)],
-    )
-
-
-def _binary(left: str, operator: str, right: str, alias: str) -> Json:
-    return {
-        "id": "calculateField",
-        "options": {
+def _binary(left: str, operator: str, right: str, alias: str) -> model.DataTransformerConfig:
+    return model.DataTransformerConfig(
+        id_val="calculateField",
+        options={
             "mode": "binary",
             "binary": {"left": left, "operator": operator, "right": right},
             "alias": alias,
             "replaceFields": False,
         },
-    }
+    )
 
 
-def _sort(field: str) -> Json:
-    return {"id": "sortBy", "options": {"sort": [{"field": field, "desc": True}]}}
+def ended_episodes() -> table_panel.Panel:
+    """One row per closed anomaly episode: machine, start, end, duration, top signal, peak."""
+    query = (
+        'SELECT "duration_s", "top_signal", "peak_score" FROM "events"'
+        f' WHERE "kind" = \'anomaly\' AND "active" = false AND {SITE_LINE} AND $timeFilter'
+        ' GROUP BY "machine"'
+    )
+    transformations = [
+        MERGE,
+        _binary("duration_s", "*", "1000", "duration_ms"),
+        _binary("Time", "-", "duration_ms", "start"),
+        model.DataTransformerConfig(
+            id_val="convertFieldType",
+            options={"conversions": [{"targetField": "start", "destinationType": "time"}]},
+        ),
+        organize(
+            order=["machine", "start", "Time", "duration_s", "top_signal", "peak_score"],
+            rename={"Time": "end", "duration_s": "duration", "peak_score": "peak score"},
+            hide=["duration_ms"],
+        ),
+        sort_by("start"),
+    ]
+    return (
+        table(
+            "Anomaly episodes (ended)",
+            "Each closed anomaly episode in the time range (closed by the detector, or when "
+            "detection stopped cleanly). Start is end minus duration; the top signal is the "
+            "one that contributed most when the episode opened (the onset names a fault better "
+            "than its peak, which is often an after-effect).",
+            InfluxQL(query, table=True),
+            transformations,
+            sort="start",
+        )
+        .override_by_name("duration", props(unit="s"))
+        .override_by_name("peak score", props(decimals=3))
+    )
+
+
+def open_episodes() -> table_panel.Panel:
+    """The machines whose latest episode event opened one and whose detector still scores: an
+    anomaly going on now. Query B lists the machines scored in the last DETECTOR_SILENT_S;
+    an inner join on machine drops the episodes a silent detector left open."""
+    events = (
+        'SELECT last("active") AS "active", "top_signal", "peak_score" FROM "events"'
+        f' WHERE "kind" = \'anomaly\' AND {SITE_LINE} AND $timeFilter GROUP BY "machine"'
+    )
+    scored = (
+        f'SELECT last("score") AS "scored" FROM "anomaly" WHERE {SITE_LINE}'
+        f' AND time > now() - {DETECTOR_SILENT_S}s GROUP BY "machine"'
+    )
+    transformations = [
+        model.DataTransformerConfig(id_val="merge", filter_val=_by_ref("A"), options={}),
+        model.DataTransformerConfig(id_val="merge", filter_val=_by_ref("B"), options={}),
+        model.DataTransformerConfig(
+            id_val="joinByField", options={"byField": "machine", "mode": "inner"}
+        ),
+        model.DataTransformerConfig(
+            id_val="filterByValue",
+            options={
+                "type": "include",
+                "match": "all",
+                "filters": [
+                    {"fieldName": "active", "config": {"id": "equal", "options": {"value": True}}}
+                ],
+            },
+        ),
+        organize(
+            order=["machine", "Time", "top_signal", "peak_score"],
+            rename={"Time": "since", "peak_score": "score at start"},
+            hide=["active", "scored"],
+        ),
+    ]
+    return (
+        table(
+            "Anomaly episodes in progress",
+            "Machines whose last anomaly event in the time range opened an episode that has not "
+            "closed yet, with the signal that contributed most and the score when it opened. "
+            f"An episode whose detector has written no score for {DETECTOR_SILENT_S} s counts "
+            "as ended (detection stopped without closing it).",
+            InfluxQL(events, table=True),
+            transformations,
+        )
+        .with_target(InfluxQL(scored, ref="B", table=True))
+        .override_by_name("score at start", props(decimals=3))
+    )

@@ -7,189 +7,230 @@ a plant's own line shows up without editing the dashboard.
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import bargauge, statetimeline, timeseries
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import stat as stat_panel
+from grafana_foundation_sdk.builders import table as table_panel
+
 from dashboards import anomalies, events
-from dashboards.grafana import (
+from dashboards.influxql import LOOKBACK, SITE_LINE, STALE_S, InfluxQL, age_query
+from dashboards.panels import (
     MERGE,
     STATE_MAPPINGS,
     Json,
-    Layout,
     bar_gauge,
-    dashboard,
-    influxql,
+    build_dashboard,
     organize,
-    override,
+    props,
     stat,
-    state_timeline,
+    state_band,
     table,
-    timeseries,
+    time_series,
 )
+from historian.model import STATE_SIGNAL
 
 UID = "shopfloor-line-overview"
-MACHINE_DETAIL_LINK: Json = {
-    "title": "Machine detail",
-    "url": "/d/shopfloor-machine-detail?var-machine=${__field.labels.machine}&${__url_time_range}",
-}
+MACHINE_DETAIL_LINK = dash.DashboardLink("Machine detail").url(
+    "/d/shopfloor-machine-detail?var-site=${site}&var-line=${line}"
+    "&var-machine=${__field.labels.machine}&${__url_time_range}"
+)
 OUTPUT_COUNTERS = '"signal" =~ /_total$/ AND "signal" !~ /reject/'
+# The state band's buckets are never shorter than the stale limit, so a change-only state
+# recorded every keep-alive fills each one while the line runs, and an empty one means no data.
+STATE_INTERVAL = LOOKBACK
+AGE_STEPS = (("green", None), ("red", float(STALE_S)))
 
 
 def build() -> Json:
     """The Line overview dashboard model."""
-    layout = Layout()
-    layout.row("Machines")
-    layout.add(_states(), 24, 7)
-    layout.add(_throughput(), 16, 8)
-    layout.add(_produced(), 8, 8)
-    layout.row("OEE")
-    layout.add(_oee(), 8, 8)
-    layout.add(_oee_factors(), 16, 8)
-    layout.row("Energy")
-    layout.add(_energy_used(), 6, 8)
-    layout.add(_power(), 9, 8)
-    layout.add(_voltages(), 9, 8)
-    layout.row("Anomalies and faults")
-    layout.add(
-        anomalies.latest_scores(
-            "Anomaly status per machine (latest)",
-            "The newest anomaly score of each machine against its threshold; 'anomalous' is "
-            "red while the score is above it, and the top signal is the one contributing most.",
-            group_by="machine",
-            order=["machine", "is_anomaly", "top_signal"],
-            sort_by="score",
-        ),
-        12,
-        8,
-    )
-    layout.add(
-        events.event_log(
-            "Injected and known faults",
-            "Fault events in the time range (ground truth from the simulator, or faults a "
-            "plant records): started or ended, with their text.",
-            kind="fault",
-        ),
-        12,
-        8,
-    )
-    return dashboard(
+    return build_dashboard(
         UID,
         "Line overview",
-        "States, throughput, OEE, energy, anomalies and faults of the whole line.",
-        layout,
+        "States, data age, throughput, OEE, energy, anomalies and faults of the whole line.",
+        [
+            (
+                "Machines",
+                [
+                    (_states(), 18, 7),
+                    (_data_age(), 6, 7),
+                    (_throughput(), 16, 8),
+                    (_produced(), 8, 8),
+                ],
+            ),
+            ("OEE", [(_oee(), 8, 8), (_oee_factors(), 16, 8)]),
+            ("Energy", [(_energy_used(), 6, 8), (_power(), 9, 8), (_voltages(), 9, 8)]),
+            (
+                "Anomalies and faults",
+                [
+                    (
+                        anomalies.latest_scores(
+                            "Anomaly status per machine (latest)",
+                            "The newest anomaly score of each machine against its threshold; "
+                            "'anomalous' is red while the score is above it, the top signal is "
+                            "the one contributing most, and 'at' says how old the score is.",
+                            group_by="machine",
+                            order=["machine", "is_anomaly", "top_signal"],
+                            sort="score",
+                        ),
+                        12,
+                        8,
+                    ),
+                    (
+                        events.event_log(
+                            "Injected and known faults",
+                            "Fault events in the time range (ground truth from the simulator, "
+                            "or faults a plant records): started or ended, with their text.",
+                            kind="fault",
+                        ),
+                        12,
+                        8,
+                    ),
+                ],
+            ),
+        ],
         annotations=events.annotations(),
     )
 
 
-def _states() -> Json:
-    query = (
-        'SELECT last("value") FROM "telemetry" WHERE "signal" = \'state\' AND $timeFilter'
-        ' GROUP BY time($__interval), "machine" fill(previous)'
+def state_query(where: str, group_by: str = "") -> str:
+    """The worst (highest) state code per bucket: a short fault is never averaged away, and an
+    empty bucket is null (no colour), so a dead line is not drawn as still running."""
+    tags = f', "{group_by}"' if group_by else ""
+    return (
+        f'SELECT max("value") FROM "telemetry" WHERE {where} AND "signal" = \'{STATE_SIGNAL}\''
+        f" AND $timeFilter GROUP BY time($__interval){tags} fill(null)"
     )
-    return state_timeline(
+
+
+def _states() -> statetimeline.Panel:
+    return state_band(
         "Machine states",
         "State of every machine over time: stopped, idle (starved or unloaded), running, "
-        "faulted. Click a machine for its detail dashboard.",
-        [influxql(query, alias="$tag_machine")],
+        f"faulted. Each band segment is the worst state in its bucket (at least {LOOKBACK}), so "
+        "a short fault always shows; no colour is no data (line or connector down). Click a "
+        "machine for its detail dashboard.",
+        InfluxQL(state_query(SITE_LINE, "machine"), alias="$tag_machine"),
         STATE_MAPPINGS,
+        interval=STATE_INTERVAL,
         links=[MACHINE_DETAIL_LINK],
     )
 
 
-def _throughput() -> Json:
+def _data_age() -> stat_panel.Panel:
+    return stat(
+        "Newest sample age per machine",
+        "Seconds since the newest sample of each machine (any signal or quality, to 10 s), red "
+        f"past {STALE_S} s: twice the keep-alive, so even a machine whose values do not change is "
+        "stale by then. A machine silent for over an hour drops out.",
+        InfluxQL(age_query("telemetry", "quality", SITE_LINE, "machine"), alias="$tag_machine"),
+        unit="s",
+        steps=AGE_STEPS,
+        no_value="no data in the last hour",
+    )
+
+
+def _throughput() -> timeseries.Panel:
     query = (
         'SELECT non_negative_derivative(last("value"), 1m) FROM "telemetry"'
-        f" WHERE {OUTPUT_COUNTERS} AND $timeFilter"
-        ' GROUP BY time($__interval), "machine", "signal" fill(none)'
+        f" WHERE {OUTPUT_COUNTERS} AND {SITE_LINE} AND $timeFilter"
+        ' GROUP BY time($__interval), "machine", "signal" fill(null)'
     )
-    return timeseries(
+    return time_series(
         "Throughput (units/min)",
         "Output rate from each machine's production counters (`*_total` signals, rejects "
-        "left out), per minute. A counter reset (PLC restart) shows as a gap, not a dip.",
-        [influxql(query, alias="$tag_machine $tag_signal")],
-        unit="suffix: /min",
+        "left out), per minute. A counter reset (PLC restart) is no dip; a gap is no data for "
+        f"over {STALE_S} s.",
+        InfluxQL(query, alias="$tag_machine $tag_signal"),
+        unit="suffix:/min",
         interval="10s",
     )
 
 
-def _produced() -> Json:
+def _produced() -> stat_panel.Panel:
     query = (
-        'SELECT spread("value") FROM "telemetry" WHERE "signal" =~ /_total$/ AND $timeFilter'
-        ' GROUP BY "machine", "signal"'
+        'SELECT spread("value") FROM "telemetry" WHERE "signal" =~ /_total$/'
+        f' AND {SITE_LINE} AND $timeFilter GROUP BY "machine", "signal"'
     )
     return stat(
         "Produced in the time range",
         "How much each counter rose in the selected time range (good and rejected units).",
-        [influxql(query, alias="$tag_machine $tag_signal")],
+        InfluxQL(query, alias="$tag_machine $tag_signal"),
         unit="short",
         decimals=0,
     )
 
 
-def _oee() -> Json:
-    query = 'SELECT last("oee") FROM "kpi" WHERE $timeFilter GROUP BY "machine"'
+def _oee() -> bargauge.Panel:
+    query = f'SELECT last("oee") FROM "kpi" WHERE {SITE_LINE} AND $timeFilter GROUP BY "machine"'
     return bar_gauge(
         "OEE per machine (latest)",
         "Overall equipment effectiveness (availability x performance x quality) of the last "
-        "KPI interval, for machines with a production counter.",
-        [influxql(query, alias="$tag_machine")],
+        "KPI interval, for machines with a production counter: red below 60 %, yellow to "
+        "85 %, green above.",
+        InfluxQL(query, alias="$tag_machine"),
         unit="percentunit",
+        steps=(("red", None), ("yellow", 0.6), ("green", 0.85)),
     )
 
 
-def _oee_factors() -> Json:
+def _oee_factors() -> table_panel.Panel:
     query = (
         'SELECT last("availability") AS "availability", last("performance") AS "performance",'
-        ' last("quality") AS "quality", last("oee") AS "oee" FROM "kpi" WHERE $timeFilter'
-        ' GROUP BY "machine"'
+        ' last("quality") AS "quality", last("oee") AS "oee" FROM "kpi"'
+        f' WHERE {SITE_LINE} AND $timeFilter GROUP BY "machine"'
     )
-    percent = {"unit": "percentunit", "decimals": 1}
-    return table(
+    panel = table(
         "OEE factors per machine (latest)",
         "Availability = running time / planned (not stopped) time; performance = output / "
         "(ideal rate x running time); quality = good / total output. Machines without a "
         "counter have availability only.",
-        [influxql(query, table=True)],
-        transformations=[MERGE, organize(hide=["Time"])],
-        overrides=[
-            override(name, **percent) for name in ("availability", "performance", "quality", "oee")
-        ],
+        InfluxQL(query, table=True),
+        [MERGE, organize(hide=["Time"])],
     )
+    for name in ("availability", "performance", "quality", "oee"):
+        panel.override_by_name(name, props(unit="percentunit", decimals=1))
+    return panel
 
 
-def _energy_used() -> Json:
+def _energy_used() -> stat_panel.Panel:
     query = (
-        'SELECT spread("value") FROM "telemetry" WHERE "signal" = \'energy_kwh\' AND $timeFilter'
-        ' GROUP BY "machine"'
+        'SELECT spread("value") FROM "telemetry" WHERE "signal" = \'energy_kwh\''
+        f' AND {SITE_LINE} AND $timeFilter GROUP BY "machine"'
     )
     return stat(
         "Energy used in the time range",
         "Rise of each energy meter's kWh counter over the selected time range.",
-        [influxql(query, alias="$tag_machine")],
+        InfluxQL(query, alias="$tag_machine"),
         unit="kwatth",
         decimals=1,
     )
 
 
-def _power() -> Json:
+def _power() -> timeseries.Panel:
     query = (
-        'SELECT mean("value") FROM "telemetry" WHERE "signal" = \'power_kw\' AND $timeFilter'
-        ' GROUP BY time($__interval), "machine" fill(none)'
+        'SELECT mean("value") FROM "telemetry" WHERE "signal" = \'power_kw\''
+        f' AND {SITE_LINE} AND $timeFilter GROUP BY time($__interval), "machine" fill(null)'
     )
-    return timeseries(
+    return time_series(
         "Power (kW)",
         "Active power of every machine that measures it; the energy meter's is the whole "
-        "line feeder.",
-        [influxql(query, alias="$tag_machine")],
+        f"line feeder. A gap is no data for over {STALE_S} s.",
+        InfluxQL(query, alias="$tag_machine"),
         unit="kwatt",
     )
 
 
-def _voltages() -> Json:
+def _voltages() -> timeseries.Panel:
     query = (
-        'SELECT mean("value") FROM "telemetry" WHERE "signal" =~ /^voltage_l[0-9]_v$/'
-        ' AND $timeFilter GROUP BY time($__interval), "machine", "signal" fill(none)'
+        'SELECT min("value") FROM "telemetry" WHERE "signal" =~ /^voltage_l[0-9]_v$/'
+        f" AND {SITE_LINE} AND $timeFilter"
+        ' GROUP BY time($__interval), "machine", "signal" fill(null)'
     )
-    return timeseries(
-        "Supply voltage per phase (V)",
-        "Phase voltages at the energy meter: a voltage sag shows here first.",
-        [influxql(query, alias="$tag_machine $tag_signal")],
+    return time_series(
+        "Supply voltage per phase (V, lowest per interval)",
+        "Phase voltages at the energy meter, the lowest of each interval so a short sag "
+        "shows at any time range. A gap is no data for over "
+        f"{STALE_S} s.",
+        InfluxQL(query, alias="$tag_machine $tag_signal"),
         unit="volt",
     )

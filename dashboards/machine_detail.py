@@ -1,72 +1,76 @@
 """Machine detail: every signal of one machine with its unit, its anomaly score against the
 threshold, and its fault and anomaly events as annotations.
 
-`$machine` and `$signal` are read from the historian (SHOW TAG VALUES), so the machines and
-signals of whatever line writes there appear without editing the dashboard.
+`$site`, `$line`, `$machine` and `$signal` are read from the historian (SHOW TAG VALUES), so the
+machines and signals of whatever line writes there appear without editing the dashboard.
 """
 
 from __future__ import annotations
 
-from dashboards import anomalies, events
-from dashboards.grafana import (
+from grafana_foundation_sdk.builders import stat as stat_panel
+from grafana_foundation_sdk.builders import statetimeline, timeseries
+
+from dashboards import anomalies, events, line_overview
+from dashboards.influxql import LATEST, LOOKBACK, SITE_LINE, STALE_S, InfluxQL, query_variable
+from dashboards.panels import (
     QUALITY_MAPPINGS,
     STATE_MAPPINGS,
     Json,
-    Layout,
-    dashboard,
-    influxql,
-    query_variable,
-    regex_override,
+    build_dashboard,
     stat,
-    state_timeline,
-    timeseries,
-    unit_overrides,
+    state_band,
+    time_series,
+    with_unit_overrides,
 )
 
 UID = "shopfloor-machine-detail"
-MACHINE = '"machine" =~ /^$machine$/'
+MACHINE = f'{SITE_LINE} AND "machine" =~ /^$machine$/'
 SIGNALS = '"signal" =~ /^$signal$/'
 
 
 def build() -> Json:
     """The Machine detail dashboard model."""
-    layout = Layout()
-    layout.row("State and latest values")
-    layout.add(_state(), 24, 4)
-    layout.add(_latest(), 24, 5)
-    layout.row("Signals")
-    layout.add(_signal(), 8, 7)
-    layout.add(_quality(), 24, 5)
-    layout.row("Anomaly detection")
-    layout.add(_score(), 16, 8)
-    layout.add(
-        anomalies.latest_scores(
-            "Latest score and top signal",
-            "The newest score, its threshold, whether it is anomalous and which signal "
-            "contributed most: where to look first.",
-            group_by="detector",
-            machine_regex="$machine",
-        ),
-        8,
-        8,
-    )
-    layout.add(
-        events.event_log(
-            "Events of this machine",
-            "Injected faults and anomaly episodes of this machine in the time range.",
-            machine_regex="$machine",
-        ),
-        24,
-        7,
-    )
-    return dashboard(
+    return build_dashboard(
         UID,
         "Machine detail",
         "Every signal of one machine, its anomaly score against the threshold, its events.",
-        layout,
+        [
+            ("State and latest values", [(_state(), 24, 4), (_latest(), 24, 5)]),
+            ("Signal quality", [(_quality(), 24, 5)]),
+            ("Signals", [(_signal(), 8, 7)]),
+            (
+                "Anomaly detection",
+                [
+                    (_score(), 16, 8),
+                    (
+                        anomalies.latest_scores(
+                            "Latest score and top signal",
+                            "The newest score, its threshold, whether it is anomalous, which "
+                            "signal contributed most (where to look first) and how old it is.",
+                            group_by="detector",
+                            machine_regex="$machine",
+                        ),
+                        8,
+                        8,
+                    ),
+                    (
+                        events.event_log(
+                            "Events of this machine",
+                            "Injected faults and anomaly episodes of this machine in the time "
+                            "range.",
+                            machine_regex="$machine",
+                        ),
+                        24,
+                        7,
+                    ),
+                ],
+            ),
+        ],
         variables=[
             query_variable(
-                "machine", "Machine", 'SHOW TAG VALUES FROM "telemetry" WITH KEY = "machine"'
+                "machine",
+                "Machine",
+                f'SHOW TAG VALUES FROM "telemetry" WITH KEY = "machine" WHERE {SITE_LINE}',
             ),
             query_variable(
                 "signal",
@@ -80,78 +84,73 @@ def build() -> Json:
     )
 
 
-def _state() -> Json:
-    query = (
-        f'SELECT last("value") FROM "telemetry" WHERE {MACHINE} AND "signal" = \'state\''
-        " AND $timeFilter GROUP BY time($__interval) fill(previous)"
-    )
-    return state_timeline(
+def _state() -> statetimeline.Panel:
+    return state_band(
         "State",
-        "Stopped, idle, running or faulted over time.",
-        [influxql(query, alias="state")],
+        f"Stopped, idle, running or faulted over time: the worst state of each bucket (at least "
+        f"{LOOKBACK}), so a short fault always shows; no colour is no data.",
+        InfluxQL(line_overview.state_query(MACHINE), alias="state"),
         STATE_MAPPINGS,
+        interval=line_overview.STATE_INTERVAL,
     )
 
 
-def _latest() -> Json:
+def _latest() -> stat_panel.Panel:
     query = (
-        f'SELECT last("value") FROM "telemetry" WHERE {MACHINE} AND {SIGNALS} AND $timeFilter'
+        f'SELECT last("value") FROM "telemetry" WHERE {MACHINE} AND {SIGNALS} AND {LATEST}'
         ' GROUP BY "signal"'
     )
-    return stat(
+    panel = stat(
         "Latest values",
-        "The newest good value of each selected signal, in the unit its name carries.",
-        [influxql(query, alias="$tag_signal")],
-        overrides=unit_overrides(),
+        "The newest good value of each selected signal, in the unit its name carries, if it is "
+        f"at most {STALE_S} s older than the end of the time range (twice the keep-alive of a "
+        "value that does not change); a signal with nothing newer is missing here: stale.",
+        InfluxQL(query, alias="$tag_signal"),
+        no_value=f"no data in the last {STALE_S} s",
     )
+    with_unit_overrides(panel)
+    return panel
 
 
-def _signal() -> Json:
+def _signal() -> timeseries.Panel:
     query = (
         f'SELECT mean("value") FROM "telemetry" WHERE {MACHINE} AND {SIGNALS} AND $timeFilter'
-        ' GROUP BY time($__interval), "signal" fill(none)'
+        ' GROUP BY time($__interval), "signal" fill(null)'
     )
-    panel = timeseries(
+    panel = time_series(
         "$signal",
         "One panel per signal (repeated for each value of $signal), in the unit its name "
-        "carries (e.g. _c °C, _a A, _mm_s mm/s). Gaps are bad-quality samples or no data.",
-        [influxql(query, alias="$tag_signal")],
-        overrides=unit_overrides(),
+        "carries (e.g. _c °C, _a A, _mm_s mm/s). A gap is no good sample for over "
+        f"{STALE_S} s (no data, or bad quality); shorter pauses of a value that does not "
+        "change are bridged.",
+        InfluxQL(query, alias="$tag_signal"),
     )
-    panel.update({"repeat": "signal", "repeatDirection": "h", "maxPerRow": 3})
-    return panel
+    with_unit_overrides(panel)
+    return panel.repeat("signal").repeat_direction("h").max_per_row(3)
 
 
-def _quality() -> Json:
+def _quality() -> statetimeline.Panel:
     query = (
         f'SELECT max("quality") FROM "telemetry" WHERE {MACHINE} AND {SIGNALS} AND $timeFilter'
-        ' GROUP BY time($__interval), "signal" fill(none)'
+        ' GROUP BY time($__interval), "signal" fill(null)'
     )
-    return state_timeline(
+    return state_band(
         "Signal quality",
-        "Worst quality of each signal per interval: good, uncertain or bad (PLC unreachable, "
-        "sensor fault). A bad sample has no value, so its signal panel shows a gap.",
-        [influxql(query, alias="$tag_signal")],
+        "Worst quality of each signal per bucket (at least "
+        f"{LOOKBACK}): good, uncertain or bad (PLC unreachable, sensor fault); no colour is no "
+        "data. A bad sample has no value, so its signal panel shows a gap.",
+        InfluxQL(query, alias="$tag_signal"),
         QUALITY_MAPPINGS,
+        interval=line_overview.STATE_INTERVAL,
     )
 
 
-def _score() -> Json:
-    query = (
-        'SELECT mean("score") AS "score", mean("threshold") AS "threshold" FROM "anomaly"'
-        f' WHERE {MACHINE} AND $timeFilter GROUP BY time($__interval), "detector" fill(none)'
+def _score() -> timeseries.Panel:
+    return time_series(
+        "Anomaly score / threshold",
+        f"The detector's {anomalies.SCORE_RATIO_DESCRIPTION} Enough anomalous windows open "
+        "an episode.",
+        InfluxQL(anomalies.score_ratio_query(MACHINE, "detector"), alias="$tag_detector"),
+        threshold_line=1.0,
+        log_axis=True,
     )
-    panel = timeseries(
-        "Anomaly score vs threshold",
-        "The detector's anomaly score for each window of this machine's signals; above the "
-        "threshold (dashed) a window is anomalous, and enough of them open an episode.",
-        [influxql(query, alias="$tag_detector $col")],
-    )
-    panel["fieldConfig"]["overrides"] = [
-        regex_override(
-            "/threshold$/",
-            color={"mode": "fixed", "fixedColor": "red"},
-            custom__lineStyle={"fill": "dash", "dash": [10, 10]},
-        )
-    ]
-    return panel

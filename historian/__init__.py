@@ -35,6 +35,7 @@ __all__ = [
 
 DEFAULT_URL = "sqlite:shopfloor.db"
 DEFAULT_INFLUX_PORT = 8086
+_REDACTED = "REDACTED"
 _FORMS = (
     "use sqlite:PATH, influxdb[s]://HOST:PORT/DATABASE or influxdb2[s]://HOST:PORT"
     " (as the argument or in SHOPFLOOR_HISTORIAN)"
@@ -46,13 +47,19 @@ def _resolve(url: str | None, environ: Mapping[str, str]) -> str:
 
 
 def describe(url: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
-    """The historian URL as a status display may show it: any user:password@ removed."""
+    """The historian URL as a status display or an error may show it: any user:password@
+    removed, a ?query or #fragment (where a password may have been typed) blanked out."""
     resolved = _resolve(url, environ)
     if "://" not in resolved:
-        return resolved
+        scheme, _, rest = resolved.partition(":")
+        return resolved if scheme == "sqlite" else f"{scheme}:{rest.rpartition('@')[2]}"
     parts = urlsplit(resolved)
     host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=host).geturl()
+    return parts._replace(
+        netloc=host,
+        query=_REDACTED if parts.query else "",
+        fragment=_REDACTED if parts.fragment else "",
+    ).geturl()
 
 
 def _secret(environ: Mapping[str, str], name: str) -> str:

@@ -1,6 +1,6 @@
 """InfluxDB 2.x/3.x (and 1.8+): writes through influxdb-client's async API, reads over InfluxQL.
 
-Dashboards and analytics query in InfluxQL everywhere (DESIGN.md), so reads go to the
+Dashboards and analytics query in InfluxQL everywhere, so reads go to the
 v1-compatible /query endpoint with the bucket as database and `Authorization: Token ...`
 (2.x needs a DBRP mapping for the bucket, which `influx v1 dbrp` creates). The client is built
 on first use because influxdb-client insists on being created inside a running loop.

@@ -7,17 +7,19 @@ elsewhere is literal, so a name with a backslash right before one of its escapab
 at its end, or with a newline, cannot be written faithfully and is refused. Empty tag values are
 left out (line protocol has no empty tag; it reads back as an absent tag).
 
-Line protocol has no NaN or infinity: a Sample whose value is not finite (the PLC answered badly)
-is written with only its `quality` field, and non-finite float fields of a Point are left out.
+Line protocol has no NaN or infinity: a Sample whose value is not finite (the PLC answered badly,
+or sent NaN or infinity) is written with only its `quality` field, always bad (never good with no
+value), and non-finite float fields of a Point are left out.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 from historian.base import HistorianError
 from historian.model import TELEMETRY, typed_fields
-from historian.sample import Point, Sample
+from historian.sample import Point, Sample, quality_without_value
 
 _MEASUREMENT_SPECIALS = ", "
 _KEY_SPECIALS = ",= "
@@ -27,10 +29,21 @@ _MAX_CACHED_SERIES = 100_000
 _telemetry_prefixes: dict[tuple[str, str, str, str], str] = {}
 
 
+def name_problem(text: str) -> str | None:
+    """Why a name (tag value, measurement, field key) cannot be written faithfully, if it
+    cannot: the one rule that connectors files are checked against when they load."""
+    control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"holds the control character {control!r}"
+    if text.endswith("\\"):
+        return "ends with a backslash"
+    if any("\\" + c in text for c in _KEY_SPECIALS):
+        return "has a backslash before a comma, an equals sign or a space"
+    return None
+
+
 def _escape(text: str, specials: str) -> str:
-    if "\n" in text or (
-        "\\" in text and (text.endswith("\\") or any("\\" + c in text for c in specials))
-    ):
+    if name_problem(text) is not None:
         raise HistorianError(f"cannot be written as InfluxDB line protocol: {text!r}")
     for char in specials:
         if char in text:
@@ -85,7 +98,7 @@ def format_samples(samples: Sequence[Sample]) -> str:
         if value - value == 0:  # false for NaN and +-inf, without a function call
             append(f"{prefix}value={value},quality={s.quality:d}i {s.source_ts}")
         else:
-            append(f"{prefix}quality={s.quality:d}i {s.source_ts}")
+            append(f"{prefix}quality={quality_without_value(s):d}i {s.source_ts}")
     return "\n".join(lines)
 
 

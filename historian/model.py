@@ -1,4 +1,5 @@
-"""The data model of DESIGN.md as data: every measurement's tag keys and typed field keys.
+"""The data model (the README's "The data model") as data: every measurement's tag keys and
+typed field keys.
 
 Backends use it to lay out SQLite tables, to write each field with its declared type (InfluxDB
 refuses a float field that later arrives as an integer) and to tell tag columns from field
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import IntEnum
 
 from historian.base import HistorianError
 from historian.sample import Point, Quality
@@ -25,6 +27,19 @@ class Measurement:
     tags: tuple[str, ...]
     fields: Mapping[str, FieldType]
 
+
+class MachineState(IntEnum):
+    """The codes of every machine's `state` signal: the one definition its readers share (OEE,
+    the live status, the dashboards). Ordered by how much a bucket's worst value matters, so
+    max() over an interval never averages a fault away: faulted beats running beats idle."""
+
+    STOPPED = 0
+    IDLE = 1
+    RUNNING = 2
+    FAULTED = 3
+
+
+STATE_SIGNAL = "state"
 
 TELEMETRY = Measurement(
     "telemetry", ("site", "line", "machine", "signal"), {"value": float, "quality": int}
@@ -52,6 +67,7 @@ CONNECTOR = Measurement(
         "latency_ms": float,
         "spool_bytes": int,
         "spool_dropped": int,
+        "spool_unreadable_bytes": int,
     },
 )
 KPI = Measurement(

@@ -37,7 +37,7 @@ from historian.model import (
     typed_fields,
 )
 from historian.model import measurement as model_of
-from historian.sample import Point, Sample
+from historian.sample import Point, Sample, quality_without_value
 
 T = TypeVar("T")
 SeriesKey = tuple[str, str, str, str]
@@ -196,12 +196,9 @@ def _telemetry_rows(
     samples: Sequence[Sample],
 ) -> list[TelemetryRow]:
     return [
-        (
-            (s.site, s.line, s.machine, s.signal),
-            s.source_ts,
-            s.value if s.value - s.value == 0 else None,
-            int(s.quality),
-        )
+        ((s.site, s.line, s.machine, s.signal), s.source_ts, s.value, int(s.quality))
+        if s.value - s.value == 0  # false for NaN and +-inf: no value, and bad
+        else ((s.site, s.line, s.machine, s.signal), s.source_ts, None, quality_without_value(s))
         for s in samples
     ]
 

@@ -1,48 +1,59 @@
 """Units read off signal names.
 
-The data model keeps units in signal names (DESIGN.md: `temperature_c`, `current_a`), so any
+The data model keeps units in signal names (`temperature_c`, `current_a`), so any
 reader of the historian can show them without a side table that could drift from the data.
 """
 
 from __future__ import annotations
 
+# Signal-name suffix -> (unit symbol, Grafana unit id). The Grafana ids are checked against
+# Grafana's own list (tests/dashboards); `suffix:TEXT` is Grafana's custom unit for the rest.
 # Longest suffix first wins, so `_kwh` is not read as `_h` and `_mm_s` not as `_s`.
-_SUFFIXES: dict[str, str] = {
-    "_mm_s": "mm/s",
-    "_m3_min": "m³/min",
-    "_m_min": "m/min",
-    "_l_min": "L/min",
-    "_per_min": "1/min",
-    "_hours": "h",
-    "_kwh": "kWh",
-    "_lph": "L/h",
-    "_bpm": "1/min",
-    "_kvarh": "kvarh",
-    "_kvar": "kvar",
-    "_kva": "kVA",
-    "_kw": "kW",
-    "_rpm": "rpm",
-    "_bar": "bar",
-    "_pct": "%",
-    "_hz": "Hz",
-    "_nm": "N·m",
-    "_ms": "ms",
-    "_ml": "mL",
-    "_c": "°C",
-    "_a": "A",
-    "_v": "V",
-    "_h": "h",
-    "_s": "s",
-    "_g": "g",
-    "_l": "L",
-    "_total": "count",
+SUFFIXES: dict[str, tuple[str, str]] = {
+    "_mm_s": ("mm/s", "suffix:mm/s"),
+    "_m3_min": ("m³/min", "suffix:m³/min"),
+    "_m_min": ("m/min", "suffix:m/min"),
+    "_l_min": ("L/min", "suffix:L/min"),
+    "_per_min": ("1/min", "suffix:/min"),
+    "_hours": ("h", "h"),
+    "_kwh": ("kWh", "kwatth"),
+    "_lph": ("L/h", "litreh"),
+    "_bpm": ("1/min", "suffix:/min"),
+    "_kvarh": ("kvarh", "suffix:kvarh"),
+    "_kvar": ("kvar", "kvoltampreact"),
+    "_kva": ("kVA", "kvoltamp"),
+    "_kw": ("kW", "kwatt"),
+    "_rpm": ("rpm", "rotrpm"),
+    "_bar": ("bar", "pressurebar"),
+    "_pct": ("%", "percent"),
+    "_hz": ("Hz", "hertz"),
+    "_nm": ("N·m", "forceNm"),
+    "_ms": ("ms", "ms"),
+    "_ml": ("mL", "mlitre"),
+    "_c": ("°C", "celsius"),
+    "_a": ("A", "amp"),
+    "_v": ("V", "volt"),
+    "_h": ("h", "h"),
+    "_s": ("s", "s"),
+    "_g": ("g", "massg"),
+    "_l": ("L", "litre"),
+    "_total": ("count", "short"),
 }
-_ORDERED = sorted(_SUFFIXES.items(), key=lambda item: -len(item[0]))
+_ORDERED = sorted(SUFFIXES.items(), key=lambda item: -len(item[0]))
+
+
+def _lookup(signal: str) -> tuple[str, str]:
+    for suffix, units in _ORDERED:
+        if signal.endswith(suffix):
+            return units
+    return "", ""
 
 
 def unit_of(signal: str) -> str:
     """The unit a signal name carries, or '' when it names none (states, flags, ratios)."""
-    for suffix, unit in _ORDERED:
-        if signal.endswith(suffix):
-            return unit
-    return ""
+    return _lookup(signal)[0]
+
+
+def grafana_unit_of(signal: str) -> str:
+    """The Grafana unit id for a signal's name, or '' when it names no unit."""
+    return _lookup(signal)[1]

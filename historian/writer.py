@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from historian.backoff import Backoff
 from historian.base import Historian, HistorianError
 from historian.sample import Point, Sample
 from historian.spool import Batch, Spool, SpoolError, SpoolStats
@@ -73,6 +74,7 @@ class HistorianWriter:
         self.split_budget = split_budget
         self.stats = WriterStats(self.spool.stats)
         self._batch = Batch()
+        self._failing_since: float | None = None
 
     async def open(self) -> None:
         """Open the spool now, so that an unusable folder stops a command before it starts."""
@@ -90,7 +92,8 @@ class HistorianWriter:
 
     async def run(self) -> None:
         """Deliver until cancelled; on cancellation, commit and write what is held, then stop.
-        A spool folder that fails ends the run with SpoolError (unless memory-only is allowed)."""
+        A spool folder that fails to write is run around in memory by the spool; one that cannot
+        be read ends the run with SpoolError."""
         await self.spool.open()
         committer = asyncio.create_task(self.spool.run(), name="spool-commit")
         try:
@@ -159,7 +162,7 @@ class HistorianWriter:
         each part left is tried once and rejected whole)."""
         todo: deque[Part] = deque(p for p in ((samples, []), ([], points)) if p[0] or p[1])
         splits_left = self.split_budget
-        delay = self.retry_min_s
+        backoff = Backoff(self.retry_min_s, self.retry_max_s)
         rejected = 0
         while todo:
             part = todo[0]
@@ -169,8 +172,7 @@ class HistorianWriter:
                 self.stats.last_error = str(exc)
                 self.stats.historian_ok = not exc.retryable
                 if exc.retryable:
-                    await self._back_off(delay, exc)
-                    delay = min(delay * 2, self.retry_max_s)
+                    await self._back_off(backoff.next(), exc)
                     continue
                 todo.popleft()
                 halves = _halves(part) if splits_left > 0 else []
@@ -181,8 +183,8 @@ class HistorianWriter:
                     rejected += len(part[0]) + len(part[1])
                 continue
             todo.popleft()
-            delay = self.retry_min_s
-            self.stats.historian_ok = True
+            backoff.reset()
+            self._historian_back()
         if rejected:
             self.stats.rejected += rejected
             log.error(
@@ -201,11 +203,25 @@ class HistorianWriter:
             await self.historian.write_points(points)
             self.stats.points_written += len(points)
 
-    async def _back_off(self, delay: float, exc: HistorianError) -> None:
+    async def _back_off(self, wait: float, exc: HistorianError) -> None:
         self.stats.retries += 1
-        wait = delay * random.uniform(0.5, 1.5)
-        log.warning("historian write failed, retrying in %.1f s: %s", wait, exc)
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        log.warning("historian write failed, retrying in %.2f s: %s", wait, exc)
         await asyncio.sleep(wait)
+
+    def _historian_back(self) -> None:
+        """A write went in: after failures, say so once and clear the stale error."""
+        self.stats.historian_ok = True
+        if self._failing_since is None:
+            return
+        log.warning(
+            "historian %s is back after %.0f s; delivering what the spool holds",
+            self.historian.describe(),
+            time.monotonic() - self._failing_since,
+        )
+        self._failing_since = None
+        self.stats.last_error = ""
 
 
 def _halves(part: Part) -> list[Part]:

@@ -219,6 +219,7 @@ async def detect(args: argparse.Namespace) -> int:
         try:
             await run_for(args.duration, detector.run())
         finally:
+            await detector.close()
             print(detection_summary(detector.stats))
     return 0
 

@@ -168,7 +168,8 @@ async def _spooled_writer(args: argparse.Namespace, historian: Historian) -> His
     try:
         await writer.open()
     except SpoolError as exc:
-        raise CommandError(f"{exc}; or allow --memory-only-on-spool-error") from None
+        hint = "; or allow --memory-only-on-spool-error" if exc.memory_helps else ""
+        raise CommandError(f"{exc}{hint}") from None
     return writer
 
 
@@ -335,8 +336,9 @@ def _add_spool(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-only-on-spool-error",
         action="store_true",
-        help="if the spool folder is unwritable or full, keep running with data in memory "
-        "only (lost if the process stops); default: stop with an error",
+        help="if the spool folder cannot be used at start, run with data in memory only "
+        "(lost if the process stops); default: stop with an error. A folder that fails "
+        "while running (disk full, read-only) always falls back to memory and is retried",
     )
     parser.add_argument(
         "--health-port",

@@ -114,7 +114,10 @@ class LineDetection:
             kpi_interval_s=self.args.kpi_interval,
             ideal_rates_per_min=rated_outputs(self.spec),
         )
-        await self.detector.run()
+        try:
+            await self.detector.run()
+        finally:
+            await self.detector.close()
 
     def anomalies(self) -> dict[str, str]:
         """Machine -> top signal of every anomaly episode under way, for the live status."""

@@ -89,5 +89,14 @@ async def run_for(duration_s: float | None, *work: Awaitable[object]) -> None:
     except TimeoutError:
         pass
     except ExceptionGroup as group:
-        # One part failing stops the rest; report that failure, not the group around it.
-        raise group.exceptions[0] from None
+        # One part failing stops the rest; report that failure, not the groups around it
+        # (a part with task groups of its own nests them).
+        raise _first_failure(group) from None
+
+
+def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception inside (nested) exception groups."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found

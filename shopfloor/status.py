@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from connectors.base import Input
+from historian.model import MachineState
 from historian.sample import Quality, Sample
 from historian.units import unit_of
 from historian.writer import HistorianWriter
 
 NBSP = "\u00a0"  # keeps a value and its unit on one line when the table wraps
-STATE_NAMES = {0: "stopped", 1: "idle", 2: "running", 3: "FAULTED"}
+STATE_NAMES = {s.value: s.name.lower() for s in MachineState} | {MachineState.FAULTED: "FAULTED"}
 
 
 class LiveStatus:

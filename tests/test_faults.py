@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import random
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +44,8 @@ from shopfloor.simconfig import sim_connectors
 from shopfloor.status import LiveStatus
 from tests.eventually import eventually
 from tests.historian.test_spool import read_only, samples
+from tests.historian.test_spool import running as running_spool
+from tests.historian.test_spool_disk import fill, small_disk
 from tests.test_line import running
 
 pytestmark = pytest.mark.influxdb
@@ -380,3 +385,119 @@ def test_a_read_only_spool_folder_stops_with_a_message_or_runs_in_memory(tmp_pat
     assert "Traceback" not in stopped.stderr
     assert degraded.returncode == 0, degraded.stderr
     assert "continuing in memory only" in degraded.stderr
+
+
+async def test_a_spool_folder_in_use_says_so_without_a_hint_that_does_not_help(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(DEAD_PLC)
+    command = [*SHOPFLOOR, "connect", "--config", str(config), "--spool", str(tmp_path / "sp")]
+    command += ["--historian", f"sqlite:{tmp_path / 'h.db'}", "--duration", "1s"]
+    spool = Spool(tmp_path / "sp")
+    await spool.open()  # another process has it
+    try:
+        busy = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        await spool.close()
+    assert busy.returncode == 2
+    assert "is in use by another shopfloor process" in busy.stderr
+    assert "--memory-only-on-spool-error" not in busy.stderr
+
+
+async def test_retries_never_wait_longer_than_the_cap_and_recovery_is_said_once(
+    influxd: Influxd, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """InfluxDB down for much longer than the (small) retry cap: no wait exceeds the cap, one
+    line says when it is back, and /health drops the stale error."""
+    cap = 0.2
+    caplog.set_level(logging.INFO, "historian.writer")
+    random.seed(13)
+    historian = InfluxV1Historian(influxd.url, "cap")
+    writer = HistorianWriter(
+        historian, spool=Spool(tmp_path / "spool"), retry_min_s=0.05, retry_max_s=cap
+    )
+    inputs = parse_config(DEAD_PLC, Path("c.yaml")).build_inputs()
+    async with historian, running(writer.run()):
+        await writer.put(samples(100))
+        await eventually(lambda: writer.stats.samples_written == 100, "the first write", 30)
+        await asyncio.to_thread(influxd.halt)
+        await writer.put(samples(100, 100))
+        await eventually(lambda: writer.stats.retries >= 20, "20 retries", 30)
+        _, failing = HealthServer(inputs, writer, port=0).report()
+        await asyncio.to_thread(influxd.resume)
+        await eventually(lambda: writer.stats.samples_written == 200, "the held batch", 30)
+        _, back = HealthServer(inputs, writer, port=0).report()
+    waits = [float(w) for w in re.findall(r"retrying in ([0-9.]+) s", caplog.text)]
+    assert len(waits) >= 20 and max(waits) <= cap
+    assert failing["historian"]["last_error"] and not failing["historian"]["historian_ok"]
+    assert back["historian"]["last_error"] == "" and back["historian"]["historian_ok"]
+    assert caplog.text.count("is back after") == 1
+
+
+async def test_a_disk_that_fills_up_mid_run_keeps_the_connector_collecting(
+    fast_line: LineSpec, simulator: tuple[int, int], tmp_path: Path
+) -> None:
+    """The spool's file system fills up under a running `shopfloor connect` (a real tmpfs):
+    it goes on collecting into memory, says so in one line and on /health, goes back to disk
+    when there is room again, and stops cleanly: no traceback, exit 0."""
+    config = connectors_file(fast_line, tmp_path, *simulator)
+    port = free_port()
+    with small_disk(tmp_path / "disk") as disk:
+        filler = fill(disk, leave=150_000)
+        process = connect(config, disk / "spool", f"sqlite:{tmp_path / 'h.db'}", port)
+        try:
+            full = await wait_health(
+                port, "the spool in memory", lambda b: b["spool"]["memory_only"], 60
+            )
+            assert "No space left on device" in full["spool"]["last_error"]
+            assert process.poll() is None
+            filler.unlink()
+            back = await wait_health(
+                port, "the spool on disk again", lambda b: not b["spool"]["memory_only"], 60
+            )
+            assert back["spool"]["last_error"] == ""
+            assert back["spool"]["dropped_samples"] == 0
+            assert back["connectors"][0]["samples"] > full["connectors"][0]["samples"]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "No space left on device; holding up to" in err
+    assert "works again" in err
+
+
+async def test_spool_damage_is_reported_alike_everywhere(tmp_path: Path) -> None:
+    """A damaged record found on start: state.json, the `connector` points and /health all
+    carry the same counts (in spool_dropped and spool_unreadable_bytes)."""
+    folder = tmp_path / "spool"
+    async with running_spool(Spool(folder)) as spool:
+        for start in range(0, 1000, 100):
+            await spool.put(samples(100, start))
+    segment = max(folder.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    data[-5] ^= 0xFF  # in the payload of the last record
+    segment.write_bytes(bytes(data))
+    writer = HistorianWriter(open_historian(f"sqlite:{tmp_path / 'h.db'}"), spool=Spool(folder))
+    await writer.open()
+    try:
+        stats = writer.stats.spool
+        assert stats.dropped_samples == stats.unreadable_samples == 100
+        assert stats.unreadable_bytes > 0
+        inputs = parse_config(DEAD_PLC, Path("c.yaml")).build_inputs()
+        (point,) = Agent(inputs, writer).health_points()
+        assert point.fields["spool_dropped"] == 100
+        assert point.fields["spool_unreadable_bytes"] == stats.unreadable_bytes
+        _, body = HealthServer(inputs, writer, port=0).report()
+        assert body["spool"]["unreadable_bytes"] == stats.unreadable_bytes  # type: ignore[index]
+        assert body["spool"]["dropped_samples"] == 100  # type: ignore[index]
+        state = json.loads((folder / "state.json").read_text())
+        assert (state["dropped_samples"], state["unreadable_bytes"]) == (
+            100,
+            stats.unreadable_bytes,
+        )
+    finally:
+        await writer.spool.close()

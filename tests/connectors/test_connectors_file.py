@@ -116,3 +116,23 @@ def test_malformed_files(text: str, expected: str) -> None:
 def test_a_missing_file_is_named() -> None:
     with pytest.raises(ConfigError, match=r"nowhere\.yaml: cannot read the connectors file"):
         load_config(Path("nowhere.yaml"))
+
+
+def test_every_name_the_historian_could_not_store_is_refused_at_once() -> None:
+    """Newlines, other control characters and a trailing backslash in any name: each offender
+    is listed (file:line: field), not just the first, before anything starts."""
+    config = HERE / "modbus" / "testcases" / "bad_names_control_characters" / "config.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    problems = str(caught.value).splitlines()
+    fields = [line.split(": ")[1] for line in problems]
+    assert fields == [
+        "site",
+        "line",
+        "connectors[0].name",
+        "connectors[0].devices[0].machine",
+        "connectors[0].devices[0].tags[1].signal",
+        "connectors[0].devices[0].tags[2].signal",
+    ]
+    assert all(line.endswith("which the historian cannot store; remove it") for line in problems)
+    assert [int(line.split(":")[1]) for line in problems] == [1, 2, 5, 8, 11, 12]

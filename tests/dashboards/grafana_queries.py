@@ -5,7 +5,9 @@ names it uses against the data model (historian/model.py).
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from dashboards.build import DASHBOARDS
+from dashboards.build import render
 from historian.model import MEASUREMENTS
 
 ALERT_RULES = Path(__file__).parents[2] / "dashboards" / "provisioning" / "alerting" / "rules.yaml"
@@ -27,8 +29,9 @@ KEYWORDS = {
 }  # fmt: skip
 FUNCTIONS = {
     "last", "first", "mean", "max", "min", "count", "spread", "sum",
-    "non_negative_derivative", "non_negative_difference",
+    "non_negative_derivative", "non_negative_difference", "cumulative_sum", "floor",
 }  # fmt: skip
+MODELS: dict[str, dict[str, Any]] = {name: json.loads(text) for name, text in render().items()}
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,15 @@ class Query:
 
 def dashboard_queries() -> Iterator[Query]:
     """Panel targets, variable queries and annotation queries of every generated dashboard."""
-    for name, build in DASHBOARDS.items():
-        model = build()
+    for name, model in MODELS.items():
         variables = model["templating"]["list"]
         names = tuple(v["name"] for v in variables)
         multi = frozenset(v["name"] for v in variables if v.get("multi"))
         for variable in variables:
             yield Query(f"{name}: variable ${variable['name']}", variable["query"], variables=names)
         for item in model["annotations"]["list"]:
-            yield Query(f"{name}: annotation {item['name']!r}", item["query"], variables=names)
+            query = item["target"]["query"]
+            yield Query(f"{name}: annotation {item['name']!r}", query, variables=names)
         for panel in model["panels"]:
             for target in panel.get("targets", []):
                 yield Query(
@@ -90,9 +93,12 @@ def expand(
     values: Mapping[str, Sequence[str]],
     *,
     time_filter: str = "time >= now() - 15m",
+    to_ms: int | None = None,
 ) -> str:
-    """The query as Grafana sends it: $timeFilter, $__interval / $interval and $variables."""
+    """The query as Grafana sends it: $timeFilter, ${__to} (the end of the range: now unless
+    given), $__interval / $interval and $variables."""
     text = query.text.replace("$timeFilter", time_filter)
+    text = text.replace("${__to}", str(to_ms if to_ms is not None else int(time.time() * 1000)))
     text = text.replace("$__interval", query.interval).replace("$interval", query.interval)
     for name in sorted(query.variables, key=len, reverse=True):
         if f"${name}" in text:
@@ -135,7 +141,7 @@ def name_problems(query: Query) -> list[str]:
         if ident not in known:
             problems.append(f"{model.name} has no tag or field {ident!r}")
     bare = re.sub(r'"[^"]*"', " ", stripped)
-    bare = re.sub(r"\$\w+", " ", bare)
+    bare = re.sub(r"\$\{?\w+\}?", " ", bare)
     for word in re.findall(r"[A-Za-z_]\w*", bare):
         if word.lower() not in KEYWORDS | FUNCTIONS and not re.fullmatch(r"\d*(ms|[smhdw])", word):
             problems.append(f"unquoted word {word!r} (quote identifiers so they can be checked)")

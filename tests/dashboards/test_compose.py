@@ -111,6 +111,16 @@ def test_start_order_has_healthchecks_behind_it() -> None:
     assert {"influxdb", "grafana", "sim", "connectors"} <= healthchecked
 
 
+def test_influxdb_health_is_probed_on_the_real_port() -> None:
+    """Not the setup server of the first start: `influx ping` with the served port as host
+    (it GETs /health there); a bare `influx ping` follows the CLI config setup wrote."""
+    influxdb = SERVICES["influxdb"]
+    (port,) = [p.rpartition(":")[2] for p in influxdb["ports"]]
+    assert influxdb["healthcheck"]["test"] == [
+        "CMD", "influx", "ping", "--host", f"http://127.0.0.1:{port}"
+    ]  # fmt: skip
+
+
 def test_connectors_health_port_is_the_one_checked() -> None:
     connectors = SERVICES["connectors"]
     port = connectors["command"][connectors["command"].index("--health-port") + 1]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dashboards.grafana import DATASOURCE_UID
+from dashboards.influxql import DATASOURCE_UID
 
 ROOT = Path(__file__).parents[2]
 PROVISIONING = ROOT / "dashboards" / "provisioning"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from historian.model import EVENTS
-from tests.dashboards.conftest import FAULT, LineRun
+from tests.dashboards.conftest import FAULT, JAM, LineRun
 from tests.dashboards.grafana_queries import (
     ALERT_RULES,
     Query,
@@ -73,7 +73,9 @@ def variable_values(line_run: LineRun) -> dict[str, list[str]]:
 
 
 def _check(run: LineRun, query: Query, values: Mapping[str, Sequence[str]], **kw: str) -> None:
-    text = expand(query, values, **kw)
+    """Run as Grafana would have when the run ended (${__to} is its end: the latest-value
+    queries look back from there, however long after the run this test runs)."""
+    text = expand(query, values, to_ms=run.end_ms, **kw)
     assert series_problems(text, run.query(text)) == [], f"{query.where}: {text}"
 
 
@@ -116,7 +118,9 @@ def _firing(run: LineRun, query: Query, lookback_s: int, uid: str) -> dict[str, 
     firing = {}
     for series in result["series"]:
         last = [row[1] for row in series["values"] if row[1] is not None][-1]
-        name = ",".join(series.get("tags", {}).values())
+        tags = series.get("tags", {})
+        name = tags.get("machine") or tags.get("connector") or ""
+        assert name not in firing, f"{uid}: two series for {name}: {tags}"
         firing[name] = last > limit if kind == "gt" else last < limit
     return firing
 
@@ -152,3 +156,20 @@ def test_episode_events_carry_the_fields_the_episode_tables_show(line_run: LineR
             assert duration_s is None, rows
         else:
             assert isinstance(duration_s, int | float) and duration_s >= 0, rows
+
+
+def test_no_episode_is_left_open_after_up_stops(line_run: LineRun) -> None:
+    """`up` ended by --duration closes what is still open: every machine's last episode event
+    is a closing one, so "episodes in progress" is empty afterwards; the jam that outlasts the
+    run is closed by the shutdown, with its duration."""
+    found = line_run.query(
+        'SELECT last("active") FROM "events" WHERE "kind" = \'anomaly\' GROUP BY "machine"'
+    )
+    last = {s["tags"]["machine"]: s["values"][0][1] for s in found.get("series", [])}
+    assert JAM["machine"] in last and not any(last.values()), last
+    closed = line_run.query(
+        'SELECT "text", "duration_s" FROM "events" WHERE "kind" = \'anomaly\''
+        f' AND "active" = false AND "machine" = \'{JAM["machine"]}\''
+    )
+    ((_, text, duration_s),) = closed["series"][0]["values"]
+    assert "detection stopped" in text and duration_s > 0, text

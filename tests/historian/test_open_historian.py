@@ -84,6 +84,26 @@ def test_password_without_username() -> None:
 
 def test_describe_url_drops_credentials() -> None:
     assert describe("influxdb://u:SECRET@h:1/db", {}) == "influxdb://h:1/db"
+    assert describe("influxdb://h:1/db?u=x&password=SECRET#SECRET", {}) == (
+        "influxdb://h:1/db?REDACTED#REDACTED"
+    )
+    assert describe("influxdb:u:SECRET@h/db", {}) == "influxdb:h/db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "influxdb://h:8086/db?password=SECRET",
+        "influxdb2://h:8086?token=SECRET",
+        "influxdb://h:8086/db#SECRET",
+        "influxdb:admin:SECRET@h/db",
+        "influx://admin:SECRET@h/db?p=SECRET",
+    ],
+)
+def test_a_password_typed_into_the_url_is_never_echoed(url: str) -> None:
+    with pytest.raises(HistorianError) as error:
+        open_historian(url, V2_ENV)
+    assert "SECRET" not in str(error.value)
     assert describe(None, {}) == "sqlite:shopfloor.db"
 
 

@@ -201,3 +201,21 @@ def test_sizes(text: str, size: int) -> None:
 def test_bad_sizes(text: str) -> None:
     with pytest.raises(ValueError, match="not a size"):
         parse_size(text)
+
+
+async def test_spool_files_are_for_their_owner_only(tmp_path: Path) -> None:
+    """Plant data: folders 0700, files 0600, like the keys (whatever the umask)."""
+    folder = tmp_path / "spool"
+    old = os.umask(0o022)
+    try:
+        async with running(Spool(folder)) as spool:
+            await spool.put(samples(10))
+            spool.ack(await take_all(spool))
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    files = [p for p in folder.iterdir() if p.is_file()]
+    assert {p.name for p in files} >= {"state.json", "lock"} and any(
+        p.suffix == ".seg" for p in files
+    )
+    assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o600 for p in files}

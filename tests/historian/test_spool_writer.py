@@ -16,6 +16,7 @@ from historian.sqlite import SQLiteHistorian
 from historian.writer import HistorianWriter
 from tests.eventually import eventually
 from tests.historian.test_spool import samples
+from tests.historian.test_spool_damage import flip, layout
 
 
 @pytest.mark.influxdb
@@ -62,3 +63,43 @@ async def test_a_full_spool_drops_exactly_what_the_historian_misses(tmp_path: Pa
         }
     assert len(stored) + spool.stats.dropped_samples == 30_000
     assert len(stored) == writer.stats.samples_written
+
+
+async def test_records_damaged_while_the_writer_runs_are_skipped_counted_and_it_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The historian locked, so the spool fills; two records ahead of the reader are damaged
+    on disk (a payload byte, a header byte). Once the historian is back everything else is
+    stored, the two are counted, and the writer is still running and taking data."""
+    db = tmp_path / "h.db"
+    async with SQLiteHistorian(str(db), busy_timeout_ms=50) as historian:
+        await historian.write_samples(samples(1, 100_000))  # creates the schema
+        blocker = sqlite3.connect(db)
+        blocker.execute("BEGIN EXCLUSIVE")
+        writer = HistorianWriter(
+            historian,
+            spool=Spool(tmp_path / "spool"),
+            batch_size=100,
+            flush_interval_s=0.01,
+            retry_min_s=0.05,
+            retry_max_s=0.1,
+        )
+        task = asyncio.create_task(writer.run())
+        for start in range(0, 2000, 100):
+            await writer.put(samples(100, start))
+        await eventually(lambda: writer.stats.retries >= 1, "a failed write")
+        records = layout(tmp_path / "spool")
+        path, payload_hit = records[10]
+        flip(path, payload_hit.end - 3)
+        flip(path, records[15][1].start + 2)
+        blocker.rollback()
+        blocker.close()
+        await eventually(lambda: writer.stats.spool.samples == 0, "the rest delivered")
+        await writer.put(samples(100, 5000))
+        await eventually(lambda: writer.stats.samples_written == 1900, "new data stored")
+        assert not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert writer.stats.spool.dropped_samples == 200
+    async with SQLiteHistorian(str(db)) as reader:
+        assert len(await reader.points("telemetry")) == 1 + 1800 + 100
