@@ -1,8 +1,9 @@
 """Sparkplug B: the edge node's session state and the payloads it publishes, and the host side
 that turns those payloads back into samples.
 
-Payloads are Eclipse Tahu's protobuf schema (`sparkplug_b.proto`, compiled to
-`sparkplug_b_pb2`). The mapping onto the data model:
+Payloads are Eclipse Tahu's protobuf schema (`sparkplug_b.proto`, EPL-2.0, compiled to
+`sparkplug_b_pb2` with grpcio-tools' protoc: `python -m grpc_tools.protoc --proto_path=. \
+--python_out=. sparkplug_b.proto` in this folder). The mapping onto the data model:
 
     spBv1.0/GROUP/NBIRTH/NODE            bdSeq, Node Control/Rebirth
     spBv1.0/GROUP/DBIRTH/NODE/MACHINE    one Double metric per signal (alias, engUnit), and
