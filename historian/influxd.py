@@ -15,7 +15,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
+
+from historian.throwaway import ThrowawayServer
 
 INSTALL_HINT = (
     "install InfluxDB 1.x (`apt-get install influxdb` puts influxd on PATH) "
@@ -56,7 +57,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
-class Influxd:
+class Influxd(ThrowawayServer):
     """A private influxd process; use as a context manager, `url` is its HTTP base URL.
 
     `halt()` and `resume()` stop and start it again on the same ports and data folder, for tests
@@ -72,11 +73,10 @@ class Influxd:
         found = binary or shutil.which("influxd")
         if found is None:
             raise FileNotFoundError(f"influxd not found on PATH: {INSTALL_HINT}")
+        super().__init__()
         self._binary = found
         self._start_timeout = start_timeout
         self._auth_enabled = auth_enabled
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def start(self) -> str:
@@ -130,33 +130,3 @@ class Influxd:
                 time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"influxd did not answer /ping within {self._start_timeout} s")
-
-    def stop(self) -> None:
-        """Terminate (then kill) the server and delete its files."""
-        if self._proc is not None:
-            self._terminate()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-    def _terminate(self) -> None:
-        assert self._proc is not None
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
-
-    def __enter__(self) -> Influxd:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

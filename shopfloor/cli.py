@@ -19,12 +19,12 @@ from analytics.model_store import ModelError
 from connectors.config import ConfigError
 from historian.base import HistorianError
 from plc_sim.spec import LineSpecError
-from shopfloor import commissioning, detection, detection_eval, line
+from shopfloor import commissioning, detection, detection_eval, line, uns
 from shopfloor.options import CommandError
 
 USER_ERRORS = (ConfigError, HistorianError, LineSpecError, ModelError, CommandError)
 # Each group of commands registers itself; a new group is one more module here.
-COMMAND_GROUPS = (line, commissioning, detection, detection_eval)
+COMMAND_GROUPS = (line, commissioning, detection, detection_eval, uns)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from plc_sim.options import describe as describe_secure_endpoint
 from plc_sim.options import device_faults
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
+from shopfloor import uns
 from shopfloor.detection import WARMUP_S
 from shopfloor.durations import parse_duration
 from shopfloor.health import HealthServer
@@ -60,7 +61,7 @@ async def up(args: argparse.Namespace) -> int:
     async with _opened(args) as historian:
         detection = LineDetection(args, spec, historian)
         await detection.prepare()
-        writer = await _spooled_writer(args, historian)
+        writer = await uns.writer_for(args, historian, keep_historian=True)
         agent, status = _agent(config, writer, args.historian_name, detection.anomalies)
 
         async def connectors_once_listening() -> None:
@@ -151,7 +152,7 @@ async def connect(args: argparse.Namespace) -> int:
     """The connectors of a config file, streaming into the historian."""
     config = load_config(args.config)
     async with _opened(args) as historian:
-        writer = await _spooled_writer(args, historian)
+        writer = await uns.writer_for(args, historian, keep_historian=args.historian is not None)
         agent, status = _agent(config, writer, args.historian_name)
         await _run_spooled(args, agent, agent.run(), status.run())
         print(status.summary())
@@ -310,6 +311,7 @@ def _add_up(sub: Any) -> None:
     add_line(parser)
     add_sim_endpoints(parser)
     add_historian(parser)
+    uns.add_publish(parser)
     _add_spool(parser)
     add_detection_options(parser)
     add_duration(parser)
@@ -372,6 +374,7 @@ def _add_connect(sub: Any) -> None:
         "--config", required=True, metavar="FILE", help="the connectors file (YAML)"
     )
     add_historian(parser)
+    uns.add_publish(parser)
     _add_spool(parser)
     add_duration(parser)
 

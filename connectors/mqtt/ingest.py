@@ -1,0 +1,180 @@
+"""MQTT ingest: an input that reads the unified namespace from a broker into the historian.
+
+Several workers share one subscription (MQTT 5 `$share/GROUP/...`), so the broker spreads the
+DDATA messages over them; each worker also takes every DBIRTH (a plain subscription at QoS 0,
+so that births are never held back behind unacknowledged data), since it needs the aliases of
+any node. The session is persistent (clean start off, a session expiry interval) and messages
+are acknowledged by hand: a PUBACK goes out only after `emit` returned, that is once the
+worker's spool (or the historian) has the samples. A worker that dies leaves its unacknowledged
+messages in its session, and the broker sends them again when it is back; what was stored
+twice overwrites itself (same series, same timestamp).
+
+DDATA whose aliases are not known yet (a worker started after the births) wait, unacknowledged,
+while the worker asks the edge node for a rebirth (NCMD Node Control/Rebirth). What the births
+taught is kept in a file beside the worker's spool, so a worker that comes back after a crash
+decodes what was queued for it even when the edge node is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from connectors.base import ConnectorStats, Emit
+from connectors.reconnect import Backoff, Reconnect
+from historian.mqtt import Broker, sparkplug, uns
+from historian.sample import Point, Sample
+
+log = logging.getLogger(__name__)
+
+PutPoints = Callable[[Sequence[Point]], Awaitable[None]]
+REBIRTH_EVERY_S = 5.0  # at most one rebirth request per node in this time
+
+
+class MqttIngest:
+    """The input behind `shopfloor ingest`: one MQTT session of one worker."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        put_points: PutPoints,
+        *,
+        client_id: str,
+        births_file: Path | None = None,
+        session_expiry_s: int = 86_400,
+        receive_maximum: int = 2000,
+        reconnect: Reconnect | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.broker = broker
+        self.name = f"ingest:{client_id}"
+        self.endpoint = broker.describe()
+        self.stats = ConnectorStats()
+        self.client_id = client_id
+        self.put_points = put_points
+        self.session_expiry_s = session_expiry_s
+        self.receive_maximum = receive_maximum
+        self.backoff = Backoff(reconnect or Reconnect())
+        self.timeout_s = timeout_s
+        self.messages = 0
+        self.rejected = 0
+        self._host = sparkplug.Host(births_file)
+        self._waiting: list[aiomqtt.Message] = []
+        self._asked: dict[tuple[str, str], float] = {}
+
+    async def run(self, emit: Emit) -> None:
+        """Ingest until cancelled, reconnecting with backoff when the broker goes away."""
+        while True:
+            try:
+                await self._session(emit)
+            except aiomqtt.MqttError as exc:
+                self.stats.connected = False
+                self.stats.errors += 1
+                self.stats.last_error = str(exc)
+                self._waiting.clear()  # not acknowledged: the broker sends them again
+                delay = self.backoff.next()
+                log.warning("%s: %s; reconnecting in %.1f s", self.endpoint, exc, delay)
+                await asyncio.sleep(delay)
+                self.stats.reconnects += 1
+
+    def _client(self) -> aiomqtt.Client:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.session_expiry_s
+        properties.ReceiveMaximum = self.receive_maximum
+        client = self.broker.client(
+            self.client_id, clean_start=False, properties=properties, timeout=self.timeout_s
+        )
+        # aiomqtt has no option for it; paho (2.x) sends no PUBACK until `ack(mid, qos)`.
+        client._client.manual_ack_set(True)
+        return client
+
+    async def _session(self, emit: Emit) -> None:
+        group, share = self.broker.group, self.broker.share
+        async with self._client() as client:
+            await client.subscribe(f"{sparkplug.NAMESPACE}/{group}/DBIRTH/+/+", qos=0)
+            await client.subscribe(f"$share/{share}/{sparkplug.NAMESPACE}/{group}/DDATA/+/+", qos=1)
+            await client.subscribe(f"$share/{share}/{uns.POINTS}/+", qos=1)
+            self.stats.connected = True
+            self.backoff.reset()
+            log.info("%s: ingesting as %s", self.endpoint, self.client_id)
+            messages = client.messages
+            queue = client._queue  # drained without a task per message
+            while True:
+                batch = [await anext(messages)]
+                while not queue.empty() and len(batch) < self.receive_maximum:
+                    batch.append(queue.get_nowait())
+                await self._take(client, batch, emit)
+
+    async def _take(self, client: aiomqtt.Client, batch: list[aiomqtt.Message], emit: Emit) -> None:
+        """Decode a batch, hand it on, and only then acknowledge it."""
+        samples: list[Sample] = []
+        points: list[Point] = []
+        done: list[aiomqtt.Message] = []
+        births = False
+        for message in batch:
+            levels = message.topic.value.split("/")
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            try:
+                if levels[0] == sparkplug.NAMESPACE and levels[2] == "DBIRTH":
+                    self._host.learn(levels[1], levels[3], levels[4], payload)
+                    births = True
+                    continue  # QoS 0: nothing to acknowledge
+                if levels[0] == sparkplug.NAMESPACE:
+                    self._waiting.append(message)
+                    continue
+                points += uns.parse_points(levels[-1], payload)
+            except ValueError as exc:  # SparkplugError is one
+                self.rejected += 1
+                self.stats.last_error = f"{message.topic.value}: {exc}"
+                log.error("dropped a message on %s: %s", message.topic.value, exc)
+            done.append(message)
+        if births or self._waiting:
+            samples += self._decode_waiting(client, done)
+        if points:
+            await self.put_points(points)
+        if samples:
+            await emit(samples)
+        self.stats.samples += len(samples)
+        self.messages += len(done)
+        for message in done:
+            if message.qos > 0:
+                client._client.ack(message.mid, message.qos)
+
+    def _decode_waiting(self, client: aiomqtt.Client, done: list[aiomqtt.Message]) -> list[Sample]:
+        samples: list[Sample] = []
+        still: list[aiomqtt.Message] = []
+        for message in self._waiting:
+            _, group, _, node, device = message.topic.value.split("/")
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if not self._host.knows(group, node, device):
+                still.append(message)
+                self._ask_rebirth(client, group, node)
+                continue
+            try:
+                samples += self._host.samples(group, node, device, payload)
+            except sparkplug.SparkplugError as exc:
+                if "unknown alias" in str(exc):  # a signal born after the birth we hold
+                    still.append(message)
+                    self._ask_rebirth(client, group, node)
+                    continue
+                self.rejected += 1
+                log.error("dropped a message on %s: %s", message.topic.value, exc)
+            done.append(message)
+        self._waiting = still
+        return samples
+
+    def _ask_rebirth(self, client: aiomqtt.Client, group: str, node: str) -> None:
+        now = time.monotonic()
+        if now - self._asked.get((group, node), -REBIRTH_EVERY_S) < REBIRTH_EVERY_S:
+            return
+        self._asked[(group, node)] = now
+        log.info("asking %s/%s for a rebirth", group, node)
+        topic = sparkplug.topic(group, "NCMD", node)
+        client._client.publish(topic, sparkplug.rebirth_request(), qos=0)

@@ -1,0 +1,182 @@
+"""Publishing to an MQTT broker, as one more historian backend behind the spool and the writer.
+
+The writer hands over batches exactly as it does to InfluxDB; a batch is acknowledged (and
+leaves the spool) only once the broker has acknowledged every message of it (QoS 1 PUBACK). A
+broker that is down or too slow is a retryable HistorianError: the spool holds the data, the
+writer backs off and retries, and the retry opens a new Sparkplug session (next bdSeq, NBIRTH,
+DBIRTHs) before the data. A batch cut off mid-way is sent again whole: the host side overwrites
+the same series and timestamp, so it adds no duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+
+import aiomqtt
+
+from historian.base import Historian, HistorianError, Reading
+from historian.mqtt import Broker, sparkplug, uns
+from historian.sample import Point, Sample
+
+log = logging.getLogger(__name__)
+
+Message = tuple[str, bytes]
+
+
+class MqttPublisher(Historian):
+    """Samples as Sparkplug B (every sample) and JSON (the latest of each signal) on a broker."""
+
+    def __init__(self, broker: Broker, *, timeout_s: float = 10.0, inflight: int = 100) -> None:
+        self.broker = broker
+        self.timeout_s = timeout_s
+        self.inflight = inflight
+        self.edge = sparkplug.EdgeNode(broker.group, broker.node)
+        self.sessions = 0
+        self.rebirths = 0
+        self._client: aiomqtt.Client | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    def describe(self) -> str:
+        return f"{self.broker.describe()} (Sparkplug {self.broker.group}/{self.broker.node})"
+
+    async def write_samples(self, samples: Sequence[Sample]) -> None:
+        client = await self._connected()
+        messages: list[tuple[Message, bool]] = []
+        if "sparkplug" in self.broker.formats:
+            try:
+                messages += [(m, False) for m in self.edge.data(samples)]
+            except sparkplug.SparkplugError as exc:
+                raise HistorianError(str(exc)) from None
+        if "json" in self.broker.formats:
+            messages += [(m, True) for m in uns.latest(samples, self.broker.area)]
+        await self._publish(client, messages)
+
+    async def write_points(self, points: Sequence[Point]) -> None:
+        client = await self._connected()
+        await self._publish(client, [(m, False) for m in uns.points(points)])
+
+    async def latest(
+        self,
+        *,
+        machine: str | None = None,
+        signal: str | None = None,
+        since_ns: int | None = None,
+    ) -> list[Reading]:
+        raise self._no_history()
+
+    async def points(
+        self,
+        measurement: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> list[Point]:
+        raise self._no_history()
+
+    def _no_history(self) -> HistorianError:
+        return HistorianError(
+            f"{self.describe()} is a broker and keeps no history; query the historian that "
+            "`shopfloor ingest` writes to"
+        )
+
+    async def close(self) -> None:
+        """A clean stop: NDEATH first (the will is not sent on a normal disconnect)."""
+        client = self._client
+        if client is not None and "sparkplug" in self.broker.formats:
+            with contextlib.suppress(aiomqtt.MqttError, HistorianError):
+                await self._publish(client, [(self.edge.death(), False)])
+        await self._drop()
+
+    async def _connected(self) -> aiomqtt.Client:
+        """The current session, or a new one with its births published."""
+        if self._client is not None:
+            return self._client
+        self.edge.new_session()
+        death_topic, death = self.edge.death()
+        client = self.broker.client(
+            f"shopfloor-edge-{self.broker.group}-{self.broker.node}",
+            will=aiomqtt.Will(death_topic, death, qos=1),
+            timeout=self.timeout_s,
+            max_inflight_messages=self.inflight,
+        )
+        client.pending_calls_threshold = 1 << 20  # a batch is many publishes in flight
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise self._unreachable(exc) from None
+        self._client = client
+        self.sessions += 1
+        try:
+            if "sparkplug" in self.broker.formats:
+                ncmd = sparkplug.topic(self.broker.group, "NCMD", self.broker.node)
+                await client.subscribe(ncmd, qos=1)
+                self._listener = asyncio.create_task(self._commands(client), name="mqtt-ncmd")
+                await self._publish(client, [(m, False) for m in self.edge.birth()])
+        except aiomqtt.MqttError as exc:
+            await self._drop()
+            raise self._unreachable(exc) from None
+        except BaseException:
+            await self._drop()
+            raise
+        log.info("%s: connected, Sparkplug bdSeq %d", self.describe(), self.edge.bd_seq)
+        return client
+
+    async def _commands(self, client: aiomqtt.Client) -> None:
+        """Answer a host's rebirth request (NCMD Node Control/Rebirth)."""
+        with contextlib.suppress(aiomqtt.MqttError, HistorianError):
+            async for message in client.messages:
+                if isinstance(message.payload, bytes) and sparkplug.is_rebirth_request(
+                    message.payload
+                ):
+                    log.info("%s: rebirth requested", self.describe())
+                    self.rebirths += 1
+                    await self._publish(client, [(m, False) for m in self.edge.birth()])
+
+    async def _publish(self, client: aiomqtt.Client, messages: list[tuple[Message, bool]]) -> None:
+        """Publish in order (seq order) and wait for every PUBACK."""
+        sends = [
+            asyncio.ensure_future(
+                client.publish(topic, payload, qos=1, retain=retain, timeout=self.timeout_s)
+            )
+            for (topic, payload), retain in messages
+        ]
+        try:
+            await _unless_disconnected(client, asyncio.gather(*sends))
+        except (aiomqtt.MqttError, OSError) as exc:
+            for send in sends:
+                send.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
+            if self._client is client:
+                await self._drop()
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: BaseException) -> HistorianError:
+        return HistorianError(f"broker {self.broker.describe()}: {exc}", retryable=True)
+
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        listener, self._listener = self._listener, None
+        if listener is not None and listener is not asyncio.current_task():
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
+                await asyncio.wait_for(client.__aexit__(None, None, None), self.timeout_s)
+
+
+async def _unless_disconnected(client: aiomqtt.Client, sends: asyncio.Future[object]) -> None:
+    """Wait for the PUBACKs, failing at once if the connection drops (aiomqtt would wait for
+    each PUBACK until its timeout)."""
+    lost = client._disconnected  # aiomqtt's own future: set (with the error) on a disconnect
+    await asyncio.wait((sends, lost), return_when=asyncio.FIRST_COMPLETED)
+    if sends.done():
+        sends.result()
+        return
+    sends.cancel()
+    await asyncio.gather(sends, return_exceptions=True)
+    error = lost.exception() if not lost.cancelled() else None
+    raise aiomqtt.MqttError(f"disconnected: {error or 'the broker closed the connection'}")
