@@ -1,9 +1,8 @@
 """Sparkplug B: the edge node's session state and the payloads it publishes, and the host side
 that turns those payloads back into samples.
 
-Payloads are Eclipse Tahu's protobuf schema (`sparkplug_b.proto`, EPL-2.0, compiled to
-`sparkplug_b_pb2` with grpcio-tools' protoc: `python -m grpc_tools.protoc --proto_path=. \
---python_out=. sparkplug_b.proto` in this folder). The mapping onto the data model:
+Payloads are the specification's protobuf messages (historian.mqtt.sparkplug_schema). The
+mapping onto the data model:
 
     spBv1.0/GROUP/NBIRTH/NODE            bdSeq, Node Control/Rebirth
     spBv1.0/GROUP/DBIRTH/NODE/MACHINE    one Double metric per signal (alias, engUnit), and
@@ -31,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from historian.mqtt import sparkplug_b_pb2 as pb
+from historian.mqtt.sparkplug_schema import BOOLEAN, DOUBLE, INT32, INT64, STRING, Metric, Payload
 from historian.sample import Quality, Sample
 from historian.units import unit_of
 
@@ -42,9 +41,6 @@ SITE = "Properties/Site"
 LINE = "Properties/Line"
 ENG_UNIT = "engUnit"
 QUALITY = "Quality"
-DOUBLE, BOOLEAN, INT32, INT64, STRING = (
-    pb.DataType.Value(name) for name in ("Double", "Boolean", "Int32", "Int64", "String")
-)
 _OPC_QUALITY = {Quality.GOOD: 192, Quality.UNCERTAIN: 64, Quality.BAD: 0}
 _FROM_OPC = {code: quality for quality, code in _OPC_QUALITY.items()}
 
@@ -65,7 +61,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _set_value(metric: pb.Payload.Metric, sample: Sample | None) -> None:
+def _set_value(metric: Metric, sample: Sample | None) -> None:
     metric.datatype = DOUBLE
     if sample is None or math.isnan(sample.value):
         metric.is_null = True
@@ -110,7 +106,7 @@ class EdgeNode:
 
     def death(self) -> Message:
         """NDEATH with this session's bdSeq: the will, and the last message of a clean stop."""
-        payload = pb.Payload(timestamp=_now_ms())
+        payload = Payload(timestamp=_now_ms())
         payload.metrics.add(name=BD_SEQ, datatype=INT64, long_value=self.bd_seq)
         return topic(self.group, "NDEATH", self.node), payload.SerializeToString()
 
@@ -118,7 +114,7 @@ class EdgeNode:
         """NBIRTH (seq 0) and a DBIRTH for every device known so far: at the start of a session
         and on a host's rebirth request."""
         self._seq = 0
-        payload = pb.Payload(timestamp=_now_ms(), seq=0)
+        payload = Payload(timestamp=_now_ms(), seq=0)
         payload.metrics.add(name=BD_SEQ, datatype=INT64, long_value=self.bd_seq)
         payload.metrics.add(name=REBIRTH, datatype=BOOLEAN, boolean_value=False)
         messages = [(topic(self.group, "NBIRTH", self.node), payload.SerializeToString())]
@@ -173,7 +169,7 @@ class EdgeNode:
     def _device_birth(self, machine: str) -> Message:
         device = self._devices[machine]
         device.alive = True
-        payload = pb.Payload(timestamp=_now_ms(), seq=self._next_seq())
+        payload = Payload(timestamp=_now_ms(), seq=self._next_seq())
         payload.metrics.add(name=SITE, datatype=STRING, string_value=device.site)
         payload.metrics.add(name=LINE, datatype=STRING, string_value=device.line)
         for signal, alias in device.signals.items():
@@ -187,21 +183,21 @@ class EdgeNode:
 
     def _device_data(self, machine: str, batch: Sequence[Sample]) -> Message:
         aliases = self._devices[machine].signals
-        payload = pb.Payload(timestamp=_now_ms(), seq=self._next_seq())
+        payload = Payload(timestamp=_now_ms(), seq=self._next_seq())
         for sample in batch:
             _set_value(payload.metrics.add(alias=aliases[sample.signal]), sample)
         return topic(self.group, "DDATA", self.node, machine), payload.SerializeToString()
 
     def _device_death(self, machine: str) -> Message:
         self._devices[machine].alive = False
-        payload = pb.Payload(timestamp=_now_ms(), seq=self._next_seq())
+        payload = Payload(timestamp=_now_ms(), seq=self._next_seq())
         return topic(self.group, "DDEATH", self.node, machine), payload.SerializeToString()
 
 
 def is_rebirth_request(payload: bytes) -> bool:
     """Whether an NCMD payload asks this node to publish its births again."""
     try:
-        message = pb.Payload.FromString(payload)
+        message = Payload.FromString(payload)
     except Exception:  # protobuf raises DecodeError or others on garbage
         return False
     return any(m.name == REBIRTH and m.boolean_value for m in message.metrics)
@@ -209,7 +205,7 @@ def is_rebirth_request(payload: bytes) -> bool:
 
 def rebirth_request() -> bytes:
     """The NCMD payload a host sends to ask a node for its births."""
-    payload = pb.Payload(timestamp=_now_ms())
+    payload = Payload(timestamp=_now_ms())
     payload.metrics.add(name=REBIRTH, datatype=BOOLEAN, boolean_value=True)
     return payload.SerializeToString()
 
@@ -298,8 +294,8 @@ class Host:
         return out
 
 
-def _parse(payload: bytes) -> pb.Payload:
+def _parse(payload: bytes) -> Payload:
     try:
-        return pb.Payload.FromString(payload)
+        return Payload.FromString(payload)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise SparkplugError(f"not a Sparkplug B payload: {exc}") from None
