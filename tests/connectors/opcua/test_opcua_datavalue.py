@@ -189,8 +189,9 @@ async def test_buffer_flushes_on_interval_and_on_request() -> None:
         await asyncio.wait([flusher])
 
 
-async def test_hot_path_ingests_over_10k_notifications_per_second() -> None:
-    """Decoding a PublishResponse plus our handler, on one core (the brief's target)."""
+async def test_a_large_publish_response_lands_whole_in_the_buffer() -> None:
+    """A PublishResponse of 2,000 items decoded and handled ten times: every notification a
+    sample (its speed is measured in bench/bench_opcua.py, not here)."""
     n = 2000
     entry = {
         "type": "opcua",
@@ -219,11 +220,7 @@ async def test_hot_path_ingests_over_10k_notifications_per_second() -> None:
     buffer = SampleBuffer(emit, source.stats, flush_interval_s=1.0, limit=10**9, batch_size=10**9)
     handler = _Notifications(source, buffer, _Loss())
     rounds = 10
-    started = time.process_time()
     for _ in range(rounds):
         decoded = struct_from_binary(ua.PublishResponse, Buffer(raw))
         await handler.on_publish(decoded.Parameters)
-    elapsed = time.process_time() - started
     assert len(buffer) == rounds * n
-    rate = rounds * n / elapsed
-    assert rate > 10_000, f"{rate:,.0f} notifications/s"
