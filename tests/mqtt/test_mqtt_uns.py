@@ -72,7 +72,10 @@ async def test_samples_reach_the_historian_and_sparkplug_is_valid(
             await eventually(lambda: writer.stats.points_written >= 1, "the event ingested")
             await publisher.close()
             stored = await store.points("telemetry")
-            events = await store.points("events")
+            for _ in range(100):  # points travel their own topic: wait for the event itself
+                if events := await store.points("events"):
+                    break
+                await asyncio.sleep(0.1)
     assert {
         (p.tags["site"], p.tags["line"], p.tags["machine"], p.tags["signal"], p.ts // 1_000_000)
         for p in stored
