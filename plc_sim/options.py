@@ -52,8 +52,15 @@ def add_secure_options(parser: argparse.ArgumentParser) -> None:
         "--trusted-clients",
         type=Path,
         metavar="DIR",
-        help="folder of client certificates to accept, read at each connection (default: any "
-        "client certificate)",
+        help="folder of client certificates to accept, read at each connection; others are "
+        "refused and saved to rejected/ beside it (default: any client certificate)",
+    )
+    group.add_argument(
+        "--strict-trust",
+        action="store_true",
+        help="trust only client certificates in <server-pki>/trusted, saving refused ones to "
+        "<server-pki>/rejected, as a real PLC does (short for --trusted-clients "
+        "<server-pki>/trusted)",
     )
 
 
@@ -76,15 +83,19 @@ def secure_endpoint(args: argparse.Namespace) -> SecureEndpoint | None:
             f"{USER_ENV} and {PASSWORD_ENV}, or --user-certs DIR"
         )
     cert, key = ensure_server_certificate(args.server_pki, args.host)
-    if args.trusted_clients is not None:  # where to copy a client certificate to trust it
-        args.trusted_clients.mkdir(parents=True, exist_ok=True)
+    trusted = args.trusted_clients
+    if trusted is None and args.strict_trust:
+        trusted = args.server_pki / "trusted"
+    if trusted is not None:  # where to copy a client certificate to trust it
+        trusted.mkdir(parents=True, exist_ok=True)
     return SecureEndpoint(
         port=args.opcua_secure_port,
         certificate=cert,
         private_key=key,
         users=users,
         user_certificates=args.user_certs,
-        trusted_clients=args.trusted_clients,
+        trusted_clients=trusted,
+        rejected_clients=None if trusted is None else trusted.parent / "rejected",
     )
 
 

@@ -278,7 +278,7 @@ def _iso(ts_ns: int) -> str:
 def _table(readings: list[Reading]) -> str:
     rows = [("MACHINE", "SIGNAL", "VALUE", "UNIT", "QUALITY", "TIME (UTC)")]
     for r in readings:
-        value = f"{r.value:.6g}" if math.isfinite(r.value) else "-"
+        value = repr(r.value) if math.isfinite(r.value) else "-"  # exactly as stored
         rows.append(
             (r.machine, r.signal, value, unit_of(r.signal), r.quality.name.lower(), _iso(r.ts))
         )

@@ -34,7 +34,7 @@ from connectors.base import ConnectorStats, Emit
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
 from connectors.modbus.config import Config, Device, Table
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
-from connectors.modbus.transport import Transport, new_client
+from connectors.modbus.transport import ConnectError, Transport, connect, new_client
 from connectors.reconnect import Backoff, Reconnect
 from historian.sample import Quality, Sample
 
@@ -128,15 +128,6 @@ def decoder_for(request: ReadRequest) -> RegisterBlockDecoder | BitBlockDecoder:
     return RegisterBlockDecoder(fields, request.count)
 
 
-def _quiet_pymodbus() -> None:
-    """pymodbus warns on every failed connect and logs an error for every late answer it
-    skips (expected once a device timed out); our stats and log carry the reasons already.
-    An application that set a level for pymodbus keeps it."""
-    names = ("pymodbus", "pymodbus.logging")
-    if all(logging.getLogger(name).level == logging.NOTSET for name in names):
-        logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
-
-
 class _ConnectionLost(Exception):
     """The endpoint stopped answering; the message says why. `samples` holds what the
     interrupted cycle read before that, so it is not lost."""
@@ -192,7 +183,7 @@ class ModbusInput:
         self._ever_up = False
         self._late_answer_possible = False  # RTU after a timeout: reconnect before a request
         self._units: dict[int, _Unit] = {}
-        _quiet_pymodbus()
+        self._refusals: dict[ReadRequest, str] = {}  # requests answered with an exception
 
     @property
     def requests(self) -> list[ReadRequest]:
@@ -228,14 +219,10 @@ class ModbusInput:
         }
 
     async def _connect(self, client: ModbusBaseClient) -> None:
-        timeout = self._config.timeout_s
         try:
-            async with asyncio.timeout(timeout):
-                connected = await client.connect()
-        except TimeoutError:
-            raise _ConnectionLost(f"connect to {self.endpoint}: no answer in {timeout} s") from None
-        if not connected:
-            raise _ConnectionLost(f"connect to {self.endpoint} failed")
+            await connect(client, self._config.link, self.endpoint, self._config.timeout_s)
+        except ConnectError as exc:
+            raise _ConnectionLost(str(exc)) from None
 
     async def _poll_forever(self, client: ModbusBaseClient, emit: Emit, backoff: Backoff) -> None:
         """Poll on a fixed schedule: period stays poll_interval_s however long a cycle takes,
@@ -262,14 +249,20 @@ class ModbusInput:
         connections but never answers must neither reset the backoff nor count a reconnect."""
         if self._ever_up:
             self.stats.reconnects += 1
+        _log.info("%s: connected to %s", self.name, self.endpoint)
         self._ever_up = True
         self.stats.connected = True
         self._marked_bad = False
 
     async def _went_down(self, emit: Emit, lost: _ConnectionLost) -> None:
         """Mark every tag bad once per outage (again only if good values flowed since)."""
-        self.stats.connected = False
-        self._count_error(str(lost))
+        was_connected, self.stats.connected = self.stats.connected, False
+        reason = str(lost)
+        if was_connected or reason != self.stats.last_error:
+            _log.warning("%s: %s; its tags are bad, reconnecting", self.name, reason)
+        else:
+            _log.debug("%s: %s; reconnecting", self.name, reason)
+        self._count_error(reason)
         samples = lost.samples
         if samples or not self._marked_bad:
             self._marked_bad = True
@@ -314,9 +307,10 @@ class ModbusInput:
                     self._split(index, poll)
                     continue  # read the first part now
                 meaning = EXCEPTION_MEANINGS.get(code, "unknown exception code")
-                self._count_error(f"{poll.request.describe()}: exception {code}, {meaning}")
+                self._refused(poll, f"{poll.request.describe()}: exception {code}, {meaning}")
                 samples.extend(poll.bad(ts, self._site))
             else:
+                self._answered(poll)
                 samples.extend(self._decoded(poll, response, ts))
             index += 1
         if silent and not answered:
@@ -330,6 +324,18 @@ class ModbusInput:
                 unit.resume_at - loop.time(),
             )
         return samples
+
+    def _refused(self, poll: _Poll, reason: str) -> None:
+        """An exception answer: counted each time, logged when a request starts failing or
+        fails differently (a burst of the same exception is one line)."""
+        self._count_error(reason)
+        if self._refusals.get(poll.request) != reason:
+            self._refusals[poll.request] = reason
+            _log.warning("%s: %s; its tags are bad", self.name, reason)
+
+    def _answered(self, poll: _Poll) -> None:
+        if self._refusals.pop(poll.request, None) is not None:
+            _log.info("%s: %s answers again", self.name, poll.request.describe())
 
     def _split(self, index: int, poll: _Poll) -> None:
         _log.info(

@@ -15,18 +15,21 @@ import time
 from collections.abc import Iterable, Sequence
 
 from asyncua import Client, ua
+from asyncua.common.utils import NotEnoughData
 
 from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.config import Config, Deadband
 from connectors.opcua.datavalue import Series, to_sample
-from connectors.opcua.pki import PkiError
 from connectors.opcua.resolve import chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
 from connectors.opcua.session import (
+    SESSION_FAILURES,
     SESSION_TIMEOUT_MS,
-    SessionSetupError,
+    close_session,
+    describe_session,
     explain,
+    is_refusal,
     open_session,
 )
 from connectors.reconnect import Backoff
@@ -47,7 +50,6 @@ _NODE_ERRORS = frozenset(
 _DEADBAND_TYPES = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 _SERVER_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
 _KEEPALIVE_MS = 10_000.0  # the server sends an empty publish at least this often
-_EXPECTED_FAILURES = (OSError, TimeoutError, ua.UaError, SessionSetupError, PkiError)
 
 Item = tuple[int, ua.NodeId]
 """A tag index (also the monitored item's client handle) and its resolved NodeId."""
@@ -59,11 +61,13 @@ class _KnownLossFilter(logging.Filter):
     each loss and refusal once itself, with the fix."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], ConnectionError):
-            return False
+        if record.exc_info and isinstance(record.exc_info[1], ConnectionError | NotEnoughData):
+            return False  # NotEnoughData: a refused secure channel (session.ChannelRefused)
         message = record.getMessage()
         # A refused request (e.g. a wrong login) is reported by the caller, with its fix.
-        return "connection is closed" not in message and not message.startswith("ServiceFault")
+        return "connection is closed" not in message and not message.startswith(
+            ("ServiceFault", "Got error status from server")
+        )
 
 
 _KNOWN_LOSS = _KnownLossFilter()
@@ -132,15 +136,19 @@ class OpcUaInput:
     async def _connect_forever(self, buffer: SampleBuffer) -> None:
         backoff = Backoff(self._config.reconnect)
         while True:
+            wait_s = None
             try:
                 await self._session(buffer, backoff)
-            except _EXPECTED_FAILURES as exc:
-                self._failed(explain(exc, timeout_s=self._config.timeout_s, auth=self._config.auth))
+            except SESSION_FAILURES as exc:
+                if is_refusal(exc):
+                    wait_s = self._config.reconnect.auth_retry_s
+                reason = explain(exc, timeout_s=self._config.timeout_s, auth=self._config.auth)
+                self._failed(reason, wait_s)
             except Exception as exc:  # never let one bad session end the connector
                 _log.exception("%s: unexpected error in session", self.name)
                 self._failed(repr(exc))
             await self._mark_all_bad(buffer)
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(backoff.next() if wait_s is None else wait_s)
 
     async def _session(self, buffer: SampleBuffer, backoff: Backoff) -> None:
         """One connection: a fresh Client, connected under a timeout, read until it breaks."""
@@ -162,7 +170,7 @@ class OpcUaInput:
             await self._read(client, buffer, backoff, loss)
         finally:
             self.stats.connected = False
-            await self._close(client)
+            await close_session(client, cfg.timeout_s)
 
     async def _read(
         self, client: Client, buffer: SampleBuffer, backoff: Backoff, loss: _Loss
@@ -314,7 +322,7 @@ class OpcUaInput:
                 self.stats.latency_ms = (loop.time() - started) * 1000
                 await buffer.put((), flush=True)
                 await asyncio.sleep(max(0.0, cfg.poll_interval_s - (loop.time() - started)))
-        except _EXPECTED_FAILURES as exc:
+        except SESSION_FAILURES as exc:
             loss.report(f"poll failed: {type(exc).__name__}: {exc}")
 
     def _samples(self, values: Iterable[tuple[int, ua.DataValue]]) -> list[Sample]:
@@ -347,15 +355,6 @@ class OpcUaInput:
             self.stats.latency_ms = (time.perf_counter() - started) * 1000
         raise ConnectionError(loss.reason)
 
-    async def _close(self, client: Client) -> None:
-        """Close session, channel and socket, bounded in time even when the server is gone."""
-        try:
-            async with asyncio.timeout(self._config.timeout_s):
-                await client.disconnect()
-        except Exception as exc:  # a server that is gone cannot confirm; close our end anyway
-            _log.debug("%s: disconnect: %r", self.name, exc)
-            client.disconnect_socket()
-
     def _connected(self, backoff: Backoff) -> None:
         if self._was_connected:
             self.stats.reconnects += 1
@@ -363,12 +362,29 @@ class OpcUaInput:
         self._marked_bad = False
         self.stats.connected = True
         backoff.reset()
-        _log.info("%s: connected to %s", self.name, self.endpoint)
+        cfg = self._config
+        _log.info(
+            "%s: connected to %s (%s)",
+            self.name,
+            self.endpoint,
+            describe_session(cfg.security, cfg.auth),
+        )
 
-    def _failed(self, reason: str) -> None:
-        """Count every failed session; log a reason once, not on every retry."""
-        level = logging.DEBUG if reason == self.stats.last_error else logging.WARNING
+    def _failed(self, reason: str, wait_s: float | None = None) -> None:
+        """Count every failed session; log a reason once, not on every retry. A refused
+        certificate or login is retried only after `wait_s`, and said so on every retry."""
         self.stats.errors += 1
+        if wait_s is not None:
+            self.stats.last_error = reason
+            _log.warning(
+                "%s: %s; not retrying for %g s (retrying sooner could lock the account on "
+                "the PLC; reconnect.auth_retry_s sets this)",
+                self.name,
+                reason,
+                wait_s,
+            )
+            return
+        level = logging.DEBUG if reason == self.stats.last_error else logging.WARNING
         self.stats.last_error = reason
         _log.log(level, "%s: %s; reconnecting", self.name, reason)
 
