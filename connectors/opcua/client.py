@@ -21,6 +21,7 @@ from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.config import Config, Deadband
 from connectors.opcua.datavalue import Series, to_sample
+from connectors.opcua.latest import LatestValues
 from connectors.opcua.resolve import chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
 from connectors.opcua.session import (
@@ -49,7 +50,7 @@ _NODE_ERRORS = frozenset(
 )
 _DEADBAND_TYPES = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 _SERVER_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
-_KEEPALIVE_MS = 10_000.0  # the server sends an empty publish at least this often
+STALE_MARGIN_S = 3.0  # default stale_after_s: two publishing intervals and this
 
 Item = tuple[int, ua.NodeId]
 """A tag index (also the monitored item's client handle) and its resolved NodeId."""
@@ -90,6 +91,10 @@ class _Loss:
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.reason = ""
+        self.last_answer: float | None = None  # loop time of the last publish answer
+
+    def answered(self) -> None:
+        self.last_answer = asyncio.get_running_loop().time()
 
     def report(self, reason: str) -> None:
         if not self.event.is_set():
@@ -116,6 +121,7 @@ class OpcUaInput:
             1, math.ceil(config.publishing_interval_ms / config.sampling_interval_ms)
         )
         self._reasons: dict[int, str] = {}
+        self._latest = LatestValues([config.max_age_of(tag) for tag in config.tags])
         self._marked_bad = False
         self._was_connected = False
 
@@ -132,6 +138,17 @@ class OpcUaInput:
         async with asyncio.TaskGroup() as group:
             group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
             group.create_task(self._connect_forever(buffer), name=f"opcua-{self.name}")
+            interval = self._latest.check_interval_s()
+            if interval is not None:
+                group.create_task(self._keep_alive(buffer, interval), name=f"opcua-ka-{self.name}")
+
+    async def _keep_alive(self, buffer: SampleBuffer, interval_s: float) -> None:
+        """Record again every tag whose last point is older than its max age."""
+        while True:
+            await asyncio.sleep(interval_s)
+            again = self._latest.due(time.monotonic())
+            if again:
+                await buffer.put(again, flush=True)
 
     async def _connect_forever(self, buffer: SampleBuffer) -> None:
         backoff = Backoff(self._config.reconnect)
@@ -201,7 +218,7 @@ class OpcUaInput:
         for index, target in enumerate(resolved):
             if isinstance(target, str):
                 self._note(index, f"{cfg.tags[index].node}: {target}")
-                unresolved.append(self._series[index].bad(now))
+                unresolved.append(self._marker(index, now))
             else:
                 items.append((index, target))
         await buffer.put(unresolved, flush=True)
@@ -215,7 +232,9 @@ class OpcUaInput:
         cfg = self._config
         session = client.uaclient.session
         handler = _Notifications(self, buffer, loss)
-        keepalive_count = max(1, math.ceil(_KEEPALIVE_MS / cfg.publishing_interval_ms))
+        # Three keep-alives per stale_after_s, so that a silent server is noticed in time.
+        keepalive_s = self.stale_after_s() / 3
+        keepalive_count = max(1, math.floor(keepalive_s * 1000 / cfg.publishing_interval_ms))
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=cfg.publishing_interval_ms,
             RequestedMaxKeepAliveCount=keepalive_count,
@@ -223,6 +242,7 @@ class OpcUaInput:
             PublishingEnabled=True,
         )
         polled: list[Item] = []
+        loss.answered()  # the clock of silence starts now
         for part in chunks(items, cfg.max_items_per_subscription):
             try:
                 async with asyncio.timeout(cfg.timeout_s):
@@ -264,7 +284,7 @@ class OpcUaInput:
                 continue
             if status.value in _NODE_ERRORS:
                 self._note(index, f"{nodeid.to_string()}: {status.name}")
-                bad.append(self._series[index].bad(now))
+                bad.append(self._marker(index, now))
             else:
                 polled.append((index, nodeid))
                 refusal = refusal or status.name
@@ -329,30 +349,53 @@ class OpcUaInput:
         """Samples for (tag index, DataValue) pairs: the hot path of both modes."""
         series = self._series
         reasons = self._reasons
+        seen = self._latest.seen
+        now = time.monotonic()
         out: list[Sample] = []
         append = out.append
         for index, dv in values:
             sample, reason = to_sample(series[index], dv)
-            append(sample)
+            append(seen(index, sample, now))
             if reason is not None or index in reasons:
                 self._note(index, reason)
         return out
 
-    async def _watch(self, client: Client, loss: _Loss) -> None:
-        """Probe the server every timeout_s until the session breaks, then raise with why.
+    def stale_after_s(self) -> float:
+        """How long a server may stay silent before the session counts as lost."""
+        cfg = self._config
+        if cfg.stale_after_s is not None:
+            return cfg.stale_after_s
+        if cfg.mode == "subscribe":
+            return 2 * cfg.publishing_interval_ms / 1000 + STALE_MARGIN_S
+        return cfg.timeout_s
 
-        asyncua's supervisor reports a dropped socket at once (connection_lost_callback); the
-        probe catches a silent one, and its round trip is the connector's latency.
+    async def _watch(self, client: Client, loss: _Loss) -> None:
+        """Watch the session until it breaks, then raise with why.
+
+        asyncua's supervisor reports a dropped socket at once (connection_lost_callback). A
+        silent server is caught two ways: subscriptions must answer (data or keep-alive) within
+        stale_after_s, and a probe read every timeout_s must answer within stale_after_s; the
+        probe's round trip is the connector's latency.
         """
         timeout_s = self._config.timeout_s
-        while not await _set_within(loss.event, timeout_s):
+        stale_s = self.stale_after_s()
+        loop = asyncio.get_running_loop()
+        next_probe = loop.time()
+        while not await _set_within(loss.event, min(timeout_s, stale_s / 4)):
+            if loss.last_answer is not None and loop.time() - loss.last_answer > stale_s:
+                raise ConnectionError(
+                    f"no publish answer for {stale_s:g} s (server frozen or network stalled)"
+                )
+            if loop.time() < next_probe:
+                continue
             started = time.perf_counter()
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(min(timeout_s, stale_s)):
                 (value,) = await client.uaclient.read_attributes(
                     [_SERVER_TIME], ua.AttributeIds.Value
                 )
             value.StatusCode.check()
             self.stats.latency_ms = (time.perf_counter() - started) * 1000
+            next_probe = loop.time() + timeout_s
         raise ConnectionError(loss.reason)
 
     def _connected(self, backoff: Backoff) -> None:
@@ -394,7 +437,13 @@ class OpcUaInput:
             return
         self._marked_bad = True
         now = time.time_ns()
-        await buffer.put([series.bad(now) for series in self._series], flush=True)
+        await buffer.put([self._marker(i, now) for i in range(len(self._series))], flush=True)
+
+    def _marker(self, index: int, ts_ns: int) -> Sample:
+        """A BAD sample stamped with local time; the tag's next good value is stamped so too."""
+        marker = self._series[index].bad(ts_ns)
+        self._latest.marked(index, marker)
+        return marker
 
     def _note(self, index: int, reason: str | None) -> None:
         """Count and log a tag's BAD reason when it changes, not on every notification."""
@@ -418,6 +467,7 @@ class _Notifications:
         self._loss = loss
 
     async def on_publish(self, result: ua.PublishResult) -> None:
+        self._loss.answered()
         data = result.NotificationMessage.NotificationData
         if not data:
             return  # keep-alive
