@@ -46,3 +46,11 @@ def unit_of(signal: str) -> str:
         if signal.endswith(suffix):
             return unit
     return ""
+
+
+def suffix_for(unit: str) -> str | None:
+    """The signal-name suffix that carries `unit` (e.g. '°C' -> '_c'), None when none does."""
+    for suffix, known in _ORDERED:
+        if known == unit.strip():
+            return suffix
+    return None

@@ -315,7 +315,7 @@ class OpcUaServer:
             validator = _TrustedClients(secure.trusted_clients, secure.rejected_clients)
             server.set_certificate_validator(validator)  # type: ignore[arg-type]
         # Not advertised (endpoints come from set_security_policy): what a None channel gets.
-        server._policies.append(  # noqa: SLF001 - asyncua offers no other way to set it
+        server._policies.append(
             security_policies.SecurityPolicyFactory(
                 security_policies.SecurityPolicyNone,
                 ua.MessageSecurityMode.None_,

@@ -389,10 +389,16 @@ class OpcUaInput:
             if loop.time() < next_probe:
                 continue
             started = time.perf_counter()
-            async with asyncio.timeout(min(timeout_s, stale_s)):
-                (value,) = await client.uaclient.read_attributes(
-                    [_SERVER_TIME], ua.AttributeIds.Value
-                )
+            probe_s = min(timeout_s, stale_s)
+            try:
+                async with asyncio.timeout(probe_s):
+                    (value,) = await client.uaclient.read_attributes(
+                        [_SERVER_TIME], ua.AttributeIds.Value
+                    )
+            except TimeoutError:
+                raise ConnectionError(
+                    f"no answer to a read for {probe_s:g} s (server frozen or network stalled)"
+                ) from None
             value.StatusCode.check()
             self.stats.latency_ms = (time.perf_counter() - started) * 1000
             next_probe = loop.time() + timeout_s
