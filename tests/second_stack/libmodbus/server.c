@@ -25,7 +25,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     map->tab_registers[0] = 1234;
-    modbus_set_float_abcd(12.5f, &map->tab_registers[1]);
+    /* 12.5 = 0x41480000, written as words: libmodbus 3.1.6's modbus_set_float_abcd swaps the
+     * bytes within each word on little-endian machines (it yields 0x4841 0x0000). */
+    map->tab_registers[1] = 0x4148;
+    map->tab_registers[2] = 0x0000;
     map->tab_registers[3] = 4000000001u >> 16;
     map->tab_registers[4] = 4000000001u & 0xFFFF;
     map->tab_registers[5] = 0xFFFF;
