@@ -36,6 +36,7 @@ from plc_sim.modbus_server import DeviceFault, ModbusServer
 from plc_sim.process import Simulator
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
+from plc_sim.tags import exposed_tags
 from shopfloor.health import HealthServer
 from shopfloor.simconfig import sim_connectors
 from shopfloor.status import LiveStatus
@@ -209,10 +210,12 @@ async def test_a_plc_answering_slowly_or_with_exceptions_affects_only_its_own_ta
             modbus.set_device_fault(SLOW_PLC, fault)
             await asyncio.sleep(3)
             end = time.time_ns()
+            _, faulted = HealthServer(inputs, writer, port=0).report()
             modbus.set_device_fault(SLOW_PLC, None)
             good.clear()
             await eventually(lambda: SLOW_PLC in good, "the healed PLC's tags", 5)
             await eventually(lambda: writer.stats.pending == 0, "the writes")
+            _, healed = HealthServer(inputs, writer, port=0).report()
         during = await historian.points("telemetry", start_ns=start + 300_000_000, end_ns=end)
         health = await historian.points("connector", start_ns=start, end_ns=end)
 
@@ -240,6 +243,13 @@ async def test_a_plc_answering_slowly_or_with_exceptions_affects_only_its_own_ta
     assert modbus_health and all(p.fields["connected"] for p in modbus_health)
     assert modbus_health[-1].fields["errors"] > modbus_health[0].fields["errors"]
     assert all(p.fields["spool_dropped"] == 0 for p in health)
+    # /health: not "ok" while tags are bad; how many, and every distinct reason
+    (entry,) = [c for c in faulted["connectors"] if c["name"] == modbus_input.name]
+    slow_tags = [t for t in exposed_tags(spec) if t.machine == SLOW_PLC]
+    assert faulted["status"] == "degraded" and entry["tags_bad"] == len(slow_tags)
+    assert entry["errors_now"] and all(reason in e for e in entry["errors_now"])
+    assert healed["status"] == "ok"
+    assert all(c["tags_bad"] == 0 and c["errors_now"] == [] for c in healed["connectors"])
 
 
 def health(port: int) -> dict[str, object]:

@@ -109,6 +109,10 @@ class _Poll:
             for (line, machine, signal), value in zip(self.series, values, strict=True)
         ]
 
+    def names(self, why: str) -> list[tuple[str, str]]:
+        """("machine/signal", why) for each tag, for ConnectorStats.bad_tags."""
+        return [(f"{machine}/{signal}", why) for _, machine, signal in self.series]
+
     def bad(self, ts: int, site: str) -> list[Sample]:
         nan = math.nan
         return [
@@ -149,14 +153,16 @@ class _Unit:
         self._backoff = Backoff(bounds)
         self.resume_at = 0.0  # loop time before which the unit is not asked
         self.silent = False
+        self.why = ""
 
     def rests(self, now: float) -> bool:
         return now < self.resume_at
 
-    def fell_silent(self, now: float) -> None:
+    def fell_silent(self, now: float, why: str) -> None:
         """It did not answer: rest it."""
         self.resume_at = now + self._backoff.next()
         self.silent = True
+        self.why = f"{why} (resting)"
 
     def answered(self) -> bool:
         """It answered; returns whether it had been silent."""
@@ -263,6 +269,7 @@ class ModbusInput:
         else:
             _log.debug("%s: %s; reconnecting", self.name, reason)
         self._count_error(reason)
+        self.stats.bad_tags = dict(name for poll in self._polls for name in poll.names(reason))
         samples = lost.samples
         if samples or not self._marked_bad:
             self._marked_bad = True
@@ -275,6 +282,7 @@ class ModbusInput:
         read so far)."""
         loop = asyncio.get_running_loop()
         samples: list[Sample] = []
+        bad: dict[str, str] = {}  # this cycle's bad tags and why (ConnectorStats.bad_tags)
         silent: list[tuple[_Unit, str, bool]] = []  # timed out now: (unit, why, silent before)
         answered = False
         index = 0
@@ -282,6 +290,7 @@ class ModbusInput:
             poll = self._polls[index]
             unit = self._units[poll.request.unit]
             if unit.rests(loop.time()):
+                bad.update(poll.names(unit.why))
                 samples.extend(poll.bad(time.time_ns(), self._site))
                 index += 1
                 continue
@@ -293,7 +302,8 @@ class ModbusInput:
                 raise _ConnectionLost(str(lost), samples) from None
             except _NoAnswer as no_answer:
                 silent.append((unit, str(no_answer), unit.silent))
-                unit.fell_silent(loop.time())
+                unit.fell_silent(loop.time(), str(no_answer))
+                bad.update(poll.names(str(no_answer)))
                 samples.extend(poll.bad(time.time_ns(), self._site))
                 index += 1
                 continue
@@ -307,7 +317,9 @@ class ModbusInput:
                     self._split(index, poll)
                     continue  # read the first part now
                 meaning = EXCEPTION_MEANINGS.get(code, "unknown exception code")
-                self._refused(poll, f"{poll.request.describe()}: exception {code}, {meaning}")
+                reason = f"{poll.request.describe()}: exception {code}, {meaning}"
+                self._refused(poll, reason)
+                bad.update(poll.names(reason))
                 samples.extend(poll.bad(ts, self._site))
             else:
                 self._answered(poll)
@@ -323,6 +335,7 @@ class ModbusInput:
                 reason,
                 unit.resume_at - loop.time(),
             )
+        self.stats.bad_tags = bad
         return samples
 
     def _refused(self, poll: _Poll, reason: str) -> None:

@@ -410,6 +410,7 @@ class OpcUaInput:
         self._was_connected = True
         self._marked_bad = False
         self.stats.connected = True
+        self.stats.bad_tags = {self._tag_name(i): why for i, why in self._reasons.items()}
         backoff.reset()
         cfg = self._config
         _log.info(
@@ -443,7 +444,13 @@ class OpcUaInput:
             return
         self._marked_bad = True
         now = time.time_ns()
+        why = self.stats.last_error
+        self.stats.bad_tags = {self._tag_name(i): why for i in range(len(self._series))}
         await buffer.put([self._marker(i, now) for i in range(len(self._series))], flush=True)
+
+    def _tag_name(self, index: int) -> str:
+        series = self._series[index]
+        return f"{series.machine}/{series.signal}"
 
     def _marker(self, index: int, ts_ns: int) -> Sample:
         """A BAD sample stamped with local time; the tag's next good value is stamped so too."""
@@ -455,9 +462,11 @@ class OpcUaInput:
         """Count and log a tag's BAD reason when it changes, not on every notification."""
         if reason is None:
             del self._reasons[index]
+            self.stats.bad_tags.pop(self._tag_name(index), None)
             _log.info("%s: %s recovered", self.name, self._series[index].signal)
         elif self._reasons.get(index) != reason:
             self._reasons[index] = reason
+            self.stats.bad_tags[self._tag_name(index)] = reason
             self.stats.errors += 1
             self.stats.last_error = reason
             series = self._series[index]
