@@ -124,6 +124,7 @@ class OpcUaInput:
         self._latest = LatestValues([config.max_age_of(tag) for tag in config.tags])
         self._marked_bad = False
         self._was_connected = False
+        self._closing: set[asyncio.Task[None]] = set()  # lost sessions being closed
 
     async def run(self, emit: Emit) -> None:
         """Connect, read, and on any failure mark all tags BAD and reconnect with backoff."""
@@ -135,12 +136,17 @@ class OpcUaInput:
             cfg.publishing_interval_ms / 1000 if cfg.mode == "subscribe" else cfg.poll_interval_s
         )
         buffer = SampleBuffer(emit, self.stats, flush_interval_s=flush_s)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
-            group.create_task(self._connect_forever(buffer), name=f"opcua-{self.name}")
-            interval = self._latest.check_interval_s()
-            if interval is not None:
-                group.create_task(self._keep_alive(buffer, interval), name=f"opcua-ka-{self.name}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
+                group.create_task(self._connect_forever(buffer), name=f"opcua-{self.name}")
+                interval = self._latest.check_interval_s()
+                if interval is not None:
+                    group.create_task(
+                        self._keep_alive(buffer, interval), name=f"opcua-ka-{self.name}"
+                    )
+        finally:
+            await asyncio.gather(*self._closing)  # sessions lost before, each bounded in time
 
     async def _keep_alive(self, buffer: SampleBuffer, interval_s: float) -> None:
         """Record again every tag whose last point is older than its max age."""
@@ -185,9 +191,18 @@ class OpcUaInput:
             _log.warning("%s: %s", self.name, note)
         try:
             await self._read(client, buffer, backoff, loss)
-        finally:
+        except asyncio.CancelledError:  # a clean stop: close the session before returning
             self.stats.connected = False
             await close_session(client, cfg.timeout_s)
+            raise
+        except BaseException:
+            # A lost session: its tags are marked bad now, not after a close that a frozen
+            # server makes wait for timeout_s.
+            self.stats.connected = False
+            closing = asyncio.create_task(close_session(client, cfg.timeout_s))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            raise
 
     async def _read(
         self, client: Client, buffer: SampleBuffer, backoff: Backoff, loss: _Loss
