@@ -285,13 +285,33 @@ class OpcUaServer:
         # (machine, signal) -> (node id, variant type, python conversion)
         self._variables: dict[tuple[str, str], tuple[ua.NodeId, ua.VariantType, Any]] = {}
 
+    def drop_connections(self) -> None:
+        """Close every client connection, as a PLC that reboots its network stack (chaos)."""
+        for server in self._servers:
+            for protocol in list(server.bserver.clients):
+                protocol.transport.close()
+
+    async def stall(self, seconds: float) -> None:
+        """Stop reading client requests for `seconds`: a frozen PLC, its sockets open (chaos)."""
+        transports = [p.transport for s in self._servers for p in list(s.bserver.clients)]
+        for transport in transports:
+            transport.pause_reading()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            for transport in transports:
+                if not transport.is_closing():
+                    transport.resume_reading()
+
     async def start(self) -> None:
+        self._published.clear()  # a new address space: publish every value again
         for name in ("asyncua", "asyncua.server", "asyncua.common"):
             logging.getLogger(name).setLevel(logging.WARNING)
         try:
             self._servers.append(await self._start_open())
             if self._secure is not None:
                 self._servers.append(await self._start_secured(self._secure))
+            self._published.clear()  # values published while starting reached only some
         except BaseException:
             await self.stop()
             raise

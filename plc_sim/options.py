@@ -14,6 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from plc_sim.chaos import Chaos
 from plc_sim.modbus_server import DeviceFault, parse_device_fault
 from plc_sim.opcua_server import SecureEndpoint, ensure_server_certificate, load_users
 
@@ -133,3 +134,28 @@ def _device_fault(text: str) -> tuple[str, DeviceFault]:
         return parse_device_fault(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_behaviour_options(parser: argparse.ArgumentParser) -> None:
+    """--opcua-timestamps and --chaos: how real the simulated PLCs behave."""
+    parser.add_argument(
+        "--opcua-timestamps",
+        choices=["change", "tick"],
+        default="change",
+        help="OPC UA source timestamps change only with the value, as on real servers "
+        "(change, the default), or on every tick (tick, the old behaviour)",
+    )
+    parser.add_argument(
+        "--chaos",
+        type=int,
+        metavar="SEED",
+        help="chaos mode: every 20-60 s one fault for 2-8 s (dropped OPC UA sessions, a stalled "
+        "or restarted OPC UA server, dropped Modbus connections, late answers, exception "
+        "bursts), on a schedule fixed by SEED",
+    )
+
+
+def behaviour(args: argparse.Namespace) -> dict[str, object]:
+    """run_simulator's keyword arguments for `add_behaviour_options`' options."""
+    chaos = None if args.chaos is None else Chaos(args.chaos)
+    return {"opcua_timestamps": args.opcua_timestamps, "chaos": chaos}

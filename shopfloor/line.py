@@ -26,8 +26,8 @@ from historian.sqlite import SQLiteHistorian
 from historian.units import unit_of
 from historian.writer import HistorianWriter
 from plc_sim.faults import FaultEvent
+from plc_sim.options import behaviour, device_faults
 from plc_sim.options import describe as describe_secure_endpoint
-from plc_sim.options import device_faults
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
 from shopfloor.detection import WARMUP_S
@@ -124,6 +124,7 @@ async def _simulate(
             opcua_secure=secure,
             warmup_s=WARMUP_S,
             modbus_faults=device_faults(args),
+            **behaviour(args),  # type: ignore[arg-type]
         )
     except ValueError as exc:  # a --modbus-device-fault for a device the line does not have
         raise CommandError(str(exc)) from None

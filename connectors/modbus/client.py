@@ -333,7 +333,7 @@ class ModbusInput:
                 "%s: %s; its tags are bad, asking it again in %.1f s (the other units go on)",
                 self.name,
                 reason,
-                unit.resume_at - loop.time(),
+                max(0.0, unit.resume_at - loop.time()),
             )
         self.stats.bad_tags = bad
         return samples

@@ -253,7 +253,10 @@ class OpcUaInput:
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=cfg.publishing_interval_ms,
             RequestedMaxKeepAliveCount=keepalive_count,
-            RequestedLifetimeCount=10 * keepalive_count,  # spec: at least 3x keep-alive
+            # spec: at least 3x keep-alive; here also a minute, so a short stall keeps it
+            RequestedLifetimeCount=max(
+                10 * keepalive_count, math.ceil(SESSION_TIMEOUT_MS / cfg.publishing_interval_ms)
+            ),
             PublishingEnabled=True,
         )
         polled: list[Item] = []
