@@ -60,7 +60,7 @@ class Running:
         trusted = self.folder / "pki" / "trusted" / "certs"
         moved = []
         for cert in sorted((self.folder / "pki" / "rejected").iterdir()):
-            moved.append(Path(shutil.move(cert, trusted / cert.name)))
+            moved.append(Path(shutil.move(cert, trusted / cert.name)))  # replaces a copy there
         return moved
 
 

@@ -128,20 +128,22 @@ async def trusted_pki(node: Running, root: Path) -> Pki:
         task.cancel()
         await asyncio.wait([task])
     assert node.trust_rejected_clients()
-    await until_trusted(Config.model_validate(entry(node, pki)))
+    await until_trusted(node, Config.model_validate(entry(node, pki)))
     return pki
 
 
-async def until_trusted(config: Config) -> None:
-    """Until a session opens: node-opcua notices a certificate moved to trusted/ in seconds."""
-    async with asyncio.timeout(30):
+async def until_trusted(node: Running, config: Config) -> None:
+    """Until a session opens: node-opcua notices a certificate moved to trusted/ in seconds
+    (a refusal meanwhile files it in rejected/ again: moved again)."""
+    async with asyncio.timeout(60):
         while True:
             try:
                 client, _ = await open_session(
                     config.endpoint, config.security, config.auth, timeout_s=5
                 )
             except ChannelRefused:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(2)
+                node.trust_rejected_clients()
                 continue
             await close_session(client, 5)
             return
@@ -192,7 +194,7 @@ async def test_check_of_a_plc_that_does_not_trust_us_yet_then_does(
     assert "unit 1 holding 3  ok      4000000001.0" in out  # as stored, not 4e+09
 
     assert len(node.trust_rejected_clients()) == 1  # the refused client was filed there
-    await until_trusted(Config.model_validate(config["connectors"][0]))
+    await until_trusted(node, Config.model_validate(config["connectors"][0]))
     assert await cli("check", "--config", str(path)) == 0
     out = capsys.readouterr().out
     assert checked(out, "bottles") == ["4000000001.0"]  # exactly as stored, not 4e+09
