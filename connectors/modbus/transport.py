@@ -15,6 +15,7 @@ import errno
 import importlib.util
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -135,7 +136,7 @@ def _socket_reason(exc: OSError, link: Link) -> str:
         return f"connection refused: nothing listens on {where} (wrong port, or server down)"
     if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return f"no route to {link.host}: check the address and the network"
-    if isinstance(exc, OSError) and "Name or service not known" in str(exc):
+    if isinstance(exc, socket.gaierror):
         return f"host name {link.host!r} is not known: check the spelling or use the IP address"
     return f"{where}: {exc.strerror or exc}"
 

@@ -249,6 +249,7 @@ async def test_constant_tags_are_good_again_after_a_frozen_server_and_kept_alive
     node: Running, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pki = await trusted_pki(node, tmp_path / "pki")
+    caplog.set_level(logging.INFO, "connectors")
     config = entry(node, pki, max_age_s=1.0)
     config["tags"][-1]["max_age_s"] = 0  # setpoint: no keep-alive
     source: OpcUaInput = build(Config.model_validate(config), site="s", line="l")
@@ -282,6 +283,8 @@ async def test_constant_tags_are_good_again_after_a_frozen_server_and_kept_alive
     assert len(mode_points) >= 3  # re-recorded every max_age_s although it never changes
     assert not [s for s in kept if s.signal == "setpoint"]  # its own max_age_s: 0
     assert "s (server frozen or network stalled)" in caplog.text
+    negotiated = "(SecurityPolicy Basic256Sha256, mode SignAndEncrypt, user 'operator')"
+    assert caplog.text.count(f"node: connected to {node.endpoint} {negotiated}") == 2
 
 
 async def test_browse_emits_units_from_the_server_and_keeps_an_existing_file(
