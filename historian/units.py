@@ -57,3 +57,11 @@ def unit_of(signal: str) -> str:
 def grafana_unit_of(signal: str) -> str:
     """The Grafana unit id for a signal's name, or '' when it names no unit."""
     return _lookup(signal)[1]
+
+
+def suffix_for(unit: str) -> str | None:
+    """The signal-name suffix that carries `unit` (e.g. '°C' -> '_c'), None when none does."""
+    for suffix, (known, _) in _ORDERED:
+        if known == unit.strip():
+            return suffix
+    return None
