@@ -8,7 +8,7 @@ the error and reconnects with backoff.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from historian.sample import Sample
@@ -27,6 +27,8 @@ class ConnectorStats:
     reconnects: int = 0
     latency_ms: float = 0.0
     last_error: str = ""
+    # the tags whose current value is BAD ("machine/signal") and why, kept by the input
+    bad_tags: dict[str, str] = field(default_factory=dict)
 
 
 class Input(Protocol):

@@ -3,11 +3,17 @@
 Each entry of `connectors:` is validated by its plugin's own `Config` model; this module only
 adds what they share (site, line, unique names) and turns validation errors into messages that
 name the file, the line and the field, so that nothing starts half-configured.
+
+A protocol plugin registers here, in PLUGINS, and nowhere else: its package provides `Config`
+(the entry's model), `build(config, site=, line=)` (the running input) and `check(config)`
+(every tag read once, for `shopfloor check`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors import modbus, opcua
 from connectors.base import Input
+from connectors.check import ConnectorCheck, TagCheck
 from connectors.config_paths import context_for
 from historian.lineprotocol import name_problem
 
 PLUGINS: Mapping[str, ModuleType] = {"opcua": opcua, "modbus": modbus}
 NAME_FIELDS = frozenset({"site", "line", "machine", "signal", "name"})  # each becomes a tag
 
+_log = logging.getLogger(__name__)
 Location = tuple[str | int, ...]
 _SCALARS = yaml.SafeLoader("")  # constructs scalar nodes; the tree walk is ours, for line numbers
 
@@ -56,6 +64,24 @@ class ConnectorsConfig:
             PLUGINS[entry.type].build(entry, site=self.site, line=self.line)  # type: ignore[attr-defined]
             for entry in self.entries
         ]
+
+    async def check(self, entries: Iterable[BaseModel]) -> list[ConnectorCheck]:
+        """Every tag of `entries` read once, the endpoints in parallel (a dead one costs one
+        timeout). A plugin's bug fails its own connector's tags, never the others' results."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_check_entry(entry)) for entry in entries]
+        return [task.result() for task in tasks]
+
+
+async def _check_entry(entry: Any) -> ConnectorCheck:
+    try:
+        return await PLUGINS[entry.type].check(entry)
+    except Exception as exc:  # a plugin bug: report it on its tags, keep the other results
+        _log.debug("check of %s failed", entry.name, exc_info=True)
+        problem = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
+        tags = [TagCheck("", "", "", problem=problem)]
+        where = getattr(entry, "endpoint", None) or getattr(entry, "url", "")
+        return ConnectorCheck(entry.name, where, tags, [])
 
 
 def load_config(path: str | Path) -> ConnectorsConfig:

@@ -14,12 +14,17 @@ from historian import backoff
 
 
 class Reconnect(BaseModel):
-    """`reconnect: {min_s, max_s}` of a connector entry."""
+    """`reconnect: {min_s, max_s, auth_retry_s}` of a connector entry.
+
+    `auth_retry_s` is the wait after the server refused our certificate or login: retrying
+    at once cannot help and may lock the account on a PLC that counts failed logins.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     min_s: float = Field(0.5, gt=0)
     max_s: float = Field(10.0, gt=0)
+    auth_retry_s: float = Field(300.0, gt=0)
 
     @field_validator("max_s")
     @classmethod

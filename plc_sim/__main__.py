@@ -11,8 +11,10 @@ from pathlib import Path
 from plc_sim.faults import FaultEvent
 from plc_sim.options import (
     SecureOptionsError,
+    add_behaviour_options,
     add_device_fault_option,
     add_secure_options,
+    behaviour,
     describe,
     device_faults,
     secure_endpoint,
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="simulated s per wall s")
     add_secure_options(parser)
     add_device_fault_option(parser)
+    add_behaviour_options(parser)
     args = parser.parse_args(argv)
     try:
         spec = load_line(args.line)
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         speed=args.speed,
         opcua_secure=secure if opcua else None,
         modbus_faults=device_faults(args),
+        **behaviour(args),  # type: ignore[arg-type]
     )
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the runner has closed the servers
         try:

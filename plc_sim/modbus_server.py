@@ -202,6 +202,21 @@ class ModbusServer:
         known = ", ".join(f"{d.unit_id} ({d.machine})" for d in self._devices)
         raise ValueError(f"no Modbus device {device!r} on this line; there are: {known}")
 
+    @property
+    def unit_ids(self) -> list[int]:
+        return [device.unit_id for device in self._devices]
+
+    async def with_fault_on_all(self, fault: DeviceFault, seconds: float) -> None:
+        """Every device misbehaves for `seconds`, then answers as before (chaos mode)."""
+        before = [device.fault for device in self._devices]
+        for device in self._devices:
+            device.fault = fault
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            for device, fault_before in zip(self._devices, before, strict=True):
+                device.fault = fault_before
+
     async def start(self) -> None:
         """Listen (again) on the configured address; the register images survive a restart."""
         server = _TcpServer([self._sim_device(d) for d in self._devices], address=self.address)

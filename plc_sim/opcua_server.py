@@ -13,11 +13,20 @@ second server on its own port serves the same address space only over Basic256Sh
 Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss (Sign and SignAndEncrypt) and only to a user
 who logs in (username and password, or a user certificate), as a locked-down PLC does. Two
 servers rather than two endpoints of one, because asyncua's login rules are per server.
+On the secured server an unsecured (None) channel serves discovery only (GetEndpoints,
+FindServers), and a password is accepted only encrypted with the server's key, whatever the
+channel: asyncua alone would serve reads on a None channel and take a clear-text password.
+With a trust list (`trusted_clients`), an unknown client certificate is refused and saved to
+`rejected_clients` until someone moves it to the trust list, as on a real PLC.
+
+Timestamps: as on real servers, a variable's source timestamp changes only when its value
+changes (`timestamps="change"`); `timestamps="tick"` restamps every variable on every tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import socket
@@ -25,12 +34,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from asyncua import Node, Server, ua
 from asyncua.common.utils import ServiceError
-from asyncua.crypto import cert_gen
-from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.crypto import cert_gen, security_policies
+from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
 from asyncua.server.user_managers import UserManager
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -90,7 +99,8 @@ class SecureEndpoint:
     `users` maps user names to passwords. `user_certificates` holds the certificates (DER or
     PEM) of users who log in with a certificate. `trusted_clients` holds the application
     certificates of clients allowed to connect (read at each new channel, like a PLC's trust
-    list); None accepts any client certificate.
+    list); None accepts any client certificate. A refused client certificate is saved to
+    `rejected_clients` (when given), to be moved to `trusted_clients` by whoever trusts it.
     """
 
     port: int
@@ -99,6 +109,7 @@ class SecureEndpoint:
     users: Mapping[str, str] = field(default_factory=dict, repr=False)
     user_certificates: Path | None = None
     trusted_clients: Path | None = None
+    rejected_clients: Path | None = None
 
 
 def ensure_server_certificate(pki: Path, host: str) -> tuple[Path, Path]:
@@ -192,18 +203,55 @@ class _Logins(UserManager):
 class _TrustedClients:
     """Certificate validator: a client's application certificate must be in the trust folder
     and within its validity period, as a PLC with a trust list enforces. The folder is read at
-    each new channel, so a certificate copied in is trusted without a restart."""
+    each new channel, so a certificate copied in is trusted without a restart; a refused one is
+    saved to the rejected folder (named by its SHA-1 thumbprint), ready to be moved."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, rejected: Path | None) -> None:
         self._folder = folder
+        self._rejected = rejected
 
     async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
         now = datetime.now(UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise ServiceError(ua.StatusCodes.BadCertificateTimeInvalid)
+        der = cert.public_bytes(Encoding.DER)
         trusted = await asyncio.to_thread(_certificates_in, self._folder)
-        if cert.public_bytes(Encoding.DER) not in trusted:
+        if der not in trusted:
+            if self._rejected is not None:
+                await asyncio.to_thread(_save_rejected, self._rejected, der)
             raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+
+def _save_rejected(folder: Path, der: bytes) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha1(der, usedforsecurity=False).hexdigest()
+    (folder / f"{name}.der").write_bytes(der)
+
+
+class _DiscoveryOnly(PermissionRuleset):
+    """The rules of an unsecured channel to the secured server: discovery, nothing else (the
+    session services themselves are not subject to rules in asyncua; reads, browses, calls and
+    subscriptions are)."""
+
+    def check_validity(self, user: Any, action_type: Any, body: Any) -> bool:
+        return False
+
+
+def _require_encrypted_passwords(server: Server) -> None:
+    """Ask every client to encrypt its password with the server's key (token policy = the
+    endpoint's policy, even on SignAndEncrypt channels) and refuse one sent in the clear."""
+    for endpoint in server.iserver.endpoints:
+        for token in endpoint.UserIdentityTokens:
+            if token.TokenType == ua.UserTokenType.UserName:
+                token.SecurityPolicyUri = endpoint.SecurityPolicyUri
+    decrypt = server.iserver.decrypt_user_token
+
+    def decrypt_encrypted_only(session: Any, token: ua.UserNameIdentityToken) -> tuple[str, str]:
+        if not token.EncryptionAlgorithm:
+            raise ServiceError(ua.StatusCodes.BadIdentityTokenInvalid)
+        return decrypt(session, token)
+
+    server.iserver.decrypt_user_token = decrypt_encrypted_only  # type: ignore[method-assign]
 
 
 class OpcUaServer:
@@ -221,6 +269,7 @@ class OpcUaServer:
         inject: InjectFault,
         clear: ClearFault,
         secure: SecureEndpoint | None = None,
+        timestamps: Literal["change", "tick"] = "change",
     ) -> None:
         self.spec = spec
         self.endpoint = f"opc.tcp://{host}:{port}/shopfloor/"
@@ -228,19 +277,41 @@ class OpcUaServer:
             None if secure is None else f"opc.tcp://{host}:{secure.port}/shopfloor/"
         )
         self._secure = secure
+        self._timestamps = timestamps
+        self._published: dict[tuple[str, str], Any] = {}  # the value each variable holds
         self._inject, self._clear = inject, clear
         self._servers: list[Server] = []
         self._machines_by_node: dict[ua.NodeId, str] = {}
         # (machine, signal) -> (node id, variant type, python conversion)
         self._variables: dict[tuple[str, str], tuple[ua.NodeId, ua.VariantType, Any]] = {}
 
+    def drop_connections(self) -> None:
+        """Close every client connection, as a PLC that reboots its network stack (chaos)."""
+        for server in self._servers:
+            for protocol in list(server.bserver.clients):
+                protocol.transport.close()
+
+    async def stall(self, seconds: float) -> None:
+        """Stop reading client requests for `seconds`: a frozen PLC, its sockets open (chaos)."""
+        transports = [p.transport for s in self._servers for p in list(s.bserver.clients)]
+        for transport in transports:
+            transport.pause_reading()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            for transport in transports:
+                if not transport.is_closing():
+                    transport.resume_reading()
+
     async def start(self) -> None:
+        self._published.clear()  # a new address space: publish every value again
         for name in ("asyncua", "asyncua.server", "asyncua.common"):
             logging.getLogger(name).setLevel(logging.WARNING)
         try:
             self._servers.append(await self._start_open())
             if self._secure is not None:
                 self._servers.append(await self._start_secured(self._secure))
+            self._published.clear()  # values published while starting reached only some
         except BaseException:
             await self.stop()
             raise
@@ -261,8 +332,18 @@ class OpcUaServer:
         server.set_security_policy(SECURE_POLICIES)
         server.set_identity_tokens([ua.UserNameIdentityToken, ua.X509IdentityToken])
         if secure.trusted_clients is not None:
-            server.set_certificate_validator(_TrustedClients(secure.trusted_clients))
+            validator = _TrustedClients(secure.trusted_clients, secure.rejected_clients)
+            server.set_certificate_validator(validator)  # type: ignore[arg-type]
+        # Not advertised (endpoints come from set_security_policy): what a None channel gets.
+        server._policies.append(
+            security_policies.SecurityPolicyFactory(
+                security_policies.SecurityPolicyNone,
+                ua.MessageSecurityMode.None_,
+                permission_ruleset=_DiscoveryOnly(),
+            )
+        )
         await server.start()
+        _require_encrypted_passwords(server)
         return server
 
     async def _new_server(self, endpoint: str, users: _Logins | None = None) -> Server:
@@ -283,12 +364,18 @@ class OpcUaServer:
             await server.stop()
 
     async def publish(self, values: dict[tuple[str, str], float], ts: datetime) -> None:
-        """Write every variable with a Good status and `ts` as source and server timestamp."""
+        """Write the variables whose value changed (every one with timestamps="tick") with a
+        Good status and `ts` as source and server timestamp."""
+        changed = []
+        for key, (node_id, vtype, convert) in self._variables.items():
+            value = convert(values[key])
+            if self._timestamps == "tick" or self._published.get(key) != value:
+                self._published[key] = value
+                changed.append((node_id, ua.Variant(value, vtype)))
         for server in self._servers:
-            for key, (node_id, vtype, convert) in self._variables.items():
-                value = ua.Variant(convert(values[key]), vtype)
+            for node_id, variant in changed:
                 await server.write_attribute_value(
-                    node_id, ua.DataValue(value, SourceTimestamp=ts, ServerTimestamp=ts)
+                    node_id, ua.DataValue(variant, SourceTimestamp=ts, ServerTimestamp=ts)
                 )
 
     async def _build(self, server: Server, ns: int) -> None:

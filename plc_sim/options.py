@@ -14,6 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from plc_sim.chaos import Chaos
 from plc_sim.modbus_server import DeviceFault, parse_device_fault
 from plc_sim.opcua_server import SecureEndpoint, ensure_server_certificate, load_users
 
@@ -52,8 +53,15 @@ def add_secure_options(parser: argparse.ArgumentParser) -> None:
         "--trusted-clients",
         type=Path,
         metavar="DIR",
-        help="folder of client certificates to accept, read at each connection (default: any "
-        "client certificate)",
+        help="folder of client certificates to accept, read at each connection; others are "
+        "refused and saved to rejected/ beside it (default: any client certificate)",
+    )
+    group.add_argument(
+        "--strict-trust",
+        action="store_true",
+        help="trust only client certificates in <server-pki>/trusted, saving refused ones to "
+        "<server-pki>/rejected, as a real PLC does (short for --trusted-clients "
+        "<server-pki>/trusted)",
     )
 
 
@@ -76,15 +84,19 @@ def secure_endpoint(args: argparse.Namespace) -> SecureEndpoint | None:
             f"{USER_ENV} and {PASSWORD_ENV}, or --user-certs DIR"
         )
     cert, key = ensure_server_certificate(args.server_pki, args.host)
-    if args.trusted_clients is not None:  # where to copy a client certificate to trust it
-        args.trusted_clients.mkdir(parents=True, exist_ok=True)
+    trusted = args.trusted_clients
+    if trusted is None and args.strict_trust:
+        trusted = args.server_pki / "trusted"
+    if trusted is not None:  # where to copy a client certificate to trust it
+        trusted.mkdir(parents=True, exist_ok=True)
     return SecureEndpoint(
         port=args.opcua_secure_port,
         certificate=cert,
         private_key=key,
         users=users,
         user_certificates=args.user_certs,
-        trusted_clients=args.trusted_clients,
+        trusted_clients=trusted,
+        rejected_clients=None if trusted is None else trusted.parent / "rejected",
     )
 
 
@@ -122,3 +134,28 @@ def _device_fault(text: str) -> tuple[str, DeviceFault]:
         return parse_device_fault(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_behaviour_options(parser: argparse.ArgumentParser) -> None:
+    """--opcua-timestamps and --chaos: how real the simulated PLCs behave."""
+    parser.add_argument(
+        "--opcua-timestamps",
+        choices=["change", "tick"],
+        default="change",
+        help="OPC UA source timestamps change only with the value, as on real servers "
+        "(change, the default), or on every tick (tick, the old behaviour)",
+    )
+    parser.add_argument(
+        "--chaos",
+        type=int,
+        metavar="SEED",
+        help="chaos mode: every 20-60 s one fault for 2-8 s (dropped OPC UA sessions, a stalled "
+        "or restarted OPC UA server, dropped Modbus connections, late answers, exception "
+        "bursts), on a schedule fixed by SEED",
+    )
+
+
+def behaviour(args: argparse.Namespace) -> dict[str, object]:
+    """run_simulator's keyword arguments for `add_behaviour_options`' options."""
+    chaos = None if args.chaos is None else Chaos(args.chaos)
+    return {"opcua_timestamps": args.opcua_timestamps, "chaos": chaos}

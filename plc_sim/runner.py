@@ -15,7 +15,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from typing import Literal
 
+from plc_sim.chaos import Chaos
 from plc_sim.faults import FaultEvent
 from plc_sim.modbus_server import DeviceFault, ModbusServer
 from plc_sim.opcua_server import OpcUaServer, SecureEndpoint
@@ -42,6 +44,8 @@ async def run_simulator(
     opcua_secure: SecureEndpoint | None = None,
     warmup_s: float = 0.0,
     modbus_faults: Mapping[int | str, DeviceFault] | None = None,
+    opcua_timestamps: Literal["change", "tick"] = "change",
+    chaos: Chaos | None = None,
 ) -> None:
     """Serve the simulated line until cancelled, then close both servers.
 
@@ -50,6 +54,8 @@ async def run_simulator(
     beside the open one; `modbus_faults` make Modbus devices answer late or with exceptions
     (plc_sim.modbus_server.DeviceFault; ValueError for a device the line does not have).
     `warmup_s` runs the process that long before serving (Simulator.warm_up).
+    `opcua_timestamps` is OpcUaServer's `timestamps`; `chaos` plays its faults against both
+    servers while they serve (plc_sim.chaos).
 
     Each tick of `tick_s` wall seconds (default: the line file's) advances the model by
     `tick_s * speed` simulated seconds. `on_event(event, wall_ts_ns)` may be sync or async;
@@ -71,6 +77,7 @@ async def run_simulator(
                 inject=sim.inject,
                 clear=sim.clear,
                 secure=opcua_secure,
+                timestamps=opcua_timestamps,
             )
         )
     if modbus is not None:
@@ -83,7 +90,12 @@ async def run_simulator(
             await server.start()
         if ready is not None:
             ready.set()
-        await _tick_forever(sim, servers, tick, speed, on_event)
+        async with asyncio.TaskGroup() as group:
+            if chaos is not None:
+                opcua_server = next((s for s in servers if isinstance(s, OpcUaServer)), None)
+                modbus_server = next((s for s in servers if isinstance(s, ModbusServer)), None)
+                group.create_task(chaos.run(opcua_server, modbus_server), name="chaos")
+            await _tick_forever(sim, servers, tick, speed, on_event)
     finally:
         for server in servers:
             async with asyncio.timeout(STOP_TIMEOUT_S):

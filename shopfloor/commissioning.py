@@ -15,18 +15,16 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from asyncua import ua
 from pydantic import BaseModel, ValidationError
 
 from connectors.check import ConnectorCheck, TagCheck
 from connectors.config import load_config, parse_config
-from connectors.modbus.check import check as check_modbus
 from connectors.modbus.codec import DataType
 from connectors.modbus.config import Table
 from connectors.modbus.probe import (
@@ -38,7 +36,6 @@ from connectors.modbus.probe import (
     readings,
 )
 from connectors.opcua.browse import BrowsedNode, browse_tree, connector_entry, select
-from connectors.opcua.check import check as check_opcua
 from connectors.opcua.client import quiet_asyncua_loggers
 from connectors.opcua.config import check_endpoint
 from connectors.opcua.nodeid import parse_node_id
@@ -53,12 +50,8 @@ from connectors.opcua.pki import (
 )
 from connectors.opcua.resolve import to_ua_nodeid
 from connectors.opcua.security import POLICIES, Auth, Security
-from connectors.opcua.session import SessionSetupError, explain, open_session
+from connectors.opcua.session import SESSION_FAILURES, close_session, explain, open_session
 from shopfloor.options import CommandError, command
-
-Checker = Callable[[Any], Awaitable[ConnectorCheck]]
-CHECKERS: dict[str, Checker] = {"opcua": check_opcua, "modbus": check_modbus}
-_SESSION_FAILURES = (OSError, TimeoutError, ua.UaError, SessionSetupError, PkiError)
 
 
 def table(rows: Sequence[Sequence[str]], indent: str = "") -> str:
@@ -217,9 +210,14 @@ async def browse(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     security, auth = _security_and_auth(args)
+    if args.emit_config and not args.force and await asyncio.to_thread(_exists, args.emit_config):
+        raise CommandError(
+            f"{args.emit_config} exists; pass --force to replace it (anything added to it by "
+            "hand is lost), or give another file"
+        )
     try:
         client, notes = await open_session(endpoint, security, auth, timeout_s=args.timeout)
-    except _SESSION_FAILURES as exc:
+    except SESSION_FAILURES as exc:
         raise CommandError(
             f"{endpoint}: {explain(exc, timeout_s=args.timeout, auth=auth)}"
         ) from None
@@ -233,13 +231,12 @@ async def browse(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             standard_nodes=args.all_namespaces,
         )
-    except _SESSION_FAILURES as exc:
+    except SESSION_FAILURES as exc:
         raise CommandError(
             f"{endpoint}: {explain(exc, timeout_s=args.timeout, auth=auth)}"
         ) from None
     finally:
-        async with asyncio.timeout(args.timeout):
-            await client.disconnect()
+        await close_session(client, args.timeout)
     chosen = select(nodes, args.filter)
     variables = [n for n in chosen if n.is_variable]
     if chosen:
@@ -248,6 +245,10 @@ async def browse(args: argparse.Namespace) -> int:
     if args.emit_config:
         await asyncio.to_thread(_emit_config, args, endpoint, security, auth, variables)
     return 0 if variables else 1
+
+
+def _exists(path: str) -> bool:
+    return Path(path).exists()
 
 
 def _tree(nodes: Sequence[BrowsedNode]) -> str:
@@ -321,6 +322,9 @@ def _add_browse(sub: Any) -> None:
         "--all-namespaces", action="store_true", help="include namespace 0 (the Server object)"
     )
     parser.add_argument("--emit-config", metavar="FILE", help="write a connectors file here")
+    parser.add_argument(
+        "--force", action="store_true", help="let --emit-config replace an existing file"
+    )
     parser.add_argument("--name", help="connector name in that file (default: from the host)")
     parser.add_argument("--site", default="default", help="site in that file (default: default)")
     parser.add_argument("--line", default="line1", help="line in that file (default: line1)")
@@ -421,11 +425,7 @@ async def check(args: argparse.Namespace) -> int:
     entries: list[Any] = [e for e in config.entries if args.connector in (None, e.name)]  # type: ignore[attr-defined]
     if not entries:
         raise CommandError(f"no connector named {args.connector!r} in {args.config}")
-    async with (
-        asyncio.TaskGroup() as group
-    ):  # endpoints in parallel: one dead one costs one timeout
-        tasks = [group.create_task(CHECKERS[entry.type](entry)) for entry in entries]
-    results = [task.result() for task in tasks]
+    results = await config.check(entries)
     for result in results:
         print(_report(result))
         print()
@@ -443,7 +443,7 @@ def _report(result: ConnectorCheck) -> str:
 
 
 def _row(tag: TagCheck) -> tuple[str, ...]:
-    value = "-" if tag.value is None else f"{tag.value:.6g}"
+    value = "-" if tag.value is None else repr(tag.value)  # exactly as stored
     status = "ok" if tag.ok else "BAD"
     return (tag.machine, tag.signal, tag.address, status, value, tag.unit, tag.problem)
 

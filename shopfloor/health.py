@@ -1,10 +1,11 @@
 """`GET /health`: what a compose healthcheck, a load balancer or a person with curl needs to know.
 
-JSON with every connector (endpoint, connected, samples/s, errors, last error), the spool
-(bytes and samples held, drops, memory-only) and the historian writer (written, rejected,
-retries, last error). HTTP 200 while at least one input is connected (status "ok", or
-"degraded" when an input is down, the historian fails or the spool is in memory only); 503 when
-none is, so that a healthcheck restarts a connector that lost every PLC.
+JSON with every connector (endpoint, connected, samples/s, errors, last error, how many tags
+are bad right now and the distinct reasons why), the spool (bytes and samples held, drops,
+memory-only) and the historian writer (written, rejected, retries, last error). HTTP 200 while
+at least one input is connected (status "ok", or "degraded" when an input is down, a tag is
+bad, the historian fails or the spool is in memory only); 503 when none is, so that a
+healthcheck restarts a connector that lost every PLC.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class HealthServer:
                 "errors": item.stats.errors,
                 "reconnects": item.stats.reconnects,
                 "last_error": item.stats.last_error,
+                "tags_bad": len(item.stats.bad_tags),
+                "errors_now": sorted(set(item.stats.bad_tags.values())),
             }
             for item in self.inputs
         ]
@@ -62,7 +65,12 @@ class HealthServer:
         connected = [c["connected"] for c in connectors]
         if not any(connected):
             status = "down"
-        elif all(connected) and stats.historian_ok and not stats.spool.memory_only:
+        elif (
+            all(connected)
+            and not any(c["tags_bad"] for c in connectors)
+            and stats.historian_ok
+            and not stats.spool.memory_only
+        ):
             status = "ok"
         else:
             status = "degraded"

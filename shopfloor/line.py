@@ -26,8 +26,8 @@ from historian.sqlite import SQLiteHistorian
 from historian.units import unit_of
 from historian.writer import HistorianWriter
 from plc_sim.faults import FaultEvent
+from plc_sim.options import behaviour, device_faults
 from plc_sim.options import describe as describe_secure_endpoint
-from plc_sim.options import device_faults
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
 from shopfloor.detection import WARMUP_S
@@ -124,6 +124,7 @@ async def _simulate(
             opcua_secure=secure,
             warmup_s=WARMUP_S,
             modbus_faults=device_faults(args),
+            **behaviour(args),  # type: ignore[arg-type]
         )
     except ValueError as exc:  # a --modbus-device-fault for a device the line does not have
         raise CommandError(str(exc)) from None
@@ -279,7 +280,7 @@ def _iso(ts_ns: int) -> str:
 def _table(readings: list[Reading]) -> str:
     rows = [("MACHINE", "SIGNAL", "VALUE", "UNIT", "QUALITY", "TIME (UTC)")]
     for r in readings:
-        value = f"{r.value:.6g}" if math.isfinite(r.value) else "-"
+        value = repr(r.value) if math.isfinite(r.value) else "-"  # exactly as stored
         rows.append(
             (r.machine, r.signal, value, unit_of(r.signal), r.quality.name.lower(), _iso(r.ts))
         )

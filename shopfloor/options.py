@@ -11,6 +11,7 @@ from typing import Any
 from plc_sim.opcua_server import SecureEndpoint
 from plc_sim.options import (
     SecureOptionsError,
+    add_behaviour_options,
     add_device_fault_option,
     add_secure_options,
     secure_endpoint,
@@ -69,6 +70,7 @@ def add_sim_endpoints(parser: argparse.ArgumentParser) -> None:
     )
     add_secure_options(parser)
     add_device_fault_option(parser)
+    add_behaviour_options(parser)
 
 
 def sim_secure_endpoint(args: argparse.Namespace) -> SecureEndpoint | None:

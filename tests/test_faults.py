@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import re
 import signal
@@ -20,7 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,15 @@ from connectors.config import parse_config
 from historian import open_historian
 from historian.influx_v1 import InfluxV1Historian
 from historian.influxd import Influxd, free_port
-from historian.sample import Sample
+from historian.sample import Quality, Sample
 from historian.spool import Batch, Spool
 from historian.writer import HistorianWriter
+from plc_sim.chaos import MODBUS_FAULTS, OPCUA_FAULTS, Chaos
 from plc_sim.modbus_server import DeviceFault, ModbusServer
 from plc_sim.process import Simulator
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
+from plc_sim.tags import exposed_tags
 from shopfloor.health import HealthServer
 from shopfloor.simconfig import sim_connectors
 from shopfloor.status import LiveStatus
@@ -214,10 +217,12 @@ async def test_a_plc_answering_slowly_or_with_exceptions_affects_only_its_own_ta
             modbus.set_device_fault(SLOW_PLC, fault)
             await asyncio.sleep(3)
             end = time.time_ns()
+            _, faulted = HealthServer(inputs, writer, port=0).report()
             modbus.set_device_fault(SLOW_PLC, None)
             good.clear()
             await eventually(lambda: SLOW_PLC in good, "the healed PLC's tags", 5)
             await eventually(lambda: writer.stats.pending == 0, "the writes")
+            _, healed = HealthServer(inputs, writer, port=0).report()
         during = await historian.points("telemetry", start_ns=start + 300_000_000, end_ns=end)
         health = await historian.points("connector", start_ns=start, end_ns=end)
 
@@ -245,6 +250,13 @@ async def test_a_plc_answering_slowly_or_with_exceptions_affects_only_its_own_ta
     assert modbus_health and all(p.fields["connected"] for p in modbus_health)
     assert modbus_health[-1].fields["errors"] > modbus_health[0].fields["errors"]
     assert all(p.fields["spool_dropped"] == 0 for p in health)
+    # /health: not "ok" while tags are bad; how many, and every distinct reason
+    (entry,) = [c for c in faulted["connectors"] if c["name"] == modbus_input.name]
+    slow_tags = [t for t in exposed_tags(spec) if t.machine == SLOW_PLC]
+    assert faulted["status"] == "degraded" and entry["tags_bad"] == len(slow_tags)
+    assert entry["errors_now"] and all(reason in e for e in entry["errors_now"])
+    assert healed["status"] == "ok"
+    assert all(c["tags_bad"] == 0 and c["errors_now"] == [] for c in healed["connectors"])
 
 
 def health(port: int) -> dict[str, object]:
@@ -501,3 +513,91 @@ async def test_spool_damage_is_reported_alike_everywhere(tmp_path: Path) -> None
         )
     finally:
         await writer.spool.close()
+
+
+# --- chaos: both connectors against a misbehaving simulator ----------------------------------
+
+CHAOS_RECOVERY_S = 6.0  # documented in the README (Tests): every tag good again within this
+CHAOS_MAX_AGE_S = 2.0  # keep-alive, so that constant OPC UA tags show up in every window
+
+
+@pytest.mark.timeout(150)
+async def test_under_chaos_every_tag_recovers_in_time_and_nothing_is_stamped_wrongly(
+    tmp_path: Path,
+) -> None:
+    spec = load_line()
+    ports = free_port(), free_port()
+    config = yaml.safe_load(connectors_file(spec, tmp_path, *ports).read_text())
+    for entry in config["connectors"]:
+        entry["timeout_s"] = 2
+        if entry["type"] == "opcua":
+            entry["max_age_s"] = CHAOS_MAX_AGE_S
+        else:
+            entry["poll_interval_s"] = 0.2
+    inputs = parse_config(yaml.safe_dump(config), tmp_path / "c.yaml").build_inputs()
+    arrived: list[tuple[int, Sample]] = []  # (local receipt time, sample)
+
+    def emit_for(_name: str):
+        async def emit(batch) -> None:
+            now = time.time_ns()
+            arrived.extend((now, s) for s in batch)
+
+        return emit
+
+    # a pause longer than the recovery time between faults, so that each recovery is timed
+    chaos = Chaos(
+        11, every_s=(CHAOS_RECOVERY_S + 0.5, CHAOS_RECOVERY_S + 1.5), lasting_s=(1.0, 2.5), faults=6
+    )
+    ready = asyncio.Event()
+    sim = run_simulator(
+        spec,
+        seed=4,
+        opcua=("127.0.0.1", ports[0]),
+        modbus=("127.0.0.1", ports[1]),
+        ready=ready,
+        chaos=chaos,
+    )
+    async with running(sim):
+        await asyncio.wait_for(ready.wait(), 30)
+        tasks = [asyncio.create_task(i.run(emit_for(i.name))) for i in inputs]
+        try:
+            await eventually(lambda: len(chaos.events) == 6, "six faults", 120)
+            await asyncio.sleep(CHAOS_RECOVERY_S)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+
+    series = {(s.machine, s.signal) for _, s in arrived}
+    assert series == {(t.machine, t.signal) for t in exposed_tags(spec)}
+    assert {e.kind for e in chaos.events} == set(OPCUA_FAULTS + MODBUS_FAULTS)
+    for event in chaos.events:
+        deadline = event.end_ns + int(CHAOS_RECOVERY_S * 1e9)
+        seen = [(t, s) for t, s in arrived if t <= deadline]
+        latest = latest_by_time(s for _, s in seen)
+        stale = sorted(k for k, s in latest.items() if s.quality is not Quality.GOOD)
+        assert not stale, (event, stale)  # every tag good again within the documented time
+    by_series: dict[tuple[str, str], list[tuple[int, Sample]]] = {}
+    for received, sample in arrived:
+        by_series.setdefault((sample.machine, sample.signal), []).append((received, sample))
+    for key_, history in by_series.items():
+        marker = None
+        for received, sample in history:
+            # nothing stamped in the future (a good value "inside" an outage yet to end)
+            assert sample.source_ts <= received + 1_000_000_000, (key_, sample)
+            if sample.quality is Quality.BAD and math.isnan(sample.value):
+                marker = sample
+            elif sample.quality is Quality.GOOD and marker is not None:
+                # the first good value after a bad marker supersedes it: never stamped earlier
+                assert sample.source_ts > marker.source_ts, (key_, marker, sample)
+                marker = None
+
+
+def latest_by_time(samples: Iterable[Sample]) -> dict[tuple[str, str], Sample]:
+    """What a historian shows as current: per series the newest point by timestamp."""
+    latest: dict[tuple[str, str], Sample] = {}
+    for sample in samples:
+        k = (sample.machine, sample.signal)
+        if k not in latest or sample.source_ts >= latest[k].source_ts:
+            latest[k] = sample
+    return latest

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import shlex
@@ -165,7 +166,9 @@ def plc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plc]:
     try:
         _wait_listening([secure, modbus], process, log)
         yield Plc(
-            folder, f"opc.tcp://127.0.0.1:{secure}/shopfloor/", f"modbus://127.0.0.1:{modbus}"
+            folder,
+            f"opc.tcp://127.0.0.1:{secure}/shopfloor/",
+            f"modbus://127.0.0.1:{modbus}",
         )
     finally:
         process.terminate()  # SIGTERM: the same clean stop as Ctrl-C
@@ -177,7 +180,7 @@ def plc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plc]:
 
 
 def _wait_listening(ports: list[int], process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # two servers and their address spaces, busy machine
     waiting = list(ports)
     while waiting:
         assert process.poll() is None, f"shopfloor sim ended:\n{log.read_text()}"
@@ -397,6 +400,56 @@ def untrusted_server(plc: Plc, row: str, monkeypatch: pytest.MonkeyPatch) -> Non
 def client_refused(plc: Plc, row: str, monkeypatch: pytest.MonkeyPatch) -> None:
     client_folder(plc, "stranger", trusted_by_plc=False)
     says(row, browse(plc))
+    ours = Pki(Path("pki")).own_certificate.read_bytes()
+    rejected = plc.folder / "plc_sim_pki" / "rejected"  # --strict-trust files it there
+    assert any(path.read_bytes() == ours for path in rejected.iterdir())
+
+
+def opcua_file(plc: Plc) -> str:
+    """The guide's OPC UA entry (from its --emit-config step) as a connectors file."""
+    argv = guide_command(plc, "shopfloor browse --emit-config")
+    argv[argv.index("--emit-config") + 1] = "guide.yaml"
+    assert shopfloor(argv).code == 0
+    return "guide.yaml"
+
+
+def connect_for(config: str, seconds: int) -> Outcome:
+    """`shopfloor connect` for a while; `err` holds what it logged."""
+    argv = ["shopfloor", "connect", "--config", config, "--historian", "sqlite:guide.db"]
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logging.getLogger("connectors").addHandler(handler)
+    try:
+        outcome = shopfloor([*argv, "--duration", f"{seconds}s"])
+    finally:
+        logging.getLogger("connectors").removeHandler(handler)
+    return Outcome(outcome.code, outcome.out, outcome.err + log.getvalue())
+
+
+def said_in_log(row: str, outcome: Outcome) -> None:
+    message = re.search(r"`([^`]+)`", row).group(1)  # type: ignore[union-attr]
+    pattern = ".*?".join(re.escape(part) for part in message.split("…"))
+    assert outcome.code == 0 and re.search(pattern, outcome.err), (row, outcome.err)
+
+
+def not_retried(plc: Plc, row: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    client_folder(plc, "not_retried")
+    config = opcua_file(plc)
+    monkeypatch.setenv("PLC_PASSWORD", PASSWORD + "x")
+    outcome = connect_for(config, 4)
+    said_in_log(row, outcome)
+    assert outcome.err.count("login refused") == 1, outcome.err  # one try in 4 s, not ten
+
+
+def modbus_unreachable(plc: Plc, row: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    (entry,) = yaml.safe_load(plc.substitute(guide_yaml(1)))
+    entry["url"] = f"modbus://127.0.0.1:{free_port()}"
+    Path("unreachable.yaml").write_text(yaml.safe_dump({"connectors": [entry]}))
+    check = shopfloor(["shopfloor", "check", "--config", "unreachable.yaml"])
+    message = re.search(r"`([^`]+)`", row).group(1)  # type: ignore[union-attr]
+    pattern = ".*?".join(re.escape(part) for part in message.split("…"))
+    assert check.code == 1 and re.search(pattern, check.out), (row, check.out)
+    assert "pymodbus" not in check.err
 
 
 def wrong_password(plc: Plc, row: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -439,7 +492,9 @@ SCENARIOS: dict[str, Scenario] = {
     "refused this connector's certificate": client_refused,
     "login refused": wrong_password,
     "is not set": password_not_set,
-    "nothing listens": nothing_listens,
+    "nothing listens on that host": nothing_listens,
+    "(wrong port, or server down)": modbus_unreachable,
+    "not retrying for": not_retried,
     "illegal data address": no_such_register,
     "wrong word order": wrong_word_order,
 }
@@ -466,4 +521,4 @@ def test_sim_and_up_take_the_rehearsal_options(command: str) -> None:
     (argv,) = next(steps()).commands
     args = cli.build_parser().parse_args([command, *argv[2:]])
     assert (args.opcua_secure_port, args.users) == (4841, Path("users.txt"))
-    assert args.trusted_clients == Path("plc_sim_pki/trusted")
+    assert args.strict_trust

@@ -16,7 +16,7 @@ from connectors.check import ConnectorCheck, TagCheck
 from connectors.modbus.client import EXCEPTION_MEANINGS, decoder_for, reader_for
 from connectors.modbus.config import Config, Device, Tag
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
-from connectors.modbus.transport import new_client
+from connectors.modbus.transport import ConnectError, connect, new_client
 from historian.units import unit_of
 
 
@@ -32,12 +32,9 @@ async def check(config: Config) -> ConnectorCheck:
         return _all_failed(config, str(exc))
     try:
         try:
-            async with asyncio.timeout(config.timeout_s):
-                connected = await client.connect()
-        except TimeoutError:
-            connected = False
-        if not connected:
-            return _all_failed(config, f"cannot connect to {config.url}")
+            await connect(client, config.link, config.url, config.timeout_s)
+        except ConnectError as exc:
+            return _all_failed(config, str(exc))
         tags: list[TagCheck] = []
         for device in config.devices:
             tags += await _check_device(client, device, config.device_timeout(device))

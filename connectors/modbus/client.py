@@ -34,7 +34,7 @@ from connectors.base import ConnectorStats, Emit
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
 from connectors.modbus.config import Config, Device, Table
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
-from connectors.modbus.transport import Transport, new_client
+from connectors.modbus.transport import ConnectError, Transport, connect, new_client
 from connectors.reconnect import Backoff, Reconnect
 from historian.sample import Quality, Sample
 
@@ -109,6 +109,10 @@ class _Poll:
             for (line, machine, signal), value in zip(self.series, values, strict=True)
         ]
 
+    def names(self, why: str) -> list[tuple[str, str]]:
+        """("machine/signal", why) for each tag, for ConnectorStats.bad_tags."""
+        return [(f"{machine}/{signal}", why) for _, machine, signal in self.series]
+
     def bad(self, ts: int, site: str) -> list[Sample]:
         nan = math.nan
         return [
@@ -126,15 +130,6 @@ def decoder_for(request: ReadRequest) -> RegisterBlockDecoder | BitBlockDecoder:
         for p in request.tags
     ]
     return RegisterBlockDecoder(fields, request.count)
-
-
-def _quiet_pymodbus() -> None:
-    """pymodbus warns on every failed connect and logs an error for every late answer it
-    skips (expected once a device timed out); our stats and log carry the reasons already.
-    An application that set a level for pymodbus keeps it."""
-    names = ("pymodbus", "pymodbus.logging")
-    if all(logging.getLogger(name).level == logging.NOTSET for name in names):
-        logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
 
 
 class _ConnectionLost(Exception):
@@ -158,14 +153,16 @@ class _Unit:
         self._backoff = Backoff(bounds)
         self.resume_at = 0.0  # loop time before which the unit is not asked
         self.silent = False
+        self.why = ""
 
     def rests(self, now: float) -> bool:
         return now < self.resume_at
 
-    def fell_silent(self, now: float) -> None:
+    def fell_silent(self, now: float, why: str) -> None:
         """It did not answer: rest it."""
         self.resume_at = now + self._backoff.next()
         self.silent = True
+        self.why = f"{why} (resting)"
 
     def answered(self) -> bool:
         """It answered; returns whether it had been silent."""
@@ -192,7 +189,7 @@ class ModbusInput:
         self._ever_up = False
         self._late_answer_possible = False  # RTU after a timeout: reconnect before a request
         self._units: dict[int, _Unit] = {}
-        _quiet_pymodbus()
+        self._refusals: dict[ReadRequest, str] = {}  # requests answered with an exception
 
     @property
     def requests(self) -> list[ReadRequest]:
@@ -228,14 +225,10 @@ class ModbusInput:
         }
 
     async def _connect(self, client: ModbusBaseClient) -> None:
-        timeout = self._config.timeout_s
         try:
-            async with asyncio.timeout(timeout):
-                connected = await client.connect()
-        except TimeoutError:
-            raise _ConnectionLost(f"connect to {self.endpoint}: no answer in {timeout} s") from None
-        if not connected:
-            raise _ConnectionLost(f"connect to {self.endpoint} failed")
+            await connect(client, self._config.link, self.endpoint, self._config.timeout_s)
+        except ConnectError as exc:
+            raise _ConnectionLost(str(exc)) from None
 
     async def _poll_forever(self, client: ModbusBaseClient, emit: Emit, backoff: Backoff) -> None:
         """Poll on a fixed schedule: period stays poll_interval_s however long a cycle takes,
@@ -262,14 +255,21 @@ class ModbusInput:
         connections but never answers must neither reset the backoff nor count a reconnect."""
         if self._ever_up:
             self.stats.reconnects += 1
+        _log.info("%s: connected to %s", self.name, self.endpoint)
         self._ever_up = True
         self.stats.connected = True
         self._marked_bad = False
 
     async def _went_down(self, emit: Emit, lost: _ConnectionLost) -> None:
         """Mark every tag bad once per outage (again only if good values flowed since)."""
-        self.stats.connected = False
-        self._count_error(str(lost))
+        was_connected, self.stats.connected = self.stats.connected, False
+        reason = str(lost)
+        if was_connected or reason != self.stats.last_error:
+            _log.warning("%s: %s; its tags are bad, reconnecting", self.name, reason)
+        else:
+            _log.debug("%s: %s; reconnecting", self.name, reason)
+        self._count_error(reason)
+        self.stats.bad_tags = dict(name for poll in self._polls for name in poll.names(reason))
         samples = lost.samples
         if samples or not self._marked_bad:
             self._marked_bad = True
@@ -282,6 +282,7 @@ class ModbusInput:
         read so far)."""
         loop = asyncio.get_running_loop()
         samples: list[Sample] = []
+        bad: dict[str, str] = {}  # this cycle's bad tags and why (ConnectorStats.bad_tags)
         silent: list[tuple[_Unit, str, bool]] = []  # timed out now: (unit, why, silent before)
         answered = False
         index = 0
@@ -289,6 +290,7 @@ class ModbusInput:
             poll = self._polls[index]
             unit = self._units[poll.request.unit]
             if unit.rests(loop.time()):
+                bad.update(poll.names(unit.why))
                 samples.extend(poll.bad(time.time_ns(), self._site))
                 index += 1
                 continue
@@ -300,7 +302,8 @@ class ModbusInput:
                 raise _ConnectionLost(str(lost), samples) from None
             except _NoAnswer as no_answer:
                 silent.append((unit, str(no_answer), unit.silent))
-                unit.fell_silent(loop.time())
+                unit.fell_silent(loop.time(), str(no_answer))
+                bad.update(poll.names(str(no_answer)))
                 samples.extend(poll.bad(time.time_ns(), self._site))
                 index += 1
                 continue
@@ -314,9 +317,12 @@ class ModbusInput:
                     self._split(index, poll)
                     continue  # read the first part now
                 meaning = EXCEPTION_MEANINGS.get(code, "unknown exception code")
-                self._count_error(f"{poll.request.describe()}: exception {code}, {meaning}")
+                reason = f"{poll.request.describe()}: exception {code}, {meaning}"
+                self._refused(poll, reason)
+                bad.update(poll.names(reason))
                 samples.extend(poll.bad(ts, self._site))
             else:
+                self._answered(poll)
                 samples.extend(self._decoded(poll, response, ts))
             index += 1
         if silent and not answered:
@@ -327,9 +333,22 @@ class ModbusInput:
                 "%s: %s; its tags are bad, asking it again in %.1f s (the other units go on)",
                 self.name,
                 reason,
-                unit.resume_at - loop.time(),
+                max(0.0, unit.resume_at - loop.time()),
             )
+        self.stats.bad_tags = bad
         return samples
+
+    def _refused(self, poll: _Poll, reason: str) -> None:
+        """An exception answer: counted each time, logged when a request starts failing or
+        fails differently (a burst of the same exception is one line)."""
+        self._count_error(reason)
+        if self._refusals.get(poll.request) != reason:
+            self._refusals[poll.request] = reason
+            _log.warning("%s: %s; its tags are bad", self.name, reason)
+
+    def _answered(self, poll: _Poll) -> None:
+        if self._refusals.pop(poll.request, None) is not None:
+            _log.info("%s: %s answers again", self.name, poll.request.describe())
 
     def _split(self, index: int, poll: _Poll) -> None:
         _log.info(

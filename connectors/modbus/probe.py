@@ -17,7 +17,7 @@ from pymodbus.exceptions import ModbusException
 from connectors.modbus.client import EXCEPTION_MEANINGS, reader_for
 from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder, decode
 from connectors.modbus.config import Table
-from connectors.modbus.transport import Serial, new_client, parse_url
+from connectors.modbus.transport import ConnectError, Serial, connect, new_client, parse_url
 
 NUMERIC_TYPES = tuple(t for t in DataType if t not in (DataType.BIT, DataType.BOOL))
 ORDERS = (WordOrder.ABCD, WordOrder.CDAB, WordOrder.BADC, WordOrder.DCBA)
@@ -47,12 +47,13 @@ async def read_block(
     serial: Serial | None = None,
 ) -> list[int]:
     """Registers (or bits as 0/1) from one read; ProbeError on any failure."""
-    client = new_client(parse_url(url), serial, name="probe")
+    link = parse_url(url)
+    client = new_client(link, serial, name="probe")
     try:
-        async with asyncio.timeout(timeout_s):
-            connected = await client.connect()
-        if not connected:
-            raise ProbeError(f"cannot connect to {url}")
+        try:
+            await connect(client, link, url, timeout_s)
+        except ConnectError as exc:
+            raise ProbeError(str(exc)) from None
         async with asyncio.timeout(timeout_s):
             response = await reader_for(client, table)(address, count=count, device_id=unit)
     except TimeoutError:

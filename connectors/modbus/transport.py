@@ -10,7 +10,12 @@ pymodbus runs without retries or reconnects of its own; the input owns both.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import importlib.util
+import logging
+import os
+import socket
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -81,12 +86,68 @@ def parse_url(url: str) -> Link:
     return Link(transport, host=parts.hostname, port=port or DEFAULT_PORT)
 
 
+def _quiet_pymodbus() -> None:
+    """pymodbus warns on every failed connect and logs an error for every late answer it
+    skips (expected once a device timed out); our stats and log carry the reasons already.
+    An application that set a level for pymodbus keeps it."""
+    names = ("pymodbus", "pymodbus.logging")
+    if all(logging.getLogger(name).level == logging.NOTSET for name in names):
+        logging.getLogger("pymodbus.logging").setLevel(logging.CRITICAL)
+
+
+class ConnectError(Exception):
+    """The endpoint cannot be reached; the message says why, in one line."""
+
+
+async def connect(client: ModbusBaseClient, link: Link, url: str, timeout_s: float) -> None:
+    """Connect `client` under `timeout_s`, or raise ConnectError saying why it failed.
+
+    pymodbus only returns False (its warning holds the reason and is silenced), so on failure
+    the reason is found by opening the same socket once more ourselves.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            if await client.connect():
+                return
+    except TimeoutError:
+        raise ConnectError(f"cannot connect to {url}: no answer within {timeout_s:g} s") from None
+    raise ConnectError(f"cannot connect to {url}: {await _why_unreachable(link, timeout_s)}")
+
+
+async def _why_unreachable(link: Link, timeout_s: float) -> str:
+    if link.transport is Transport.SERIAL:
+        if not await asyncio.to_thread(os.path.exists, link.device):
+            return f"serial device {link.device} does not exist (is the adapter plugged in?)"
+        return f"cannot open serial device {link.device} (in use, or no permission?)"
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(link.host, link.port)
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s (host down, or a firewall drops the packets)"
+    except OSError as exc:
+        return _socket_reason(exc, link)
+    writer.close()
+    return "the device accepted the connection, then closed it"
+
+
+def _socket_reason(exc: OSError, link: Link) -> str:
+    where = f"{link.host}:{link.port}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused: nothing listens on {where} (wrong port, or server down)"
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return f"no route to {link.host}: check the address and the network"
+    if isinstance(exc, socket.gaierror):
+        return f"host name {link.host!r} is not known: check the spelling or use the IP address"
+    return f"{where}: {exc.strerror or exc}"
+
+
 def new_client(link: Link, serial: Serial | None, *, name: str) -> ModbusBaseClient:
     """A pymodbus client for the link, without pymodbus' own retries and reconnects.
 
     No pymodbus timeout: it wraps each call in asyncio.wait_for, which on Python 3.11 can
     swallow a cancellation that races with completion; callers bound calls themselves.
     """
+    _quiet_pymodbus()
     common = {"name": name, "timeout": None, "retries": 0, "reconnect_delay": 0}
     if link.transport is Transport.SERIAL:
         if importlib.util.find_spec("serial") is None:

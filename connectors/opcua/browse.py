@@ -17,6 +17,7 @@ from typing import Any
 from asyncua import Client, ua
 
 from connectors.opcua.resolve import chunks
+from historian.units import suffix_for, unit_of
 
 BATCH = 500
 _Child = tuple[ua.ReferenceDescription, tuple[str, ...]]
@@ -288,6 +289,15 @@ def signal_name(browse_name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_") or "value"
 
 
+def with_unit(signal: str, unit: str) -> str:
+    """The signal name carrying the server's EngineeringUnits as its suffix (the data model
+    keeps units in names: `temperature` in °C -> `temperature_c`), unless it already does."""
+    suffix = suffix_for(unit) if unit else None
+    if suffix is None or unit_of(signal) == unit:
+        return signal
+    return signal + suffix
+
+
 def connector_entry(
     nodes: Sequence[BrowsedNode],
     *,
@@ -312,7 +322,7 @@ def connector_entry(
             skipped.append(node)
             continue
         machine = signal_name(node.path[-2]) if len(node.path) > 1 else "plc"
-        signal = base = signal_name(node.path[-1])
+        signal = base = with_unit(signal_name(node.path[-1]), node.unit)
         suffix = 1
         while (machine, signal) in taken:
             suffix += 1

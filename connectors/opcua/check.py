@@ -16,13 +16,11 @@ from connectors.opcua.browse import read_units
 from connectors.opcua.client import quiet_asyncua_loggers
 from connectors.opcua.config import Config
 from connectors.opcua.datavalue import Series, to_sample
-from connectors.opcua.pki import PkiError
 from connectors.opcua.resolve import chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
-from connectors.opcua.session import SessionSetupError, explain, open_session
+from connectors.opcua.session import SESSION_FAILURES, close_session, explain, open_session
 
 _log = logging.getLogger(__name__)
-_FAILURES = (OSError, TimeoutError, ua.UaError, SessionSetupError, PkiError)
 _NO_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 _DENIED = frozenset({ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadNotReadable})
 
@@ -35,14 +33,14 @@ async def check(config: Config) -> ConnectorCheck:
         client, setup_notes = await open_session(
             config.endpoint, config.security, config.auth, timeout_s=config.timeout_s
         )
-    except _FAILURES as exc:
+    except SESSION_FAILURES as exc:
         return _all_failed(config, notes, f"cannot connect: {_why(exc, config)}")
     try:
         tags = await _read_once(client, config)
-    except _FAILURES as exc:
+    except SESSION_FAILURES as exc:
         return _all_failed(config, notes, _why(exc, config))
     finally:
-        await _close(client, config.timeout_s)
+        await close_session(client, config.timeout_s)
     return ConnectorCheck(config.name, config.endpoint, tags, notes + setup_notes)
 
 
@@ -91,12 +89,3 @@ def _outcome(machine: str, signal: str, node: str, dv: ua.DataValue, unit: str) 
     if reason is not None:
         return TagCheck(machine, signal, node, unit=unit, problem=reason)
     return TagCheck(machine, signal, node, value=sample.value, unit=unit)
-
-
-async def _close(client: Client, timeout_s: float) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            await client.disconnect()
-    except Exception as exc:  # the server may be gone; close our end regardless
-        _log.debug("disconnect: %r", exc)
-        client.disconnect_socket()

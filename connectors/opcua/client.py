@@ -15,18 +15,22 @@ import time
 from collections.abc import Iterable, Sequence
 
 from asyncua import Client, ua
+from asyncua.common.utils import NotEnoughData
 
 from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.config import Config, Deadband
 from connectors.opcua.datavalue import Series, to_sample
-from connectors.opcua.pki import PkiError
+from connectors.opcua.latest import LatestValues
 from connectors.opcua.resolve import chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
 from connectors.opcua.session import (
+    SESSION_FAILURES,
     SESSION_TIMEOUT_MS,
-    SessionSetupError,
+    close_session,
+    describe_session,
     explain,
+    is_refusal,
     open_session,
 )
 from connectors.reconnect import Backoff
@@ -46,8 +50,7 @@ _NODE_ERRORS = frozenset(
 )
 _DEADBAND_TYPES = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 _SERVER_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
-_KEEPALIVE_MS = 10_000.0  # the server sends an empty publish at least this often
-_EXPECTED_FAILURES = (OSError, TimeoutError, ua.UaError, SessionSetupError, PkiError)
+STALE_MARGIN_S = 3.0  # default stale_after_s: two publishing intervals and this
 
 Item = tuple[int, ua.NodeId]
 """A tag index (also the monitored item's client handle) and its resolved NodeId."""
@@ -59,11 +62,13 @@ class _KnownLossFilter(logging.Filter):
     each loss and refusal once itself, with the fix."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], ConnectionError):
-            return False
+        if record.exc_info and isinstance(record.exc_info[1], ConnectionError | NotEnoughData):
+            return False  # NotEnoughData: a refused secure channel (session.ChannelRefused)
         message = record.getMessage()
         # A refused request (e.g. a wrong login) is reported by the caller, with its fix.
-        return "connection is closed" not in message and not message.startswith("ServiceFault")
+        return "connection is closed" not in message and not message.startswith(
+            ("ServiceFault", "Got error status from server")
+        )
 
 
 _KNOWN_LOSS = _KnownLossFilter()
@@ -86,6 +91,10 @@ class _Loss:
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.reason = ""
+        self.last_answer: float | None = None  # loop time of the last publish answer
+
+    def answered(self) -> None:
+        self.last_answer = asyncio.get_running_loop().time()
 
     def report(self, reason: str) -> None:
         if not self.event.is_set():
@@ -112,8 +121,10 @@ class OpcUaInput:
             1, math.ceil(config.publishing_interval_ms / config.sampling_interval_ms)
         )
         self._reasons: dict[int, str] = {}
+        self._latest = LatestValues([config.max_age_of(tag) for tag in config.tags])
         self._marked_bad = False
         self._was_connected = False
+        self._closing: set[asyncio.Task[None]] = set()  # lost sessions being closed
 
     async def run(self, emit: Emit) -> None:
         """Connect, read, and on any failure mark all tags BAD and reconnect with backoff."""
@@ -125,22 +136,42 @@ class OpcUaInput:
             cfg.publishing_interval_ms / 1000 if cfg.mode == "subscribe" else cfg.poll_interval_s
         )
         buffer = SampleBuffer(emit, self.stats, flush_interval_s=flush_s)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
-            group.create_task(self._connect_forever(buffer), name=f"opcua-{self.name}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
+                group.create_task(self._connect_forever(buffer), name=f"opcua-{self.name}")
+                interval = self._latest.check_interval_s()
+                if interval is not None:
+                    group.create_task(
+                        self._keep_alive(buffer, interval), name=f"opcua-ka-{self.name}"
+                    )
+        finally:
+            await asyncio.gather(*self._closing)  # sessions lost before, each bounded in time
+
+    async def _keep_alive(self, buffer: SampleBuffer, interval_s: float) -> None:
+        """Record again every tag whose last point is older than its max age."""
+        while True:
+            await asyncio.sleep(interval_s)
+            again = self._latest.due(time.monotonic())
+            if again:
+                await buffer.put(again, flush=True)
 
     async def _connect_forever(self, buffer: SampleBuffer) -> None:
         backoff = Backoff(self._config.reconnect)
         while True:
+            wait_s = None
             try:
                 await self._session(buffer, backoff)
-            except _EXPECTED_FAILURES as exc:
-                self._failed(explain(exc, timeout_s=self._config.timeout_s, auth=self._config.auth))
+            except SESSION_FAILURES as exc:
+                if is_refusal(exc):
+                    wait_s = self._config.reconnect.auth_retry_s
+                reason = explain(exc, timeout_s=self._config.timeout_s, auth=self._config.auth)
+                self._failed(reason, wait_s)
             except Exception as exc:  # never let one bad session end the connector
                 _log.exception("%s: unexpected error in session", self.name)
                 self._failed(repr(exc))
             await self._mark_all_bad(buffer)
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(backoff.next() if wait_s is None else wait_s)
 
     async def _session(self, buffer: SampleBuffer, backoff: Backoff) -> None:
         """One connection: a fresh Client, connected under a timeout, read until it breaks."""
@@ -160,9 +191,18 @@ class OpcUaInput:
             _log.warning("%s: %s", self.name, note)
         try:
             await self._read(client, buffer, backoff, loss)
-        finally:
+        except asyncio.CancelledError:  # a clean stop: close the session before returning
             self.stats.connected = False
-            await self._close(client)
+            await close_session(client, cfg.timeout_s)
+            raise
+        except BaseException:
+            # A lost session: its tags are marked bad now, not after a close that a frozen
+            # server makes wait for timeout_s.
+            self.stats.connected = False
+            closing = asyncio.create_task(close_session(client, cfg.timeout_s))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            raise
 
     async def _read(
         self, client: Client, buffer: SampleBuffer, backoff: Backoff, loss: _Loss
@@ -193,7 +233,7 @@ class OpcUaInput:
         for index, target in enumerate(resolved):
             if isinstance(target, str):
                 self._note(index, f"{cfg.tags[index].node}: {target}")
-                unresolved.append(self._series[index].bad(now))
+                unresolved.append(self._marker(index, now))
             else:
                 items.append((index, target))
         await buffer.put(unresolved, flush=True)
@@ -207,14 +247,20 @@ class OpcUaInput:
         cfg = self._config
         session = client.uaclient.session
         handler = _Notifications(self, buffer, loss)
-        keepalive_count = max(1, math.ceil(_KEEPALIVE_MS / cfg.publishing_interval_ms))
+        # Three keep-alives per stale_after_s, so that a silent server is noticed in time.
+        keepalive_s = self.stale_after_s() / 3
+        keepalive_count = max(1, math.floor(keepalive_s * 1000 / cfg.publishing_interval_ms))
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=cfg.publishing_interval_ms,
             RequestedMaxKeepAliveCount=keepalive_count,
-            RequestedLifetimeCount=10 * keepalive_count,  # spec: at least 3x keep-alive
+            # spec: at least 3x keep-alive; here also a minute, so a short stall keeps it
+            RequestedLifetimeCount=max(
+                10 * keepalive_count, math.ceil(SESSION_TIMEOUT_MS / cfg.publishing_interval_ms)
+            ),
             PublishingEnabled=True,
         )
         polled: list[Item] = []
+        loss.answered()  # the clock of silence starts now
         for part in chunks(items, cfg.max_items_per_subscription):
             try:
                 async with asyncio.timeout(cfg.timeout_s):
@@ -256,7 +302,7 @@ class OpcUaInput:
                 continue
             if status.value in _NODE_ERRORS:
                 self._note(index, f"{nodeid.to_string()}: {status.name}")
-                bad.append(self._series[index].bad(now))
+                bad.append(self._marker(index, now))
             else:
                 polled.append((index, nodeid))
                 refusal = refusal or status.name
@@ -314,47 +360,67 @@ class OpcUaInput:
                 self.stats.latency_ms = (loop.time() - started) * 1000
                 await buffer.put((), flush=True)
                 await asyncio.sleep(max(0.0, cfg.poll_interval_s - (loop.time() - started)))
-        except _EXPECTED_FAILURES as exc:
+        except SESSION_FAILURES as exc:
             loss.report(f"poll failed: {type(exc).__name__}: {exc}")
 
     def _samples(self, values: Iterable[tuple[int, ua.DataValue]]) -> list[Sample]:
         """Samples for (tag index, DataValue) pairs: the hot path of both modes."""
         series = self._series
         reasons = self._reasons
+        seen = self._latest.seen
+        now = time.monotonic()
         out: list[Sample] = []
         append = out.append
         for index, dv in values:
             sample, reason = to_sample(series[index], dv)
-            append(sample)
+            append(seen(index, sample, now))
             if reason is not None or index in reasons:
                 self._note(index, reason)
         return out
 
-    async def _watch(self, client: Client, loss: _Loss) -> None:
-        """Probe the server every timeout_s until the session breaks, then raise with why.
+    def stale_after_s(self) -> float:
+        """How long a server may stay silent before the session counts as lost."""
+        cfg = self._config
+        if cfg.stale_after_s is not None:
+            return cfg.stale_after_s
+        if cfg.mode == "subscribe":
+            return 2 * cfg.publishing_interval_ms / 1000 + STALE_MARGIN_S
+        return cfg.timeout_s
 
-        asyncua's supervisor reports a dropped socket at once (connection_lost_callback); the
-        probe catches a silent one, and its round trip is the connector's latency.
+    async def _watch(self, client: Client, loss: _Loss) -> None:
+        """Watch the session until it breaks, then raise with why.
+
+        asyncua's supervisor reports a dropped socket at once (connection_lost_callback). A
+        silent server is caught two ways: subscriptions must answer (data or keep-alive) within
+        stale_after_s, and a probe read every timeout_s must answer within stale_after_s; the
+        probe's round trip is the connector's latency.
         """
         timeout_s = self._config.timeout_s
-        while not await _set_within(loss.event, timeout_s):
-            started = time.perf_counter()
-            async with asyncio.timeout(timeout_s):
-                (value,) = await client.uaclient.read_attributes(
-                    [_SERVER_TIME], ua.AttributeIds.Value
+        stale_s = self.stale_after_s()
+        loop = asyncio.get_running_loop()
+        next_probe = loop.time()
+        while not await _set_within(loss.event, min(timeout_s, stale_s / 4)):
+            if loss.last_answer is not None and loop.time() - loss.last_answer > stale_s:
+                raise ConnectionError(
+                    f"no publish answer for {stale_s:g} s (server frozen or network stalled)"
                 )
+            if loop.time() < next_probe:
+                continue
+            started = time.perf_counter()
+            probe_s = min(timeout_s, stale_s)
+            try:
+                async with asyncio.timeout(probe_s):
+                    (value,) = await client.uaclient.read_attributes(
+                        [_SERVER_TIME], ua.AttributeIds.Value
+                    )
+            except TimeoutError:
+                raise ConnectionError(
+                    f"no answer to a read for {probe_s:g} s (server frozen or network stalled)"
+                ) from None
             value.StatusCode.check()
             self.stats.latency_ms = (time.perf_counter() - started) * 1000
+            next_probe = loop.time() + timeout_s
         raise ConnectionError(loss.reason)
-
-    async def _close(self, client: Client) -> None:
-        """Close session, channel and socket, bounded in time even when the server is gone."""
-        try:
-            async with asyncio.timeout(self._config.timeout_s):
-                await client.disconnect()
-        except Exception as exc:  # a server that is gone cannot confirm; close our end anyway
-            _log.debug("%s: disconnect: %r", self.name, exc)
-            client.disconnect_socket()
 
     def _connected(self, backoff: Backoff) -> None:
         if self._was_connected:
@@ -362,13 +428,31 @@ class OpcUaInput:
         self._was_connected = True
         self._marked_bad = False
         self.stats.connected = True
+        self.stats.bad_tags = {self._tag_name(i): why for i, why in self._reasons.items()}
         backoff.reset()
-        _log.info("%s: connected to %s", self.name, self.endpoint)
+        cfg = self._config
+        _log.info(
+            "%s: connected to %s (%s)",
+            self.name,
+            self.endpoint,
+            describe_session(cfg.security, cfg.auth),
+        )
 
-    def _failed(self, reason: str) -> None:
-        """Count every failed session; log a reason once, not on every retry."""
-        level = logging.DEBUG if reason == self.stats.last_error else logging.WARNING
+    def _failed(self, reason: str, wait_s: float | None = None) -> None:
+        """Count every failed session; log a reason once, not on every retry. A refused
+        certificate or login is retried only after `wait_s`, and said so on every retry."""
         self.stats.errors += 1
+        if wait_s is not None:
+            self.stats.last_error = reason
+            _log.warning(
+                "%s: %s; not retrying for %g s (retrying sooner could lock the account on "
+                "the PLC; reconnect.auth_retry_s sets this)",
+                self.name,
+                reason,
+                wait_s,
+            )
+            return
+        level = logging.DEBUG if reason == self.stats.last_error else logging.WARNING
         self.stats.last_error = reason
         _log.log(level, "%s: %s; reconnecting", self.name, reason)
 
@@ -378,15 +462,29 @@ class OpcUaInput:
             return
         self._marked_bad = True
         now = time.time_ns()
-        await buffer.put([series.bad(now) for series in self._series], flush=True)
+        why = self.stats.last_error
+        self.stats.bad_tags = {self._tag_name(i): why for i in range(len(self._series))}
+        await buffer.put([self._marker(i, now) for i in range(len(self._series))], flush=True)
+
+    def _tag_name(self, index: int) -> str:
+        series = self._series[index]
+        return f"{series.machine}/{series.signal}"
+
+    def _marker(self, index: int, ts_ns: int) -> Sample:
+        """A BAD sample stamped with local time; the tag's next good value is stamped so too."""
+        marker = self._series[index].bad(ts_ns)
+        self._latest.marked(index, marker)
+        return marker
 
     def _note(self, index: int, reason: str | None) -> None:
         """Count and log a tag's BAD reason when it changes, not on every notification."""
         if reason is None:
             del self._reasons[index]
+            self.stats.bad_tags.pop(self._tag_name(index), None)
             _log.info("%s: %s recovered", self.name, self._series[index].signal)
         elif self._reasons.get(index) != reason:
             self._reasons[index] = reason
+            self.stats.bad_tags[self._tag_name(index)] = reason
             self.stats.errors += 1
             self.stats.last_error = reason
             series = self._series[index]
@@ -402,6 +500,7 @@ class _Notifications:
         self._loss = loss
 
     async def on_publish(self, result: ua.PublishResult) -> None:
+        self._loss.answered()
         data = result.NotificationMessage.NotificationData
         if not data:
             return  # keep-alive

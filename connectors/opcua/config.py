@@ -58,6 +58,8 @@ class Tag(BaseModel):
     browse_from: str | None = None
     node: str
     deadband: Deadband = Field(default_factory=Deadband)
+    # None: the connector's max_age_s
+    max_age_s: float | None = Field(default=None, ge=0)
 
     @field_validator("browse_from")
     @classmethod
@@ -94,8 +96,16 @@ class Config(BaseModel):
     poll_interval_s: PositiveSeconds = 1.0
     timeout_s: PositiveSeconds = 5.0
     max_items_per_subscription: int = Field(default=1000, gt=0)
+    # keep-alive: a tag unchanged this long is recorded again (0: never)
+    max_age_s: float = Field(default=60.0, ge=0)
+    # a silent server (no publish answer, no probe answer) counts as lost after this
+    stale_after_s: PositiveSeconds | None = None
     reconnect: Reconnect = Field(default_factory=Reconnect)
     tags: list[Tag] = Field(min_length=1)
+
+    def max_age_of(self, tag: Tag) -> float:
+        """The tag's keep-alive age: its own, else the connector's (0: no keep-alive)."""
+        return self.max_age_s if tag.max_age_s is None else tag.max_age_s
 
     @field_validator("endpoint")
     @classmethod

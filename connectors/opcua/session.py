@@ -65,6 +65,19 @@ class SessionSetupError(Exception):
     """The session cannot be set up as configured; the message is one line with the fix."""
 
 
+class ChannelRefused(SessionSetupError):
+    """The server answered our OpenSecureChannel request with a fault instead of a channel.
+
+    Servers such as node-opcua (and many PLCs) do so when they do not trust the client's
+    certificate yet; asyncua cannot decode that answer and fails an internal assertion, so the
+    reason is given here instead.
+    """
+
+
+SESSION_FAILURES = (OSError, TimeoutError, ua.UaError, SessionSetupError, PkiError)
+"""What opening or using a session raises for anything a server or network can do."""
+
+
 class _NoSecretsInLogs(logging.Filter):
     """asyncua logs every request at DEBUG; an ActivateSession request holds the password."""
 
@@ -106,10 +119,48 @@ async def open_session(
             await _log_in_as(client, auth)
         async with asyncio.timeout(timeout_s):
             await client.connect()
+    except AssertionError:
+        client.disconnect_socket()
+        if security is None or security.is_open:
+            raise
+        raise ChannelRefused(_certificate_refused("the secure channel was refused")) from None
     except BaseException:
         client.disconnect_socket()  # connect() cleans up on errors, not on timeout/cancel
         raise
     return client, notes
+
+
+async def close_session(client: Client, timeout_s: float) -> None:
+    """Close session, channel and socket, bounded in time even when the server is gone."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.disconnect()
+    except Exception as exc:  # a server that is gone cannot confirm; close our end anyway
+        _log.debug("disconnect: %r", exc)
+        client.disconnect_socket()
+
+
+def describe_session(security: Security | None, auth: Auth | None) -> str:
+    """The security policy, mode and user a session was opened with, for the log.
+
+    The connector opens only the endpoint whose policy and mode are configured (see
+    `_server_certificate`), so the configured ones are the negotiated ones.
+    """
+    if security is None or security.is_open:
+        channel = "SecurityPolicy None (no signing, no encryption)"
+    else:
+        channel = f"SecurityPolicy {security.policy}, mode {security.mode}"
+    return f"{channel}, {auth.describe() if auth is not None else 'anonymous'}"
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """The server refused our certificate or login, or we do not trust the server's: retrying
+    cannot help until someone acts, and a PLC may lock an account after failed logins."""
+    if isinstance(exc, ChannelRefused | PkiError):
+        return True
+    if isinstance(exc, ua.UaStatusCodeError):
+        return exc.code in _LOGIN_REFUSED or exc.code in _CERTIFICATE_REFUSED
+    return False
 
 
 async def _secure(client: Client, endpoint: str, security: Security, timeout_s: float) -> list[str]:
@@ -231,6 +282,14 @@ def explain(exc: BaseException, *, timeout_s: float, auth: Auth | None = None) -
     return f"{type(exc).__name__}: {exc}"
 
 
+def _certificate_refused(why: str) -> str:
+    return (
+        f"the server refused this connector's certificate ({why}): trust it on the PLC "
+        "(copy pki/own/certs/shopfloor.der into its trusted list or accept it from its "
+        "rejected list)"
+    )
+
+
 def _explain_status(code: int, auth: Auth | None) -> str:
     name = ua.StatusCode(code).name
     if code in _LOGIN_REFUSED:
@@ -242,11 +301,7 @@ def _explain_status(code: int, auth: Auth | None) -> str:
         )
         return f"login refused for {who} ({name}): {hint}"
     if code in _CERTIFICATE_REFUSED:
-        return (
-            f"the server refused this connector's certificate ({name}): trust it on the PLC "
-            "(copy pki/own/certs/shopfloor.der into its trusted list or accept it from its "
-            "rejected list)"
-        )
+        return _certificate_refused(name)
     if code == ua.StatusCodes.BadSecurityPolicyRejected:
         return f"the server rejected the security policy ({name}): pick one it offers"
     return f"the server answered {name}"

@@ -17,6 +17,7 @@ from plc_sim.spec import UNITS, LineSpec
 from plc_sim.tags import exposed_tags
 
 TIMEOUT_S = 10
+START_TIMEOUT_S = 40  # loading the standard address space: seconds on a busy machine
 # one server for the module: starting asyncua costs about a second
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -27,7 +28,7 @@ async def served(line: LineSpec, module_port: int) -> AsyncIterator[tuple[Simula
     server = OpcUaServer(
         line, host="127.0.0.1", port=module_port, inject=sim.inject, clear=sim.clear
     )
-    async with asyncio.timeout(TIMEOUT_S):
+    async with asyncio.timeout(START_TIMEOUT_S):
         await server.start()
     try:
         yield sim, server
@@ -133,3 +134,31 @@ async def test_line_simulator_object_faults_any_machine(
         ("energy_meter", "voltage_sag", True),
         ("energy_meter", "voltage_sag", False),
     ]
+
+
+# Last in the module: it leaves constant variables stamped with an old time.
+async def test_source_timestamps_change_only_with_the_value(
+    served: tuple[Simulator, OpcUaServer], client: Client, line: LineSpec
+) -> None:
+    sim, server = served
+    tags = [t for t in exposed_tags(line) if t.protocol == "opcua"]
+    nodes = [client.get_node(t.node_id) for t in tags]
+
+    async def stamps() -> dict[tuple[str, str], datetime]:
+        async with asyncio.timeout(TIMEOUT_S):
+            data = await client.read_attributes(nodes)
+        return {
+            (t.machine, t.signal): _utc(dv.SourceTimestamp)
+            for t, dv in zip(tags, data, strict=True)
+        }
+
+    values = sim.values()
+    await server.publish(values, datetime.now(UTC))
+    before = await stamps()
+    moved = ("pasteurizer", "product_temp_c")
+    later = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    await server.publish({**values, moved: values[moved] + 1.0}, later)
+    after = await stamps()
+    assert after.pop(moved) == later
+    before.pop(moved)
+    assert after == before  # as on a real server: unchanged values are not restamped

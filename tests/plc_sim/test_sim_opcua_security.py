@@ -28,6 +28,7 @@ from plc_sim.process import Simulator
 from plc_sim.spec import LineSpec
 
 TIMEOUT_S = 10
+START_TIMEOUT_S = 40  # two servers load the standard address space: seconds on a busy machine
 ON_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 SECURED = {
     ("Basic256Sha256", "Sign"),
@@ -55,7 +56,7 @@ async def server(
     served = OpcUaServer(
         line, host="127.0.0.1", port=_port(), inject=sim.inject, clear=sim.clear, secure=secure
     )
-    async with asyncio.timeout(TIMEOUT_S):
+    async with asyncio.timeout(START_TIMEOUT_S):
         await served.start()
     try:
         yield served
@@ -97,6 +98,62 @@ async def test_open_server_stays_open_and_anonymous(server: OpcUaServer) -> None
         state = await client.nodes.server_state.read_value()
         await client.disconnect()
     assert state == ua.ServerState.Running
+
+
+async def _raw_session_over_none(endpoint: str) -> Client:
+    """A client that does what asyncua's own Client refuses to: a session over a
+    SecurityPolicy None channel to a server that advertises only secured endpoints."""
+    client = Client(endpoint, timeout=5)
+    await client.connect_socket()
+    await client.send_hello()
+    await client.open_secure_channel()
+    params = ua.CreateSessionParameters(
+        ClientNonce=b"n" * 32,
+        EndpointUrl=endpoint,
+        SessionName="raw",
+        RequestedSessionTimeout=10_000,
+        MaxResponseMessageSize=0,
+        ClientDescription=ua.ApplicationDescription(
+            ApplicationUri="urn:raw", ApplicationType=ua.ApplicationType.Client
+        ),
+    )
+    await client.uaclient.create_session(params)
+    return client
+
+
+@ON_MODULE_LOOP
+async def test_secured_server_refuses_a_clear_text_password_and_reads_over_a_none_channel(
+    server: OpcUaServer,
+) -> None:
+    assert server.secure_endpoint is not None
+    client = await _raw_session_over_none(server.secure_endpoint)
+    try:
+        login = ua.ActivateSessionParameters(
+            LocaleIds=["en"],
+            UserIdentityToken=ua.UserNameIdentityToken(
+                PolicyId="username", UserName="operator", Password=b"pw"
+            ),
+        )
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await client.uaclient.activate_session(login)
+        assert refused.value.code == ua.StatusCodes.BadIdentityTokenInvalid
+        with pytest.raises(ua.UaStatusCodeError) as denied:
+            await client.uaclient.read_attributes(
+                [ua.NodeId("line1.pasteurizer.product_temp_c", 2)], ua.AttributeIds.Value
+            )
+        assert denied.value.code == ua.StatusCodes.BadUserAccessDenied
+    finally:
+        client.disconnect_socket()
+
+
+@ON_MODULE_LOOP
+async def test_secured_server_asks_for_encrypted_passwords_on_every_endpoint(
+    server: OpcUaServer,
+) -> None:
+    assert server.secure_endpoint is not None
+    for ep in await _endpoints(server.secure_endpoint):
+        (token,) = [t for t in ep.UserIdentityTokens if t.TokenType == ua.UserTokenType.UserName]
+        assert token.SecurityPolicyUri == ep.SecurityPolicyUri
 
 
 def test_server_certificate_names_the_application_and_hosts(tmp_path: Path) -> None:

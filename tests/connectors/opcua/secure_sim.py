@@ -88,6 +88,7 @@ async def start_secure_sim(root: Path) -> SecureSim:
             users={USER: PASSWORD},
             user_certificates=user_certs,
             trusted_clients=trusted_clients,
+            rejected_clients=root / "server" / "rejected",
         ),
     )
     await server.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,13 +17,20 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from opcua_testplc import Collector
-from secure_sim import PASSWORD, PASSWORD_ENV, USER, SecureSim, start_secure_sim
+from secure_sim import (
+    PASSWORD,
+    PASSWORD_ENV,
+    USER,
+    SecureSim,
+    make_client_pki,
+    start_secure_sim,
+)
 
 from connectors.opcua import Config, OpcUaInput, build
 from connectors.opcua.check import check
 from connectors.opcua.pki import Pki
 from connectors.opcua.security import IMPLICIT_NONE_WARNING, Auth, Security
-from connectors.opcua.session import explain, open_session
+from connectors.opcua.session import explain, is_refusal, open_session
 from historian.sample import Quality
 
 TIMEOUT_S = 5.0
@@ -56,12 +64,21 @@ def security(pki: Pki, policy: str = "Basic256Sha256", mode: str = "SignAndEncry
 LOGIN = Auth(username=USER, password_env=PASSWORD_ENV)
 
 
-async def reason(endpoint: str, sec: Security | None, auth: Auth | None) -> str:
-    """Why open_session fails (the test fails if it connects)."""
+async def failure(endpoint: str, sec: Security | None, auth: Auth | None) -> BaseException:
+    """What open_session raises (the test fails if it connects)."""
     with pytest.raises(Exception) as caught:
         client, _ = await open_session(endpoint, sec, auth, timeout_s=TIMEOUT_S)
         await client.disconnect()
-    return explain(caught.value, timeout_s=TIMEOUT_S, auth=auth)
+    return caught.value
+
+
+async def reason(endpoint: str, sec: Security | None, auth: Auth | None) -> str:
+    """Why open_session fails (the test fails if it connects)."""
+    return explain(await failure(endpoint, sec, auth), timeout_s=TIMEOUT_S, auth=auth)
+
+
+def own_der(pki: Pki) -> bytes:
+    return pki.own_certificate.read_bytes()
 
 
 @pytest.mark.parametrize("mode", ["Sign", "SignAndEncrypt"])
@@ -169,6 +186,21 @@ async def test_server_refuses_a_client_certificate_it_does_not_trust(
 ) -> None:
     message = await reason(secured.endpoint, security(secured.stranger), LOGIN)
     assert message.startswith("the server refused this connector's certificate")
+
+
+async def test_strict_trust_files_a_refused_client_until_it_is_moved_to_trusted(
+    secured: SecureSim, password: str, tmp_path: Path
+) -> None:
+    newcomer = make_client_pki(tmp_path / "newcomer")
+    shutil.copy(secured.server_certificate, newcomer.trusted)
+    exc = await failure(secured.endpoint, security(newcomer), LOGIN)
+    assert is_refusal(exc)
+    server_folder = secured.server_certificate.parents[2]  # <root>/server/own/certs/x.der
+    rejected = server_folder / "rejected"
+    (filed,) = [p for p in rejected.iterdir() if p.read_bytes() == own_der(newcomer)]
+    shutil.move(filed, server_folder / "trusted")
+    client, _ = await open_session(secured.endpoint, security(newcomer), LOGIN, timeout_s=TIMEOUT_S)
+    await client.disconnect()
 
 
 @pytest.mark.parametrize(

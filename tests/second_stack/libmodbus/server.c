@@ -1,0 +1,73 @@
+/* An independent Modbus TCP server for the connector tests, on Debian's libmodbus.
+ *
+ * Usage: server PORT. Holding registers 0..9 (any unit id):
+ *   0: 1234 (uint16)   1-2: 12.5 as float32 ABCD   3-4: 4000000001 as uint32 ABCD
+ *   5: 0xFFFF (int16 -1)   6..9: 0
+ * Addresses from 10 on are answered with exception 2 (illegal data address) by libmodbus.
+ * Serves several clients at once (select); prints "READY" once listening.
+ */
+#include <errno.h>
+#include <modbus.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/select.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+        return 2;
+    }
+    modbus_t *ctx = modbus_new_tcp("127.0.0.1", atoi(argv[1]));
+    modbus_mapping_t *map = modbus_mapping_new(0, 0, 10, 0);
+    if (ctx == NULL || map == NULL) {
+        fprintf(stderr, "libmodbus: %s\n", modbus_strerror(errno));
+        return 1;
+    }
+    map->tab_registers[0] = 1234;
+    /* 12.5 = 0x41480000, written as words: libmodbus 3.1.6's modbus_set_float_abcd swaps the
+     * bytes within each word on little-endian machines (it yields 0x4841 0x0000). */
+    map->tab_registers[1] = 0x4148;
+    map->tab_registers[2] = 0x0000;
+    map->tab_registers[3] = 4000000001u >> 16;
+    map->tab_registers[4] = 4000000001u & 0xFFFF;
+    map->tab_registers[5] = 0xFFFF;
+    int listener = modbus_tcp_listen(ctx, 16);
+    if (listener < 0) {
+        fprintf(stderr, "listen: %s\n", modbus_strerror(errno));
+        return 1;
+    }
+    printf("READY\n");
+    fflush(stdout);
+    fd_set all;
+    FD_ZERO(&all);
+    FD_SET(listener, &all);
+    int top = listener;
+    uint8_t query[MODBUS_TCP_MAX_ADU_LENGTH];
+    for (;;) {
+        fd_set ready = all;
+        if (select(top + 1, &ready, NULL, NULL, NULL) < 0) {
+            if (errno == EINTR) continue;
+            return 1;
+        }
+        for (int fd = 0; fd <= top; fd++) {
+            if (!FD_ISSET(fd, &ready)) continue;
+            if (fd == listener) {
+                int client = modbus_tcp_accept(ctx, &listener);
+                if (client >= 0) {
+                    FD_SET(client, &all);
+                    if (client > top) top = client;
+                }
+                continue;
+            }
+            modbus_set_socket(ctx, fd);
+            int length = modbus_receive(ctx, query);
+            if (length > 0) {
+                modbus_reply(ctx, query, length, map);
+            } else if (length < 0) {
+                close(fd);
+                FD_CLR(fd, &all);
+            }
+        }
+    }
+}
