@@ -51,24 +51,17 @@ def _lookup(signal: str) -> tuple[str, str]:
 
 def unit_of(signal: str) -> str:
     """The unit a signal name carries, or '' when it names none (states, flags, ratios)."""
-<<<<<<< HEAD
     return _lookup(signal)[0]
 
 
 def grafana_unit_of(signal: str) -> str:
     """The Grafana unit id for a signal's name, or '' when it names no unit."""
     return _lookup(signal)[1]
-=======
-    for suffix, unit in _ORDERED:
-        if signal.endswith(suffix):
-            return unit
-    return ""
 
 
 def suffix_for(unit: str) -> str | None:
     """The signal-name suffix that carries `unit` (e.g. '°C' -> '_c'), None when none does."""
-    for suffix, known in _ORDERED:
+    for suffix, (known, _) in _ORDERED:
         if known == unit.strip():
             return suffix
     return None
->>>>>>> i12
