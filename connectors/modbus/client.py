@@ -31,13 +31,13 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from connectors.base import ConnectorStats, Emit
+from connectors.base import ConnectorStats, Emit, Handover
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
 from connectors.modbus.config import Config, Device, Table
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
 from connectors.modbus.transport import ConnectError, Transport, connect, new_client
 from connectors.reconnect import Backoff, Reconnect
-from historian.sample import Quality, SampleBatch, SeriesKey
+from historian.sample import Quality, Sample, SampleBatch, SeriesKey
 
 EXCEPTION_MEANINGS: dict[int, str] = {
     1: "illegal function (the device does not support this table)",
@@ -55,6 +55,7 @@ _Read = Callable[..., Awaitable[ModbusPDU]]
 
 
 ILLEGAL_ADDRESS = 2
+EMITS_IN_FLIGHT = 4  # poll cycles handed over and not yet durable, before the poller waits
 _log = logging.getLogger(__name__)
 
 
@@ -196,6 +197,13 @@ class ModbusInput:
 
     async def run(self, emit: Emit) -> None:
         """Connect, poll and reconnect until cancelled; never raises for a device fault."""
+        handover = Handover(lambda samples: self._emit(emit, samples), EMITS_IN_FLIGHT)
+        try:
+            await self._run(handover)
+        finally:
+            await handover.drain()
+
+    async def _run(self, emit: Handover) -> None:
         backoff = Backoff(self._config.reconnect)
         while True:
             try:
@@ -228,7 +236,9 @@ class ModbusInput:
         except ConnectError as exc:
             raise _ConnectionLost(str(exc)) from None
 
-    async def _poll_forever(self, client: ModbusBaseClient, emit: Emit, backoff: Backoff) -> None:
+    async def _poll_forever(
+        self, client: ModbusBaseClient, emit: Handover, backoff: Backoff
+    ) -> None:
         """Poll on a fixed schedule: period stays poll_interval_s however long a cycle takes,
         and a cycle that overran skips the ticks it missed instead of bursting to catch up."""
         loop = asyncio.get_running_loop()
@@ -241,7 +251,8 @@ class ModbusInput:
             if not self.stats.connected:
                 self._came_up()
                 backoff.reset()
-            await self._emit(emit, samples)
+            if samples:
+                await emit.put(samples)
             due += interval
             now = loop.time()
             if due < now:
@@ -258,7 +269,7 @@ class ModbusInput:
         self.stats.connected = True
         self._marked_bad = False
 
-    async def _went_down(self, emit: Emit, lost: _ConnectionLost) -> None:
+    async def _went_down(self, emit: Handover, lost: _ConnectionLost) -> None:
         """Mark every tag bad once per outage (again only if good values flowed since)."""
         was_connected, self.stats.connected = self.stats.connected, False
         reason = str(lost)
@@ -272,7 +283,8 @@ class ModbusInput:
         if samples or not self._marked_bad:
             self._marked_bad = True
             samples = samples + self._all_bad()
-        await self._emit(emit, samples)
+        if samples:
+            await emit.put(samples)
 
     async def _poll_once(self, client: ModbusBaseClient) -> SampleBatch:
         """Read every request once; a device that does not answer gets its tags bad and rests.
@@ -395,10 +407,9 @@ class ModbusInput:
         self.stats.errors += 1
         self.stats.last_error = reason
 
-    async def _emit(self, emit: Emit, samples: SampleBatch) -> None:
-        if samples:
-            await emit(samples)
-            self.stats.samples += len(samples)
+    async def _emit(self, emit: Emit, samples: Sequence[Sample]) -> None:
+        await emit(samples)
+        self.stats.samples += len(samples)
 
 
 def build(config: Config, *, site: str, line: str) -> ModbusInput:
