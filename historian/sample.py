@@ -18,6 +18,8 @@ from enum import IntEnum
 from itertools import accumulate
 from typing import overload
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 _MAX_REPORTED = 10_000
 _reported: set[tuple[str, str, str, str]] = set()
@@ -110,7 +112,10 @@ class SampleBatch(Sequence[Sample]):
     ) -> None:
         """Append one read (values in the order of `series`)."""
         start = len(self.values)
-        self.values.extend(values)
+        if isinstance(values, np.ndarray):
+            self.values.frombytes(values.astype(np.float64, copy=False).tobytes())
+        else:
+            self.values.extend(values)
         if len(self.values) - start != len(series):
             del self.values[start:]
             raise ValueError(f"{len(series)} series but another number of values")
