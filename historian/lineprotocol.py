@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from historian.base import HistorianError
 from historian.model import TELEMETRY, typed_fields
-from historian.sample import Point, Sample, quality_without_value
+from historian.sample import Point, Sample, SampleBatch, SeriesKey, quality_without_value
 
 _MEASUREMENT_SPECIALS = ", "
 _KEY_SPECIALS = ",= "
@@ -27,6 +27,9 @@ _MAX_CACHED_SERIES = 100_000
 
 # Telemetry line prefix ("telemetry,line=..,machine=..,signal=..,site=.. ") per series key.
 _telemetry_prefixes: dict[tuple[str, str, str, str], str] = {}
+# "prefix value=" of every series of a read, per series tuple of a read (SampleBatch runs).
+_run_prefixes: dict[tuple[SeriesKey, ...], tuple[str, ...]] = {}
+_MAX_CACHED_RUNS = 10_000
 
 
 def name_problem(text: str) -> str | None:
@@ -86,8 +89,10 @@ def format_samples(samples: Sequence[Sample]) -> str:
     """Samples as newline-separated telemetry lines (ns timestamps), one string per batch.
 
     The series part of each line is escaped once per series and cached, so the per-sample
-    work is one dict lookup and one f-string.
+    work is one dict lookup and one f-string; a SampleBatch costs one lookup per read.
     """
+    if isinstance(samples, SampleBatch):
+        return _format_batch(samples)
     prefixes = _telemetry_prefixes
     lines: list[str] = []
     append = lines.append
@@ -99,6 +104,42 @@ def format_samples(samples: Sequence[Sample]) -> str:
             append(f"{prefix}value={value},quality={s.quality:d}i {s.source_ts}")
         else:
             append(f"{prefix}quality={quality_without_value(s):d}i {s.source_ts}")
+    return "\n".join(lines)
+
+
+def _prefixes_of(series: tuple[SeriesKey, ...]) -> tuple[str, ...]:
+    found = _run_prefixes.get(series)
+    if found is None:
+        if len(_run_prefixes) >= _MAX_CACHED_RUNS:
+            _run_prefixes.clear()
+        found = _run_prefixes[series] = tuple(
+            (_telemetry_prefixes.get(key) or _telemetry_prefix(key)) + "value=" for key in series
+        )
+    return found
+
+
+def _format_batch(batch: SampleBatch) -> str:
+    """The lines of a SampleBatch straight from its columns: per read, the prefixes of its
+    series come from one cache lookup and its timestamp is formatted once. A read holding a
+    value that is not finite takes the per-sample path (quality only, always bad)."""
+    lines: list[str] = []
+    values, qualities, start = batch.values, batch.qualities, 0
+    for series, ts in batch.runs:
+        end = start + len(series)
+        run_values = values[start:end]
+        tail = f"i {ts}"
+        total = sum(run_values)  # NaN or +-inf if any value is (or, harmlessly, on overflow)
+        if total - total == 0:
+            lines += map(
+                "{}{},quality={}{}".format,
+                _prefixes_of(series),
+                run_values,
+                qualities[start:end],
+                (tail,) * len(series),
+            )
+        else:
+            lines.append(format_samples(list(batch[start:end])))
+        start = end
     return "\n".join(lines)
 
 

@@ -43,7 +43,7 @@ from typing import IO, Any
 
 from historian import spool_format as fmt
 from historian.backoff import Backoff
-from historian.sample import Point, Sample
+from historian.sample import Point, Sample, SampleBatch
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class SpoolStats:
 class Batch:
     """Records read from the spool, in order; acknowledge it once the historian has it."""
 
-    samples: list[Sample] = field(default_factory=list)
+    samples: SampleBatch = field(default_factory=SampleBatch)
     points: list[Point] = field(default_factory=list)
     end: Position | None = None
     from_memory: int = 0
@@ -125,7 +125,7 @@ class _Group:
     """Records handed over since the last commit, with the callers waiting for it."""
 
     frames: list[bytes] = field(default_factory=list)
-    records: list[tuple[list[Sample], list[Point]]] = field(default_factory=list)
+    records: list[tuple[Sequence[Sample], list[Point]]] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     nbytes: int = 0
     samples: int = 0
@@ -199,7 +199,7 @@ class Spool:
         self._rewrites: list[tuple[Path, bytes | None]] = []
         self._state_dirty = False
         self._group = _Group()
-        self._memory: deque[tuple[list[Sample], list[Point]]] = deque()
+        self._memory: deque[tuple[Sequence[Sample], list[Point]]] = deque()
         self._memory_held = 0
         self._work = asyncio.Event()
         self._arrived = asyncio.Event()
@@ -537,13 +537,13 @@ class Spool:
     async def put(self, samples: Sequence[Sample], points: Sequence[Point] = ()) -> None:
         """Take a batch; on disk, returns once it is fsync'd. In memory, see the module doc."""
         if self.stats.memory_only:
-            await self._put_memory(list(samples), list(points))
+            await self._put_memory(_held(samples), list(points))
             return
         waiter = asyncio.get_running_loop().create_future()
         record = fmt.frame(samples, points)
         group = self._group
         group.frames.append(record)
-        group.records.append((list(samples), list(points)))
+        group.records.append((_held(samples), list(points)))
         group.waiters.append(waiter)
         group.nbytes += len(record)
         group.samples += len(samples)
@@ -551,7 +551,7 @@ class Spool:
         self._work.set()
         await asyncio.shield(waiter)
 
-    async def _put_memory(self, samples: list[Sample], points: list[Point]) -> None:
+    async def _put_memory(self, samples: Sequence[Sample], points: list[Point]) -> None:
         """Without a folder, wait for room; with a failed one, keep collecting and drop the
         oldest past the bound (counted): a plant wants the newest data during a disk fault."""
         while self.folder is None and self._memory_held >= self.memory_samples:
@@ -567,7 +567,7 @@ class Spool:
             self.stats.dropped_points += len(old_points)
             self._log_memory_drop()
 
-    def _hold(self, samples: list[Sample], points: list[Point]) -> None:
+    def _hold(self, samples: Sequence[Sample], points: list[Point]) -> None:
         self._memory.append((samples, points))
         self._memory_held += len(samples)
         self.stats.samples += len(samples)
@@ -975,6 +975,12 @@ class Spool:
             self._report_bytes()
             self._state_dirty = True
             self._work.set()
+
+
+def _held(samples: Sequence[Sample]) -> Sequence[Sample]:
+    """What the spool keeps of a caller's samples: a SampleBatch as it is (its columns are
+    the caller's no more once handed over), anything else copied into a list."""
+    return samples if isinstance(samples, SampleBatch) else list(samples)
 
 
 def _create(path: Path, flags: int) -> int:

@@ -9,9 +9,17 @@ CRC32 of those. Every record after it is framed to be found and checked on its o
 The header CRC covers the 24 bytes before it, so a record's length and counts are trusted only
 when it matches. A reader that meets a bad header looks for the next marker whose header checks
 out: a damaged record costs that record (its counts are known if its header is intact), never
-the records after it. `encoding` says how the payload is encoded (1: JSON columns), so that
-another encoding can come without changing the framing; versions and encodings a reader does
-not know are refused with a message, never guessed at.
+the records after it. `encoding` says how the payload is encoded, so that another encoding
+can come without changing the framing; versions and encodings a reader does not know are
+refused with a message, never guessed at:
+
+    1  JSON columns (samples given one by one, and every record holding points)
+    2  a SampleBatch in binary (a poll cycle's reads, no points):
+         groups u32 | runs u32 | samples u32 |
+         per group: length u32 + zlib'd JSON list of [site, line, machine, signal] |
+         per run: group u32, timestamp i64 | values f64 x samples | qualities u8 x samples
+       (little-endian). A group is the series of one read, so a poll's series strings are
+       written compressed once per record, and a sample costs 9 bytes.
 
 Format 1 (no segment header; length, CRC, samples, points, payload per record) is still read:
 the spool converts such segments when it opens a folder.
@@ -21,12 +29,14 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 import zlib
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from historian.sample import Point, Quality, Sample
+from historian.sample import Point, Quality, Sample, SampleBatch, SeriesKey
 
 FORMAT_VERSION = 2
 SEGMENT_MAGIC = b"SFSG"
@@ -37,10 +47,17 @@ CRC = struct.Struct("<I")
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size + CRC.size
 RECORD_HEADER_SIZE = RECORD_HEADER.size + CRC.size
 ENCODING_JSON = 1
+ENCODING_BATCH = 2
+ENCODINGS = (ENCODING_JSON, ENCODING_BATCH)
+BATCH_HEAD = struct.Struct("<III")  # groups, runs, samples
+GROUP_LENGTH = struct.Struct("<I")
+RUN = struct.Struct("<Iq")  # group, timestamp
+_MAX_GROUP_BYTES = 1 << 24  # a group's JSON may not inflate past this (no zip bomb)
+_MAX_CACHED_GROUPS = 10_000
 LEGACY_FRAME = struct.Struct("<IIII")  # format 1: length, CRC32 of (counts + payload), counts
 
 RECORD, CORRUPT, TORN = "record", "corrupt", "torn"
-DECODE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError)
+DECODE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, zlib.error)
 
 
 class UnknownFormat(Exception):
@@ -65,6 +82,7 @@ class Header:
     samples: int
     points: int
     crc: int
+    encoding: int = ENCODING_JSON
 
 
 _QUALITIES = tuple(Quality)
@@ -112,20 +130,115 @@ def decode_record(payload: bytes | memoryview) -> tuple[list[Sample], list[Point
     return samples, points
 
 
-def decode(payload: bytes | memoryview, header: Header) -> tuple[list[Sample], list[Point]]:
+# series of a read <-> its compressed JSON, both ways, so each is built once per process
+_group_blobs: dict[tuple[SeriesKey, ...], bytes] = {}
+_blob_groups: dict[bytes, tuple[SeriesKey, ...]] = {}
+
+
+def _bounded(cache: dict[Any, Any]) -> dict[Any, Any]:
+    if len(cache) >= _MAX_CACHED_GROUPS:
+        cache.clear()
+    return cache
+
+
+def _blob_of(series: tuple[SeriesKey, ...]) -> bytes:
+    blob = _group_blobs.get(series)
+    if blob is None:
+        blob = _bounded(_group_blobs)[series] = zlib.compress(_dumps(series).encode(), 6)
+    return blob
+
+
+def _group_of(blob: bytes) -> tuple[SeriesKey, ...]:
+    series = _blob_groups.get(blob)
+    if series is None:
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(blob, _MAX_GROUP_BYTES)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise ValueError("a series group is cut short or too large")
+        keys = _loads(text.decode())
+        series = tuple((site, line, machine, signal) for site, line, machine, signal in keys)
+        if not all(isinstance(part, str) for key in series for part in key):
+            raise ValueError("a series key holds a part that is not a string")
+        _bounded(_blob_groups)[blob] = series
+    return series
+
+
+def _little_endian(values: array[float]) -> array[float]:
+    if sys.byteorder == "big":
+        values = array("d", values)
+        values.byteswap()
+    return values
+
+
+def encode_batch(batch: SampleBatch) -> bytes:
+    """A SampleBatch as an encoding 2 payload (see the module docstring)."""
+    groups: dict[tuple[SeriesKey, ...], int] = {}
+    runs = []
+    for series, ts in batch.runs:
+        group = groups.get(series)
+        if group is None:
+            group = groups[series] = len(groups)
+        runs.append(RUN.pack(group, ts))
+    parts = [BATCH_HEAD.pack(len(groups), len(runs), len(batch))]
+    for series in groups:
+        blob = _blob_of(series)
+        parts += (GROUP_LENGTH.pack(len(blob)), blob)
+    parts += runs
+    parts += (_little_endian(batch.values).tobytes(), bytes(batch.qualities))
+    return b"".join(parts)
+
+
+def decode_batch(payload: bytes | memoryview) -> SampleBatch:
+    """The SampleBatch `encode_batch` was given; DECODE_ERRORS if it is not one."""
+    data = bytes(payload)
+    n_groups, n_runs, n_samples = BATCH_HEAD.unpack_from(data)
+    pos = BATCH_HEAD.size
+    groups = []
+    for _ in range(n_groups):
+        (length,) = GROUP_LENGTH.unpack_from(data, pos)
+        pos += GROUP_LENGTH.size
+        groups.append(_group_of(data[pos : pos + length]))
+        pos += length
+    batch = SampleBatch()
+    for group, ts in RUN.iter_unpack(data[pos : pos + n_runs * RUN.size]):
+        batch.runs.append((groups[group], ts))
+    pos += n_runs * RUN.size
+    if sum(len(series) for series, _ in batch.runs) != n_samples:
+        raise ValueError("the runs of a batch do not add up to its samples")
+    if len(data) != pos + n_samples * 9:
+        raise ValueError("a batch's columns do not fit its length")
+    batch.values.frombytes(data[pos : pos + n_samples * 8])
+    batch.values = _little_endian(batch.values)
+    batch.qualities = bytearray(data[pos + n_samples * 8 :])
+    if n_samples and max(batch.qualities) >= len(_QUALITIES):
+        raise ValueError("a quality is not one of the data model's")
+    return batch
+
+
+def decode(
+    payload: bytes | memoryview, header: Header
+) -> tuple[list[Sample] | SampleBatch, list[Point]]:
     """A record's payload whose CRC matched, checked against the counts of its header."""
-    samples, points = decode_record(payload)
+    samples: list[Sample] | SampleBatch
+    if header.encoding == ENCODING_BATCH:
+        samples, points = decode_batch(payload), []
+    else:
+        samples, points = decode_record(payload)
     if (len(samples), len(points)) != (header.samples, header.points):
         raise ValueError("record counts do not match its header")
     return samples, points
 
 
 def frame(samples: Sequence[Sample], points: Sequence[Point]) -> bytes:
-    """A record as it is stored: header (with its CRC), then the payload."""
-    payload = encode_record(samples, points)
+    """A record as it is stored: header (with its CRC), then the payload (a SampleBatch
+    without points in encoding 2, anything else in encoding 1)."""
+    if isinstance(samples, SampleBatch) and not points:
+        encoding, payload = ENCODING_BATCH, encode_batch(samples)
+    else:
+        encoding, payload = ENCODING_JSON, encode_record(samples, points)
     head = RECORD_HEADER.pack(
         RECORD_MARKER,
-        ENCODING_JSON,
+        encoding,
         0,
         0,
         len(payload),
@@ -164,9 +277,11 @@ def header_at(data: bytes | memoryview, pos: int) -> Header | None:
     (head_crc,) = CRC.unpack_from(data, pos + RECORD_HEADER.size)
     if zlib.crc32(data[pos : pos + RECORD_HEADER.size]) != head_crc:
         return None
-    if encoding != ENCODING_JSON:
-        raise UnknownFormat(f"a record in encoding {encoding}; this shopfloor reads encoding 1")
-    return Header(length, samples, points, crc)
+    if encoding not in ENCODINGS:
+        raise UnknownFormat(
+            f"a record in encoding {encoding}; this shopfloor reads encodings 1 and 2"
+        )
+    return Header(length, samples, points, crc, encoding)
 
 
 def next_header(data: bytes, pos: int) -> int | None:

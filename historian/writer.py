@@ -27,7 +27,7 @@ from historian.spool import Batch, Spool, SpoolError, SpoolStats
 
 log = logging.getLogger(__name__)
 
-Part = tuple[list[Sample], list[Point]]
+Part = tuple[Sequence[Sample], list[Point]]
 
 
 @dataclass(slots=True)
@@ -156,7 +156,7 @@ class HistorianWriter:
         except SpoolError as exc:
             log.error("shutdown: %s", exc)
 
-    async def _write_batch(self, samples: list[Sample], points: list[Point]) -> None:
+    async def _write_batch(self, samples: Sequence[Sample], points: list[Point]) -> None:
         """Write everything, retrying with backoff what may succeed later and splitting what
         never will until the bad records are isolated (at most `split_budget` splits; then
         each part left is tried once and rejected whole)."""

@@ -17,7 +17,7 @@ from typing import TextIO
 
 from connectors.base import Input
 from historian.model import MachineState
-from historian.sample import Quality, Sample
+from historian.sample import Quality, Sample, SampleBatch, SeriesKey
 from historian.units import unit_of
 from historian.writer import HistorianWriter
 
@@ -44,15 +44,33 @@ class LiveStatus:
         self.historian_name = historian_name
         self.interval_s = interval_s
         self.out = out
-        self.last: dict[tuple[str, str], Sample] = {}
+        self._last: dict[tuple[str, str], Sample] = {}
+        # the newest read of each series tuple, made into Samples only when shown
+        self._reads: dict[tuple[SeriesKey, ...], tuple[SampleBatch, int]] = {}
         self._started = time.monotonic()
         self._previous = {item.name: 0 for item in self.inputs}
 
     def observe(self, item: Input, samples: Sequence[Sample]) -> None:
-        """Keep the newest sample per (machine, signal); cheap, it runs on the hot path."""
+        """Keep the newest sample per (machine, signal); cheap, it runs on the hot path: of a
+        SampleBatch only where each read starts is kept (one dict entry per read)."""
+        if isinstance(samples, SampleBatch):
+            start = 0
+            for series, _ in samples.runs:
+                self._reads[series] = (samples, start)
+                start += len(series)
+            return
         last = self.last
         for sample in samples:
             last[(sample.machine, sample.signal)] = sample
+
+    @property
+    def last(self) -> dict[tuple[str, str], Sample]:
+        """The newest sample per (machine, signal)."""
+        reads, self._reads = self._reads, {}
+        for series, (batch, start) in reads.items():
+            for sample in batch[start : start + len(series)]:
+                self._last[(sample.machine, sample.signal)] = sample
+        return self._last
 
     async def run(self) -> None:
         """Redraw until cancelled; on a terminal in place, else as a plain log line."""

@@ -25,18 +25,19 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from connectors.base import ConnectorStats, Emit
+from connectors.base import ConnectorStats, Emit, Handover
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
 from connectors.modbus.config import Config, Device, Table
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
 from connectors.modbus.transport import ConnectError, Transport, connect, new_client
 from connectors.reconnect import Backoff, Reconnect
-from historian.sample import Quality, Sample
+from historian.sample import Quality, Sample, SampleBatch, SeriesKey
 
 EXCEPTION_MEANINGS: dict[int, str] = {
     1: "illegal function (the device does not support this table)",
@@ -54,6 +55,7 @@ _Read = Callable[..., Awaitable[ModbusPDU]]
 
 
 ILLEGAL_ADDRESS = 2
+EMITS_IN_FLIGHT = 4  # poll cycles handed over and not yet durable, before the poller waits
 _log = logging.getLogger(__name__)
 
 
@@ -69,18 +71,22 @@ def reader_for(client: ModbusBaseClient, table: Table) -> _Read:
 
 @dataclass(frozen=True, slots=True)
 class _Poll:
-    """A planned request with its decoder and the series names of its tags."""
+    """A planned request with its decoder and the series keys of its tags (built once: every
+    batch of this read shares the tuple)."""
 
     request: ReadRequest
     decoder: RegisterBlockDecoder | BitBlockDecoder
-    series: tuple[tuple[str, str, str], ...]  # (line, machine, signal) per tag
+    series: tuple[SeriesKey, ...]  # (site, line, machine, signal) per tag
     timeout_s: float
     retries: int
     pause_s: float
 
     @classmethod
-    def of(cls, request: ReadRequest, device: Device, line: str, timeout_s: float) -> _Poll:
-        series = tuple((line, device.machine, p.tag.signal) for p in request.tags)
+    def of(
+        cls, request: ReadRequest, device: Device, where: tuple[str, str], timeout_s: float
+    ) -> _Poll:
+        """`where` is (site, line) of the device's tags."""
+        series = tuple((*where, device.machine, p.tag.signal) for p in request.tags)
         return cls(request, decoder_for(request), series, timeout_s, device.retries, device.pause_s)
 
     def split(self) -> list[_Poll]:
@@ -103,22 +109,15 @@ class _Poll:
             )
         return polls
 
-    def samples(self, values: Sequence[float], ts: int, site: str) -> list[Sample]:
-        return [
-            Sample(line, machine, signal, value, Quality.GOOD, ts, site)
-            for (line, machine, signal), value in zip(self.series, values, strict=True)
-        ]
+    def samples(self, values: Sequence[float], ts: int) -> SampleBatch:
+        return SampleBatch.of(self.series, values, Quality.GOOD, ts)
 
     def names(self, why: str) -> list[tuple[str, str]]:
         """("machine/signal", why) for each tag, for ConnectorStats.bad_tags."""
-        return [(f"{machine}/{signal}", why) for _, machine, signal in self.series]
+        return [(f"{machine}/{signal}", why) for _, _, machine, signal in self.series]
 
-    def bad(self, ts: int, site: str) -> list[Sample]:
-        nan = math.nan
-        return [
-            Sample(line, machine, signal, nan, Quality.BAD, ts, site)
-            for line, machine, signal in self.series
-        ]
+    def bad(self, ts: int) -> SampleBatch:
+        return SampleBatch.of(self.series, repeat(math.nan, len(self.series)), Quality.BAD, ts)
 
 
 def decoder_for(request: ReadRequest) -> RegisterBlockDecoder | BitBlockDecoder:
@@ -136,9 +135,9 @@ class _ConnectionLost(Exception):
     """The endpoint stopped answering; the message says why. `samples` holds what the
     interrupted cycle read before that, so it is not lost."""
 
-    def __init__(self, reason: str, samples: Sequence[Sample] = ()) -> None:
+    def __init__(self, reason: str, samples: SampleBatch | None = None) -> None:
         super().__init__(reason)
-        self.samples = list(samples)
+        self.samples = samples if samples is not None else SampleBatch()
 
 
 class _NoAnswer(Exception):
@@ -179,12 +178,12 @@ class ModbusInput:
         self.endpoint = config.url
         self.stats = ConnectorStats()
         self._config = config
-        self._site = site
         self._polls: list[_Poll] = []
         for device in config.devices:
             timeout_s = config.device_timeout(device)
             for request in plan_device(device):
-                self._polls.append(_Poll.of(request, device, device.line or line, timeout_s))
+                where = (site, device.line or line)
+                self._polls.append(_Poll.of(request, device, where, timeout_s))
         self._marked_bad = False  # all tags were marked bad since the last good cycle
         self._ever_up = False
         self._late_answer_possible = False  # RTU after a timeout: reconnect before a request
@@ -198,6 +197,13 @@ class ModbusInput:
 
     async def run(self, emit: Emit) -> None:
         """Connect, poll and reconnect until cancelled; never raises for a device fault."""
+        handover = Handover(lambda samples: self._emit(emit, samples), EMITS_IN_FLIGHT)
+        try:
+            await self._run(handover)
+        finally:
+            await handover.drain()
+
+    async def _run(self, emit: Handover) -> None:
         backoff = Backoff(self._config.reconnect)
         while True:
             try:
@@ -230,7 +236,9 @@ class ModbusInput:
         except ConnectError as exc:
             raise _ConnectionLost(str(exc)) from None
 
-    async def _poll_forever(self, client: ModbusBaseClient, emit: Emit, backoff: Backoff) -> None:
+    async def _poll_forever(
+        self, client: ModbusBaseClient, emit: Handover, backoff: Backoff
+    ) -> None:
         """Poll on a fixed schedule: period stays poll_interval_s however long a cycle takes,
         and a cycle that overran skips the ticks it missed instead of bursting to catch up."""
         loop = asyncio.get_running_loop()
@@ -243,7 +251,8 @@ class ModbusInput:
             if not self.stats.connected:
                 self._came_up()
                 backoff.reset()
-            await self._emit(emit, samples)
+            if samples:
+                await emit.put(samples)
             due += interval
             now = loop.time()
             if due < now:
@@ -260,7 +269,7 @@ class ModbusInput:
         self.stats.connected = True
         self._marked_bad = False
 
-    async def _went_down(self, emit: Emit, lost: _ConnectionLost) -> None:
+    async def _went_down(self, emit: Handover, lost: _ConnectionLost) -> None:
         """Mark every tag bad once per outage (again only if good values flowed since)."""
         was_connected, self.stats.connected = self.stats.connected, False
         reason = str(lost)
@@ -274,14 +283,15 @@ class ModbusInput:
         if samples or not self._marked_bad:
             self._marked_bad = True
             samples = samples + self._all_bad()
-        await self._emit(emit, samples)
+        if samples:
+            await emit.put(samples)
 
-    async def _poll_once(self, client: ModbusBaseClient) -> list[Sample]:
+    async def _poll_once(self, client: ModbusBaseClient) -> SampleBatch:
         """Read every request once; a device that does not answer gets its tags bad and rests.
         A broken connection, or a cycle in which no device answered, raises (with the samples
         read so far)."""
         loop = asyncio.get_running_loop()
-        samples: list[Sample] = []
+        samples = SampleBatch()
         bad: dict[str, str] = {}  # this cycle's bad tags and why (ConnectorStats.bad_tags)
         silent: list[tuple[_Unit, str, bool]] = []  # timed out now: (unit, why, silent before)
         answered = False
@@ -291,7 +301,7 @@ class ModbusInput:
             unit = self._units[poll.request.unit]
             if unit.rests(loop.time()):
                 bad.update(poll.names(unit.why))
-                samples.extend(poll.bad(time.time_ns(), self._site))
+                samples += poll.bad(time.time_ns())
                 index += 1
                 continue
             if poll.pause_s and index:
@@ -304,7 +314,7 @@ class ModbusInput:
                 silent.append((unit, str(no_answer), unit.silent))
                 unit.fell_silent(loop.time(), str(no_answer))
                 bad.update(poll.names(str(no_answer)))
-                samples.extend(poll.bad(time.time_ns(), self._site))
+                samples += poll.bad(time.time_ns())
                 index += 1
                 continue
             answered = True
@@ -320,10 +330,10 @@ class ModbusInput:
                 reason = f"{poll.request.describe()}: exception {code}, {meaning}"
                 self._refused(poll, reason)
                 bad.update(poll.names(reason))
-                samples.extend(poll.bad(ts, self._site))
+                samples += poll.bad(ts)
             else:
                 self._answered(poll)
-                samples.extend(self._decoded(poll, response, ts))
+                samples += self._decoded(poll, response, ts)
             index += 1
         if silent and not answered:
             raise _ConnectionLost("; ".join(reason for _, reason, _ in silent))
@@ -359,12 +369,12 @@ class ModbusInput:
         )
         self._polls[index : index + 1] = poll.split()
 
-    def _decoded(self, poll: _Poll, response: ModbusPDU, ts: int) -> list[Sample]:
+    def _decoded(self, poll: _Poll, response: ModbusPDU, ts: int) -> SampleBatch:
         values = response.bits if poll.request.table.holds_bits else response.registers
         if len(values) < poll.request.count:
             self._count_error(f"{poll.request.describe()}: short response ({len(values)})")
-            return poll.bad(ts, self._site)
-        return poll.samples(poll.decoder.decode(values[: poll.request.count]), ts, self._site)
+            return poll.bad(ts)
+        return poll.samples(poll.decoder.decode(values[: poll.request.count]), ts)
 
     async def _read(self, client: ModbusBaseClient, poll: _Poll) -> ModbusPDU:
         """One request under the device's timeout, resent up to the device's retries; with
@@ -387,18 +397,19 @@ class ModbusInput:
         tries = f" ({poll.retries + 1} tries)" if poll.retries else ""
         raise _NoAnswer(f"{request.describe()}: no answer in {poll.timeout_s} s{tries}")
 
-    def _all_bad(self) -> list[Sample]:
-        ts = time.time_ns()
-        return [sample for poll in self._polls for sample in poll.bad(ts, self._site)]
+    def _all_bad(self) -> SampleBatch:
+        ts, batch = time.time_ns(), SampleBatch()
+        for poll in self._polls:
+            batch += poll.bad(ts)
+        return batch
 
     def _count_error(self, reason: str) -> None:
         self.stats.errors += 1
         self.stats.last_error = reason
 
-    async def _emit(self, emit: Emit, samples: list[Sample]) -> None:
-        if samples:
-            await emit(samples)
-            self.stats.samples += len(samples)
+    async def _emit(self, emit: Emit, samples: Sequence[Sample]) -> None:
+        await emit(samples)
+        self.stats.samples += len(samples)
 
 
 def build(config: Config, *, site: str, line: str) -> ModbusInput:

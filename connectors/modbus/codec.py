@@ -25,6 +25,9 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from itertools import chain
+
+import numpy as np
 
 
 class DataType(StrEnum):
@@ -210,12 +213,31 @@ class RegisterBlockDecoder:
             self._taps.append(
                 (lane_number[(key, lane_index)], position, shift, field.scale, field.offset)
             )
+        # Without bit fields and 64-bit integers (exact only as Python ints), the whole block
+        # is scaled in one vectorised step: values = raws[order] * scale + offset.
+        self._vector = not any(
+            f.dtype in (DataType.BIT, DataType.INT64, DataType.UINT64) for f in fields
+        )
+        lane_starts = [0]
+        for layout, _ in self._lanes:
+            lane_starts.append(lane_starts[-1] + len(layout.unpack_from(bytes(layout.size))))
+        self._order = np.array(
+            [lane_starts[lane] + position for lane, position, *_ in self._taps], dtype=np.intp
+        )
+        self._scale = np.array([f.scale for f in fields], dtype=np.float64)
+        self._offset = np.array([f.offset for f in fields], dtype=np.float64)
+        self._plain = bool(np.all(self._scale == 1.0) and np.all(self._offset == 0.0))
+        self._in_order = bool(np.array_equal(self._order, np.arange(len(fields))))
 
-    def decode(self, registers: Sequence[int]) -> list[float]:
+    def decode(self, registers: Sequence[int]) -> Sequence[float]:
         """Scaled values (raw * scale + offset) of all fields, in the order they were given."""
         wire = self._wire.pack(*registers)
         buffers = (wire, self._swapped.pack(*registers) if self._needs_swapped else b"")
         raws = [layout.unpack_from(buffers[buffer]) for layout, buffer in self._lanes]
+        if self._vector:
+            flat = np.fromiter(chain.from_iterable(raws), np.float64, len(self._order))
+            block = flat if self._in_order else flat[self._order]
+            return block if self._plain else block * self._scale + self._offset
         values: list[float] = []
         for lane, position, shift, scale, offset in self._taps:
             raw = raws[lane][position]

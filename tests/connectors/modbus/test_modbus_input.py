@@ -16,6 +16,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.base import ConnectorStats
 from connectors.modbus import Config, ModbusInput, build
+from connectors.modbus.client import EMITS_IN_FLIGHT
 from connectors.modbus.codec import DataType as T
 from connectors.modbus.codec import WordOrder as W
 from connectors.modbus.codec import encode
@@ -357,8 +358,9 @@ async def test_poll_schedule_neither_drifts_nor_bursts(server: ModbusServer):
         times.append(asyncio.get_running_loop().time())
         if len(times) == cycles:
             enough.set()
-        # Every cycle spends 40% of the interval in emit; cycle 4 stalls for 3.5 intervals.
-        await asyncio.sleep(interval * (3.5 if len(times) == 4 else 0.4))
+        # Every cycle's batch takes 40% of the interval to be stored; cycle 4's takes 8.5
+        # intervals, longer than the poller may run ahead (EMITS_IN_FLIGHT cycles).
+        await asyncio.sleep(interval * (8.5 if len(times) == 4 else 0.4))
 
     task = asyncio.create_task(modbus_input.run(slow_emit))
     try:
@@ -369,9 +371,16 @@ async def test_poll_schedule_neither_drifts_nor_bursts(server: ModbusServer):
         with contextlib.suppress(asyncio.CancelledError):
             await task
     ticks = [(t - times[0]) / interval for t in times]
-    # Fixed schedule: every cycle starts on a tick of the original grid (drift would add 0.4
-    # per cycle), and the stall skips ticks instead of running the missed cycles back to back.
-    assert all(abs(tick - round(tick)) < 0.3 for tick in ticks), ticks
+    # Fixed schedule: the poller reads on while batches are stored (no drift of 0.4 per cycle)
+    # until EMITS_IN_FLIGHT are outstanding; then it waits for the stalled one (backpressure:
+    # the handover at 3 + 8.5 is off the grid), and skips the ticks it missed instead of
+    # running them back to back.
+    depth = EMITS_IN_FLIGHT
+    stalled = ticks[depth + 3]
+    assert abs(stalled - 11.5) < 0.3, ticks
+    rest = ticks[: depth + 3] + ticks[depth + 4 :]
+    assert all(abs(tick - round(tick)) < 0.3 for tick in rest), ticks
+    assert rest[: depth + 3] == pytest.approx(list(range(depth + 3)), abs=0.3), ticks
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
-    assert min(gaps) > 0.5, gaps
-    assert round(ticks[4] - ticks[3]) == 4, ticks  # 3.5 + latency: the next free tick
+    assert min(gaps) > 0.4, gaps  # no burst of missed cycles after the wait
+    assert abs(ticks[depth + 4] - 12) < 0.3, ticks  # the next free tick after the wait

@@ -1,0 +1,153 @@
+"""Modbus -> spool -> InfluxDB end to end: `shopfloor connect` against a fast C server.
+
+Run: .venv/bin/python bench/bench_modbus_influx.py [--seconds 20] [--warmup 5]
+Builds a small Modbus TCP server on Debian's libmodbus (bench/modbus_server.c, needs cc and
+libmodbus-dev), starts it and a throwaway influxd (InfluxDB 1.x) on free loopback ports, and runs
+the real `shopfloor connect` as a subprocess with its durable spool on: one connector, 12 unit
+ids x 125 uint16 holding registers (FC3, one coalesced read each), polled every 2 ms, every
+register stored as a point. After a warm-up it measures, over `--seconds`, the samples stamped in
+that window that InfluxDB holds once the pipeline had 3 s to catch up (stored samples/s), the
+connector process's CPU-seconds (/proc/PID/stat utime + stime) and its peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from measure import child_cpu_seconds, machine_description
+from processes import child, free_port, run_main, venv_command, wait_listening
+
+from historian.influxd import Influxd
+
+UNITS = 12
+REGISTERS = 125
+POLL_S = 0.002
+CATCH_UP_S = 3.0
+SERVER_SOURCE = Path(__file__).with_name("modbus_server.c")
+
+
+def build_server(folder: Path) -> Path:
+    """Compile the C server against libmodbus (pkg-config gives the flags)."""
+    flags = subprocess.run(
+        ["pkg-config", "--cflags", "--libs", "libmodbus"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    binary = folder / "modbus_server"
+    subprocess.run(["cc", "-O2", "-o", str(binary), str(SERVER_SOURCE), *flags], check=True)
+    return binary
+
+
+def connectors_file(folder: Path, port: int, extra: dict[str, object]) -> Path:
+    """One connector, UNITS devices of REGISTERS uint16 tags each (JSON is valid YAML)."""
+    devices = [
+        {
+            "unit": unit,
+            "machine": f"unit{unit:02d}",
+            "tags": [
+                {"signal": f"r{i:03d}", "table": "holding", "address": i, "type": "uint16"}
+                for i in range(REGISTERS)
+            ],
+            **extra,
+        }
+        for unit in range(1, UNITS + 1)
+    ]
+    config = {
+        "site": "bench",
+        "line": "bench",
+        "connectors": [
+            {
+                "type": "modbus",
+                "name": "bench",
+                "url": f"modbus://127.0.0.1:{port}",
+                "poll_interval_s": POLL_S,
+                "devices": devices,
+            }
+        ],
+    }
+    path = folder / "connectors.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def stored_between(url: str, start_ns: int, end_ns: int) -> int:
+    query = f"SELECT count(quality) FROM telemetry WHERE time >= {start_ns} AND time < {end_ns}"
+    params = urllib.parse.urlencode({"db": "bench", "q": query})
+    with urllib.request.urlopen(f"{url}/query?{params}", timeout=60) as resp:
+        doc = json.load(resp)
+    series = doc["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--device-json", default="{}", help="extra device settings as JSON, e.g. max_in_flight"
+    )
+    args = parser.parse_args()
+    if shutil.which("cc") is None:
+        print("needs cc and libmodbus-dev: apt-get install gcc libmodbus-dev pkg-config")
+        return 2
+    print(machine_description())
+    with tempfile.TemporaryDirectory(prefix="bench-mbinflux-") as tmp:
+        folder = Path(tmp)
+        port = free_port()
+        with child([str(build_server(folder)), str(port)]) as server, Influxd() as influx:
+            wait_listening(server, port, 10)
+            config = connectors_file(folder, port, json.loads(args.device_json))
+            http = urllib.parse.urlsplit(influx.url).netloc
+            argv = [
+                venv_command("shopfloor"),
+                "--log-level",
+                "warning",
+                "connect",
+                "--config",
+                str(config),
+                "--historian",
+                f"influxdb://{http}/bench",
+                "--spool",
+                str(folder / "spool"),
+            ]
+            with child(argv) as connector:
+                time.sleep(args.warmup)
+                cpu0, t0 = child_cpu_seconds(connector.pid), time.time_ns()
+                time.sleep(args.seconds)
+                cpu1, t1 = child_cpu_seconds(connector.pid), time.time_ns()
+                time.sleep(CATCH_UP_S)
+                rss = peak_rss_mb(connector.pid)
+                stored = stored_between(influx.url, t0, t1)
+                server_cpu = child_cpu_seconds(server.pid)
+    wall = (t1 - t0) / 1e9
+    cpu = cpu1 - cpu0
+    print(
+        f"shopfloor connect, {UNITS} units x {REGISTERS} uint16 FC3, poll {POLL_S * 1000:g} ms, "
+        f"spool on, InfluxDB 1.x, {wall:.0f} s after {args.warmup:g} s warm-up"
+    )
+    print(f"  stored        {stored / wall:>11,.0f} samples/s")
+    share = f"{cpu / wall:.0%} of a core"
+    print(f"  connector     {stored / cpu:>11,.0f} samples per CPU-second ({share})")
+    print(f"  connector     {rss:>11,.0f} MB peak RSS")
+    print(f"  C server      {server_cpu:>11,.1f} CPU-seconds in all")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
