@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import struct
-import time
 
 import pytest
 
@@ -167,8 +166,9 @@ def test_nan_survives():
     assert math.isnan(decode(encode(math.nan, T.FLOAT32, W.CDAB), T.FLOAT32, W.CDAB))
 
 
-def test_block_decode_is_fast():
-    """Well above the 100k register values/s target, leaving the core to the client."""
+def test_a_full_block_of_mixed_fields_decodes_like_each_field_alone():
+    """125 registers of every type and word order, scaled: the block decoder (the hot path,
+    its speed measured in bench/) agrees with decoding each field on its own."""
     types = [T.INT16, T.FLOAT32, T.UINT32, T.INT16, T.FLOAT64, T.UINT16]
     orders = list(WordOrder)
     fields, start = [], 0
@@ -181,9 +181,8 @@ def test_block_decode_is_fast():
         start += width
     decoder = RegisterBlockDecoder(fields, 125)
     registers = list(range(125))
-    rounds = 2000
-    began = time.perf_counter()
-    for _ in range(rounds):
-        decoder.decode(registers)
-    rate = rounds * 125 / (time.perf_counter() - began)
-    assert rate > 1_000_000, f"{rate:,.0f} registers/s"
+    values = decoder.decode(registers)
+    assert len(values) == len(fields)
+    for field, value in zip(fields, values, strict=True):
+        alone = decode(registers[field.start : field.end], field.dtype, field.order)
+        assert value == pytest.approx(alone * 0.1, nan_ok=True)
