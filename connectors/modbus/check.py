@@ -100,7 +100,8 @@ async def _check_request(
     if len(values) < request.count:
         problem = f"short response: {len(values)} of {request.count}"
         return [_tag(device, p, problem=problem) for p in request.tags]
-    decoded = decoder_for(request).decode(values[: request.count])
+    # The block decoder may hand back a numpy array (the hot path's vector): show plain numbers.
+    decoded = [float(v) for v in decoder_for(request).decode(values[: request.count])]
     return [_tag(device, p, value=v) for p, v in zip(request.tags, decoded, strict=True)]
 
 
