@@ -137,7 +137,9 @@ def test_a_change_only_state_fills_every_bucket_while_its_keep_alive_runs(
     timeline: Timeline,
 ) -> None:
     rows = timeline.rows(STATES)["opcua"]
-    assert all(value == RUNNING for _, value in rows[:-1]), rows
+    # The first bucket starts before the time range, so the part of it inside the range can be
+    # shorter than one keep-alive interval (it depends on the clock); every full one is filled.
+    assert all(value == RUNNING for _, value in rows[1:-1]), rows
 
 
 def test_a_short_fault_shows_at_5_minute_buckets(timeline: Timeline) -> None:
