@@ -13,16 +13,14 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard as model
 
+from historian.model import KEEP_ALIVE_S
+
 DATASOURCE_UID = (
     "shopfloor-influxdb"  # the uid of dashboards/provisioning/datasources/influxdb.yaml
 )
 DATASOURCE = model.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
 
-# The connectors re-record a constant OPC UA tag every KEEP_ALIVE_S (their default): a query that
-# wants the current value of a change-only signal looks back twice that, and a signal silent for
-# longer is stale (dead line, dead connector), not "still the same".
-KEEP_ALIVE_S = 60
-STALE_S = 2 * KEEP_ALIVE_S
+STALE_S = int(2 * KEEP_ALIVE_S)  # see historian.model.KEEP_ALIVE_S
 LOOKBACK = f"{STALE_S}s"
 CONNECTOR_REPORT_S = 10  # connectors.agent reports health every 10 s
 CONNECTOR_STALE_S = 3 * CONNECTOR_REPORT_S

@@ -41,6 +41,11 @@ class MachineState(IntEnum):
 
 STATE_SIGNAL = "state"
 
+# A connector records an unchanged tag again after this long (the OPC UA `max_age_s` default), so
+# a reader that wants a change-only signal's current value looks back twice that, and a signal
+# silent for longer is stale (dead line, dead connector), not "still the same".
+KEEP_ALIVE_S = 60.0
+
 TELEMETRY = Measurement(
     "telemetry", ("site", "line", "machine", "signal"), {"value": float, "quality": int}
 )

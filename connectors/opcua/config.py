@@ -21,6 +21,7 @@ from pydantic import (
 from connectors.opcua.nodeid import NodeAddress, parse_node, parse_node_id
 from connectors.opcua.security import Auth, Security
 from connectors.reconnect import Reconnect
+from historian.model import KEEP_ALIVE_S
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
@@ -97,7 +98,7 @@ class Config(BaseModel):
     timeout_s: PositiveSeconds = 5.0
     max_items_per_subscription: int = Field(default=1000, gt=0)
     # keep-alive: a tag unchanged this long is recorded again (0: never)
-    max_age_s: float = Field(default=60.0, ge=0)
+    max_age_s: float = Field(default=KEEP_ALIVE_S, ge=0)
     # a silent server (no publish answer, no probe answer) counts as lost after this
     stale_after_s: PositiveSeconds | None = None
     reconnect: Reconnect = Field(default_factory=Reconnect)

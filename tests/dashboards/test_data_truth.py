@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from dashboards.influxql import CONNECTOR_STALE_S, KEEP_ALIVE_S, STALE_S
+from dashboards.influxql import CONNECTOR_STALE_S, STALE_S
 from historian import open_historian
-from historian.model import MachineState
+from historian.model import KEEP_ALIVE_S, MachineState
 from historian.sample import Point, Quality, Sample
 from tests.conftest import fresh_database
 from tests.dashboards.conftest import LineRun
@@ -81,7 +81,7 @@ def _telemetry(now: int, fault_at: int) -> Iterator[Sample]:
         if t < now - DEAD_FOR_S:
             yield sample("dead", "state", RUNNING, t)
     # change-only: one value, then the connectors' keep-alive; the last one 70 s before now
-    for t in range(now - SPAN_S - 10, now - KEEP_ALIVE_S, KEEP_ALIVE_S):
+    for t in range(now - SPAN_S - 10, now - int(KEEP_ALIVE_S), int(KEEP_ALIVE_S)):
         yield sample("opcua", "state", RUNNING, t)
 
 
