@@ -107,10 +107,12 @@ def build() -> Json:
                     (
                         _series(
                             'last("spool_dropped")',
-                            "Samples dropped from a full spool",
-                            "Samples dropped because the spool reached --spool-max, counted "
-                            "since the spool was created. Anything above zero is data lost: "
-                            "raise --spool-max or fix the historian.",
+                            "Samples lost in the spool",
+                            "Samples dropped because the spool reached --spool-max, plus "
+                            "samples in records that failed their checksum (moved to "
+                            "spool/quarantine/), counted since the spool was created. Anything "
+                            "above zero is data lost: raise --spool-max or fix the historian; "
+                            "for checksum failures check the disk.",
                             unit="short",
                             threshold_line=1.0,
                         ),
