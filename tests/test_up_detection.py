@@ -23,8 +23,8 @@ from historian.sample import Point
 from plc_sim.spec import DEFAULT_LINE, load_line
 from tests.conftest import fresh_database
 
-FAULT_AT_S = 45.0
-RUN_S = 80
+FAULT_AT_S = 30.0
+RUN_S = 50
 # The online path adds to the detector's own delay: samples reach the historian within a poll,
 # windows are scored `lag_s` (2 s) late and once a second.
 ONLINE_SLACK_S = 5.0

@@ -33,7 +33,7 @@ from plc_sim.spec import DEFAULT_LINE
 from shopfloor.detection import TrainingSettings, simulated_telemetry, train_models
 
 SHOPFLOOR = Path(__file__).parents[2] / ".venv" / "bin" / "shopfloor"
-RUN_S = 45
+RUN_S = 35
 FAULT = {"at_s": 2, "machine": "energy_meter", "fault": "voltage_sag", "severity": 1.0}
 FAULT_S = 4
 STILL_JAMMED_AT_S = 20
