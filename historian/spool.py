@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 QUARANTINE = "quarantine"
+QUARANTINE_SHARE = 16  # the quarantine copies stay under max_bytes / this
 SEGMENT_SUFFIX = ".seg"
 DEFAULT_MAX_BYTES = 1 << 30
 HEADER = fmt.SEGMENT_HEADER_SIZE
@@ -418,11 +419,21 @@ class Spool:
         self._rewrites = []
 
     def _quarantine(self, seg_id: int, start: int, raw: bytes) -> str:
-        """Copy unreadable bytes aside for whoever wants to look; the path, or why not."""
+        """Copy unreadable bytes aside for whoever wants to look; the path, or why not.
+
+        The copies stay under 1/16 of the spool's size, so a disk that keeps failing cannot
+        fill the spool's file system with them (the loss is counted either way)."""
         assert self.folder is not None
         folder = self.folder / QUARANTINE
         path = folder / f"{seg_id:016d}-{start:010d}.bad"
+        limit = self.max_bytes // QUARANTINE_SHARE
         try:
+            kept = sum(p.stat().st_size for p in folder.glob("*.bad") if p != path)
+            if kept + len(raw) > limit:
+                return (
+                    f"not kept: {folder} already holds {kept} bytes, its limit is {limit} "
+                    "(1/16 of the spool's size); delete what you have looked at"
+                )
             folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
             fd = _create(path, os.O_WRONLY | os.O_TRUNC)
             try:

@@ -96,6 +96,37 @@ async def test_a_stopped_spool_keeps_every_intact_record_and_counts_what_it_cann
         assert again.stats.dropped_samples == known
 
 
+async def test_the_quarantine_stays_under_its_share_of_the_spool_and_losses_still_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk that keeps failing must not fill the file system with copies of its damage."""
+    folder = tmp_path / "spool"
+    max_bytes = 16 * 25_000  # a quarantine of at most 25,000 bytes: a few records' worth
+    batches = [samples(PER_RECORD, i * PER_RECORD) for i in range(RECORDS)]
+    async with running(Spool(folder, max_bytes=max_bytes, segment_bytes=40_000)) as spool:
+        for batch in batches:
+            await spool.put(batch)
+    records = layout(folder)
+    payload = fmt.RECORD_HEADER_SIZE + 1
+    hit = list(range(0, RECORDS, 2))
+    for index in hit:  # one payload byte in every other record: far more than 25,000 bytes
+        path, span = records[index]
+        flip(path, span.start + payload)
+    caplog.set_level(logging.WARNING)
+
+    async with running(Spool(folder, max_bytes=max_bytes)) as again:
+        taken = await take_all(again)
+        stats = again.stats
+    hit_bytes = sum(records[i][1].end - records[i][1].start for i in hit)
+    assert hit_bytes > 2 * 25_000
+    assert taken.samples == [s for i, b in enumerate(batches) if i not in hit for s in b]
+    assert stats.unreadable_bytes == hit_bytes
+    assert stats.dropped_samples == len(hit) * PER_RECORD
+    kept = sum(p.stat().st_size for p in (folder / "quarantine").glob("*.bad"))
+    assert 0 < kept <= 25_000
+    assert "its limit is 25000" in caplog.text
+
+
 async def test_a_running_spool_reads_past_damage_and_keeps_going(tmp_path: Path) -> None:
     """Damage ahead of the reader while running: a record with a damaged payload (its header
     says how many samples it held) and one with a damaged header (the segment's totals say it
