@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from analytics.detectors import DETECTORS, CombinedDetector
+from analytics.errors import ModelError
 from analytics.features import FEATURE_KINDS, WindowSpec
 
 FORMAT = "shopfloor-model/1"
@@ -34,10 +35,6 @@ _CLASSES: dict[str, type] = {
     cls.__name__: cls for cls in (*DETECTORS.values(), CombinedDetector, StandardScaler)
 }
 _SCALARS = (bool, int, float, str, type(None))
-
-
-class ModelError(Exception):
-    """A model file that cannot be used: unreadable, tampered with, or for other signals."""
 
 
 def library_versions() -> dict[str, str]:

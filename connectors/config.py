@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import importlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,18 +24,24 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors import modbus, opcua
 from connectors.base import Input
 from connectors.check import ConnectorCheck, TagCheck
 from connectors.config_paths import context_for
 from historian.lineprotocol import name_problem
 
-PLUGINS: Mapping[str, ModuleType] = {"opcua": opcua, "modbus": modbus}
+# type -> the plugin's package, imported when a file first uses the type (a Modbus-only file
+# never loads the OPC UA stack)
+PLUGINS: Mapping[str, str] = {"opcua": "connectors.opcua", "modbus": "connectors.modbus"}
 NAME_FIELDS = frozenset({"site", "line", "machine", "signal", "name"})  # each becomes a tag
 
 _log = logging.getLogger(__name__)
 Location = tuple[str | int, ...]
 _SCALARS = yaml.SafeLoader("")  # constructs scalar nodes; the tree walk is ours, for line numbers
+
+
+def plugin(kind: str) -> ModuleType:
+    """The plugin package of a connector type (a key of PLUGINS)."""
+    return importlib.import_module(PLUGINS[kind])
 
 
 class ConfigError(Exception):
@@ -61,7 +68,7 @@ class ConnectorsConfig:
     def build_inputs(self) -> list[Input]:
         """One running-ready input per entry, in file order."""
         return [
-            PLUGINS[entry.type].build(entry, site=self.site, line=self.line)  # type: ignore[attr-defined]
+            plugin(entry.type).build(entry, site=self.site, line=self.line)
             for entry in self.entries
         ]
 
@@ -75,7 +82,7 @@ class ConnectorsConfig:
 
 async def _check_entry(entry: Any) -> ConnectorCheck:
     try:
-        return await PLUGINS[entry.type].check(entry)
+        return await plugin(entry.type).check(entry)
     except Exception as exc:  # a plugin bug: report it on its tags, keep the other results
         _log.debug("check of %s failed", entry.name, exc_info=True)
         problem = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
@@ -123,18 +130,18 @@ def _validate_entry(
     problems: list[str],
 ) -> BaseModel | None:
     kind = raw.get("type")
-    plugin = PLUGINS.get(kind) if isinstance(kind, str) else None
-    if plugin is None:
+    if not isinstance(kind, str) or kind not in PLUGINS:
         known = ", ".join(sorted(PLUGINS))
         problems.append(
             f"{_at(path, lines, (*where, 'type'))}: {_dotted((*where, 'type'))}: "
             f"unknown connector type {kind!r}; use one of: {known}"
         )
         return None
+    config = plugin(kind).Config
     try:
-        return plugin.Config.model_validate(raw, context=context_for(path))
+        return config.model_validate(raw, context=context_for(path))
     except ValidationError as exc:
-        problems.append(_format(exc, path, lines, where, plugin.Config))
+        problems.append(_format(exc, path, lines, where, config))
         return None
 
 

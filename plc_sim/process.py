@@ -21,6 +21,10 @@ from plc_sim.faults import (
 from plc_sim.machines import MACHINE_TYPES, Machine, MachineState, SignalKind
 from plc_sim.spec import LineSpec
 
+# A simulated line starts cold; motors need ~6 time constants (600 s) to run hot: how long
+# Simulator.warm_up runs before a run that a detector trained on steady running will score.
+WARMUP_S = 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class _Probe:

@@ -9,28 +9,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from analytics.model_store import ModelError
+from analytics.errors import ModelError
 from connectors.config import ConfigError
 from historian.base import HistorianError
 from plc_sim.spec import LineSpecError
-from shopfloor import commissioning, detection, detection_eval, line, uns
 from shopfloor.options import CommandError
 
 USER_ERRORS = (ConfigError, HistorianError, LineSpecError, ModelError, CommandError)
-# Each group of commands registers itself; a new group is one more module here.
-COMMAND_GROUPS = (line, commissioning, detection, detection_eval, uns)
+# Each group of commands registers itself (its module's `register`); a new group is one more
+# entry here. Only the group of the command given is imported, so that `connect` or `--help`
+# start in a fraction of a second without loading scikit-learn or an OPC UA stack they do not use.
+COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
+    "shopfloor.line": ("up", "sim", "connect", "query", "sim-config"),
+    "shopfloor.commissioning": ("certs", "browse", "probe", "check"),
+    "shopfloor.detection": ("train", "detect", "report"),
+    "shopfloor.detection_eval": ("eval",),
+    "shopfloor.uns": ("ingest",),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `shopfloor` command; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_groups_for(argv)).parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -60,8 +68,22 @@ async def _run_until_signal(work: Coroutine[Any, Any, int]) -> int:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line, with --help on every command."""
+def _groups_for(argv: Sequence[str]) -> Sequence[str]:
+    """The group of the command in `argv`; every group when there is none (or it is unknown),
+    for the list of commands in the help or the error."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return [g for g, commands in COMMAND_GROUPS.items() if word in commands] or [
+                *COMMAND_GROUPS
+            ]
+    return [*COMMAND_GROUPS]
+
+
+def build_parser(groups: Sequence[str] = (*COMMAND_GROUPS,)) -> argparse.ArgumentParser:
+    """The command line of `groups` (by default the whole one), with --help on every command."""
     parser = argparse.ArgumentParser(
         prog="shopfloor",
         description="A smart-factory line you can run: simulated PLCs (OPC UA, Modbus TCP), "
@@ -74,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much to log on stderr (default: warning)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in COMMAND_GROUPS:
-        group.register(sub)
+    for group in groups:
+        importlib.import_module(group).register(sub)
     return parser
 
 

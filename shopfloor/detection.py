@@ -39,15 +39,21 @@ from analytics.windows import MachineTelemetry, detection_signals, read_telemetr
 from historian import open_historian
 from historian.base import Historian
 from historian.sample import Point
-from plc_sim.process import Simulator
+from plc_sim.process import WARMUP_S, Simulator
 from plc_sim.scenarios import on_the_wire
 from plc_sim.spec import load_line
 from shopfloor.durations import parse_duration
-from shopfloor.options import CommandError, add_duration, add_historian, command, run_for
+from shopfloor.options import (
+    CommandError,
+    add_duration,
+    add_historian,
+    add_kpi_interval,
+    command,
+    run_for,
+)
 
 MODEL_SUFFIX = ".npz"
 REPORT_TIMEOUT_S = 300.0  # every historian read of one report together
-WARMUP_S = 3600.0  # a simulated line starts cold; motors need ~6 time constants (600 s) to run hot
 
 
 def simulated_telemetry(
@@ -445,17 +451,6 @@ def _add_detect(sub: Any) -> None:
     add_kpi_interval(parser, default="15m")
     add_historian(parser)
     add_duration(parser)
-
-
-def add_kpi_interval(parser: argparse.ArgumentParser, *, default: str) -> None:
-    """--kpi-interval, for `detect` and `up`; argparse runs the default through the type."""
-    parser.add_argument(
-        "--kpi-interval",
-        type=parse_duration,
-        default=default,
-        metavar="TIME",
-        help=f"write OEE per machine at this interval (default: {default})",
-    )
 
 
 def _add_report(sub: Any) -> None:

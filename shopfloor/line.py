@@ -28,15 +28,15 @@ from historian.writer import HistorianWriter
 from plc_sim.faults import FaultEvent
 from plc_sim.options import behaviour, device_faults
 from plc_sim.options import describe as describe_secure_endpoint
+from plc_sim.process import WARMUP_S
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec, load_line
 from shopfloor import uns
-from shopfloor.detection import WARMUP_S
 from shopfloor.durations import parse_duration
 from shopfloor.health import HealthServer
-from shopfloor.line_detection import LineDetection, add_detection_options
 from shopfloor.options import (
     CommandError,
+    add_detection_options,
     add_duration,
     add_historian,
     add_line,
@@ -57,6 +57,8 @@ async def up(args: argparse.Namespace) -> int:
         yaml.safe_dump(sim_connectors(spec, args.host, args.opcua_port, args.modbus_port)),
         Path("<generated for the simulated line>"),
     )
+    from shopfloor.line_detection import LineDetection  # scikit-learn: only `up` needs it
+
     ready = asyncio.Event()
     async with _opened(args) as historian:
         detection = LineDetection(args, spec, historian)

@@ -21,7 +21,6 @@ from plc_sim.spec import LineSpec
 from shopfloor.detection import (
     MODEL_SUFFIX,
     TrainingSettings,
-    add_kpi_interval,
     detection_summary,
     load_models,
     simulated_telemetry,
@@ -31,21 +30,6 @@ from shopfloor.detection import (
 TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
 TRAINING_SEED_OFFSET = 1000  # train on another seed than the line that is scored
 FIRST_WINDOW_SLACK_S = 3.0  # the connectors' first poll and the detector's lag
-
-
-def add_detection_options(parser: argparse.ArgumentParser) -> None:
-    """`up`'s options for its anomaly detection."""
-    parser.add_argument(
-        "--models",
-        type=Path,
-        metavar="DIR",
-        help="the anomaly models, one file per machine; trained on a simulated fault-free run "
-        "when the folder has none (default: models/ next to the SQLite file, else ./models)",
-    )
-    add_kpi_interval(parser, default="1m")
-    parser.add_argument(
-        "--no-detect", action="store_true", help="run the line without anomaly detection"
-    )
 
 
 def models_folder(args: argparse.Namespace, historian: Historian) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from plc_sim.opcua_server import SecureEndpoint
@@ -17,6 +18,32 @@ from plc_sim.options import (
     secure_endpoint,
 )
 from shopfloor.durations import parse_duration
+
+
+def add_kpi_interval(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """--kpi-interval, for `detect` and `up`; argparse runs the default through the type."""
+    parser.add_argument(
+        "--kpi-interval",
+        type=parse_duration,
+        default=default,
+        metavar="TIME",
+        help=f"write OEE per machine at this interval (default: {default})",
+    )
+
+
+def add_detection_options(parser: argparse.ArgumentParser) -> None:
+    """`up`'s options for its anomaly detection."""
+    parser.add_argument(
+        "--models",
+        type=Path,
+        metavar="DIR",
+        help="the anomaly models, one file per machine; trained on a simulated fault-free run "
+        "when the folder has none (default: models/ next to the SQLite file, else ./models)",
+    )
+    add_kpi_interval(parser, default="1m")
+    parser.add_argument(
+        "--no-detect", action="store_true", help="run the line without anomaly detection"
+    )
 
 
 class CommandError(Exception):

@@ -15,7 +15,7 @@ import pytest
 
 from historian.influxd import free_port
 from plc_sim.spec import load_line
-from shopfloor.cli import main
+from shopfloor.cli import COMMAND_GROUPS, build_parser, main
 from tests.ctrl_c import default_sigint
 
 SHOPFLOOR = [sys.executable, "-m", "shopfloor.cli"]
@@ -155,6 +155,25 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"the OPC UA port 127.0.0.1:{port} is not available" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("group", sorted(COMMAND_GROUPS))
+def test_each_group_registers_exactly_the_commands_the_cli_imports_it_for(group: str) -> None:
+    sub = next(a for a in build_parser([group])._actions if a.choices and a.dest == "command")
+    assert tuple(sub.choices) == COMMAND_GROUPS[group]
+
+
+def test_connect_starts_without_scikit_learn_or_the_opcua_client() -> None:
+    """Only the group of the command given is imported (a Modbus-only `connect` is lean)."""
+    code = (
+        "import sys; from shopfloor.cli import main\n"
+        "try: main(['connect', '--help'])\n"
+        "except SystemExit: pass\n"
+        "heavy = ('sklearn', 'pandas', 'connectors.opcua.client')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "[]", done.stderr
 
 
 @pytest.mark.parametrize("command", ["up", "sim", "connect", "query", "sim-config"])
