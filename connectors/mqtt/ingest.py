@@ -9,6 +9,10 @@ worker's spool (or the historian) has the samples. A worker that dies leaves its
 messages in its session, and the broker sends them again when it is back; what was stored
 twice overwrites itself (same series, same timestamp).
 
+A worker says it is there on `presence_topics(share)[1]` once its subscriptions are in place,
+and again whenever a publisher asks: a publisher started with `ingest=SHARE` publishes nothing on
+a connection before that (Mosquitto forgets shared subscriptions when it restarts).
+
 DDATA whose aliases are not known yet (a worker started after the births) wait, unacknowledged,
 while the worker asks the edge node for a rebirth (NCMD Node Control/Rebirth). What the births
 taught is kept in a file beside the worker's spool, so a worker that comes back after a crash
@@ -29,7 +33,7 @@ from paho.mqtt.properties import Properties
 
 from connectors.base import ConnectorStats, Emit
 from connectors.reconnect import Backoff, Reconnect
-from historian.mqtt import Broker, sparkplug, uns
+from historian.mqtt import Broker, presence_topics, sparkplug, uns
 from historian.sample import Point, Sample
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,7 @@ class MqttIngest:
         self._host = sparkplug.Host(births_file)
         self._waiting: list[aiomqtt.Message] = []
         self._asked: dict[tuple[str, str], float] = {}
+        self._ask, self._here = presence_topics(broker.share)
 
     async def run(self, emit: Emit) -> None:
         """Ingest until cancelled, reconnecting with backoff when the broker goes away."""
@@ -101,6 +106,8 @@ class MqttIngest:
             await client.subscribe(f"{sparkplug.NAMESPACE}/{group}/DBIRTH/+/+", qos=0)
             await client.subscribe(f"$share/{share}/{sparkplug.NAMESPACE}/{group}/DDATA/+/+", qos=1)
             await client.subscribe(f"$share/{share}/{uns.POINTS}/+", qos=1)
+            await client.subscribe(self._ask, qos=0)
+            await self._say_here(client)
             self.stats.connected = True
             self.backoff.reset()
             log.info("%s: ingesting as %s", self.endpoint, self.client_id)
@@ -129,6 +136,9 @@ class MqttIngest:
                 if levels[0] == sparkplug.NAMESPACE:
                     self._waiting.append(message)
                     continue
+                if message.topic.value == self._ask:
+                    await self._say_here(client)
+                    continue  # QoS 0
                 points += uns.parse_points(levels[-1], payload)
             except ValueError as exc:  # SparkplugError is one
                 self.rejected += 1
@@ -146,6 +156,11 @@ class MqttIngest:
         for message in done:
             if message.qos > 0:
                 client._client.ack(message.mid, message.qos)
+
+    async def _say_here(self, client: aiomqtt.Client) -> None:
+        """Tell publishers that this group is subscribed (a live message, never retained: it
+        vouches for this broker run only)."""
+        await client.publish(self._here, self.client_id.encode(), qos=0, timeout=self.timeout_s)
 
     def _decode_waiting(self, client: aiomqtt.Client, done: list[aiomqtt.Message]) -> list[Sample]:
         samples: list[Sample] = []
