@@ -25,6 +25,7 @@ import aiomqtt
 
 from historian.base import Historian, HistorianError, Reading
 from historian.mqtt import Broker, presence_topics, sparkplug, uns
+from historian.mqtt.aiomqtt_gaps import disconnected
 from historian.sample import Point, Sample
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ class MqttPublisher(Historian):
 async def _unless_disconnected(client: aiomqtt.Client, sends: asyncio.Future[object]) -> None:
     """Wait for the PUBACKs, failing at once if the connection drops (aiomqtt would wait for
     each PUBACK until its timeout)."""
-    lost = client._disconnected  # aiomqtt's own future: set (with the error) on a disconnect
+    lost = disconnected(client)
     await asyncio.wait((sends, lost), return_when=asyncio.FIRST_COMPLETED)
     if sends.done():
         sends.result()
