@@ -7,6 +7,9 @@
   turned on on aiomqtt's paho client, `Client._client`.
 - Draining the incoming queue without a task per message (`Client._queue`) and failing at once
   when the connection drops (`Client._disconnected`, the future aiomqtt sets with the error).
+- The reason code of a PUBACK: aiomqtt's `publish` returns normally when the broker answers
+  "Not authorized" (an ACL that does not let this client publish there) or "Quota exceeded",
+  and the message is gone; the publisher must know, to keep the batch in its spool.
 
 tests/mqtt/test_mqtt_aiomqtt_gaps.py checks each against a real broker, so an aiomqtt release
 that changes them fails there, not in production; replace these with the public API once there
@@ -19,6 +22,7 @@ import asyncio
 from collections.abc import Callable
 
 import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 Ack = Callable[[aiomqtt.Message], None]
 
@@ -45,3 +49,20 @@ def take_queued(client: aiomqtt.Client, limit: int) -> list[aiomqtt.Message]:
 def disconnected(client: aiomqtt.Client) -> asyncio.Future[None]:
     """Done (with the error, if any) once the connected client loses its connection."""
     return client._disconnected
+
+
+def refusals(client: aiomqtt.Client) -> list[ReasonCode]:
+    """Watch the PUBACKs of a client not yet connected: the list it fills with every failure
+    reason code (0x80 and up) the broker answers; "No matching subscribers" is no failure."""
+    refused: list[ReasonCode] = []
+    paho = client._client
+    forward = paho.on_publish
+
+    def on_publish(*args: object) -> None:
+        reason_code = args[3]
+        if isinstance(reason_code, ReasonCode) and reason_code.is_failure:
+            refused.append(reason_code)
+        forward(*args)  # type: ignore[misc]
+
+    paho.on_publish = on_publish
+    return refused

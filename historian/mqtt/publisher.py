@@ -25,7 +25,7 @@ import aiomqtt
 
 from historian.base import Historian, HistorianError, Reading
 from historian.mqtt import Broker, presence_topics, sparkplug, uns
-from historian.mqtt.aiomqtt_gaps import disconnected
+from historian.mqtt.aiomqtt_gaps import disconnected, refusals
 from historian.sample import Point, Sample
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class MqttPublisher(Historian):
         self._client: aiomqtt.Client | None = None
         self._listener: asyncio.Task[None] | None = None
         self._ingest_here = asyncio.Event()
+        self._refused: list[object] = []
 
     def describe(self) -> str:
         return f"{self.broker.describe()} (Sparkplug {self.broker.group}/{self.broker.node})"
@@ -112,6 +113,7 @@ class MqttPublisher(Historian):
             max_inflight_messages=self.inflight,
         )
         client.pending_calls_threshold = 1 << 20  # a batch is many publishes in flight
+        self._refused = refusals(client)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
@@ -188,7 +190,25 @@ class MqttPublisher(Historian):
             await asyncio.gather(*sends, return_exceptions=True)
             if self._client is client:
                 await self._drop()
-            raise self._unreachable(exc) from None
+            raise self._refusal(len(messages)) or self._unreachable(exc) from None
+        refused = self._refusal(len(messages))
+        if refused:
+            raise refused
+
+    def _refusal(self, sent: int) -> HistorianError | None:
+        """What the broker refused (Mosquitto then also drops the connection; EMQX by default
+        goes on): no delivery, so the batch stays in the spool and is retried."""
+        if not self._refused:
+            return None
+        reasons = sorted({str(r) for r in self._refused})
+        count, self._refused[:] = len(self._refused), []
+        return HistorianError(
+            f"broker {self.broker.describe()} refused {count} of {sent} messages "
+            f"({', '.join(reasons)}): does its ACL let this client publish to "
+            f"{sparkplug.NAMESPACE}/{self.broker.group}/#, uns/# and shopfloor/v1/#? The data "
+            "stays in the spool",
+            retryable=True,
+        )
 
     def _unreachable(self, exc: BaseException) -> HistorianError:
         return HistorianError(f"broker {self.broker.describe()}: {exc}", retryable=True)

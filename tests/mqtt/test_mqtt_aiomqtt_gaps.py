@@ -1,9 +1,10 @@
-"""The three things historian.mqtt.aiomqtt_gaps takes from aiomqtt's insides, checked against a
-real Mosquitto: an aiomqtt release that changes them fails here."""
+"""What historian.mqtt.aiomqtt_gaps takes from aiomqtt's insides, checked against a real
+Mosquitto: an aiomqtt release that changes it fails here."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -11,7 +12,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from historian.mqtt import open_broker
-from historian.mqtt.aiomqtt_gaps import disconnected, manual_acks, take_queued
+from historian.mqtt.aiomqtt_gaps import disconnected, manual_acks, refusals, take_queued
 from historian.mqtt.mosquitto import Mosquitto
 from tests.eventually import eventually
 
@@ -80,3 +81,18 @@ async def test_disconnected_is_done_with_the_error_when_the_broker_goes_away(
                 await asyncio.shield(lost)
         with pytest.raises(aiomqtt.MqttError):
             await client.publish("gaps/t", b"x", qos=1, timeout=1)
+
+
+async def test_refusals_holds_the_failure_reason_codes_of_pubacks_only(tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite allowed/#\n")
+    with Mosquitto(extra_config=f"acl_file {acl}\n") as broker:
+        client = open_broker(broker.url).client("refused")
+        refused = refusals(client)
+        async with client:
+            await client.publish("allowed/t", b"x", qos=1)  # "No matching subscribers": fine
+            assert refused == []
+            with pytest.raises(aiomqtt.MqttError):  # Mosquitto also drops the connection
+                await client.publish("denied/t", b"x", qos=1)
+                await asyncio.shield(disconnected(client))
+    assert [r.getName() for r in refused] == ["Not authorized"]

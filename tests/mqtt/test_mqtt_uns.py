@@ -124,6 +124,19 @@ async def test_a_rebirth_request_gets_births_again_and_json_is_retained(
     assert payload["value"] == 3.0 and payload["unit"] == "°C" and payload["quality"] == "good"
 
 
+async def test_a_publish_the_broker_refuses_is_a_retryable_error(tmp_path: Path) -> None:
+    """An ACL that lets this client read but not write: the broker answers PUBACK "Not
+    authorized" and drops the message; that is no delivery, the batch must stay spooled."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\ntopic write spBv1.0/plant/NDEATH/#\n")  # its will: allowed
+    with Mosquitto(extra_config=f"acl_file {acl}\n") as broker:
+        publisher = MqttPublisher(open_broker(f"{broker.url}?group=plant&node=refused"))
+        with pytest.raises(HistorianError, match=r"Not authorized.*ACL") as caught:
+            await publisher.write_samples(batch(0))
+        await publisher.close()
+    assert caught.value.retryable
+
+
 async def test_a_broker_that_is_down_is_a_retryable_error() -> None:
     publisher = MqttPublisher(open_broker(f"mqtt://127.0.0.1:{free_port()}"), timeout_s=2)
     with pytest.raises(HistorianError) as caught:
