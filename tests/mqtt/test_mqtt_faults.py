@@ -113,6 +113,20 @@ class Worker:
         found = re.search(r"stored (\d+) samples", self.out.read_text().splitlines()[-1])
         return int(found.group(1)) if found else -1
 
+    def discard(self) -> None:
+        """After the test: none left running, whatever failed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(mosquitto: Mosquitto, influxd: Influxd, tmp_path: Path) -> Iterator[list[Worker]]:
+    made = [Worker(f"worker{n}", mosquitto.url, influxd, tmp_path) for n in (1, 2, 3)]
+    yield made
+    for worker in made:
+        worker.discard()
+
 
 def written(edges: list[Edge]) -> list[int]:
     return [writer.stats.samples_written for _, writer, _ in edges]
@@ -124,6 +138,7 @@ async def test_nothing_acknowledged_is_lost_through_broker_and_workers(
     mosquitto: Mosquitto,
     fast_line: LineSpec,  # noqa: F811
     simulator: tuple[int, int],  # noqa: F811
+    workers: list[Worker],
     tmp_path: Path,
 ) -> None:
     config = parse_config(
@@ -147,7 +162,6 @@ async def test_nothing_acknowledged_is_lost_through_broker_and_workers(
         assert mine, f"no {protocol} input in {[i.endpoint for i in inputs]}"
         agent = Agent(mine, writer, observers=[lambda _i, s: taken.extend(s)])
         edges.append((agent, writer, publisher))
-    workers = [Worker(f"worker{n}", mosquitto.url, influxd, tmp_path) for n in (1, 2, 3)]
     for worker in workers:
         worker.start()
     # The first start makes their persistent sessions; from then on the broker keeps their share.
