@@ -25,7 +25,7 @@ from analytics.detectors import DETECTORS, make_detector
 from analytics.episodes import AlarmLogic, Episode
 from analytics.features import WindowSpec
 from analytics.model_store import MachineModel, ModelError, load_model, save_model
-from analytics.online import OnlineDetector, OnlineStats
+from analytics.online import KPI_LOOKBACK_S, OnlineDetector, OnlineStats
 from analytics.report import ScoreTrace, render_report
 from analytics.training import (
     DEFAULT_ALARM,
@@ -54,6 +54,7 @@ from shopfloor.options import (
 
 MODEL_SUFFIX = ".npz"
 REPORT_TIMEOUT_S = 300.0  # every historian read of one report together
+STREAM_HOLD_S = 900.0  # from a broker, this much telemetry is kept beyond what the kpis read
 
 
 def simulated_telemetry(
@@ -146,16 +147,22 @@ async def detect(args: argparse.Namespace) -> int:
     """Score the line online with the trained models until Ctrl-C or --duration."""
     models = load_models(args.models)
     async with open_historian(args.historian) as historian:
-        detector = OnlineDetector(
-            historian, models, lag_s=args.lag, kpi_interval_s=args.kpi_interval
-        )
+        source: Historian = historian
+        feed = []
+        if args.source:
+            from shopfloor import uns  # the MQTT stack, loaded only when streaming from a broker
+
+            hold_s = (args.kpi_interval or 0.0) + KPI_LOOKBACK_S + STREAM_HOLD_S
+            source, stream = uns.stream(args.source, historian, hold_s=hold_s)
+            feed.append(stream)
+        detector = OnlineDetector(source, models, lag_s=args.lag, kpi_interval_s=args.kpi_interval)
+        where = args.source or historian.describe()
         print(
-            f"detecting anomalies on {', '.join(sorted(models))} from {historian.describe()}"
-            "; Ctrl-C stops",
+            f"detecting anomalies on {', '.join(sorted(models))} from {where}; Ctrl-C stops",
             file=sys.stderr,
         )
         try:
-            await run_for(args.duration, detector.run())
+            await run_for(args.duration, detector.run(), *feed)
         finally:
             await detector.close()
             print(detection_summary(detector.stats))
@@ -449,6 +456,14 @@ def _add_detect(sub: Any) -> None:
         help="score windows ending this long ago, so that late samples are in (default: 2)",
     )
     add_kpi_interval(parser, default="15m")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="score the unified namespace on an MQTT broker instead of reading the historian "
+        "(mqtt[s]://HOST:PORT?group=G, credentials as for --publish); the anomaly points still "
+        "go to --historian",
+    )
     add_historian(parser)
     add_duration(parser)
 

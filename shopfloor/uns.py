@@ -1,11 +1,13 @@
-"""The unified namespace on an MQTT broker: `--publish` for `connect` and `up`, and the `ingest`
-command; wired from historian.mqtt and connectors.mqtt."""
+"""The unified namespace on an MQTT broker: `--publish` for `connect` and `up`, the `ingest`
+command, and the stream `detect --from` scores; wired from historian.mqtt and connectors.mqtt."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,10 @@ from connectors.agent import Agent
 from connectors.mqtt import MqttIngest
 from historian.base import Historian
 from historian.fanout import Fanout
-from historian.mqtt import open_broker
+from historian.mqtt import clean_id, open_broker
 from historian.mqtt.publisher import MqttPublisher
+from historian.recent import RecentHistorian
+from historian.sample import Point
 from historian.writer import HistorianWriter
 from shopfloor import line
 from shopfloor.options import add_duration, add_historian, command
@@ -74,6 +78,27 @@ async def ingest(args: argparse.Namespace) -> int:
         await line._run_spooled(args, agent, agent.run(), status.run())
         print(status.summary())
     return 0
+
+
+DETECT_SESSION_S = 300  # a detector gone for longer leaves no queue growing on the broker
+
+
+def stream(
+    url: str, store: Historian, *, hold_s: float, client_id: str | None = None
+) -> tuple[RecentHistorian, Coroutine[Any, Any, None]]:
+    """What `detect --from mqtt://` scores: the namespace's samples, decoded as `ingest` decodes
+    them, held in memory (the historian the detector reads) while `store` takes the anomaly
+    points; and the coroutine that feeds it. The share group is the detector's own (its client
+    id): in the historians' group it would take their messages away from them."""
+    client_id = clean_id(client_id or f"shopfloor-detect-{socket.gethostname()}")
+    broker = dataclasses.replace(open_broker(url), share=client_id)
+    recent = RecentHistorian(store, hold_s=hold_s)
+    source = MqttIngest(broker, _not_scored, client_id=client_id, session_expiry_s=DETECT_SESSION_S)
+    return recent, source.run(recent.write_samples)
+
+
+async def _not_scored(points: Sequence[Point]) -> None:
+    """Events and health points are the historians' (ingest stores them), not the detector's."""
 
 
 def register(sub: Any) -> None:

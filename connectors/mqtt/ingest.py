@@ -1,18 +1,23 @@
 """MQTT ingest: an input that reads the unified namespace from a broker into the historian.
 
 Several workers share one subscription (MQTT 5 `$share/GROUP/...`), so the broker spreads the
-DDATA messages over them; each worker also takes every DBIRTH (a plain subscription at QoS 0,
-so that births are never held back behind unacknowledged data), since it needs the aliases of
-any node. The session is persistent (clean start off, a session expiry interval) and messages
-are acknowledged by hand: a PUBACK goes out only after `emit` returned, that is once the
-worker's spool (or the historian) has the samples. A worker that dies leaves its unacknowledged
-messages in its session, and the broker sends them again when it is back; what was stored
-twice overwrites itself (same series, same timestamp).
+DDATA messages over them. The session is persistent (clean start off, a session expiry
+interval) and messages are acknowledged by hand: a PUBACK goes out only after `emit` returned,
+that is once the worker's spool (or the historian) has the samples. A worker that dies leaves
+its unacknowledged messages in its session, and the broker sends them again when it is back
+(under the same client id); what was stored twice overwrites itself (same series, timestamp).
 
-DDATA whose aliases are not known yet (a worker started after the births) wait, unacknowledged,
-while the worker asks the edge node for a rebirth (NCMD Node Control/Rebirth). What the births
-taught is kept in a file beside the worker's spool, so a worker that comes back after a crash
-decodes what was queued for it even when the edge node is gone.
+Each worker also takes every DBIRTH (a plain subscription, QoS 1), since it needs the aliases
+of any node. A plain subscription survives a broker restart and queues while the worker is
+away, in order ahead of the data that needs it, so a worker that was down while an edge node
+was born (and maybe gone again) still decodes what waited for it; a birth is acknowledged once
+learned, and what the births taught is also kept in a file beside the worker's spool. DDATA
+whose aliases are not known (a worker whose session began after the births) wait,
+unacknowledged, while the worker asks the edge node for a rebirth (NCMD Node Control/Rebirth).
+
+A worker says it is there on `presence_topics(share)[1]` once its subscriptions are in place,
+and again whenever a publisher asks: a publisher started with `ingest=SHARE` publishes nothing
+on a connection before that (Mosquitto forgets shared subscriptions when it restarts).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from paho.mqtt.properties import Properties
 
 from connectors.base import ConnectorStats, Emit
 from connectors.reconnect import Backoff, Reconnect
-from historian.mqtt import Broker, sparkplug, uns
+from historian.mqtt import Broker, presence_topics, sparkplug, uns
+from historian.mqtt.aiomqtt_gaps import Ack, manual_acks, take_queued
 from historian.sample import Point, Sample
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,7 @@ class MqttIngest:
         self._host = sparkplug.Host(births_file)
         self._waiting: list[aiomqtt.Message] = []
         self._asked: dict[tuple[str, str], float] = {}
+        self._ask, self._here = presence_topics(broker.share)
 
     async def run(self, emit: Emit) -> None:
         """Ingest until cancelled, reconnecting with backoff when the broker goes away."""
@@ -88,31 +95,32 @@ class MqttIngest:
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.session_expiry_s
         properties.ReceiveMaximum = self.receive_maximum
-        client = self.broker.client(
+        return self.broker.client(
             self.client_id, clean_start=False, properties=properties, timeout=self.timeout_s
         )
-        # aiomqtt has no option for it; paho (2.x) sends no PUBACK until `ack(mid, qos)`.
-        client._client.manual_ack_set(True)
-        return client
 
     async def _session(self, emit: Emit) -> None:
         group, share = self.broker.group, self.broker.share
-        async with self._client() as client:
-            await client.subscribe(f"{sparkplug.NAMESPACE}/{group}/DBIRTH/+/+", qos=0)
+        client = self._client()
+        ack = manual_acks(client)  # a PUBACK only once `emit` has the samples
+        async with client:
+            await client.subscribe(f"{sparkplug.NAMESPACE}/{group}/DBIRTH/+/+", qos=1)
             await client.subscribe(f"$share/{share}/{sparkplug.NAMESPACE}/{group}/DDATA/+/+", qos=1)
             await client.subscribe(f"$share/{share}/{uns.POINTS}/+", qos=1)
+            await client.subscribe(self._ask, qos=0)
+            await self._say_here(client)
             self.stats.connected = True
             self.backoff.reset()
             log.info("%s: ingesting as %s", self.endpoint, self.client_id)
             messages = client.messages
-            queue = client._queue  # drained without a task per message
             while True:
                 batch = [await anext(messages)]
-                while not queue.empty() and len(batch) < self.receive_maximum:
-                    batch.append(queue.get_nowait())
-                await self._take(client, batch, emit)
+                batch += take_queued(client, self.receive_maximum - 1)
+                await self._take(client, batch, emit, ack)
 
-    async def _take(self, client: aiomqtt.Client, batch: list[aiomqtt.Message], emit: Emit) -> None:
+    async def _take(
+        self, client: aiomqtt.Client, batch: list[aiomqtt.Message], emit: Emit, ack: Ack
+    ) -> None:
         """Decode a batch, hand it on, and only then acknowledge it."""
         samples: list[Sample] = []
         points: list[Point] = []
@@ -123,20 +131,23 @@ class MqttIngest:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             try:
                 if levels[0] == sparkplug.NAMESPACE and levels[2] == "DBIRTH":
-                    self._host.learn(levels[1], levels[3], levels[4], payload)
+                    self._host.learn(levels[1], levels[3], levels[4], payload)  # in its file
                     births = True
-                    continue  # QoS 0: nothing to acknowledge
-                if levels[0] == sparkplug.NAMESPACE:
+                elif levels[0] == sparkplug.NAMESPACE:
                     self._waiting.append(message)
                     continue
-                points += uns.parse_points(levels[-1], payload)
+                elif message.topic.value == self._ask:
+                    await self._say_here(client)
+                    continue  # QoS 0
+                else:
+                    points += uns.parse_points(levels[-1], payload)
             except ValueError as exc:  # SparkplugError is one
                 self.rejected += 1
                 self.stats.last_error = f"{message.topic.value}: {exc}"
                 log.error("dropped a message on %s: %s", message.topic.value, exc)
             done.append(message)
         if births or self._waiting:
-            samples += self._decode_waiting(client, done)
+            samples += await self._decode_waiting(client, done)
         if points:
             await self.put_points(points)
         if samples:
@@ -144,10 +155,16 @@ class MqttIngest:
         self.stats.samples += len(samples)
         self.messages += len(done)
         for message in done:
-            if message.qos > 0:
-                client._client.ack(message.mid, message.qos)
+            ack(message)
 
-    def _decode_waiting(self, client: aiomqtt.Client, done: list[aiomqtt.Message]) -> list[Sample]:
+    async def _say_here(self, client: aiomqtt.Client) -> None:
+        """Tell publishers that this group is subscribed (a live message, never retained: it
+        vouches for this broker run only)."""
+        await client.publish(self._here, self.client_id.encode(), qos=0, timeout=self.timeout_s)
+
+    async def _decode_waiting(
+        self, client: aiomqtt.Client, done: list[aiomqtt.Message]
+    ) -> list[Sample]:
         samples: list[Sample] = []
         still: list[aiomqtt.Message] = []
         for message in self._waiting:
@@ -155,14 +172,14 @@ class MqttIngest:
             payload = message.payload if isinstance(message.payload, bytes) else b""
             if not self._host.knows(group, node, device):
                 still.append(message)
-                self._ask_rebirth(client, group, node)
+                await self._ask_rebirth(client, group, node)
                 continue
             try:
                 samples += self._host.samples(group, node, device, payload)
             except sparkplug.SparkplugError as exc:
                 if "unknown alias" in str(exc):  # a signal born after the birth we hold
                     still.append(message)
-                    self._ask_rebirth(client, group, node)
+                    await self._ask_rebirth(client, group, node)
                     continue
                 self.rejected += 1
                 log.error("dropped a message on %s: %s", message.topic.value, exc)
@@ -170,11 +187,11 @@ class MqttIngest:
         self._waiting = still
         return samples
 
-    def _ask_rebirth(self, client: aiomqtt.Client, group: str, node: str) -> None:
+    async def _ask_rebirth(self, client: aiomqtt.Client, group: str, node: str) -> None:
         now = time.monotonic()
         if now - self._asked.get((group, node), -REBIRTH_EVERY_S) < REBIRTH_EVERY_S:
             return
         self._asked[(group, node)] = now
         log.info("asking %s/%s for a rebirth", group, node)
         topic = sparkplug.topic(group, "NCMD", node)
-        client._client.publish(topic, sparkplug.rebirth_request(), qos=0)
+        await client.publish(topic, sparkplug.rebirth_request(), qos=0, timeout=self.timeout_s)

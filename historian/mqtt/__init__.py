@@ -8,7 +8,15 @@ A broker is named by a URL; nothing secret goes in it, so it is safe to log:
 Options: `group` (Sparkplug group id, default `shopfloor`), `node` (Sparkplug edge node id,
 default the host name), `area` (the ISA-95 area in the JSON topics, default `production`),
 `format` (`sparkplug`, `json` or `sparkplug,json`, the default), `share` (the shared
-subscription group of `shopfloor ingest`, default `shopfloor`).
+subscription group of `shopfloor ingest`, default `shopfloor`), `ingest` (for a publisher:
+the share group it waits for, see below).
+
+Mosquitto 2.0 keeps a persistent session's plain subscriptions over a restart, but not its
+shared ones: until the workers of a group subscribe again, what is published to the group's
+topics reaches nobody, and the broker still acknowledges it. A publisher given `ingest=GROUP`
+therefore publishes nothing on a new connection until a worker of GROUP has answered it on
+that connection (`presence_topics`): the worker answers only once its own subscriptions are in
+place, and both connections are to the same broker run, so the group is subscribed.
 
 Credentials and TLS files come from the environment or from files it names: MQTT_USERNAME,
 MQTT_PASSWORD (or MQTT_PASSWORD_FILE), MQTT_CA_FILE, MQTT_CERT_FILE and MQTT_KEY_FILE.
@@ -29,7 +37,8 @@ from historian import _secret
 from historian.base import HistorianError
 
 FORMATS = ("sparkplug", "json")
-_OPTIONS = {"group", "node", "area", "format", "share"}
+_OPTIONS = {"group", "node", "area", "format", "share", "ingest"}
+PRESENCE = "shopfloor/v1/ingest"  # PRESENCE/GROUP/ask (publishers), PRESENCE/GROUP/here (workers)
 _FORMS = "use mqtt://HOST:PORT or mqtts://HOST:PORT, options as ?group=G&node=N (see --help)"
 _ID = re.compile(r"[^A-Za-z0-9_.:-]")  # no MQTT wildcard, separator or space in an id
 
@@ -37,6 +46,12 @@ _ID = re.compile(r"[^A-Za-z0-9_.:-]")  # no MQTT wildcard, separator or space in
 def clean_id(text: str) -> str:
     """A name fit for a Sparkplug id or a topic level."""
     return _ID.sub("_", text) or "_"
+
+
+def presence_topics(share: str) -> tuple[str, str]:
+    """(ask, here): where a publisher asks whether a worker of the share group is subscribed,
+    and where the workers say so."""
+    return f"{PRESENCE}/{share}/ask", f"{PRESENCE}/{share}/here"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +66,7 @@ class Broker:
     area: str
     formats: tuple[str, ...]
     share: str
+    ingest: str | None = None
     username: str | None = None
     password: str | None = None
     tls_context: ssl.SSLContext | None = None
@@ -132,6 +148,7 @@ def open_broker(url: str, environ: Mapping[str, str] = os.environ) -> Broker:
         area=clean_id(query.get("area", "production")),
         formats=formats,
         share=clean_id(query.get("share", "shopfloor")),
+        ingest=clean_id(query["ingest"]) if query.get("ingest") else None,
         username=username,
         password=password,
         tls_context=_tls_context(files) if tls else None,

@@ -6,6 +6,12 @@ broker that is down or too slow is a retryable HistorianError: the spool holds t
 writer backs off and retries, and the retry opens a new Sparkplug session (next bdSeq, NBIRTH,
 DBIRTHs) before the data. A batch cut off mid-way is sent again whole: the host side overwrites
 the same series and timestamp, so it adds no duplicates.
+
+With `ingest=GROUP` in the broker URL, a new connection publishes only once a worker of that
+share group has answered on it (see historian.mqtt): after a broker restart the group's shared
+subscription is gone until its workers are back, and what the broker acknowledged meanwhile
+would reach nobody. Until then the connection attempt fails as a retryable error, and the
+spool holds the data.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from collections.abc import Mapping, Sequence
 import aiomqtt
 
 from historian.base import Historian, HistorianError, Reading
-from historian.mqtt import Broker, sparkplug, uns
+from historian.mqtt import Broker, presence_topics, sparkplug, uns
+from historian.mqtt.aiomqtt_gaps import disconnected, refusals
 from historian.sample import Point, Sample
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,8 @@ class MqttPublisher(Historian):
         self.rebirths = 0
         self._client: aiomqtt.Client | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._ingest_here = asyncio.Event()
+        self._refused: list[object] = []
 
     def describe(self) -> str:
         return f"{self.broker.describe()} (Sparkplug {self.broker.group}/{self.broker.node})"
@@ -104,6 +113,7 @@ class MqttPublisher(Historian):
             max_inflight_messages=self.inflight,
         )
         client.pending_calls_threshold = 1 << 20  # a batch is many publishes in flight
+        self._refused = refusals(client)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
@@ -111,10 +121,8 @@ class MqttPublisher(Historian):
         self._client = client
         self.sessions += 1
         try:
+            await self._listen(client)
             if "sparkplug" in self.broker.formats:
-                ncmd = sparkplug.topic(self.broker.group, "NCMD", self.broker.node)
-                await client.subscribe(ncmd, qos=1)
-                self._listener = asyncio.create_task(self._commands(client), name="mqtt-ncmd")
                 await self._publish(client, [(m, False) for m in self.edge.birth()])
         except aiomqtt.MqttError as exc:
             await self._drop()
@@ -125,11 +133,41 @@ class MqttPublisher(Historian):
         log.info("%s: connected, Sparkplug bdSeq %d", self.describe(), self.edge.bd_seq)
         return client
 
+    async def _listen(self, client: aiomqtt.Client) -> None:
+        """Subscribe to what this node answers (rebirth requests, the ingest group's presence)
+        and, with `ingest=GROUP`, wait until a worker of the group is there."""
+        topics = []
+        if "sparkplug" in self.broker.formats:
+            topics.append(sparkplug.topic(self.broker.group, "NCMD", self.broker.node))
+        if self.broker.ingest:
+            ask, here = presence_topics(self.broker.ingest)
+            topics.append(here)
+        if not topics:
+            return
+        self._ingest_here.clear()
+        await client.subscribe([(t, 1) for t in topics])
+        self._listener = asyncio.create_task(self._commands(client), name="mqtt-listener")
+        if not self.broker.ingest:
+            return
+        await client.publish(ask, b"", qos=1, timeout=self.timeout_s)
+        try:
+            await asyncio.wait_for(self._ingest_here.wait(), self.timeout_s)
+        except TimeoutError:
+            raise HistorianError(
+                f"no `shopfloor ingest` of share group {self.broker.ingest!r} answered on "
+                f"{self.broker.describe()} within {self.timeout_s:.0f} s; the data waits in the "
+                "spool until one does",
+                retryable=True,
+            ) from None
+
     async def _commands(self, client: aiomqtt.Client) -> None:
-        """Answer a host's rebirth request (NCMD Node Control/Rebirth)."""
+        """Answer a host's rebirth request (NCMD Node Control/Rebirth); note the ingest group's
+        presence."""
         with contextlib.suppress(aiomqtt.MqttError, HistorianError):
             async for message in client.messages:
-                if isinstance(message.payload, bytes) and sparkplug.is_rebirth_request(
+                if not message.topic.matches(f"{sparkplug.NAMESPACE}/+/NCMD/+"):
+                    self._ingest_here.set()
+                elif isinstance(message.payload, bytes) and sparkplug.is_rebirth_request(
                     message.payload
                 ):
                     log.info("%s: rebirth requested", self.describe())
@@ -152,7 +190,25 @@ class MqttPublisher(Historian):
             await asyncio.gather(*sends, return_exceptions=True)
             if self._client is client:
                 await self._drop()
-            raise self._unreachable(exc) from None
+            raise self._refusal(len(messages)) or self._unreachable(exc) from None
+        refused = self._refusal(len(messages))
+        if refused:
+            raise refused
+
+    def _refusal(self, sent: int) -> HistorianError | None:
+        """What the broker refused (Mosquitto then also drops the connection; EMQX by default
+        goes on): no delivery, so the batch stays in the spool and is retried."""
+        if not self._refused:
+            return None
+        reasons = sorted({str(r) for r in self._refused})
+        count, self._refused[:] = len(self._refused), []
+        return HistorianError(
+            f"broker {self.broker.describe()} refused {count} of {sent} messages "
+            f"({', '.join(reasons)}): does its ACL let this client publish to "
+            f"{sparkplug.NAMESPACE}/{self.broker.group}/#, uns/# and shopfloor/v1/#? The data "
+            "stays in the spool",
+            retryable=True,
+        )
 
     def _unreachable(self, exc: BaseException) -> HistorianError:
         return HistorianError(f"broker {self.broker.describe()}: {exc}", retryable=True)
@@ -171,7 +227,7 @@ class MqttPublisher(Historian):
 async def _unless_disconnected(client: aiomqtt.Client, sends: asyncio.Future[object]) -> None:
     """Wait for the PUBACKs, failing at once if the connection drops (aiomqtt would wait for
     each PUBACK until its timeout)."""
-    lost = client._disconnected  # aiomqtt's own future: set (with the error) on a disconnect
+    lost = disconnected(client)
     await asyncio.wait((sends, lost), return_when=asyncio.FIRST_COMPLETED)
     if sends.done():
         sends.result()

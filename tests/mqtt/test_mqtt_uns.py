@@ -124,6 +124,19 @@ async def test_a_rebirth_request_gets_births_again_and_json_is_retained(
     assert payload["value"] == 3.0 and payload["unit"] == "°C" and payload["quality"] == "good"
 
 
+async def test_a_publish_the_broker_refuses_is_a_retryable_error(tmp_path: Path) -> None:
+    """An ACL that lets this client read but not write: the broker answers PUBACK "Not
+    authorized" and drops the message; that is no delivery, the batch must stay spooled."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\ntopic write spBv1.0/plant/NDEATH/#\n")  # its will: allowed
+    with Mosquitto(extra_config=f"acl_file {acl}\n") as broker:
+        publisher = MqttPublisher(open_broker(f"{broker.url}?group=plant&node=refused"))
+        with pytest.raises(HistorianError, match=r"Not authorized.*ACL") as caught:
+            await publisher.write_samples(batch(0))
+        await publisher.close()
+    assert caught.value.retryable
+
+
 async def test_a_broker_that_is_down_is_a_retryable_error() -> None:
     publisher = MqttPublisher(open_broker(f"mqtt://127.0.0.1:{free_port()}"), timeout_s=2)
     with pytest.raises(HistorianError) as caught:
@@ -147,31 +160,55 @@ def test_bad_broker_urls_say_what_to_fix(url: str, message: str) -> None:
     assert "pw" not in str(caught.value)
 
 
-async def test_a_worker_back_without_the_births_asks_for_a_rebirth(
+async def test_a_worker_started_after_the_births_asks_for_a_rebirth(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    """Data queued in its session while it was down, births missed (they are QoS 0 for it):
-    it holds the data, sends NCMD Node Control/Rebirth, and decodes once the births come."""
+    """Its session began after the edge node's births: it holds the data, sends NCMD Node
+    Control/Rebirth, and decodes once the births come."""
     broker = open_broker(f"{mosquitto.url}?group=plant&node=edge3")
-    first = MqttIngest(broker, _ignore, client_id="w-late")
+    publisher = MqttPublisher(broker)
+    await publisher.write_samples(batch(0))  # NBIRTH, DBIRTH, DDATA before any worker
+    store = SQLiteHistorian(str(tmp_path / "h.db"))
+    writer = HistorianWriter(store, spool=Spool(tmp_path / "ingest"), flush_interval_s=0.05)
+    late = MqttIngest(broker, writer.put_points, client_id="w-late")
+    sent = [s for i in range(1, 6) for s in batch(i)]
+    async with store, running(Agent([late], writer).run()):
+        await eventually(lambda: late.stats.connected, "its session made")
+        await publisher.write_samples(sent)  # DDATA only: the node was born already
+        await eventually(lambda: writer.stats.samples_written >= len(sent), "decoded", 20)
+        stored = await store.points("telemetry")
+    await publisher.close()
+    assert {ms_key(s) for s in sent} == {stored_key(p) for p in stored}
+    assert publisher.rebirths == 1  # asked by the worker, answered in the same session
+    assert late.rejected == 0 and publisher.edge.bd_seq == 0
+
+
+async def test_a_worker_away_while_a_node_was_born_and_gone_decodes_what_waited_for_it(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Births and data queued in its session while it was down, the edge node stopped before it
+    came back (no rebirth possible): the births come first, from its session, and every sample
+    is stored."""
+    broker = open_broker(f"{mosquitto.url}?group=plant&node=edge4")
+    first = MqttIngest(broker, _ignore, client_id="w-away")
     async with running(first.run(_ignore)):
         await eventually(lambda: first.stats.connected, "its session made")
     publisher = MqttPublisher(broker)
     sent = [s for i in range(5) for s in batch(i)]
     await publisher.write_samples(sent)  # NBIRTH, DBIRTH, DDATA while the worker is away
+    await publisher.close()  # NDEATH: nobody to ask for a rebirth
     store = SQLiteHistorian(str(tmp_path / "h.db"))
     writer = HistorianWriter(store, spool=Spool(tmp_path / "ingest"), flush_interval_s=0.05)
-    again = MqttIngest(broker, writer.put_points, client_id="w-late")
+    again = MqttIngest(broker, writer.put_points, client_id="w-away")
     async with store, running(Agent([again], writer).run()):
         await eventually(lambda: writer.stats.samples_written >= len(sent), "decoded", 20)
         stored = await store.points("telemetry")
-    await publisher.close()
-    assert {ms_key(s) for s in sent} == {
-        (p.tags["site"], p.tags["line"], p.tags["machine"], p.tags["signal"], p.ts // 1_000_000)
-        for p in stored
-    }
-    assert publisher.rebirths == 1  # asked by the worker, answered in the same session
-    assert again.rejected == 0 and publisher.edge.bd_seq == 0
+    assert {ms_key(s) for s in sent} == {stored_key(p) for p in stored}
+    assert publisher.rebirths == 0 and again.rejected == 0
+
+
+def stored_key(p: Point) -> tuple[str, str, str, str, int]:
+    return (p.tags["site"], p.tags["line"], p.tags["machine"], p.tags["signal"], p.ts // 1_000_000)
 
 
 async def _ignore(_: object) -> None:
