@@ -1,7 +1,10 @@
-"""The OPC UA input: one session per connect attempt, subscriptions or polling, reconnect.
+"""The OPC UA input: sessions, subscriptions or polling, reconnect.
 
-asyncua's own reconnect is not used: after a server restart a reused Client can hang, so each
-attempt builds a fresh Client and fresh subscriptions. Notifications bypass asyncua's
+The tags are split over subscriptions and, past `max_items_per_session`, over sessions, within
+the limits the server announces (`capacity`). Each session is its own unit of failure: it
+connects, watches, marks its tags BAD and reconnects on its own. asyncua's own reconnect is not
+used: after a server restart a reused Client can hang, so each attempt builds a fresh Client and
+fresh subscriptions. Notifications bypass asyncua's
 `Subscription` class (it builds several objects and a task per notification): the raw
 PublishResult goes to `_Notifications.on_publish`, which turns a whole message into samples.
 """
@@ -13,12 +16,15 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from asyncua import Client, ua
+from asyncua.client.ua_session import UaSession
 from asyncua.common.utils import NotEnoughData
 
 from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
+from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
 from connectors.opcua.datavalue import Series, to_sample
 from connectors.opcua.latest import LatestValues
@@ -51,6 +57,8 @@ _NODE_ERRORS = frozenset(
 _DEADBAND_TYPES = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 _SERVER_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
 STALE_MARGIN_S = 3.0  # default stale_after_s: two publishing intervals and this
+# Sampling 0 (on every change): queues are sized as if a value changed this often.
+EXCEPTION_SAMPLING_MS = 100.0
 
 Item = tuple[int, ua.NodeId]
 """A tag index (also the monitored item's client handle) and its resolved NodeId."""
@@ -102,6 +110,17 @@ class _Loss:
             self.event.set()
 
 
+@dataclass(eq=False)
+class _Slot:
+    """One session's share of the tags, and its state across reconnects."""
+
+    number: int
+    indexes: list[int]
+    connected: bool = False
+    was_connected: bool = False
+    marked_bad: bool = False
+
+
 class OpcUaInput:
     """Reads the configured tags of one OPC UA server until cancelled.
 
@@ -116,14 +135,18 @@ class OpcUaInput:
         self._series = [
             Series(site, tag.line or line, tag.machine, tag.signal) for tag in config.tags
         ]
-        # Room on the server for every sample taken between two publishes, so none is lost.
+        # Room on the server for every sample taken while a publish is late, up to the time
+        # after which the session counts as lost: a slow publish loses nothing.
+        sampling_ms = config.sampling_interval_ms or EXCEPTION_SAMPLING_MS
         self._queue_size = max(
-            1, math.ceil(config.publishing_interval_ms / config.sampling_interval_ms)
+            math.ceil(config.publishing_interval_ms / sampling_ms),
+            math.ceil(self.stale_after_s() * 1000 / sampling_ms),
         )
         self._reasons: dict[int, str] = {}
         self._latest = LatestValues([config.max_age_of(tag) for tag in config.tags])
-        self._marked_bad = False
-        self._was_connected = False
+        self._slots: list[_Slot] = []
+        self._group: asyncio.TaskGroup | None = None  # where the sessions run
+        self._slow_sampling_told = False
         self._closing: set[asyncio.Task[None]] = set()  # lost sessions being closed
 
     async def run(self, emit: Emit) -> None:
@@ -139,7 +162,8 @@ class OpcUaInput:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
-                group.create_task(self._connect_forever(buffer), name=f"opcua-{self.name}")
+                self._group = group
+                self._start(buffer, list(range(len(self._series))))
                 interval = self._latest.check_interval_s()
                 if interval is not None:
                     group.create_task(
@@ -156,12 +180,45 @@ class OpcUaInput:
             if again:
                 await buffer.put(again, flush=True)
 
-    async def _connect_forever(self, buffer: SampleBuffer) -> None:
+    def _start(self, buffer: SampleBuffer, indexes: list[int]) -> None:
+        """Run a session for `indexes`; the first one plans the others (`_plan`)."""
+        assert self._group is not None
+        slot = _Slot(len(self._slots), indexes)
+        self._slots.append(slot)
+        self._group.create_task(
+            self._connect_forever(buffer, slot), name=f"opcua-{self.name}-{slot.number}"
+        )
+
+    def _plan(
+        self, slot: _Slot, buffer: SampleBuffer, capacity: Capacity, limits: ServerLimits
+    ) -> None:
+        """On the first session's first connect: split the tags over as many sessions as the
+        server's limits and `max_items_per_session` call for, and start the others."""
+        if len(self._slots) > 1 or slot.number:
+            return
+        per_session = capacity.per_session(self._config.max_items_per_session)
+        count = sessions_for(len(slot.indexes), per_session, limits.sessions)
+        if count == 1:
+            return
+        first, *others = shares(slot.indexes, count)
+        slot.indexes = first
+        for indexes in others:
+            self._start(buffer, indexes)
+        _log.info(
+            "%s: %d tags over %d sessions (up to %d items per session, %d per subscription)",
+            self.name,
+            len(self._series),
+            count,
+            per_session,
+            capacity.per_subscription,
+        )
+
+    async def _connect_forever(self, buffer: SampleBuffer, slot: _Slot) -> None:
         backoff = Backoff(self._config.reconnect)
         while True:
             wait_s = None
             try:
-                await self._session(buffer, backoff)
+                await self._session(buffer, backoff, slot)
             except SESSION_FAILURES as exc:
                 if is_refusal(exc):
                     wait_s = self._config.reconnect.auth_retry_s
@@ -170,10 +227,10 @@ class OpcUaInput:
             except Exception as exc:  # never let one bad session end the connector
                 _log.exception("%s: unexpected error in session", self.name)
                 self._failed(repr(exc))
-            await self._mark_all_bad(buffer)
+            await self._mark_all_bad(buffer, slot)
             await asyncio.sleep(backoff.next() if wait_s is None else wait_s)
 
-    async def _session(self, buffer: SampleBuffer, backoff: Backoff) -> None:
+    async def _session(self, buffer: SampleBuffer, backoff: Backoff, slot: _Slot) -> None:
         """One connection: a fresh Client, connected under a timeout, read until it breaks."""
         cfg = self._config
         loss = _Loss()
@@ -190,47 +247,59 @@ class OpcUaInput:
         for note in notes:
             _log.warning("%s: %s", self.name, note)
         try:
-            await self._read(client, buffer, backoff, loss)
+            await self._read(client, buffer, backoff, loss, slot)
         except asyncio.CancelledError:  # a clean stop: close the session before returning
-            self.stats.connected = False
+            self._disconnected(slot)
             await close_session(client, cfg.timeout_s)
             raise
         except BaseException:
             # A lost session: its tags are marked bad now, not after a close that a frozen
             # server makes wait for timeout_s.
-            self.stats.connected = False
+            self._disconnected(slot)
             closing = asyncio.create_task(close_session(client, cfg.timeout_s))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
             raise
 
     async def _read(
-        self, client: Client, buffer: SampleBuffer, backoff: Backoff, loss: _Loss
+        self, client: Client, buffer: SampleBuffer, backoff: Backoff, loss: _Loss, slot: _Slot
     ) -> None:
-        """Resolve, subscribe and/or poll, then watch the session until it breaks."""
-        items = await self._resolve(client, buffer)
-        if self._config.mode == "subscribe":
-            items = await self._subscribe(client, items, buffer, loss)
-        poller = asyncio.create_task(self._poll(client, items, buffer, loss)) if items else None
+        """Read the server's limits, resolve, subscribe and/or poll, then watch the session
+        until it breaks."""
+        cfg = self._config
+        limits = await read_limits(client, cfg.timeout_s)
+        capacity = Capacity.of(limits, max_per_subscription=cfg.max_items_per_subscription)
+        self._plan(slot, buffer, capacity, limits)
+        items = await self._resolve(client, buffer, slot.indexes, capacity)
+        if cfg.mode == "subscribe":
+            items = await self._subscribe(client, items, buffer, loss, capacity)
+        poller = (
+            asyncio.create_task(self._poll(client, items, buffer, loss, capacity))
+            if items
+            else None
+        )
         try:
-            self._connected(backoff)
+            self._connected(backoff, slot)
             await self._watch(client, loss)
         finally:
             if poller is not None:
                 poller.cancel()
                 await asyncio.wait([poller])
 
-    async def _resolve(self, client: Client, buffer: SampleBuffer) -> list[Item]:
-        """Resolve every tag; tags that name no node get one BAD sample and are left out."""
+    async def _resolve(
+        self, client: Client, buffer: SampleBuffer, indexes: list[int], capacity: Capacity
+    ) -> list[Item]:
+        """Resolve the session's tags; tags that name no node get one BAD sample and are left
+        out."""
         cfg = self._config
-        addresses = [tag.address() for tag in cfg.tags]
+        addresses = [cfg.tags[index].address() for index in indexes]
         resolved = await resolve_all(
-            client, addresses, timeout_s=cfg.timeout_s, batch=cfg.max_items_per_subscription
+            client, addresses, timeout_s=cfg.timeout_s, batch=capacity.per_translate
         )
         items: list[Item] = []
         unresolved: list[Sample] = []
         now = time.time_ns()
-        for index, target in enumerate(resolved):
+        for index, target in zip(indexes, resolved, strict=True):
             if isinstance(target, str):
                 self._note(index, f"{cfg.tags[index].node}: {target}")
                 unresolved.append(self._marker(index, now))
@@ -240,49 +309,92 @@ class OpcUaInput:
         return items
 
     async def _subscribe(
-        self, client: Client, items: list[Item], buffer: SampleBuffer, loss: _Loss
+        self,
+        client: Client,
+        items: list[Item],
+        buffer: SampleBuffer,
+        loss: _Loss,
+        capacity: Capacity,
     ) -> list[Item]:
-        """Monitor items in subscriptions of at most max_items_per_subscription, one
-        CreateMonitoredItems call each. Returns the items the server refused, to be polled."""
+        """Monitor items in subscriptions of at most `capacity.per_subscription`, created in
+        calls of at most `capacity.per_call`. Returns the items the server refused, to be
+        polled."""
         cfg = self._config
         session = client.uaclient.session
         handler = _Notifications(self, buffer, loss)
         # Three keep-alives per stale_after_s, so that a silent server is noticed in time.
         keepalive_s = self.stale_after_s() / 3
         keepalive_count = max(1, math.floor(keepalive_s * 1000 / cfg.publishing_interval_ms))
-        params = ua.CreateSubscriptionParameters(
-            RequestedPublishingInterval=cfg.publishing_interval_ms,
-            RequestedMaxKeepAliveCount=keepalive_count,
-            # spec: at least 3x keep-alive; here also a minute, so a short stall keeps it
-            RequestedLifetimeCount=max(
-                10 * keepalive_count, math.ceil(SESSION_TIMEOUT_MS / cfg.publishing_interval_ms)
-            ),
-            PublishingEnabled=True,
-        )
         polled: list[Item] = []
         loss.answered()  # the clock of silence starts now
-        for part in chunks(items, cfg.max_items_per_subscription):
+        for part in chunks(items, capacity.per_subscription):
+            params = ua.CreateSubscriptionParameters(
+                RequestedPublishingInterval=cfg.publishing_interval_ms,
+                RequestedMaxKeepAliveCount=keepalive_count,
+                # spec: at least 3x keep-alive; here also a minute, so a short stall keeps it
+                RequestedLifetimeCount=max(
+                    10 * keepalive_count,
+                    math.ceil(SESSION_TIMEOUT_MS / cfg.publishing_interval_ms),
+                ),
+                # One change of every item fits one message; a backlog comes in several.
+                MaxNotificationsPerPublish=len(part),
+                PublishingEnabled=True,
+            )
             try:
                 async with asyncio.timeout(cfg.timeout_s):
                     created = await session.create_subscription(params, handler.on_publish)
-                    results = await session.create_monitored_items(
-                        ua.CreateMonitoredItemsParameters(
-                            SubscriptionId=created.SubscriptionId,
-                            ItemsToCreate=[self._monitor_request(i, n) for i, n in part],
-                            TimestampsToReturn=ua.TimestampsToReturn.Both,
-                        )
-                    )
             except ua.UaStatusCodeError as exc:
-                _log.warning(
-                    "%s: server refused a subscription (%s); polling %d tags instead",
-                    self.name,
-                    exc,
-                    len(part),
-                )
+                self._refused(len(part), "a subscription", exc)
                 polled.extend(part)
                 continue
-            polled.extend(await self._sort_refusals(part, results, buffer))
+            for call in chunks(part, capacity.per_call):
+                polled.extend(await self._monitor(session, created.SubscriptionId, call, buffer))
         return polled
+
+    async def _monitor(
+        self, session: UaSession, subscription_id: int, call: Sequence[Item], buffer: SampleBuffer
+    ) -> list[Item]:
+        """One CreateMonitoredItems call; returns the items to poll instead."""
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                results = await session.create_monitored_items(
+                    ua.CreateMonitoredItemsParameters(
+                        SubscriptionId=subscription_id,
+                        ItemsToCreate=[self._monitor_request(i, n) for i, n in call],
+                        TimestampsToReturn=ua.TimestampsToReturn.Both,
+                    )
+                )
+        except ua.UaStatusCodeError as exc:
+            self._refused(len(call), "monitored items", exc)
+            return list(call)
+        self._check_sampling(results)
+        return await self._sort_refusals(call, results, buffer)
+
+    def _refused(self, count: int, what: str, exc: ua.UaStatusCodeError) -> None:
+        _log.warning(
+            "%s: server refused %s (%s); polling %d tags every %gs instead",
+            self.name,
+            what,
+            exc,
+            count,
+            self._config.poll_interval_s,
+        )
+
+    def _check_sampling(self, results: Sequence[ua.MonitoredItemCreateResult]) -> None:
+        """Warn once if the server samples slower than asked: changes faster than twice its
+        interval may then be missed (see the README's rule for sampling_interval_ms)."""
+        asked = self._config.sampling_interval_ms
+        revised = max((r.RevisedSamplingInterval for r in results), default=asked)
+        if 0 < asked < revised and not self._slow_sampling_told:
+            self._slow_sampling_told = True
+            _log.warning(
+                "%s: the server samples every %g ms, not every %g ms as asked: a value that "
+                "changes more often than every %g ms may lose changes",
+                self.name,
+                revised,
+                asked,
+                2 * revised,
+            )
 
     async def _sort_refusals(
         self,
@@ -332,7 +444,12 @@ class OpcUaInput:
         )
 
     async def _poll(
-        self, client: Client, items: list[Item], buffer: SampleBuffer, loss: _Loss
+        self,
+        client: Client,
+        items: list[Item],
+        buffer: SampleBuffer,
+        loss: _Loss,
+        capacity: Capacity,
     ) -> None:
         """Read all items with one Read request per batch, every poll interval."""
         cfg = self._config
@@ -346,7 +463,7 @@ class OpcUaInput:
                     ],
                 ),
             )
-            for part in chunks(items, cfg.max_items_per_subscription)
+            for part in chunks(items, capacity.per_read)
         ]
         session = client.uaclient.session
         loop = asyncio.get_running_loop()
@@ -422,21 +539,30 @@ class OpcUaInput:
             next_probe = loop.time() + timeout_s
         raise ConnectionError(loss.reason)
 
-    def _connected(self, backoff: Backoff) -> None:
-        if self._was_connected:
+    def _connected(self, backoff: Backoff, slot: _Slot) -> None:
+        if slot.was_connected:
             self.stats.reconnects += 1
-        self._was_connected = True
-        self._marked_bad = False
-        self.stats.connected = True
-        self.stats.bad_tags = {self._tag_name(i): why for i, why in self._reasons.items()}
+        slot.was_connected = slot.connected = True
+        slot.marked_bad = False
+        self.stats.connected = all(other.connected for other in self._slots)
+        for index in slot.indexes:  # its tags are BAD now only for a reason of their own
+            reason = self._reasons.get(index)
+            if reason is None:
+                self.stats.bad_tags.pop(self._tag_name(index), None)
+            else:
+                self.stats.bad_tags[self._tag_name(index)] = reason
         backoff.reset()
         cfg = self._config
         _log.info(
-            "%s: connected to %s (%s)",
+            "%s: connected to %s (%s)%s",
             self.name,
             self.endpoint,
             describe_session(cfg.security, cfg.auth),
+            f", session {slot.number + 1} of {len(self._slots)}" if len(self._slots) > 1 else "",
         )
+
+    def _disconnected(self, slot: _Slot) -> None:
+        slot.connected = self.stats.connected = False
 
     def _failed(self, reason: str, wait_s: float | None = None) -> None:
         """Count every failed session; log a reason once, not on every retry. A refused
@@ -456,15 +582,17 @@ class OpcUaInput:
         self.stats.last_error = reason
         _log.log(level, "%s: %s; reconnecting", self.name, reason)
 
-    async def _mark_all_bad(self, buffer: SampleBuffer) -> None:
-        """Once per outage: every tag BAD, so dashboards show the loss instead of stale values."""
-        if self._marked_bad:
+    async def _mark_all_bad(self, buffer: SampleBuffer, slot: _Slot) -> None:
+        """Once per outage: every tag of the session BAD, so dashboards show the loss instead
+        of stale values."""
+        if slot.marked_bad:
             return
-        self._marked_bad = True
+        slot.marked_bad = True
         now = time.time_ns()
         why = self.stats.last_error
-        self.stats.bad_tags = {self._tag_name(i): why for i in range(len(self._series))}
-        await buffer.put([self._marker(i, now) for i in range(len(self._series))], flush=True)
+        for index in slot.indexes:
+            self.stats.bad_tags[self._tag_name(index)] = why
+        await buffer.put([self._marker(i, now) for i in slot.indexes], flush=True)
 
     def _tag_name(self, index: int) -> str:
         series = self._series[index]

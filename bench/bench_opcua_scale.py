@@ -1,0 +1,225 @@
+"""OPC UA at plant scale: `shopfloor connect` against node-opcua, N doubles changing every second.
+
+Run: .venv/bin/python bench/bench_opcua_scale.py [--items 5000,20000] [--seconds 30] [--warmup 15]
+For each N: a node-opcua server (tests/second_stack/node_opcua/scale_server.js, its default
+limits: 10 subscriptions per session, 1,000 notifications per publish) whose N doubles all
+change at every whole second, stamped with that second; a throwaway influxd (InfluxDB 1.x); and
+the real `shopfloor connect` as a child process with its spool on, one OPC UA connector for the
+N tags, with the connector's defaults but `sampling_interval_ms: 0`: node-opcua then reports
+every change as it happens (sampled at 250 ms instead, its timers for 20,000 items take a whole
+core and the server, not the connector, is measured). After the warm-up, over `--seconds`:
+
+- delivered / changes: the points InfluxDB holds for the seconds of the window, against N per
+  second (InfluxDB keeps one point per series and timestamp, so a change stored twice counts
+  once and a change missed is missing);
+- notifications per CPU-second and share of a core: the connector process's utime + stime;
+- peak RSS (VmHWM) of the connector process, and its RSS at the end;
+- source-to-stored latency: InfluxDB is asked every 0.25 s how many points each second holds;
+  a point first counted at time t has a latency of at most t - its source second (p50, p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench_memory import read_status
+from measure import child_cpu_seconds, machine_description
+from processes import child, free_port, run_main, venv_command, wait_listening
+
+from historian.influxd import Influxd
+
+SERVER_SCRIPT = (
+    Path(__file__).parents[1] / "tests" / "second_stack" / "node_opcua" / "scale_server.js"
+)
+POLL_S = 0.25
+CATCH_UP_S = 6.0
+SERVER_START_S = 120.0
+SIGNALS_PER_MACHINE = 100
+MIB = 2**20
+CONNECTOR = {"sampling_interval_ms": 0}  # every change, as it happens: nothing to alias
+
+
+def connectors_file(folder: Path, port: int, items: int, extra: dict[str, object]) -> Path:
+    """One OPC UA connector with a tag per server variable (JSON is valid YAML)."""
+    tags = [
+        {
+            "machine": f"m{i // SIGNALS_PER_MACHINE:03d}",
+            "signal": f"v{i % SIGNALS_PER_MACHINE:02d}",
+            "node": f"ns=1;s=v{i}",
+        }
+        for i in range(items)
+    ]
+    entry = {
+        "type": "opcua",
+        "name": "scale",
+        "endpoint": f"opc.tcp://127.0.0.1:{port}/plc",
+        "security": "none",
+        "tags": tags,
+        **CONNECTOR,
+        **extra,
+    }
+    path = folder / f"connectors-{items}.yaml"
+    path.write_text(json.dumps({"site": "bench", "line": "bench", "connectors": [entry]}))
+    return path
+
+
+def server_argv(port: int, items: int, limits: dict[str, str]) -> list[str]:
+    """The node-opcua server's command line; its settings go in through the environment."""
+    settings = {"PORT": str(port), "ITEMS": str(items), **limits}
+    return ["env", *(f"{k}={v}" for k, v in settings.items()), "node", str(SERVER_SCRIPT)]
+
+
+def counts_per_second(url: str, database: str, first_s: int, end_s: int) -> dict[int, int]:
+    """Points per source second in [first_s, end_s)."""
+    query = (
+        f"SELECT count(quality) FROM telemetry WHERE time >= {first_s}s AND time < {end_s}s "
+        "GROUP BY time(1s)"
+    )
+    params = urllib.parse.urlencode({"db": database, "q": query, "epoch": "s"})
+    with urllib.request.urlopen(f"{url}/query?{params}", timeout=30) as resp:
+        doc = json.load(resp)
+    series = doc["results"][0].get("series") or [{"values": []}]
+    return {int(ts): int(count or 0) for ts, count in series[0]["values"]}
+
+
+@dataclass
+class Latencies:
+    """When each second's points were first counted: a histogram of upper bounds."""
+
+    seen: dict[int, int]
+    arrivals: list[tuple[float, int]]  # (latency bound in s, points)
+
+    def follow(self, url: str, database: str, first_s: int, end_s: int, until_s: float) -> None:
+        """Count the points of [first_s, end_s) every POLL_S until `until_s` (epoch s)."""
+        while time.time() < until_s:
+            for second, count in counts_per_second(url, database, first_s, end_s).items():
+                new = count - self.seen.get(second, 0)
+                if new > 0:
+                    self.arrivals.append((time.time() - second, new))
+                    self.seen[second] = count
+            time.sleep(POLL_S)
+
+    def percentile(self, share: float) -> float:
+        total = sum(points for _, points in self.arrivals)
+        running = 0
+        for latency, points in sorted(self.arrivals):
+            running += points
+            if running >= share * total:
+                return latency
+        return float("nan")
+
+
+@dataclass(frozen=True)
+class Result:
+    items: int
+    seconds: int
+    delivered: int
+    short_seconds: int
+    cpu_s: float
+    wall_s: float
+    peak_rss: int
+    end_rss: int
+    p50_s: float
+    p99_s: float
+    load: tuple[float, float, float]
+
+
+def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
+    port = free_port()
+    limits = json.loads(args.server_json)
+    with child(server_argv(port, items, limits)) as server, Influxd() as influx:
+        wait_listening(server, port, SERVER_START_S)  # node builds N variables first
+        config = connectors_file(folder, port, items, json.loads(args.opcua_json))
+        database = f"bench{items}"
+        http = urllib.parse.urlsplit(influx.url).netloc
+        argv = [
+            venv_command("shopfloor"),
+            "--log-level",
+            "warning",
+            "connect",
+            "--config",
+            str(config),
+            "--historian",
+            f"influxdb://{http}/{database}",
+            "--spool",
+            str(folder / f"spool-{items}"),
+        ]
+        with child(argv) as connector:
+            time.sleep(args.warmup)
+            first_s = int(time.time()) + 1
+            end_s = first_s + int(args.seconds)
+            latencies = Latencies({}, [])
+            time.sleep(first_s - time.time())
+            cpu0, wall0 = child_cpu_seconds(connector.pid), time.monotonic()
+            latencies.follow(influx.url, database, first_s, end_s, until_s=end_s)
+            cpu, wall = child_cpu_seconds(connector.pid) - cpu0, time.monotonic() - wall0
+            latencies.follow(influx.url, database, first_s, end_s, until_s=end_s + CATCH_UP_S)
+            end_rss, peak_rss = read_status(connector.pid) or (0, 0)
+            load = os.getloadavg()
+    return Result(
+        items=items,
+        seconds=end_s - first_s,
+        delivered=sum(latencies.seen.values()),
+        short_seconds=sum(1 for s in range(first_s, end_s) if latencies.seen.get(s, 0) < items),
+        cpu_s=cpu,
+        wall_s=wall,
+        peak_rss=peak_rss,
+        end_rss=end_rss,
+        p50_s=latencies.percentile(0.50),
+        p99_s=latencies.percentile(0.99),
+        load=load,
+    )
+
+
+def report(result: Result) -> None:
+    changes = result.items * result.seconds
+    print(f"N = {result.items:,} doubles, 1 Hz, {result.seconds} s measured")
+    print(
+        f"  delivered     {result.delivered:,} / {changes:,} changes "
+        f"({result.delivered / changes:.2%}; {result.short_seconds} seconds incomplete)"
+    )
+    print(
+        f"  connector     {result.delivered / result.cpu_s:,.0f} notifications per CPU-second, "
+        f"{result.cpu_s / result.wall_s:.0%} of a core"
+    )
+    print(
+        f"  connector     peak RSS {result.peak_rss / MIB:.0f} MiB, "
+        f"at the end {result.end_rss / MIB:.0f} MiB"
+    )
+    print(f"  latency       source -> stored p50 {result.p50_s:.2f} s, p99 {result.p99_s:.2f} s")
+    print(f"  load average  {' '.join(f'{x:.2f}' for x in result.load)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", default="5000,20000", help="N, comma-separated")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured time per N")
+    parser.add_argument("--warmup", type=float, default=15.0, help="before measuring, per N")
+    parser.add_argument(
+        "--server-json",
+        default="{}",
+        help='server limits as JSON, e.g. {"MAX_SUBSCRIPTIONS_PER_SESSION": "20"}',
+    )
+    parser.add_argument(
+        "--opcua-json", default="{}", help="extra connector settings as JSON, e.g. sessions"
+    )
+    args = parser.parse_args(argv)
+    print(machine_description())
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory(prefix="bench-opcua-scale-") as tmp:
+        for items in (int(n) for n in args.items.split(",")):
+            report(run_one(Path(tmp), items, args))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
