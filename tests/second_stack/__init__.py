@@ -6,6 +6,8 @@
   with the value. Variables (ns=1): oven.temperature (Double, °C, +0.5 every 200 ms),
   oven.mode (Int32 3), oven.running (Boolean true), oven.bottles (UInt32 4000000001),
   oven.setpoint (Double 12345.678), all constant but the first.
+- `node_opcua_scale_server`: node-opcua again, open and anonymous, with N doubles ns=1;s=v0..
+  that all change at every whole second, announcing (and enforcing) the limits it is given.
 - `libmodbus_server`: a C Modbus TCP server on Debian's libmodbus (bin/test installs
   libmodbus-dev), compiled here with cc; its registers are described in libmodbus/server.c.
 
@@ -105,11 +107,7 @@ def _serving(command: list[str], folder: Path, port: int, env: dict[str, str]) -
 def node_opcua_server(folder: Path) -> Iterator[Running]:
     """The node-opcua server on a free port; its pki in folder/pki."""
     script = HERE / "node_opcua" / "server.js"
-    if not (HERE / "node_opcua" / "node_modules" / "node-opcua").is_dir():
-        pytest.fail(
-            f"node-opcua is not installed: run bin/test (it runs `npm ci` in {script.parent})",
-            pytrace=False,
-        )
+    _check_node_opcua(script)
     port = free_port()
     env = {
         "PORT": str(port),
@@ -119,6 +117,28 @@ def node_opcua_server(folder: Path) -> Iterator[Running]:
     }
     with _serving(["node", str(script)], folder, port, env) as server:
         yield server
+
+
+@contextlib.contextmanager
+def node_opcua_scale_server(
+    folder: Path, items: int, settings: dict[str, str] | None = None
+) -> Iterator[Running]:
+    """node_opcua/scale_server.js on a free port: `items` doubles; `settings` are its limits
+    (e.g. MAX_MONITORED_ITEMS_PER_CALL) or NO_CAPABILITIES=1."""
+    script = HERE / "node_opcua" / "scale_server.js"
+    _check_node_opcua(script)
+    port = free_port()
+    env = {"PORT": str(port), "ITEMS": str(items), **(settings or {})}
+    with _serving(["node", str(script)], folder, port, env) as server:
+        yield server
+
+
+def _check_node_opcua(script: Path) -> None:
+    if not (HERE / "node_opcua" / "node_modules" / "node-opcua").is_dir():
+        pytest.fail(
+            f"node-opcua is not installed: run bin/test (it runs `npm ci` in {script.parent})",
+            pytrace=False,
+        )
 
 
 def libmodbus_binary(folder: Path) -> Path:
