@@ -14,14 +14,18 @@ core and the server, not the connector, is measured). After the warm-up, over `-
   once and a change missed is missing);
 - notifications per CPU-second and share of a core: the connector process's utime + stime;
 - peak RSS (VmHWM) of the connector process, and its RSS at the end;
-- source-to-stored latency: InfluxDB is asked every 0.25 s how many points each second holds;
-  a point first counted at time t has a latency of at most t - its source second (p50, p99).
+- source-to-stored latency: InfluxDB is asked every 0.25 s how many points each second holds,
+  during the window and after it until no more come; a point first counted at time t has a
+  latency of at most t - its source second (p50, p99);
+- the share of a core the node-opcua process used (on a loaded 2-core machine it competes with
+  the connector).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
@@ -41,7 +45,8 @@ SERVER_SCRIPT = (
     Path(__file__).parents[1] / "tests" / "second_stack" / "node_opcua" / "scale_server.js"
 )
 POLL_S = 0.25
-CATCH_UP_S = 6.0
+SETTLED_S = 5.0  # after the window, counting ends once no point came for this long
+CATCH_UP_S = 60.0  # or after this
 SERVER_START_S = 120.0
 SIGNALS_PER_MACHINE = 100
 MIB = 2**20
@@ -98,14 +103,19 @@ class Latencies:
     seen: dict[int, int]
     arrivals: list[tuple[float, int]]  # (latency bound in s, points)
 
-    def follow(self, url: str, database: str, first_s: int, end_s: int, until_s: float) -> None:
-        """Count the points of [first_s, end_s) every POLL_S until `until_s` (epoch s)."""
-        while time.time() < until_s:
+    def follow(
+        self, url: str, database: str, first_s: int, end_s: int, until_s: float, settled_s: float
+    ) -> None:
+        """Count the points of [first_s, end_s) every POLL_S until `until_s` (epoch s), or
+        until no new point came for `settled_s`."""
+        last_new = time.time()
+        while time.time() < until_s and time.time() - last_new < settled_s:
             for second, count in counts_per_second(url, database, first_s, end_s).items():
                 new = count - self.seen.get(second, 0)
                 if new > 0:
                     self.arrivals.append((time.time() - second, new))
                     self.seen[second] = count
+                    last_new = time.time()
             time.sleep(POLL_S)
 
     def percentile(self, share: float) -> float:
@@ -126,6 +136,7 @@ class Result:
     short_seconds: int
     cpu_s: float
     wall_s: float
+    server_share: float
     peak_rss: int
     end_rss: int
     p50_s: float
@@ -160,9 +171,13 @@ def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
             latencies = Latencies({}, [])
             time.sleep(first_s - time.time())
             cpu0, wall0 = child_cpu_seconds(connector.pid), time.monotonic()
-            latencies.follow(influx.url, database, first_s, end_s, until_s=end_s)
+            server0 = child_cpu_seconds(server.pid)
+            latencies.follow(influx.url, database, first_s, end_s, end_s, settled_s=math.inf)
             cpu, wall = child_cpu_seconds(connector.pid) - cpu0, time.monotonic() - wall0
-            latencies.follow(influx.url, database, first_s, end_s, until_s=end_s + CATCH_UP_S)
+            server_cpu = child_cpu_seconds(server.pid) - server0
+            latencies.follow(
+                influx.url, database, first_s, end_s, end_s + CATCH_UP_S, settled_s=SETTLED_S
+            )
             end_rss, peak_rss = read_status(connector.pid) or (0, 0)
             load = os.getloadavg()
     return Result(
@@ -172,6 +187,7 @@ def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
         short_seconds=sum(1 for s in range(first_s, end_s) if latencies.seen.get(s, 0) < items),
         cpu_s=cpu,
         wall_s=wall,
+        server_share=server_cpu / wall,
         peak_rss=peak_rss,
         end_rss=end_rss,
         p50_s=latencies.percentile(0.50),
@@ -195,6 +211,7 @@ def report(result: Result) -> None:
         f"  connector     peak RSS {result.peak_rss / MIB:.0f} MiB, "
         f"at the end {result.end_rss / MIB:.0f} MiB"
     )
+    print(f"  node-opcua    {result.server_share:.0%} of a core")
     print(f"  latency       source -> stored p50 {result.p50_s:.2f} s, p99 {result.p99_s:.2f} s")
     print(f"  load average  {' '.join(f'{x:.2f}' for x in result.load)}")
 

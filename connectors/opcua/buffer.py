@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Sequence
 
 from connectors.base import ConnectorStats, Emit
-from historian.sample import Sample
+from historian.sample import Sample, SampleBatch
 
 FINAL_FLUSH_TIMEOUT_S = 5.0
 
@@ -35,7 +35,7 @@ class SampleBuffer:
         self._interval = flush_interval_s
         self._batch_size = batch_size
         self._limit = limit
-        self._pending: list[Sample] = []
+        self._pending = SampleBatch()  # columns: batches from the hot path append cheaply
         self._due = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -45,7 +45,7 @@ class SampleBuffer:
 
     async def put(self, samples: Sequence[Sample], *, flush: bool = False) -> None:
         """Queue samples; `flush` asks for them to go out now. Waits while the buffer is full."""
-        self._pending.extend(samples)
+        self._pending += samples
         if flush or len(self._pending) >= self._batch_size:
             self._due.set()
         while len(self._pending) >= self._limit:
@@ -74,7 +74,7 @@ class SampleBuffer:
         self._due.clear()
         if not self._pending:
             return
-        batch, self._pending = self._pending, []
+        batch, self._pending = self._pending, SampleBatch()
         self._room.set()
         await self._emit(batch)
         self._stats.samples += len(batch)

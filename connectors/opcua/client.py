@@ -26,7 +26,7 @@ from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
-from connectors.opcua.datavalue import Series, to_sample
+from connectors.opcua.datavalue import Series, decode
 from connectors.opcua.latest import LatestValues
 from connectors.opcua.resolve import chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
@@ -40,7 +40,7 @@ from connectors.opcua.session import (
     open_session,
 )
 from connectors.reconnect import Backoff
-from historian.sample import Sample
+from historian.sample import Quality, Sample, SampleBatch, SeriesKey
 
 _log = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ class OpcUaInput:
             math.ceil(self.stale_after_s() * 1000 / sampling_ms),
         )
         self._reasons: dict[int, str] = {}
-        self._latest = LatestValues([config.max_age_of(tag) for tag in config.tags])
+        self._keys = [series.key for series in self._series]
+        self._latest = LatestValues(self._keys, [config.max_age_of(tag) for tag in config.tags])
         self._slots: list[_Slot] = []
         self._group: asyncio.TaskGroup | None = None  # where the sessions run
         self._slow_sampling_told = False
@@ -480,20 +481,32 @@ class OpcUaInput:
         except SESSION_FAILURES as exc:
             loss.report(f"poll failed: {type(exc).__name__}: {exc}")
 
-    def _samples(self, values: Iterable[tuple[int, ua.DataValue]]) -> list[Sample]:
-        """Samples for (tag index, DataValue) pairs: the hot path of both modes."""
-        series = self._series
+    def _samples(self, values: Iterable[tuple[int, ua.DataValue]]) -> SampleBatch:
+        """Samples for (tag index, DataValue) pairs: the hot path of both modes. They go out
+        as columns, one run per stretch of equal timestamp and quality (a PLC stamps the
+        changes of one scan alike), so no Sample object is made per value."""
+        keys = self._keys
         reasons = self._reasons
         seen = self._latest.seen
         now = time.monotonic()
-        out: list[Sample] = []
-        append = out.append
+        batch = SampleBatch()
+        run_keys: list[SeriesKey] = []
+        run_values: list[float] = []
+        run_ts, run_quality = 0, Quality.GOOD
         for index, dv in values:
-            sample, reason = to_sample(series[index], dv)
-            append(seen(index, sample, now))
+            value, quality, ts, reason = decode(dv)
+            ts = seen(index, value, quality, ts, now)
+            if ts != run_ts or quality is not run_quality:
+                if run_keys:
+                    batch.add(tuple(run_keys), run_values, run_quality, run_ts)
+                run_keys, run_values, run_ts, run_quality = [], [], ts, quality
+            run_keys.append(keys[index])
+            run_values.append(value)
             if reason is not None or index in reasons:
                 self._note(index, reason)
-        return out
+        if run_keys:
+            batch.add(tuple(run_keys), run_values, run_quality, run_ts)
+        return batch
 
     def stale_after_s(self) -> float:
         """How long a server may stay silent before the session counts as lost."""

@@ -1,6 +1,7 @@
 """OPC UA DataValues -> `historian.Sample`: value, quality and source timestamp.
 
-These run once per notification, so they avoid per-call allocation beyond the Sample itself.
+These run once per notification, so they avoid per-call allocation: the connector's hot path
+(`decode`) makes no Sample at all, its values go into a columnar `SampleBatch`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from asyncua import ua
 
-from historian.sample import Quality, Sample
+from historian.sample import Quality, Sample, SeriesKey
 
 # The two top bits of a StatusCode are its severity: 00 good, 01 uncertain, 10 bad, 11 reserved.
 _QUALITY_BY_SEVERITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)
@@ -30,6 +31,10 @@ class Series:
     line: str
     machine: str
     signal: str
+
+    @property
+    def key(self) -> SeriesKey:
+        return (self.site, self.line, self.machine, self.signal)
 
     def sample(self, value: float, quality: Quality, ts_ns: int) -> Sample:
         return Sample(self.line, self.machine, self.signal, value, quality, ts_ns, self.site)
@@ -51,7 +56,13 @@ def datetime_ns(dt: datetime) -> int:
 
 
 def to_sample(series: Series, dv: ua.DataValue) -> tuple[Sample, str | None]:
-    """The sample for one DataValue, and the reason when it is BAD (None when it is not).
+    """The sample for one DataValue, and the reason when it is BAD (None when it is not)."""
+    value, quality, ts, reason = decode(dv)
+    return series.sample(value, quality, ts), reason
+
+
+def decode(dv: ua.DataValue) -> tuple[float, Quality, int, str | None]:
+    """Value, quality and timestamp (ns) of one DataValue, and the reason when it is BAD.
 
     Timestamps: source, else server, else now. A Bad status carries NaN (its value is not
     usable); an Uncertain one keeps its value. A non-numeric value becomes BAD.
@@ -60,8 +71,8 @@ def to_sample(series: Series, dv: ua.DataValue) -> tuple[Sample, str | None]:
     ts = time.time_ns() if dt is None else datetime_ns(dt)
     quality = quality_of(dv.StatusCode)
     if quality is Quality.BAD:
-        return series.bad(ts), f"server reports {dv.StatusCode.name}"
+        return NAN, quality, ts, f"server reports {dv.StatusCode.name}"
     raw = None if dv.Value is None else dv.Value.Value
     if isinstance(raw, int | float):  # bool is an int: True -> 1.0
-        return series.sample(float(raw), quality, ts), None
-    return series.bad(ts), f"value {raw!r:.40} of type {type(raw).__name__} is not numeric"
+        return float(raw), quality, ts, None
+    return NAN, Quality.BAD, ts, f"value {raw!r:.40} of type {type(raw).__name__} is not numeric"

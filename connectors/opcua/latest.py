@@ -10,52 +10,66 @@ rules keep the historian's "latest" right without ever comparing the server's cl
 - Report-by-exception sends nothing while a value holds still; a tag whose last point is older
   than its `max_age_s` (measured on our monotonic clock) is recorded again, stamped now, so that
   it shows in every time window (keep-alive).
+
+The last point of each tag is kept as columns (value, quality, timestamp), not as a Sample per
+tag: this runs for every notification, and at 20,000 tags the objects would be resident.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
+from array import array
 from collections.abc import Sequence
 
-from historian.sample import Quality, Sample
+from historian.sample import Quality, Sample, SeriesKey
+
+_NONE = -1  # timestamp of a tag with no point yet
 
 
 class LatestValues:
-    """Per tag index: the last sample handed on, and when (monotonic) it was a new point."""
+    """Per tag index: the last point handed on, and when (monotonic) it was a new point."""
 
-    def __init__(self, max_ages_s: Sequence[float]) -> None:
-        self._max_ages = list(max_ages_s)  # 0: no keep-alive for that tag
-        self._last: list[Sample | None] = [None] * len(self._max_ages)
-        self._recorded = [0.0] * len(self._max_ages)
+    def __init__(self, keys: Sequence[SeriesKey], max_ages_s: Sequence[float]) -> None:
+        self._keys = keys
+        self._max_ages = array("d", max_ages_s)  # 0: no keep-alive for that tag
+        self._values = array("d", bytes(8 * len(keys)))
+        self._qualities = bytearray(len(keys))
+        self._stamps = [_NONE] * len(keys)
+        self._recorded = array("d", bytes(8 * len(keys)))
         self._restamp: set[int] = set()
 
     def marked(self, index: int, marker: Sample) -> None:
         """A marker stamped with local time was handed on for the tag."""
-        self._last[index] = marker
+        self._store(index, marker.value, marker.quality, marker.source_ts)
         self._recorded[index] = time.monotonic()
         self._restamp.add(index)
 
-    def seen(self, index: int, sample: Sample, now: float) -> Sample:
-        """The sample to hand on for a value from the server (`now`: time.monotonic())."""
-        if self._restamp and index in self._restamp and sample.quality is not Quality.BAD:
+    def seen(self, index: int, value: float, quality: Quality, ts: int, now: float) -> int:
+        """The timestamp to hand on for a value from the server (`now`: time.monotonic())."""
+        if self._restamp and index in self._restamp and quality is not Quality.BAD:
             self._restamp.discard(index)
-            sample = dataclasses.replace(sample, source_ts=time.time_ns())
-        last = self._last[index]
-        if last is None or last.source_ts != sample.source_ts or last.quality != sample.quality:
+            ts = time.time_ns()
+        if self._stamps[index] != ts or self._qualities[index] != quality:
             self._recorded[index] = now  # a new point (a poll may return the same one again)
-        self._last[index] = sample
-        return sample
+        self._store(index, value, quality, ts)
+        return ts
+
+    def _store(self, index: int, value: float, quality: Quality, ts: int) -> None:
+        self._values[index] = value
+        self._qualities[index] = quality
+        self._stamps[index] = ts
 
     def due(self, now: float) -> list[Sample]:
-        """Copies, stamped now, of the samples older than their tag's max age."""
+        """Copies, stamped now, of the points older than their tag's max age."""
         again: list[Sample] = []
         ts = time.time_ns()
-        for index, last in enumerate(self._last):
+        for index, stamp in enumerate(self._stamps):
             max_age = self._max_ages[index]
-            if last is not None and max_age and now - self._recorded[index] >= max_age:
-                again.append(dataclasses.replace(last, source_ts=ts))
-                self._last[index] = again[-1]
+            if stamp != _NONE and max_age and now - self._recorded[index] >= max_age:
+                site, line, machine, signal = self._keys[index]
+                quality = Quality(self._qualities[index])
+                again.append(Sample(line, machine, signal, self._values[index], quality, ts, site))
+                self._stamps[index] = ts
                 self._recorded[index] = now
         return again
 
