@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from measure import child_cpu_seconds, machine_description
-from processes import child, free_port, run_main, venv_command, wait_listening
+from processes import child, free_port, run_main, shopfloor_connect, wait_listening
 
 from historian.influxd import Influxd
 
@@ -114,18 +114,7 @@ def main() -> int:
             wait_listening(server, port, 10)
             config = connectors_file(folder, port, json.loads(args.device_json))
             http = urllib.parse.urlsplit(influx.url).netloc
-            argv = [
-                venv_command("shopfloor"),
-                "--log-level",
-                "warning",
-                "connect",
-                "--config",
-                str(config),
-                "--historian",
-                f"influxdb://{http}/bench",
-                "--spool",
-                str(folder / "spool"),
-            ]
+            argv = shopfloor_connect(config, f"influxdb://{http}/bench", folder / "spool")
             with child(argv) as connector:
                 time.sleep(args.warmup)
                 cpu0, t0 = child_cpu_seconds(connector.pid), time.time_ns()

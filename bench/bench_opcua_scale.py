@@ -37,7 +37,7 @@ from pathlib import Path
 
 from bench_memory import read_status
 from measure import child_cpu_seconds, machine_description
-from processes import child, free_port, run_main, venv_command, wait_listening
+from processes import child, free_port, run_main, shopfloor_connect, wait_listening
 
 from historian.influxd import Influxd
 
@@ -152,18 +152,7 @@ def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
         config = connectors_file(folder, port, items, json.loads(args.opcua_json))
         database = f"bench{items}"
         http = urllib.parse.urlsplit(influx.url).netloc
-        argv = [
-            venv_command("shopfloor"),
-            "--log-level",
-            "warning",
-            "connect",
-            "--config",
-            str(config),
-            "--historian",
-            f"influxdb://{http}/{database}",
-            "--spool",
-            str(folder / f"spool-{items}"),
-        ]
+        argv = shopfloor_connect(config, f"influxdb://{http}/{database}", folder / f"spool-{items}")
         with child(argv) as connector:
             time.sleep(args.warmup)
             first_s = int(time.time()) + 1

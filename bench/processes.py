@@ -33,6 +33,22 @@ def venv_command(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
+def shopfloor_connect(config: Path, historian: str, spool: Path) -> list[str]:
+    """The command line of `shopfloor connect` as a bench runs it: warnings only, spool on."""
+    return [
+        venv_command("shopfloor"),
+        "--log-level",
+        "warning",
+        "connect",
+        "--config",
+        str(config),
+        "--historian",
+        historian,
+        "--spool",
+        str(spool),
+    ]
+
+
 @contextlib.contextmanager
 def child(argv: Sequence[str]) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` for the duration of the block; its stderr is kept for error messages."""

@@ -26,8 +26,9 @@ from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
-from connectors.opcua.datavalue import Series, decode
+from connectors.opcua.datavalue import Decoded, Series, decoded
 from connectors.opcua.latest import LatestValues
+from connectors.opcua.publish import Changes, use_fast_publish
 from connectors.opcua.resolve import chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
 from connectors.opcua.session import (
@@ -322,6 +323,7 @@ class OpcUaInput:
         polled."""
         cfg = self._config
         session = client.uaclient.session
+        use_fast_publish(session)
         handler = _Notifications(self, buffer, loss)
         # Three keep-alives per stale_after_s, so that a silent server is noticed in time.
         keepalive_s = self.stale_after_s() / 3
@@ -474,15 +476,15 @@ class OpcUaInput:
                 for indexes, params in requests:
                     async with asyncio.timeout(cfg.timeout_s):
                         values = await session.read(params)
-                    await buffer.put(self._samples(zip(indexes, values, strict=True)))
+                    await buffer.put(self._samples(decoded(zip(indexes, values, strict=True))))
                 self.stats.latency_ms = (loop.time() - started) * 1000
                 await buffer.put((), flush=True)
                 await asyncio.sleep(max(0.0, cfg.poll_interval_s - (loop.time() - started)))
         except SESSION_FAILURES as exc:
             loss.report(f"poll failed: {type(exc).__name__}: {exc}")
 
-    def _samples(self, values: Iterable[tuple[int, ua.DataValue]]) -> SampleBatch:
-        """Samples for (tag index, DataValue) pairs: the hot path of both modes. They go out
+    def _samples(self, values: Iterable[Decoded]) -> SampleBatch:
+        """Samples for decoded values (the tag index first): the hot path of both modes. They go out
         as columns, one run per stretch of equal timestamp and quality (a PLC stamps the
         changes of one scan alike), so no Sample object is made per value."""
         keys = self._keys
@@ -493,8 +495,7 @@ class OpcUaInput:
         run_keys: list[SeriesKey] = []
         run_values: list[float] = []
         run_ts, run_quality = 0, Quality.GOOD
-        for index, dv in values:
-            value, quality, ts, reason = decode(dv)
+        for index, value, quality, ts, reason in values:
             ts = seen(index, value, quality, ts, now)
             if ts != run_ts or quality is not run_quality:
                 if run_keys:
@@ -646,9 +647,12 @@ class _Notifications:
         if not data:
             return  # keep-alive
         for notification in data:
-            if isinstance(notification, ua.DataChangeNotification):
+            if isinstance(notification, Changes):  # the fast path (publish.py)
+                changes = notification.decoded(time.time_ns())
+                await self._buffer.put(self._owner._samples(changes))
+            elif isinstance(notification, ua.DataChangeNotification):
                 pairs = ((item.ClientHandle, item.Value) for item in notification.MonitoredItems)
-                await self._buffer.put(self._owner._samples(pairs))
+                await self._buffer.put(self._owner._samples(decoded(pairs)))
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._loss.report(f"subscription ended: {notification.Status.name}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -59,6 +60,16 @@ def to_sample(series: Series, dv: ua.DataValue) -> tuple[Sample, str | None]:
     """The sample for one DataValue, and the reason when it is BAD (None when it is not)."""
     value, quality, ts, reason = decode(dv)
     return series.sample(value, quality, ts), reason
+
+
+Decoded = tuple[int, float, Quality, int, str | None]
+"""A tag index (client handle) with its value, quality, timestamp (ns) and BAD reason."""
+
+
+def decoded(pairs: Iterable[tuple[int, ua.DataValue]]) -> Iterator[Decoded]:
+    """`decode` of each (tag index, DataValue) pair."""
+    for index, dv in pairs:
+        yield (index, *decode(dv))
 
 
 def decode(dv: ua.DataValue) -> tuple[float, Quality, int, str | None]:

@@ -12,6 +12,7 @@
 // like a server that exposes none. Prints "READY <port>" once listening; stops on SIGTERM.
 "use strict";
 const opcua = require("node-opcua");
+const { serve, runMain } = require("./serving.js");
 
 function limit(name) {
     return process.env[name] ? Number(process.env[name]) : undefined;
@@ -96,15 +97,7 @@ async function main() {
         setTimeout(tick, (second + 1) * 1000 - Date.now());
     };
     tick();
-    await server.start();
-    process.stdout.write(`READY ${port}\n`);
-    process.on("SIGTERM", async () => {
-        await server.shutdown(0);
-        process.exit(0);
-    });
+    await serve(server, port);
 }
 
-main().catch((err) => {
-    process.stderr.write(`${err.stack || err}\n`);
-    process.exit(1);
-});
+runMain(main);

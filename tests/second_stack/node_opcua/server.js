@@ -9,6 +9,7 @@
 // listening; stops on SIGTERM.
 "use strict";
 const opcua = require("node-opcua");
+const { serve, runMain } = require("./serving.js");
 
 async function main() {
     const port = Number(process.env.PORT);
@@ -67,15 +68,7 @@ async function main() {
         temperature = Math.round((temperature + 0.5) * 100) / 100;
         temp.setValueFromSource(new opcua.Variant({ dataType: opcua.DataType.Double, value: temperature }));
     }, 200);
-    await server.start();
-    process.stdout.write(`READY ${port}\n`);
-    process.on("SIGTERM", async () => {
-        await server.shutdown(0);
-        process.exit(0);
-    });
+    await serve(server, port);
 }
 
-main().catch((err) => {
-    process.stderr.write(`${err.stack || err}\n`);
-    process.exit(1);
-});
+runMain(main);
