@@ -17,8 +17,8 @@ core and the server, not the connector, is measured). After the warm-up, over `-
 - source-to-stored latency: InfluxDB is asked every 0.25 s how many points each second holds,
   during the window and after it until no more come; a point first counted at time t has a
   latency of at most t - its source second (p50, p99);
-- the share of a core the node-opcua process used (on a loaded 2-core machine it competes with
-  the connector).
+- the share of a core the node-opcua and influxd processes used (on a 2-core machine they
+  compete with the connector).
 """
 
 from __future__ import annotations
@@ -98,8 +98,11 @@ def counts_per_second(url: str, database: str, first_s: int, end_s: int) -> dict
 
 @dataclass
 class Latencies:
-    """When each second's points were first counted: a histogram of upper bounds."""
+    """When each second's points were first counted: a histogram of upper bounds. Only the
+    seconds not yet complete are counted again (a count over all of them, 4 times a second,
+    kept influxd busy enough to slow down the writes it measures)."""
 
+    items: int
     seen: dict[int, int]
     arrivals: list[tuple[float, int]]  # (latency bound in s, points)
 
@@ -110,7 +113,14 @@ class Latencies:
         until no new point came for `settled_s`."""
         last_new = time.time()
         while time.time() < until_s and time.time() - last_new < settled_s:
-            for second, count in counts_per_second(url, database, first_s, end_s).items():
+            start_s = next(
+                (s for s in range(first_s, end_s) if self.seen.get(s, 0) < self.items), end_s
+            )
+            stop_s = min(end_s, int(time.time()) + 1)
+            if start_s >= stop_s:
+                time.sleep(POLL_S)
+                continue
+            for second, count in counts_per_second(url, database, start_s, stop_s).items():
                 new = count - self.seen.get(second, 0)
                 if new > 0:
                     self.arrivals.append((time.time() - second, new))
@@ -137,6 +147,7 @@ class Result:
     cpu_s: float
     wall_s: float
     server_share: float
+    influx_share: float
     peak_rss: int
     end_rss: int
     p50_s: float
@@ -157,13 +168,14 @@ def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
             time.sleep(args.warmup)
             first_s = int(time.time()) + 1
             end_s = first_s + int(args.seconds)
-            latencies = Latencies({}, [])
+            latencies = Latencies(items, {}, [])
             time.sleep(first_s - time.time())
             cpu0, wall0 = child_cpu_seconds(connector.pid), time.monotonic()
-            server0 = child_cpu_seconds(server.pid)
+            server0, influx0 = child_cpu_seconds(server.pid), child_cpu_seconds(influx.pid)
             latencies.follow(influx.url, database, first_s, end_s, end_s, settled_s=math.inf)
             cpu, wall = child_cpu_seconds(connector.pid) - cpu0, time.monotonic() - wall0
             server_cpu = child_cpu_seconds(server.pid) - server0
+            influx_cpu = child_cpu_seconds(influx.pid) - influx0
             latencies.follow(
                 influx.url, database, first_s, end_s, end_s + CATCH_UP_S, settled_s=SETTLED_S
             )
@@ -177,6 +189,7 @@ def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
         cpu_s=cpu,
         wall_s=wall,
         server_share=server_cpu / wall,
+        influx_share=influx_cpu / wall,
         peak_rss=peak_rss,
         end_rss=end_rss,
         p50_s=latencies.percentile(0.50),
@@ -200,7 +213,10 @@ def report(result: Result) -> None:
         f"  connector     peak RSS {result.peak_rss / MIB:.0f} MiB, "
         f"at the end {result.end_rss / MIB:.0f} MiB"
     )
-    print(f"  node-opcua    {result.server_share:.0%} of a core")
+    print(
+        f"  others        node-opcua {result.server_share:.0%} of a core, "
+        f"influxd {result.influx_share:.0%}"
+    )
     print(f"  latency       source -> stored p50 {result.p50_s:.2f} s, p99 {result.p99_s:.2f} s")
     print(f"  load average  {' '.join(f'{x:.2f}' for x in result.load)}")
 
