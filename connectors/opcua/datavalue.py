@@ -17,7 +17,7 @@ from asyncua import ua
 from historian.sample import Quality, Sample, SeriesKey
 
 # The two top bits of a StatusCode are its severity: 00 good, 01 uncertain, 10 bad, 11 reserved.
-_QUALITY_BY_SEVERITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)
+QUALITY_BY_SEVERITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _ONE_US = timedelta(microseconds=1)
@@ -47,7 +47,12 @@ class Series:
 
 def quality_of(status: ua.StatusCode | None) -> Quality:
     """Map a StatusCode's severity onto the data model's quality field (None means Good)."""
-    return Quality.GOOD if status is None else _QUALITY_BY_SEVERITY[status.value >> 30]
+    return Quality.GOOD if status is None else QUALITY_BY_SEVERITY[status.value >> 30]
+
+
+def bad_status(status: ua.StatusCode) -> str:
+    """The BAD reason of a value the server itself marks Bad."""
+    return f"server reports {status.name}"
 
 
 def datetime_ns(dt: datetime) -> int:
@@ -82,7 +87,7 @@ def decode(dv: ua.DataValue) -> tuple[float, Quality, int, str | None]:
     ts = time.time_ns() if dt is None else datetime_ns(dt)
     quality = quality_of(dv.StatusCode)
     if quality is Quality.BAD:
-        return NAN, quality, ts, f"server reports {dv.StatusCode.name}"
+        return NAN, quality, ts, bad_status(dv.StatusCode)
     raw = None if dv.Value is None else dv.Value.Value
     if isinstance(raw, int | float):  # bool is an int: True -> 1.0
         return float(raw), quality, ts, None

@@ -22,6 +22,7 @@ from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary
 from asyncua.ua.uatypes import win_epoch_to_datetime
 
+from connectors.opcua.datavalue import QUALITY_BY_SEVERITY, bad_status
 from historian.sample import Quality
 
 _FILETIME_EPOCH = 116_444_736_000_000_000  # 1970-01-01 in 100 ns since 1601-01-01
@@ -30,7 +31,6 @@ _SCALARS = {  # Variant type id -> struct format of its scalar value (numbers an
     1: "?", 2: "b", 3: "B", 4: "h", 5: "H", 6: "i", 7: "I", 8: "q", 9: "Q", 10: "f", 11: "d",
 }  # fmt: skip
 _SIZES = {kind: struct.calcsize("<" + fmt) for kind, fmt in _SCALARS.items()}
-_QUALITY_BY_SEVERITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)
 _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _I32 = struct.Struct("<i")
@@ -59,10 +59,10 @@ class Changes:
         for handle, value, status, source, server in zip(
             self.handles, self.values, self.statuses, self.source_ns, self.server_ns, strict=True
         ):
-            quality = _QUALITY_BY_SEVERITY[status >> 30]
+            quality = QUALITY_BY_SEVERITY[status >> 30]
             ts = source or server or now_ns
             if quality is Quality.BAD:
-                yield handle, math.nan, quality, ts, f"server reports {ua.StatusCode(status).name}"
+                yield handle, math.nan, quality, ts, bad_status(ua.StatusCode(status))
             else:
                 yield handle, value, quality, ts, None
 
