@@ -39,7 +39,7 @@ from connectors.modbus.pipeline import Reply
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
 from connectors.modbus.transport import ConnectError, Session, new_session, pymodbus_reader
 from connectors.reconnect import Backoff, Reconnect
-from historian.sample import Quality, Sample, SampleBatch, SeriesKey
+from historian.sample import Quality, Sample, SampleBatch, Series, SeriesKey
 
 EXCEPTION_MEANINGS: dict[int, str] = {
     1: "illegal function (the device does not support this table)",
@@ -57,7 +57,8 @@ _Read = Callable[..., Awaitable[ModbusPDU]]
 
 
 ILLEGAL_ADDRESS = 2
-EMITS_IN_FLIGHT = 4  # poll cycles handed over and not yet durable, before the poller waits
+EMITS_IN_FLIGHT = 4  # poll cycles handed over and not yet durable, before the poller waits,
+RUN_AHEAD_S = 0.1  # or as many as are polled in this time: a disk flush takes ~10 ms or more
 _log = logging.getLogger(__name__)
 
 
@@ -83,7 +84,7 @@ class _Poll:
         cls, request: ReadRequest, device: Device, where: tuple[str, str], timeout_s: float
     ) -> _Poll:
         """`where` is (site, line) of the device's tags."""
-        series = tuple((*where, device.machine, p.tag.signal) for p in request.tags)
+        series = Series((*where, device.machine, p.tag.signal) for p in request.tags)
         return cls(request, decoder_for(request), series, timeout_s, device.retries, device.pause_s)
 
     def split(self) -> list[_Poll]:
@@ -98,7 +99,7 @@ class _Poll:
                 _Poll(
                     request,
                     decoder_for(request),
-                    (series,),
+                    Series((series,)),
                     self.timeout_s,
                     self.retries,
                     self.pause_s,
@@ -212,7 +213,8 @@ class ModbusInput:
 
     async def run(self, emit: Emit) -> None:
         """Connect, poll and reconnect until cancelled; never raises for a device fault."""
-        handover = Handover(lambda samples: self._emit(emit, samples), EMITS_IN_FLIGHT)
+        depth = max(EMITS_IN_FLIGHT, math.ceil(RUN_AHEAD_S / self._config.poll_interval_s))
+        handover = Handover(lambda samples: self._emit(emit, samples), depth)
         try:
             await self._run(handover)
         finally:
