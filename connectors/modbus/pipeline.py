@@ -136,11 +136,13 @@ class PipelinedClient:
         self._framing: _Framing | None = None
         self._next_tid = 0
         self._outgoing = bytearray()
+        self._dropped_before = 0  # by the connections closed so far
 
     @property
     def dropped(self) -> int:
         """Answers matched to no waiting request (late after a timeout, or unknown id)."""
-        return self._framing.dropped if self._framing is not None else 0
+        now = self._framing.dropped if self._framing is not None else 0
+        return self._dropped_before + now
 
     async def connect(self, host: str, port: int) -> None:
         """Open the connection (OSError if that fails; the caller bounds the time)."""
@@ -180,7 +182,9 @@ class PipelinedClient:
         raise ProtocolError("65536 requests in flight")  # callers bound it far below
 
     def close(self) -> None:
-        if self._framing is not None and self._framing.transport is not None:
-            self._framing.transport.abort()
-        self._framing = None
+        framing, self._framing = self._framing, None
         self._outgoing = bytearray()
+        if framing is not None:
+            self._dropped_before += framing.dropped
+            if framing.transport is not None:
+                framing.transport.abort()
