@@ -435,11 +435,10 @@ class ModbusInput:
         return parts
 
     def _decoded(self, poll: _Poll, reply: Reply, ts: int) -> SampleBatch:
-        request = poll.request
-        bits = request.table.holds_bits
-        size = (request.count + 7) // 8 if bits else request.count * 2
+        size = poll.decoder.wire_size
         if len(reply.data) < size:
-            got = len(reply.data) * 8 if bits else len(reply.data) // 2
+            request = poll.request
+            got = len(reply.data) * 8 if request.table.holds_bits else len(reply.data) // 2
             self._count_error(f"{request.describe()}: short response ({got} of {request.count})")
             return poll.bad(ts)
         return poll.samples(poll.decoder.decode_wire(reply.data[:size]), ts)

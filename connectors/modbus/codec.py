@@ -176,6 +176,7 @@ class RegisterBlockDecoder:
         if any(f.dtype is DataType.BOOL or f.start < 0 or f.end > count for f in fields):
             raise ValueError(f"every field must be a register type inside 0..{count}")
         self._count = count
+        self.wire_size = 2 * count  # bytes of the registers in a response
         self._wire = struct.Struct(f">{count}H")
         # lane key -> list of lanes; each lane is a list of (start, dtype) entries sorted by start
         lanes: dict[tuple[_Buffer, str], list[list[tuple[int, DataType]]]] = {}
@@ -278,6 +279,7 @@ class BitBlockDecoder:
         if any(not 0 <= start < count for start in starts):
             raise ValueError(f"every bit must be inside 0..{count - 1}")
         self._starts = np.array(starts, dtype=np.intp)
+        self.wire_size = (count + 7) // 8  # bytes of the bits in a response
 
     def decode(self, bits: Sequence[bool]) -> np.ndarray:
         return np.asarray(bits, dtype=np.float64)[self._starts]
