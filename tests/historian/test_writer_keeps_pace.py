@@ -6,8 +6,9 @@ there."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 from historian.sample import Sample
@@ -33,12 +34,32 @@ class GatedHistorian(SQLiteHistorian):
         await super().write_samples(samples)
 
 
+@contextlib.asynccontextmanager
+async def delivering(writer: HistorianWriter) -> AsyncIterator[HistorianWriter]:
+    """The writer running for the block, stopped (it drains) at the end."""
+    async with asyncio.TaskGroup() as group:
+        run = group.create_task(writer.run())
+        yield writer
+        run.cancel()
+
+
+@contextlib.contextmanager
+def locked(db: Path) -> Iterator[None]:
+    """Another connection holds the database: every write fails (an outage) until the end."""
+    blocker = sqlite3.connect(db)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
 async def test_a_put_waits_while_the_historian_is_behind(tmp_path: Path) -> None:
     async with GatedHistorian(str(tmp_path / "h.db")) as historian:
         spool = Spool(tmp_path / "spool")
         writer = HistorianWriter(historian, spool=spool, flush_interval_s=0.01, max_pending=1000)
-        task = asyncio.create_task(writer.run())
-        try:
+        async with delivering(writer):
             for start in range(0, 900, 300):
                 await writer.put(samples(300, start))  # 900 pending: no wait
             await eventually(lambda: historian.waiting, "the writer to be writing")
@@ -50,9 +71,6 @@ async def test_a_put_waits_while_the_historian_is_behind(tmp_path: Path) -> None
             await asyncio.wait_for(fourth, 10)
             assert writer.stats.pending <= 1000
             await eventually(lambda: not writer.stats.pending, "everything stored")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
         assert writer.stats.samples_written == 1200
 
 
@@ -60,24 +78,17 @@ async def test_during_an_outage_puts_do_not_wait(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     async with SQLiteHistorian(str(db), busy_timeout_ms=50) as historian:
         await historian.write_samples(samples(1))  # creates the schema
-        blocker = sqlite3.connect(db)
-        blocker.execute("BEGIN EXCLUSIVE")
         spool = Spool(tmp_path / "spool")
         writer = HistorianWriter(
             historian, spool=spool, flush_interval_s=0.01, retry_min_s=0.05, max_pending=500
         )
-        task = asyncio.create_task(writer.run())
-        try:
-            async with asyncio.timeout(10):
-                for start in range(1, 3001, 300):
-                    await writer.put(samples(300, start))
-            assert writer.stats.pending == 3000 and writer.stats.samples_written == 0
-            blocker.rollback()
-            blocker.close()
+        async with delivering(writer):
+            with locked(db):
+                async with asyncio.timeout(10):
+                    for start in range(1, 3001, 300):
+                        await writer.put(samples(300, start))
+                assert writer.stats.pending == 3000 and writer.stats.samples_written == 0
             await eventually(lambda: not writer.stats.pending, "everything stored after it")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
     assert writer.stats.samples_written == 3000
 
 

@@ -15,12 +15,12 @@ import pytest
 
 from connectors.modbus import Config, build
 from connectors.modbus.pipeline import PipelinedClient, ProtocolError, Reply
-from historian.influxd import free_port
 from historian.sample import Quality, Sample
 from plc_sim.modbus_server import DeviceFault, ModbusServer
-from plc_sim.process import Simulator
 from plc_sim.spec import load_line
 from shopfloor.simconfig import sim_connectors
+from tests.connectors.modbus.test_modbus_gateway import gateway
+from tests.connectors.modbus.test_modbus_input import running
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -152,24 +152,9 @@ async def test_garbage_instead_of_a_frame_drops_the_connection() -> None:
             await client.read(3, 1, 0, 1)
 
 
-@contextlib.asynccontextmanager
-async def slow_gateway(delay_s: float) -> AsyncIterator[ModbusServer]:
+def slow_gateway(delay_s: float) -> contextlib.AbstractAsyncContextManager[ModbusServer]:
     """The default line's three Modbus units on one simulator server, each answering late."""
-    spec = load_line()
-    sim = Simulator(spec, seed=4)
-    faults: dict[int | str, DeviceFault] = {
-        unit: DeviceFault(delay_s=delay_s) for unit in (1, 2, 3)
-    }
-    server = ModbusServer(
-        spec, host="127.0.0.1", port=free_port(), on_run=sim.set_running, faults=faults
-    )
-    sim.step(5.0)
-    server.publish(sim.values())
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+    return gateway({unit: DeviceFault(delay_s=delay_s) for unit in (1, 2, 3)})
 
 
 def modbus_entry(server: ModbusServer, **settings: Any) -> dict[str, Any]:
@@ -192,13 +177,8 @@ async def good_cycles(server: ModbusServer, cycles: int, **settings: Any) -> lis
             if len(batches) == cycles:
                 enough.set()
 
-    task = asyncio.create_task(source.run(emit))
-    try:
-        async with asyncio.timeout(20):
-            await enough.wait()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    async with running(source, emit), asyncio.timeout(20):
+        await enough.wait()
     return [s for batch in batches for s in batch]
 
 
