@@ -5,15 +5,19 @@ Builds a small Modbus TCP server on Debian's libmodbus (bench/modbus_server.c, n
 libmodbus-dev), starts it and a throwaway influxd (InfluxDB 1.x) on free loopback ports, and runs
 the real `shopfloor connect` as a subprocess with its durable spool on: one connector, 12 unit
 ids x 125 uint16 holding registers (FC3, one coalesced read each), polled every 2 ms, every
-register stored as a point. After a warm-up it measures, over `--seconds`, the samples stamped in
+register stored as a point. Once InfluxDB holds the first samples (start-up, imports and the
+config are not measured) and after a warm-up, it measures over `--seconds` the samples stamped in
 that window that InfluxDB holds once the pipeline had 3 s to catch up (stored samples/s), the
-connector process's CPU-seconds (/proc/PID/stat utime + stime) and its peak RSS (VmHWM).
+connector process's CPU-seconds (/proc/PID/stat utime + stime, user and system shown apart), its
+peak RSS (VmHWM) and the load average; `--device-json` and `--connector-json` set e.g. the
+requests in flight (`{"max_in_flight": 1}`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +35,7 @@ UNITS = 12
 REGISTERS = 125
 POLL_S = 0.002
 CATCH_UP_S = 3.0
+START_TIMEOUT_S = 60.0
 SERVER_SOURCE = Path(__file__).with_name("modbus_server.c")
 
 
@@ -47,7 +52,9 @@ def build_server(folder: Path) -> Path:
     return binary
 
 
-def connectors_file(folder: Path, port: int, extra: dict[str, object]) -> Path:
+def connectors_file(
+    folder: Path, port: int, extra: dict[str, object], connector: dict[str, object]
+) -> Path:
     """One connector, UNITS devices of REGISTERS uint16 tags each (JSON is valid YAML)."""
     devices = [
         {
@@ -71,6 +78,7 @@ def connectors_file(folder: Path, port: int, extra: dict[str, object]) -> Path:
                 "url": f"modbus://127.0.0.1:{port}",
                 "poll_interval_s": POLL_S,
                 "devices": devices,
+                **connector,
             }
         ],
     }
@@ -88,6 +96,22 @@ def stored_between(url: str, start_ns: int, end_ns: int) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
+def wait_storing(url: str, connector: subprocess.Popen[bytes]) -> None:
+    """Until InfluxDB holds the first samples: the connector has started and is polling."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while stored_between(url, 0, time.time_ns() + 10**9) == 0:
+        if connector.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the connector stored nothing (see its log above)")
+        time.sleep(0.5)
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -100,7 +124,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument(
-        "--device-json", default="{}", help="extra device settings as JSON, e.g. max_in_flight"
+        "--device-json", default="{}", help='extra device settings, e.g. {"max_in_flight": 2}'
+    )
+    parser.add_argument(
+        "--connector-json", default="{}", help='extra connector settings, e.g. {"max_in_flight": 1}'
     )
     args = parser.parse_args()
     if shutil.which("cc") is None:
@@ -112,26 +139,33 @@ def main() -> int:
         port = free_port()
         with child([str(build_server(folder)), str(port)]) as server, Influxd() as influx:
             wait_listening(server, port, 10)
-            config = connectors_file(folder, port, json.loads(args.device_json))
+            device, connector = json.loads(args.device_json), json.loads(args.connector_json)
+            config = connectors_file(folder, port, device, connector)
             http = urllib.parse.urlsplit(influx.url).netloc
             argv = shopfloor_connect(config, f"influxdb://{http}/bench", folder / "spool")
-            with child(argv) as connector:
+            with child(argv) as process:
+                wait_storing(influx.url, process)
                 time.sleep(args.warmup)
-                cpu0, t0 = child_cpu_seconds(connector.pid), time.time_ns()
+                (user0, sys0), t0 = cpu_split(process.pid), time.time_ns()
                 time.sleep(args.seconds)
-                cpu1, t1 = child_cpu_seconds(connector.pid), time.time_ns()
+                (user1, sys1), t1 = cpu_split(process.pid), time.time_ns()
+                load = os.getloadavg()
                 time.sleep(CATCH_UP_S)
-                rss = peak_rss_mb(connector.pid)
+                rss = peak_rss_mb(process.pid)
                 stored = stored_between(influx.url, t0, t1)
                 server_cpu = child_cpu_seconds(server.pid)
     wall = (t1 - t0) / 1e9
-    cpu = cpu1 - cpu0
+    user, system = user1 - user0, sys1 - sys0
+    cpu = user + system
+    in_flight = {**connector, **device}.get("max_in_flight", "default")
     print(
         f"shopfloor connect, {UNITS} units x {REGISTERS} uint16 FC3, poll {POLL_S * 1000:g} ms, "
-        f"spool on, InfluxDB 1.x, {wall:.0f} s after {args.warmup:g} s warm-up"
+        f"spool on, InfluxDB 1.x, {wall:.0f} s after {args.warmup:g} s warm-up, "
+        f"max_in_flight {in_flight} (connector {connector}, devices {device})"
     )
+    print(f"  load average  {load[0]:>11.2f} (1 min), {load[1]:.2f} (5 min)")
     print(f"  stored        {stored / wall:>11,.0f} samples/s")
-    share = f"{cpu / wall:.0%} of a core"
+    share = f"{cpu / wall:.0%} of a core: user {user:.1f} s, system {system:.1f} s"
     print(f"  connector     {stored / cpu:>11,.0f} samples per CPU-second ({share})")
     print(f"  connector     {rss:>11,.0f} MB peak RSS")
     print(f"  C server      {server_cpu:>11,.1f} CPU-seconds in all")

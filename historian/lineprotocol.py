@@ -120,16 +120,23 @@ def _prefixes_of(series: tuple[SeriesKey, ...]) -> tuple[str, ...]:
 
 def _format_batch(batch: SampleBatch) -> str:
     """The lines of a SampleBatch straight from its columns: per read, the prefixes of its
-    series come from one cache lookup and its timestamp is formatted once. A read holding a
-    value that is not finite takes the per-sample path (quality only, always bad)."""
+    series come from one cache lookup and its timestamp is formatted once; a read of one
+    quality (the usual case) is one join of prefix + value with the rest of the line between.
+    A read holding a value that is not finite takes the per-sample path (quality only, bad)."""
     lines: list[str] = []
     values, qualities, start = batch.values, batch.qualities, 0
     for series, ts in batch.runs:
         end = start + len(series)
         run_values = values[start:end]
-        tail = f"i {ts}"
         total = sum(run_values)  # NaN or +-inf if any value is (or, harmlessly, on overflow)
-        if total - total == 0:
+        if total - total != 0:
+            lines.append(format_samples(list(batch[start:end])))
+        elif qualities.count(qualities[start], start, end) == end - start:
+            rest = f",quality={qualities[start]}i {ts}\n"
+            valued = map(str.__add__, _prefixes_of(series), map(repr, run_values))
+            lines.append(rest.join(valued) + rest[:-1])
+        else:
+            tail = f"i {ts}"
             lines += map(
                 "{}{},quality={}{}".format,
                 _prefixes_of(series),
@@ -137,8 +144,6 @@ def _format_batch(batch: SampleBatch) -> str:
                 qualities[start:end],
                 (tail,) * len(series),
             )
-        else:
-            lines.append(format_samples(list(batch[start:end])))
         start = end
     return "\n".join(lines)
 

@@ -79,6 +79,23 @@ def quality_without_value(sample: Sample) -> Quality:
 
 
 SeriesKey = tuple[str, str, str, str]  # (site, line, machine, signal)
+
+
+class Series(tuple[SeriesKey, ...]):
+    """The series of one read, as a tuple that computes its hash once: the hot path keys
+    dicts by a read's series (spool groups, line-protocol prefixes, live status), and a plain
+    tuple of hundreds of keys is hashed afresh, key by key, on every lookup."""
+
+    _hash: int
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            self._hash = tuple.__hash__(self)
+            return self._hash
+
+
 Run = tuple[tuple[SeriesKey, ...], int]  # the series of one read and its timestamp (ns)
 
 

@@ -865,7 +865,7 @@ class Spool:
             batch.samples += samples
             batch.points += points
             batch.from_memory += len(samples)
-        if self._memory:
+        if self._memory or self._plan():  # more is there: a reader waiting must not wait
             self._arrived.set()
         return batch
 

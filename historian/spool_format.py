@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from historian.sample import Point, Quality, Sample, SampleBatch, SeriesKey
+from historian.sample import Point, Quality, Sample, SampleBatch, Series, SeriesKey
 
 FORMAT_VERSION = 2
 SEGMENT_MAGIC = b"SFSG"
@@ -156,7 +156,7 @@ def _group_of(blob: bytes) -> tuple[SeriesKey, ...]:
         if inflater.unconsumed_tail or not inflater.eof:
             raise ValueError("a series group is cut short or too large")
         keys = _loads(text.decode())
-        series = tuple((site, line, machine, signal) for site, line, machine, signal in keys)
+        series = Series((site, line, machine, signal) for site, line, machine, signal in keys)
         if not all(isinstance(part, str) for key in series for part in key):
             raise ValueError("a series key holds a part that is not a string")
         _bounded(_blob_groups)[blob] = series

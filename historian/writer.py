@@ -4,7 +4,11 @@ Connectors hand over small batches (one poll cycle, one publish cycle); InfluxDB
 thousands of points per request. The writer sits between them. With a durable spool
 (historian.spool) a connector's batch is on disk before `put` returns, and it leaves the spool
 only once the historian has acknowledged it; without one, memory is bounded and a slow
-historian pushes back on the connectors. A write that may succeed later is retried with
+historian pushes back on the connectors. With a durable spool the historian pushes back too
+while it takes writes but more slowly than the inputs hand over: past `max_pending` samples not
+yet delivered, `put` returns only once the writer has caught up (the batch is in the spool
+already, so a caller that stops waiting loses nothing); during an outage (writes failing) it
+does not wait, and the spool buffers on disk. A write that may succeed later is retried with
 exponential backoff and jitter (a historian set up wrong, with a bad token or no database, is
 such a case: see `historian.base.retryable_status`); one that never will (a malformed point) is
 split until the bad records are isolated, so the good data behind them still goes in, and the
@@ -75,15 +79,31 @@ class HistorianWriter:
         self.stats = WriterStats(self.spool.stats)
         self._batch = Batch()
         self._failing_since: float | None = None
+        self.max_pending = max_pending
+        self._delivering = False  # run() is delivering: a put may wait for it to catch up
+        self._caught_up = asyncio.Event()
 
     async def open(self) -> None:
         """Open the spool now, so that an unusable folder stops a command before it starts."""
         await self.spool.open()
 
     async def put(self, samples: Sequence[Sample]) -> None:
-        """Hand over samples; returns once they are in the spool (on disk, if it has a folder)."""
+        """Hand over samples; returns once they are in the spool (on disk, if it has a folder)
+        and, while the historian takes writes, no more than `max_pending` wait for it."""
         if samples:
             await self.spool.put(samples)
+            while self._behind():
+                self._caught_up.clear()
+                await self._caught_up.wait()
+
+    def _behind(self) -> bool:
+        stats = self.stats
+        return (
+            self._delivering
+            and stats.historian_ok
+            and not stats.spool.memory_only
+            and stats.pending > self.max_pending
+        )
 
     async def put_points(self, points: Sequence[Point]) -> None:
         """Hand over points of the other measurements (events, connector health)."""
@@ -96,15 +116,18 @@ class HistorianWriter:
         be read ends the run with SpoolError."""
         await self.spool.open()
         committer = asyncio.create_task(self.spool.run(), name="spool-commit")
+        self._delivering = True
         try:
             while True:
                 await self._gather()
                 await self._deliver()
         except asyncio.CancelledError:
+            self._stop_holding_back()
             await _stop(committer)  # the final commit: every put() waiting returns
             await self._drain()
             raise
         finally:
+            self._stop_holding_back()
             await _stop(committer)
             await self.spool.close()
 
@@ -130,6 +153,11 @@ class HistorianWriter:
         await self._write_batch(batch.samples, batch.points)
         self.spool.ack(batch)
         self._batch = Batch()
+        self._caught_up.set()
+
+    def _stop_holding_back(self) -> None:
+        self._delivering = False
+        self._caught_up.set()
 
     async def _drain(self) -> None:
         """On shutdown: the batch in hand plus everything readable, within the drain timeout."""
@@ -171,6 +199,7 @@ class HistorianWriter:
             except HistorianError as exc:
                 self.stats.last_error = str(exc)
                 self.stats.historian_ok = not exc.retryable
+                self._caught_up.set()  # an outage: puts stop waiting, the spool buffers
                 if exc.retryable:
                     await self._back_off(backoff.next(), exc)
                     continue

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
-from pymodbus.pdu import ExceptionResponse
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -149,14 +151,39 @@ def _devices(spec: LineSpec) -> list[_Device]:
 
 
 class _RequestHandler(ServerRequestHandler):
-    """Answers each request with its own transaction and unit id. pymodbus 3.16 reads the
-    connection's latest request again once the datastore has answered, so a device answering
-    late would answer with the ids of a request that arrived meanwhile (for another unit)."""
+    """Answers every request, each with its own transaction and unit id, as gateways do.
+
+    pymodbus 3.16 decodes one frame per read from the socket, keeps only the latest request
+    for the answer (a device answering late would answer with the ids of a request that
+    arrived meanwhile, for another unit) and empties its receive buffer on every send: requests
+    a client pipelines (several in flight on one connection) would go unanswered. Here every
+    frame of a read is queued and answered in turn, and a send keeps what is still unread.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._requests: deque[tuple[ModbusPDU, Any]] = deque()
+
+    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+        used = 0
+        while used < len(data):
+            cut = super().callback_data(data[used:], addr)  # schedules one handle_request
+            if self.last_pdu is not None:
+                self._requests.append((self.last_pdu, self.last_addr))
+            if not cut:
+                break
+            used += cut
+        return used
+
+    def send(self, data: bytes, addr: tuple | None = None) -> None:
+        unread = self.recv_buffer
+        super().send(data, addr)
+        self.recv_buffer = unread
 
     async def handle_request(self) -> None:
-        request, addr = self.last_pdu, self.last_addr
-        if request is None:
+        if not self._requests:
             return
+        request, addr = self._requests.popleft()
         try:
             response = await request.datastore_update(self.server.context, request.dev_id)
         except (NoSuchIdException, KeyError):  # a unit id the line does not have (SimCore
@@ -167,7 +194,9 @@ class _RequestHandler(ServerRequestHandler):
         self.server_send(response, addr)
 
 
-class _TcpServer(ModbusTcpServer):
+class PipelinedTcpServer(ModbusTcpServer):
+    """pymodbus' TCP server answering requests pipelined on one connection (see above)."""
+
     def callback_new_connection(self) -> _RequestHandler:
         return _RequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
@@ -189,6 +218,7 @@ class ModbusServer:
         self._devices = _devices(spec)
         self._server: ModbusTcpServer | None = None
         self._late: set[asyncio.Task[object]] = set()  # answers being delayed by a fault
+        self.most_held = 0  # the most answers held back by a fault at one time, so far
         for device, fault in (faults or {}).items():
             self.set_device_fault(device, fault)
 
@@ -219,7 +249,9 @@ class ModbusServer:
 
     async def start(self) -> None:
         """Listen (again) on the configured address; the register images survive a restart."""
-        server = _TcpServer([self._sim_device(d) for d in self._devices], address=self.address)
+        server = PipelinedTcpServer(
+            [self._sim_device(d) for d in self._devices], address=self.address
+        )
         await server.serve_forever(background=True)
         self._server = server
 
@@ -278,6 +310,7 @@ class ModbusServer:
         task = asyncio.current_task()
         assert task is not None
         self._late.add(task)
+        self.most_held = max(self.most_held, len(self._late))
         try:
             await asyncio.sleep(delay_s)
         finally:

@@ -1,19 +1,21 @@
 """`ModbusInput`: polls one Modbus endpoint (TCP, RTU over TCP, serial) on a fixed schedule.
 
-One connection per endpoint and one request in flight at a time: many devices (and the
-gateways in front of serial lines) serve a single outstanding request per connection. We own
-retry and reconnect, so pymodbus runs with `retries=0` and no reconnect task of its own. Each
-device has its own timeout, retries and pause between requests; a read the device refuses with
-"illegal data address" is split into one read per tag, so that one unmapped register does not
-blank its neighbours.
+One connection per endpoint. With Modbus TCP the units behind it are polled side by side:
+each unit has up to its device's `max_in_flight` requests outstanding (1 by default, what
+Node-RED sends and every gateway accepts), the connection up to the connector's
+`max_in_flight`, so a cycle costs about one round trip per unit rather than one per request
+in all. RTU frames carry no transaction id, so there one request is in flight at a time. We
+own retry and reconnect. Each device has its own timeout, retries and pause between requests;
+a read the device refuses with "illegal data address" is split into one read per tag, so that
+one unmapped register does not blank its neighbours.
 
 A device that does not answer in time is that device's fault, not the endpoint's: several
 units share one gateway connection, and the others must keep flowing. Its tags turn bad and it
 rests (is not asked, its tags stay bad) for a pause that doubles from `reconnect.min_s` to
 `reconnect.max_s`, so a silent unit costs the others one timeout per pause, not one per cycle.
 Only a cycle in which no device answered at all, or a dropped connection, takes the endpoint
-down. A late answer is harmless with Modbus TCP framing (pymodbus drops a response whose
-transaction id is not the one awaited); RTU frames carry none, so there the connection is made
+down. A late answer is harmless with Modbus TCP framing (its transaction id has no request
+waiting: it is dropped and counted); RTU frames carry none, so there the connection is made
 afresh after a timeout, before the next request.
 """
 
@@ -24,20 +26,20 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 
 from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from connectors.base import ConnectorStats, Emit, Handover
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
 from connectors.modbus.config import Config, Device, Table
+from connectors.modbus.pipeline import Reply
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
-from connectors.modbus.transport import ConnectError, Transport, connect, new_client
+from connectors.modbus.transport import ConnectError, Session, new_session, pymodbus_reader
 from connectors.reconnect import Backoff, Reconnect
-from historian.sample import Quality, Sample, SampleBatch, SeriesKey
+from historian.sample import Quality, Sample, SampleBatch, Series, SeriesKey
 
 EXCEPTION_MEANINGS: dict[int, str] = {
     1: "illegal function (the device does not support this table)",
@@ -55,18 +57,14 @@ _Read = Callable[..., Awaitable[ModbusPDU]]
 
 
 ILLEGAL_ADDRESS = 2
-EMITS_IN_FLIGHT = 4  # poll cycles handed over and not yet durable, before the poller waits
+EMITS_IN_FLIGHT = 4  # poll cycles handed over and not yet durable, before the poller waits,
+RUN_AHEAD_S = 0.1  # or as many as are polled in this time: a disk flush takes ~10 ms or more
 _log = logging.getLogger(__name__)
 
 
 def reader_for(client: ModbusBaseClient, table: Table) -> _Read:
-    """The client method that reads `table` (shared with `check` and `probe`)."""
-    return {
-        Table.HOLDING: client.read_holding_registers,
-        Table.INPUT: client.read_input_registers,
-        Table.COIL: client.read_coils,
-        Table.DISCRETE: client.read_discrete_inputs,
-    }[table]
+    """The pymodbus client method that reads `table` (for `check` and `probe`)."""
+    return pymodbus_reader(client, table.function_code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +84,7 @@ class _Poll:
         cls, request: ReadRequest, device: Device, where: tuple[str, str], timeout_s: float
     ) -> _Poll:
         """`where` is (site, line) of the device's tags."""
-        series = tuple((*where, device.machine, p.tag.signal) for p in request.tags)
+        series = Series((*where, device.machine, p.tag.signal) for p in request.tags)
         return cls(request, decoder_for(request), series, timeout_s, device.retries, device.pause_s)
 
     def split(self) -> list[_Poll]:
@@ -101,7 +99,7 @@ class _Poll:
                 _Poll(
                     request,
                     decoder_for(request),
-                    (series,),
+                    Series((series,)),
                     self.timeout_s,
                     self.retries,
                     self.pause_s,
@@ -147,8 +145,9 @@ class _NoAnswer(Exception):
 class _Unit:
     """Whether one unit id answers, and when to ask it again after it stopped answering."""
 
-    def __init__(self, unit: int, bounds: Reconnect) -> None:
+    def __init__(self, unit: int, bounds: Reconnect, in_flight: int) -> None:
         self.unit = unit
+        self.in_flight = in_flight  # requests it may have outstanding at once
         self._backoff = Backoff(bounds)
         self.resume_at = 0.0  # loop time before which the unit is not asked
         self.silent = False
@@ -170,6 +169,16 @@ class _Unit:
         return was_silent
 
 
+@dataclass(slots=True)
+class _Cycle:
+    """What one poll cycle found, gathered from the units polled side by side."""
+
+    bad: dict[str, str] = field(default_factory=dict)  # bad tags and why (stats.bad_tags)
+    silent: list[tuple[_Unit, str, bool]] = field(default_factory=list)  # (unit, why, before)
+    answered: bool = False
+    lost: str = ""  # why the connection failed, if it did
+
+
 class ModbusInput:
     """Input plugin for one Modbus TCP endpoint (satisfies `connectors.base.Input`)."""
 
@@ -178,26 +187,34 @@ class ModbusInput:
         self.endpoint = config.url
         self.stats = ConnectorStats()
         self._config = config
-        self._polls: list[_Poll] = []
+        self._polls: dict[int, list[_Poll]] = {}  # by unit id, each in plan order
+        self._unit_in_flight: dict[int, int] = {}
         for device in config.devices:
             timeout_s = config.device_timeout(device)
+            polls = self._polls.setdefault(device.unit, [])
             for request in plan_device(device):
                 where = (site, device.line or line)
-                self._polls.append(_Poll.of(request, device, where, timeout_s))
+                polls.append(_Poll.of(request, device, where, timeout_s))
+            limit = self._unit_in_flight.get(device.unit, device.max_in_flight)
+            self._unit_in_flight[device.unit] = min(limit, device.max_in_flight)
         self._marked_bad = False  # all tags were marked bad since the last good cycle
         self._ever_up = False
         self._late_answer_possible = False  # RTU after a timeout: reconnect before a request
         self._units: dict[int, _Unit] = {}
+        self._slots = asyncio.Semaphore(1)  # requests in flight on the connection
+        self._dropped = 0  # stray answers of this session already counted
+        self.stray_answers = 0  # answers dropped because no request waited for them
         self._refusals: dict[ReadRequest, str] = {}  # requests answered with an exception
 
     @property
     def requests(self) -> list[ReadRequest]:
-        """The reads of one poll cycle, in the order they are sent."""
-        return [poll.request for poll in self._polls]
+        """The reads of one poll cycle, unit by unit in plan order."""
+        return [poll.request for polls in self._polls.values() for poll in polls]
 
     async def run(self, emit: Emit) -> None:
         """Connect, poll and reconnect until cancelled; never raises for a device fault."""
-        handover = Handover(lambda samples: self._emit(emit, samples), EMITS_IN_FLIGHT)
+        depth = max(EMITS_IN_FLIGHT, math.ceil(RUN_AHEAD_S / self._config.poll_interval_s))
+        handover = Handover(lambda samples: self._emit(emit, samples), depth)
         try:
             await self._run(handover)
         finally:
@@ -205,40 +222,42 @@ class ModbusInput:
 
     async def _run(self, emit: Handover) -> None:
         backoff = Backoff(self._config.reconnect)
+        config = self._config
         while True:
             try:
-                client = new_client(self._config.link, self._config.serial, name=self.name)
+                session = new_session(config.link, config.serial, config.url, name=self.name)
             except ValueError as exc:  # e.g. serial support not installed
                 await self._went_down(emit, _ConnectionLost(str(exc)))
                 await asyncio.sleep(backoff.next())
                 continue
-            self._new_session()
+            self._new_session(session)
             try:
-                await self._connect(client)
-                await self._poll_forever(client, emit, backoff)
+                await self._connect(session)
+                await self._poll_forever(session, emit, backoff)
             except _ConnectionLost as lost:
                 await self._went_down(emit, lost)
             finally:
-                client.close()
+                session.close()
             await asyncio.sleep(backoff.next())
 
-    def _new_session(self) -> None:
+    def _new_session(self, session: Session) -> None:
         """A fresh connection: every device is asked again, no late answer can arrive."""
         self._late_answer_possible = False
+        self._dropped = 0
+        self._slots = asyncio.Semaphore(self._config.in_flight if session.pipelined else 1)
+        bounds = self._config.reconnect
         self._units = {
-            poll.request.unit: _Unit(poll.request.unit, self._config.reconnect)
-            for poll in self._polls
+            unit: _Unit(unit, bounds, self._unit_in_flight[unit] if session.pipelined else 1)
+            for unit in self._polls
         }
 
-    async def _connect(self, client: ModbusBaseClient) -> None:
+    async def _connect(self, session: Session) -> None:
         try:
-            await connect(client, self._config.link, self.endpoint, self._config.timeout_s)
+            await session.open(self._config.timeout_s)
         except ConnectError as exc:
             raise _ConnectionLost(str(exc)) from None
 
-    async def _poll_forever(
-        self, client: ModbusBaseClient, emit: Handover, backoff: Backoff
-    ) -> None:
+    async def _poll_forever(self, session: Session, emit: Handover, backoff: Backoff) -> None:
         """Poll on a fixed schedule: period stays poll_interval_s however long a cycle takes,
         and a cycle that overran skips the ticks it missed instead of bursting to catch up."""
         loop = asyncio.get_running_loop()
@@ -246,7 +265,7 @@ class ModbusInput:
         due = loop.time()
         while True:
             started = loop.time()
-            samples = await self._poll_once(client)
+            samples = await self._poll_once(session)
             self.stats.latency_ms = (loop.time() - started) * 1000.0
             if not self.stats.connected:
                 self._came_up()
@@ -278,7 +297,8 @@ class ModbusInput:
         else:
             _log.debug("%s: %s; reconnecting", self.name, reason)
         self._count_error(reason)
-        self.stats.bad_tags = dict(name for poll in self._polls for name in poll.names(reason))
+        polls = self._all_polls()
+        self.stats.bad_tags = dict(name for poll in polls for name in poll.names(reason))
         samples = lost.samples
         if samples or not self._marked_bad:
             self._marked_bad = True
@@ -286,58 +306,23 @@ class ModbusInput:
         if samples:
             await emit.put(samples)
 
-    async def _poll_once(self, client: ModbusBaseClient) -> SampleBatch:
-        """Read every request once; a device that does not answer gets its tags bad and rests.
-        A broken connection, or a cycle in which no device answered, raises (with the samples
-        read so far)."""
-        loop = asyncio.get_running_loop()
+    async def _poll_once(self, session: Session) -> SampleBatch:
+        """Read every request once, the units side by side; a device that does not answer
+        gets its tags bad and rests. A broken connection, or a cycle in which no device
+        answered, raises (with the samples read so far)."""
+        cycle = _Cycle()
+        batches = await asyncio.gather(
+            *(self._poll_unit(session, unit, cycle) for unit in self._units.values())
+        )
         samples = SampleBatch()
-        bad: dict[str, str] = {}  # this cycle's bad tags and why (ConnectorStats.bad_tags)
-        silent: list[tuple[_Unit, str, bool]] = []  # timed out now: (unit, why, silent before)
-        answered = False
-        index = 0
-        while index < len(self._polls):
-            poll = self._polls[index]
-            unit = self._units[poll.request.unit]
-            if unit.rests(loop.time()):
-                bad.update(poll.names(unit.why))
-                samples += poll.bad(time.time_ns())
-                index += 1
-                continue
-            if poll.pause_s and index:
-                await asyncio.sleep(poll.pause_s)
-            try:
-                response = await self._read(client, poll)
-            except _ConnectionLost as lost:
-                raise _ConnectionLost(str(lost), samples) from None
-            except _NoAnswer as no_answer:
-                silent.append((unit, str(no_answer), unit.silent))
-                unit.fell_silent(loop.time(), str(no_answer))
-                bad.update(poll.names(str(no_answer)))
-                samples += poll.bad(time.time_ns())
-                index += 1
-                continue
-            answered = True
-            if unit.answered():
-                _log.info("%s: unit %d answers again", self.name, unit.unit)
-            ts = time.time_ns()
-            if response.isError():
-                code = getattr(response, "exception_code", 0)
-                if code == ILLEGAL_ADDRESS and len(poll.request.tags) > 1:
-                    self._split(index, poll)
-                    continue  # read the first part now
-                meaning = EXCEPTION_MEANINGS.get(code, "unknown exception code")
-                reason = f"{poll.request.describe()}: exception {code}, {meaning}"
-                self._refused(poll, reason)
-                bad.update(poll.names(reason))
-                samples += poll.bad(ts)
-            else:
-                self._answered(poll)
-                samples += self._decoded(poll, response, ts)
-            index += 1
-        if silent and not answered:
-            raise _ConnectionLost("; ".join(reason for _, reason, _ in silent))
-        for unit, reason, was_silent in silent:
+        for batch in batches:
+            samples += batch
+        if cycle.lost:
+            raise _ConnectionLost(cycle.lost, samples)
+        if cycle.silent and not cycle.answered:
+            raise _ConnectionLost("; ".join(reason for _, reason, _ in cycle.silent))
+        loop = asyncio.get_running_loop()
+        for unit, reason, was_silent in cycle.silent:
             self._count_error(reason)
             (_log.debug if was_silent else _log.warning)(
                 "%s: %s; its tags are bad, asking it again in %.1f s (the other units go on)",
@@ -345,8 +330,83 @@ class ModbusInput:
                 reason,
                 max(0.0, unit.resume_at - loop.time()),
             )
-        self.stats.bad_tags = bad
+        self._count_dropped(session)
+        self.stats.bad_tags = cycle.bad
         return samples
+
+    async def _poll_unit(self, session: Session, unit: _Unit, cycle: _Cycle) -> SampleBatch:
+        """One unit's reads, up to `unit.in_flight` of them outstanding at once, their
+        samples in plan order."""
+        polls = list(enumerate(self._polls[unit.unit]))
+        results: list[SampleBatch | None] = [None] * len(polls)
+        queue = iter(polls)
+
+        async def lane() -> None:
+            for index, poll in queue:
+                if cycle.lost:
+                    return
+                try:
+                    results[index] = await self._poll_one(session, unit, poll, index, cycle)
+                except _ConnectionLost as lost:
+                    cycle.lost = cycle.lost or str(lost)
+
+        lanes = min(unit.in_flight, len(polls))
+        await (lane() if lanes == 1 else asyncio.gather(*(lane() for _ in range(lanes))))
+        samples = SampleBatch()
+        for batch in results:
+            if batch is not None:
+                samples += batch
+        return samples
+
+    async def _poll_one(
+        self, session: Session, unit: _Unit, poll: _Poll, index: int, cycle: _Cycle
+    ) -> SampleBatch:
+        """One request's samples (bad ones if it failed); raises _ConnectionLost."""
+        loop = asyncio.get_running_loop()
+        if unit.rests(loop.time()):
+            cycle.bad.update(poll.names(unit.why))
+            return poll.bad(time.time_ns())
+        if poll.pause_s and index:
+            await asyncio.sleep(poll.pause_s)
+        try:
+            reply = await self._read(session, poll)
+        except _NoAnswer as no_answer:
+            cycle.silent.append((unit, str(no_answer), unit.silent))
+            unit.fell_silent(loop.time(), str(no_answer))
+            cycle.bad.update(poll.names(str(no_answer)))
+            return poll.bad(time.time_ns())
+        cycle.answered = True
+        if unit.answered():
+            _log.info("%s: unit %d answers again", self.name, unit.unit)
+        ts = time.time_ns()
+        code = reply.exception_code
+        if not code:
+            self._answered(poll)
+            return self._decoded(poll, reply, ts)
+        if code == ILLEGAL_ADDRESS and len(poll.request.tags) > 1:
+            samples = SampleBatch()
+            for offset, part in enumerate(self._split(unit.unit, poll)):
+                samples += await self._poll_one(session, unit, part, index + offset, cycle)
+            return samples
+        meaning = EXCEPTION_MEANINGS.get(code, "unknown exception code")
+        reason = f"{poll.request.describe()}: exception {code}, {meaning}"
+        self._refused(poll, reason)
+        cycle.bad.update(poll.names(reason))
+        return poll.bad(ts)
+
+    def _count_dropped(self, session: Session) -> None:
+        """Answers that matched no request in flight: late ones after a timeout (already
+        counted as that timeout's error) or stray ids. Dropped, counted in `stray_answers`."""
+        dropped = session.dropped
+        if dropped > self._dropped:
+            self.stray_answers += dropped - self._dropped
+            _log.debug(
+                "%s: %d answers matched no request, dropped", self.name, dropped - self._dropped
+            )
+            self._dropped = dropped
+
+    def _all_polls(self) -> list[_Poll]:
+        return [poll for polls in self._polls.values() for poll in polls]
 
     def _refused(self, poll: _Poll, reason: str) -> None:
         """An exception answer: counted each time, logged when a request starts failing or
@@ -360,46 +420,56 @@ class ModbusInput:
         if self._refusals.pop(poll.request, None) is not None:
             _log.info("%s: %s answers again", self.name, poll.request.describe())
 
-    def _split(self, index: int, poll: _Poll) -> None:
+    def _split(self, unit: int, poll: _Poll) -> list[_Poll]:
+        """`poll` replaced for good by one poll per tag; returns those."""
         _log.info(
             "%s: %s refused (illegal data address); reading its %d tags one by one",
             self.name,
             poll.request.describe(),
             len(poll.request.tags),
         )
-        self._polls[index : index + 1] = poll.split()
+        polls = self._polls[unit]
+        index = next(i for i, candidate in enumerate(polls) if candidate is poll)
+        parts = poll.split()
+        polls[index : index + 1] = parts
+        return parts
 
-    def _decoded(self, poll: _Poll, response: ModbusPDU, ts: int) -> SampleBatch:
-        values = response.bits if poll.request.table.holds_bits else response.registers
-        if len(values) < poll.request.count:
-            self._count_error(f"{poll.request.describe()}: short response ({len(values)})")
+    def _decoded(self, poll: _Poll, reply: Reply, ts: int) -> SampleBatch:
+        size = poll.decoder.wire_size
+        if len(reply.data) < size:
+            request = poll.request
+            got = len(reply.data) * 8 if request.table.holds_bits else len(reply.data) // 2
+            self._count_error(f"{request.describe()}: short response ({got} of {request.count})")
             return poll.bad(ts)
-        return poll.samples(poll.decoder.decode(values[: poll.request.count]), ts)
+        return poll.samples(poll.decoder.decode_wire(reply.data[:size]), ts)
 
-    async def _read(self, client: ModbusBaseClient, poll: _Poll) -> ModbusPDU:
-        """One request under the device's timeout, resent up to the device's retries; with
-        RTU framing the connection is made afresh first if an answer may still come late
-        (it could pass for the answer to this request)."""
+    async def _read(self, session: Session, poll: _Poll) -> Reply:
+        """One request under the device's timeout, resent up to the device's retries, once a
+        slot on the connection is free; with RTU framing the connection is made afresh first
+        if an answer may still come late (it could pass for the answer to this request)."""
         request = poll.request
-        read = reader_for(client, request.table)
+        function = request.table.function_code
         for _ in range(poll.retries + 1):
-            if self._late_answer_possible:
-                client.close()
-                await self._connect(client)
-                self._late_answer_possible = False
-            try:
-                async with asyncio.timeout(poll.timeout_s):
-                    return await read(request.address, count=request.count, device_id=request.unit)
-            except TimeoutError:
-                self._late_answer_possible = self._config.link.transport is not Transport.TCP
-            except (ModbusException, OSError) as exc:
-                raise _ConnectionLost(f"{request.describe()}: {exc}") from None
+            async with self._slots:
+                if self._late_answer_possible:
+                    session.close()
+                    await self._connect(session)
+                    self._late_answer_possible = False
+                try:
+                    async with asyncio.timeout(poll.timeout_s):
+                        return await session.read(
+                            function, request.unit, request.address, request.count
+                        )
+                except TimeoutError:
+                    self._late_answer_possible = not session.pipelined
+                except OSError as exc:
+                    raise _ConnectionLost(f"{request.describe()}: {exc}") from None
         tries = f" ({poll.retries + 1} tries)" if poll.retries else ""
         raise _NoAnswer(f"{request.describe()}: no answer in {poll.timeout_s} s{tries}")
 
     def _all_bad(self) -> SampleBatch:
         ts, batch = time.time_ns(), SampleBatch()
-        for poll in self._polls:
+        for poll in self._all_polls():
             batch += poll.bad(ts)
         return batch
 

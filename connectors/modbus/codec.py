@@ -176,8 +176,8 @@ class RegisterBlockDecoder:
         if any(f.dtype is DataType.BOOL or f.start < 0 or f.end > count for f in fields):
             raise ValueError(f"every field must be a register type inside 0..{count}")
         self._count = count
+        self.wire_size = 2 * count  # bytes of the registers in a response
         self._wire = struct.Struct(f">{count}H")
-        self._swapped = struct.Struct(f"<{count}H")
         # lane key -> list of lanes; each lane is a list of (start, dtype) entries sorted by start
         lanes: dict[tuple[_Buffer, str], list[list[tuple[int, DataType]]]] = {}
         slots: dict[tuple[_Buffer, str, int, DataType], tuple[tuple[_Buffer, str], int, int]] = {}
@@ -231,8 +231,17 @@ class RegisterBlockDecoder:
 
     def decode(self, registers: Sequence[int]) -> Sequence[float]:
         """Scaled values (raw * scale + offset) of all fields, in the order they were given."""
-        wire = self._wire.pack(*registers)
-        buffers = (wire, self._swapped.pack(*registers) if self._needs_swapped else b"")
+        return self.decode_wire(self._wire.pack(*registers))
+
+    def decode_wire(self, wire: bytes) -> Sequence[float]:
+        """`decode` on the registers as the response carries them (big-endian words): the
+        pipelined client hands these bytes on without making a list of ints."""
+        swapped = b""
+        if self._needs_swapped:
+            flipped = bytearray(len(wire))
+            flipped[0::2], flipped[1::2] = wire[1::2], wire[0::2]
+            swapped = bytes(flipped)
+        buffers = (wire, swapped)
         raws = [layout.unpack_from(buffers[buffer]) for layout, buffer in self._lanes]
         if self._vector:
             flat = np.fromiter(chain.from_iterable(raws), np.float64, len(self._order))
@@ -269,7 +278,13 @@ class BitBlockDecoder:
     def __init__(self, starts: Sequence[int], count: int) -> None:
         if any(not 0 <= start < count for start in starts):
             raise ValueError(f"every bit must be inside 0..{count - 1}")
-        self._starts = tuple(starts)
+        self._starts = np.array(starts, dtype=np.intp)
+        self.wire_size = (count + 7) // 8  # bytes of the bits in a response
 
-    def decode(self, bits: Sequence[bool]) -> list[float]:
-        return [1.0 if bits[start] else 0.0 for start in self._starts]
+    def decode(self, bits: Sequence[bool]) -> np.ndarray:
+        return np.asarray(bits, dtype=np.float64)[self._starts]
+
+    def decode_wire(self, data: bytes) -> np.ndarray:
+        """`decode` on the bits as the response packs them (LSB first in each byte)."""
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+        return self.decode(bits)

@@ -24,6 +24,10 @@ from connectors.reconnect import Reconnect
 
 MAX_REGISTERS_PER_READ = 125  # Modbus limit for function codes 3 and 4
 MAX_BITS_PER_READ = 2000  # Modbus limit for function codes 1 and 2
+MAX_IN_FLIGHT = 64  # requests outstanding on one connection, at most
+# Default requests outstanding on one Modbus TCP connection: one per unit id (each device's
+# own default) for up to this many units at once; gateways queue per serial line anyway.
+DEFAULT_IN_FLIGHT = 16
 _VALID_UNITS = "1..247 (0 or 255 for a device addressed directly over TCP)"
 
 
@@ -38,6 +42,14 @@ class Table(StrEnum):
     @property
     def holds_bits(self) -> bool:
         return self in (Table.COIL, Table.DISCRETE)
+
+    @property
+    def function_code(self) -> int:
+        """The Modbus function that reads this table (FC1-4)."""
+        return _READ_FUNCTIONS[self]
+
+
+_READ_FUNCTIONS = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
 
 
 _SINGLE_BITS = (DataType.BIT, DataType.BOOL)
@@ -182,6 +194,7 @@ class Device(_Strict):
     timeout_s: float | None = Field(default=None, gt=0)
     retries: int = Field(default=0, ge=0, le=5)
     pause_s: float = Field(default=0.0, ge=0, le=10)
+    max_in_flight: int = 1  # requests outstanding to this unit at once (Modbus TCP only)
     tags: list[Tag]
 
     @field_validator("unit")
@@ -216,6 +229,21 @@ class Device(_Strict):
     def _gap_not_negative(cls, value: int) -> int:
         if value < 0:
             raise ValueError(f"max_gap {value} is negative: use 0 to merge only adjacent tags")
+        return value
+
+    @field_validator("max_in_flight")
+    @classmethod
+    def _unit_in_flight(cls, value: int, info: ValidationInfo) -> int:
+        if not 1 <= value <= MAX_IN_FLIGHT:
+            raise ValueError(
+                f"max_in_flight {value} is outside 1..{MAX_IN_FLIGHT}: use 1 (one request at "
+                "a time, what every device accepts) or what the device's manual allows"
+            )
+        if value > 1 and info.data.get("pause_s"):
+            raise ValueError(
+                "max_in_flight above 1 cannot keep pause_s between requests: "
+                "set max_in_flight: 1 or remove pause_s"
+            )
         return value
 
     @field_validator("tags")
@@ -259,6 +287,8 @@ class Config(_Strict):
     name: str
     url: str
     serial: Serial | None = None
+    # None: DEFAULT_IN_FLIGHT for Modbus TCP, 1 for RTU (its frames carry no transaction id)
+    max_in_flight: int | None = None
     timeout_s: float = 1.0
     poll_interval_s: float = 1.0
     reconnect: Reconnect = Reconnect()
@@ -276,6 +306,24 @@ class Config(_Strict):
         url = info.data.get("url")
         if value is not None and url is not None and parse_url(url).transport != Transport.SERIAL:
             raise ValueError("serial settings only apply to a modbus+serial:// url; remove them")
+        return value
+
+    @field_validator("max_in_flight")
+    @classmethod
+    def _connection_in_flight(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None:
+            return value
+        if not 1 <= value <= MAX_IN_FLIGHT:
+            raise ValueError(
+                f"max_in_flight {value} is outside 1..{MAX_IN_FLIGHT}: use 1 for a device that "
+                f"serves one request at a time, or leave it out ({DEFAULT_IN_FLIGHT})"
+            )
+        url = info.data.get("url")
+        if value > 1 and url is not None and parse_url(url).transport is not Transport.TCP:
+            raise ValueError(
+                "RTU frames carry no transaction id, so only one request can be in flight: "
+                "remove max_in_flight or set it to 1"
+            )
         return value
 
     @field_validator("timeout_s", "poll_interval_s")
@@ -315,6 +363,13 @@ class Config(_Strict):
     @property
     def port(self) -> int:
         return self.link.port
+
+    @property
+    def in_flight(self) -> int:
+        """Requests outstanding on the connection at most (1 for RTU framing)."""
+        if self.link.transport is not Transport.TCP:
+            return 1
+        return self.max_in_flight or DEFAULT_IN_FLIGHT
 
     def device_timeout(self, device: Device) -> float:
         return device.timeout_s or self.timeout_s

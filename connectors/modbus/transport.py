@@ -5,7 +5,10 @@
                                     in transparent mode, e.g. a Moxa NPort or USR-TCP232
     modbus+serial:///dev/ttyUSB0    RTU over a local serial port (settings in `serial:`)
 
-pymodbus runs without retries or reconnects of its own; the input owns both.
+Modbus TCP goes through our pipelined client (several requests in flight, matched by
+transaction id); RTU frames carry no id, so RTU over TCP and serial go through pymodbus with
+one request at a time. pymodbus runs without retries or reconnects of its own; the input owns
+both. `new_session` gives the input either behind one `Session` interface.
 """
 
 from __future__ import annotations
@@ -16,15 +19,21 @@ import importlib.util
 import logging
 import os
 import socket
+import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ModbusPDU
+
+from connectors.modbus.pipeline import PipelinedClient, Reply
 
 DEFAULT_PORT = 502
 SHAPES = (
@@ -167,3 +176,118 @@ def new_client(link: Link, serial: Serial | None, *, name: str) -> ModbusBaseCli
         )
     framer = FramerType.RTU if link.transport is Transport.RTU_OVER_TCP else FramerType.SOCKET
     return AsyncModbusTcpClient(link.host, port=link.port, framer=framer, **common)  # type: ignore[arg-type]
+
+
+def pymodbus_reader(client: ModbusBaseClient, function: int) -> Callable[..., Awaitable[ModbusPDU]]:
+    """The pymodbus client method for read function `function` (FC1-4)."""
+    return {
+        1: client.read_coils,
+        2: client.read_discrete_inputs,
+        3: client.read_holding_registers,
+        4: client.read_input_registers,
+    }[function]
+
+
+class Session(Protocol):
+    """One connection to an endpoint, as the input polls it."""
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether answers carry transaction ids (several requests may be in flight)."""
+        ...
+
+    @property
+    def dropped(self) -> int:
+        """Answers that matched no waiting request, so far."""
+        ...
+
+    async def open(self, timeout_s: float) -> None:
+        """Connect, or raise ConnectError saying why."""
+        ...
+
+    async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
+        """One read; ConnectionError when the connection failed. The caller bounds the time."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TcpSession:
+    """Modbus TCP through `PipelinedClient`."""
+
+    pipelined = True
+
+    def __init__(self, link: Link, url: str) -> None:
+        self._link = link
+        self._url = url
+        self._client = PipelinedClient()
+
+    @property
+    def dropped(self) -> int:
+        return self._client.dropped
+
+    async def open(self, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._client.connect(self._link.host, self._link.port)
+        except TimeoutError:
+            raise ConnectError(
+                f"cannot connect to {self._url}: no answer within {timeout_s:g} s"
+            ) from None
+        except OSError as exc:
+            reason = _socket_reason(exc, self._link)
+            raise ConnectError(f"cannot connect to {self._url}: {reason}") from None
+
+    async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
+        return await self._client.read(function, unit, address, count)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class PymodbusSession:
+    """RTU over TCP or serial through pymodbus: one request at a time (no transaction ids)."""
+
+    pipelined = False
+    dropped = 0  # pymodbus skips stray RTU frames itself
+
+    def __init__(self, link: Link, serial: Serial | None, url: str, *, name: str) -> None:
+        self._link = link
+        self._url = url
+        self._client = new_client(link, serial, name=name)
+
+    async def open(self, timeout_s: float) -> None:
+        await connect(self._client, self._link, self._url, timeout_s)
+
+    async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
+        try:
+            pdu = await pymodbus_reader(self._client, function)(
+                address, count=count, device_id=unit
+            )
+        except ModbusException as exc:
+            raise ConnectionError(str(exc)) from None
+        return reply_of(pdu, function)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def reply_of(pdu: ModbusPDU, function: int) -> Reply:
+    """A pymodbus response as the wire data a `Reply` holds."""
+    if pdu.isError():
+        return Reply(exception_code=getattr(pdu, "exception_code", 0))
+    if function in (1, 2):
+        bits = pdu.bits
+        packed = bytearray((len(bits) + 7) // 8)
+        for index, bit in enumerate(bits):
+            if bit:
+                packed[index // 8] |= 1 << (index % 8)
+        return Reply(data=bytes(packed))
+    return Reply(data=struct.pack(f">{len(pdu.registers)}H", *pdu.registers))
+
+
+def new_session(link: Link, serial: Serial | None, url: str, *, name: str) -> Session:
+    """The session for `link`; ValueError if its transport cannot be used here (pyserial)."""
+    if link.transport is Transport.TCP:
+        return TcpSession(link, url)
+    return PymodbusSession(link, serial, url, name=name)

@@ -147,7 +147,18 @@ def test_bit_field_over_a_word_tag_of_the_same_register():
 def test_bit_block_decoder():
     decoder = BitBlockDecoder([0, 2, 9], 10)
     bits = [True, True, False, False, False, False, False, False, False, True, False]
-    assert decoder.decode(bits) == [1.0, 0.0, 1.0]
+    assert list(decoder.decode(bits)) == [1.0, 0.0, 1.0]
+    # as a response packs them: LSB first, bit 9 in the second byte
+    assert list(decoder.decode_wire(bytes([0b00000011, 0b00000010]))) == [1.0, 0.0, 1.0]
+
+
+def test_register_block_decodes_the_response_bytes_as_the_words():
+    """decode_wire reads the big-endian words of a response, every byte order included."""
+    words = [*encode(1.5, T.FLOAT32, W.CDAB), *encode(-2, T.INT32, W.BADC), 0x0102]
+    fields = [Field(0, T.FLOAT32, W.CDAB), Field(2, T.INT32, W.BADC), Field(4, T.UINT16)]
+    decoder = RegisterBlockDecoder(fields, 5)
+    wire = b"".join(word.to_bytes(2, "big") for word in words)
+    assert list(decoder.decode_wire(wire)) == list(decoder.decode(words)) == [1.5, -2.0, 258.0]
 
 
 def test_field_outside_block_is_refused():

@@ -41,3 +41,55 @@ def test_error_lands_on_the_field_to_fix():
         entries(HERE / "testcases" / "bad_float_on_coil" / "config.yaml")
     (problem,) = str(caught.value).splitlines()
     assert ": connectors[0].devices[0].tags[0].type: " in problem
+
+
+def test_requests_in_flight_default_per_unit_and_per_connection(tmp_path: Path):
+    (minimal,) = entries(HERE / "testcases" / "ok_minimal" / "config.yaml")
+    assert minimal.in_flight == 16 and minimal.devices[0].max_in_flight == 1
+    rtu = _file(tmp_path, "url: modbus+rtu://gw.local:4001", "")
+    assert rtu.in_flight == 1
+
+
+@pytest.mark.parametrize(
+    ("connector", "device", "field", "fix"),
+    [
+        (
+            "url: modbus+rtu://gw.local:4001\n    max_in_flight: 2",
+            "",
+            "max_in_flight",
+            "set it to 1",
+        ),
+        ("url: modbus://plc.local\n    max_in_flight: 0", "", "max_in_flight", "use 1 for a"),
+        ("url: modbus://plc.local", "max_in_flight: 65", "devices[0].max_in_flight", "use 1"),
+        (
+            "url: modbus://plc.local",
+            "pause_s: 0.1\n        max_in_flight: 2",
+            "devices[0].max_in_flight",
+            "set max_in_flight: 1 or remove pause_s",
+        ),
+    ],
+)
+def test_bad_in_flight_settings_name_the_file_field_and_fix(
+    tmp_path: Path, connector: str, device: str, field: str, fix: str
+):
+    with pytest.raises(ConfigError) as caught:
+        _file(tmp_path, connector, device)
+    (problem,) = str(caught.value).splitlines()
+    assert str(tmp_path / "connectors.yaml") in problem
+    assert f"connectors[0].{field}: " in problem and fix in problem
+
+
+def _file(folder: Path, connector: str, device: str):
+    path = folder / "connectors.yaml"
+    path.write_text(
+        "connectors:\n"
+        "  - type: modbus\n"
+        "    name: plc\n"
+        f"    {connector}\n"
+        "    devices:\n"
+        "      - machine: press\n"
+        f"        {device}\n"
+        "        tags: [{signal: s, table: holding, address: 0, type: uint16}]\n"
+    )
+    (config,) = entries(path)
+    return config

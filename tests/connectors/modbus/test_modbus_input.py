@@ -1,4 +1,5 @@
-"""ModbusInput against a real pymodbus server on a real socket (127.0.0.1, free port)."""
+"""ModbusInput against a real pymodbus server on a real socket (127.0.0.1, free port); the
+simulator's handler, which answers requests pipelined on one connection as gateways do."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from connectors.base import ConnectorStats
@@ -21,6 +21,7 @@ from connectors.modbus.codec import DataType as T
 from connectors.modbus.codec import WordOrder as W
 from connectors.modbus.codec import encode
 from historian.sample import Quality, Sample
+from plc_sim.modbus_server import PipelinedTcpServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -136,7 +137,7 @@ class ModbusServer:
         self.requests: list[Request] = []
         self.open_connections = 0
         self.all_closed = asyncio.Event()
-        self._server: ModbusTcpServer | None = None
+        self._server: PipelinedTcpServer | None = None
 
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:
@@ -150,7 +151,7 @@ class ModbusServer:
 
     async def start(self) -> None:
         """Listen on a free port the first time, on the same port after a stop."""
-        self._server = ModbusTcpServer(
+        self._server = PipelinedTcpServer(
             _devices(),
             address=("127.0.0.1", self.port),
             trace_pdu=self._trace_pdu,
@@ -261,7 +262,10 @@ async def test_values_quality_timestamps_and_request_count(server: ModbusServer)
         async with asyncio.timeout(5):
             await second_batch.wait()
         after = time.time_ns()
-        assert server.requests == EXPECTED_REQUESTS * 2
+        for unit in (1, 2):  # the units side by side, each unit's reads in plan order
+            sent = [r for r in server.requests if r[0] == unit]
+            assert sent == [r for r in EXPECTED_REQUESTS if r[0] == unit] * 2
+        assert len(server.requests) == 2 * len(EXPECTED_REQUESTS)
         for batch in batches:
             good = {_series(s): s for s in batch if s.quality is Quality.GOOD}
             assert {k: s.value for k, s in good.items()} == pytest.approx(EXPECTED)
