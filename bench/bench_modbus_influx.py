@@ -1,16 +1,16 @@
 """Modbus -> spool -> InfluxDB end to end: `shopfloor connect` against a fast C server.
 
 Run: .venv/bin/python bench/bench_modbus_influx.py [--seconds 20] [--warmup 5]
-Builds a small Modbus TCP server on Debian's libmodbus (bench/modbus_server.c, needs cc and
-libmodbus-dev), starts it and a throwaway influxd (InfluxDB 1.x) on free loopback ports, and runs
-the real `shopfloor connect` as a subprocess with its durable spool on: one connector, 12 unit
-ids x 125 uint16 holding registers (FC3, one coalesced read each), polled every 2 ms, every
-register stored as a point. Once InfluxDB holds the first samples (start-up, imports and the
-config are not measured) and after a warm-up, it measures over `--seconds` the samples stamped in
-that window that InfluxDB holds once the pipeline had 3 s to catch up (stored samples/s), the
-connector process's CPU-seconds (/proc/PID/stat utime + stime, user and system shown apart), its
-peak RSS (VmHWM) and the load average; `--device-json` and `--connector-json` set e.g. the
-requests in flight (`{"max_in_flight": 1}`).
+Builds the tests' Modbus TCP server on libmodbus (tests/second_stack/libmodbus/server.c in its
+`--moving` mode; needs cc and libmodbus-dev), starts it and a throwaway influxd (InfluxDB 1.x)
+on free loopback ports, and runs the real `shopfloor connect` as a subprocess with its durable
+spool on: one connector, 12 unit ids x 125 uint16 holding registers (FC3, one coalesced read
+each), polled every 2 ms, every register stored as a point. Once InfluxDB holds the first
+samples (start-up, imports and the config are not measured) and after a warm-up, it measures
+over `--seconds` the samples stamped in that window that InfluxDB holds once the pipeline had 3
+s to catch up (stored samples/s), the connector process's CPU-seconds (/proc/PID/stat utime +
+stime, user and system shown apart), its peak RSS (VmHWM) and the load average; `--device-json`
+and `--connector-json` set e.g. the requests in flight (`{"max_in_flight": 1}`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ REGISTERS = 125
 POLL_S = 0.002
 CATCH_UP_S = 3.0
 START_TIMEOUT_S = 60.0
-SERVER_SOURCE = Path(__file__).with_name("modbus_server.c")
+# the libmodbus server of the tests, in its bench mode (`--moving`: 125 registers that change)
+SERVER_SOURCE = Path(__file__).parents[1] / "tests" / "second_stack" / "libmodbus" / "server.c"
 
 
 def build_server(folder: Path) -> Path:
@@ -137,7 +138,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-mbinflux-") as tmp:
         folder = Path(tmp)
         port = free_port()
-        with child([str(build_server(folder)), str(port)]) as server, Influxd() as influx:
+        server_argv = [str(build_server(folder)), str(port), "--moving"]
+        with child(server_argv) as server, Influxd() as influx:
             wait_listening(server, port, 10)
             device, connector = json.loads(args.device_json), json.loads(args.connector_json)
             config = connectors_file(folder, port, device, connector)
