@@ -14,10 +14,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 from historian.base import Historian, Reading
-from historian.sample import Point, Sample
-
-TELEMETRY = "telemetry"
-Series = tuple[str, str, str, str]  # site, line, machine, signal
+from historian.model import TELEMETRY
+from historian.sample import Point, Sample, SeriesKey
 
 
 class RecentHistorian(Historian):
@@ -27,7 +25,7 @@ class RecentHistorian(Historian):
         self.store = store
         self.hold_s = hold_s
         self.samples_held = 0
-        self._series: dict[Series, dict[int, Sample]] = {}
+        self._series: dict[SeriesKey, dict[int, Sample]] = {}
         self._newest_ns = -math.inf
 
     def describe(self) -> str:
@@ -80,7 +78,7 @@ class RecentHistorian(Historian):
         start_ns: int | None = None,
         end_ns: int | None = None,
     ) -> list[Point]:
-        if measurement != TELEMETRY:
+        if measurement != TELEMETRY.name:
             if self.store is None:
                 return []
             return await self.store.points(measurement, tags=tags, start_ns=start_ns, end_ns=end_ns)
@@ -94,7 +92,7 @@ class RecentHistorian(Historian):
             for ts, s in series.items():
                 if low <= ts < high:
                     fields = {"value": s.value, "quality": int(s.quality)}
-                    found.append(Point(TELEMETRY, point_tags, fields, ts))
+                    found.append(Point(TELEMETRY.name, point_tags, fields, ts))
         found.sort(key=lambda p: p.ts)
         return found
 
