@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 from yaml.composer import ComposerError
 
 from connectors.base import Input
@@ -203,7 +204,7 @@ def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     loc = error["loc"]
     if kind == "missing":
         return f"required field is missing; add `{loc[-1]}:`"
-    if kind == "extra_forbidden":
+    if kind in _UNKNOWN_FIELD:
         allowed = _fields_at(model, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
@@ -214,30 +215,38 @@ def _explain(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     return message
 
 
+# how pydantic names a field the schema does not have: in a model, in a (pydantic) dataclass
+_UNKNOWN_FIELD = ("extra_forbidden", "unexpected_keyword_argument")
+
+
 def _fields_at(model: type[BaseModel], loc: Location) -> list[str]:
     """The field names of the (nested) model that `loc` points into, for spelling hints."""
     current: Any = model
     for part in loc:
-        if isinstance(part, int) or not (
-            isinstance(current, type) and issubclass(current, BaseModel)
-        ):
+        fields = _fields_of(current)
+        if isinstance(part, int) or fields is None:
             continue
-        field = current.model_fields.get(part)
+        field = fields.get(part)
         if field is None:
             return []
         current = _model_in(field.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return []
+    return sorted(_fields_of(current) or ())
+
+
+def _fields_of(kind: Any) -> Mapping[str, FieldInfo] | None:
+    """The fields of a model or a pydantic dataclass (None for anything else)."""
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return kind.model_fields
+    return getattr(kind, "__pydantic_fields__", None) if isinstance(kind, type) else None
 
 
 def _model_in(annotation: Any) -> Any:
-    """The BaseModel inside list[Model] / Model | None, or the annotation itself."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    """The model or dataclass inside list[Model] / Model | None, or the annotation itself."""
+    if _fields_of(annotation) is not None:
         return annotation
     for arg in getattr(annotation, "__args__", ()):
         found = _model_in(arg)
-        if isinstance(found, type) and issubclass(found, BaseModel):
+        if _fields_of(found) is not None:
             return found
     return annotation
 

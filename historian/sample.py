@@ -18,8 +18,6 @@ from enum import IntEnum
 from itertools import accumulate
 from typing import overload
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 _MAX_REPORTED = 10_000
 _reported: set[tuple[str, str, str, str]] = set()
@@ -129,8 +127,9 @@ class SampleBatch(Sequence[Sample]):
     ) -> None:
         """Append one read (values in the order of `series`)."""
         start = len(self.values)
-        if isinstance(values, np.ndarray):
-            self.values.frombytes(values.astype(np.float64, copy=False).tobytes())
+        astype = getattr(values, "astype", None)
+        if astype is not None:  # a numpy array (the Modbus block decoder's): its float64 bytes
+            self.values.frombytes(astype("float64", copy=False).tobytes())
         else:
             self.values.extend(values)
         if len(self.values) - start != len(series):

@@ -6,6 +6,9 @@ The golden cases in testcases/ run through the shared loader
 
 from __future__ import annotations
 
+import gc
+import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,49 @@ def test_paths_outside_a_file_stay_relative_to_the_working_directory() -> None:
     (entry, _) = parse_config(text, Path("plant.yaml")).entries
     assert entry.security.pki == Path("plant_pki")  # plant.yaml is in the working directory
     assert Security.model_validate({"policy": "None"}).pki == Path("pki")  # e.g. from --pki
+
+
+def opcua_file(tags: list[dict[str, object]]) -> str:
+    """A connectors file of one OPC UA entry with `tags` (JSON is valid YAML)."""
+    entry = {
+        "type": "opcua",
+        "name": "plc",
+        "endpoint": "opc.tcp://127.0.0.1:4840",
+        "security": "none",
+        "tags": tags,
+    }
+    return json.dumps({"site": "s", "line": "l", "connectors": [entry]})
+
+
+def test_a_misspelt_tag_field_gets_a_spelling_hint() -> None:
+    tag = {"machine": "m", "signal": "s", "node": "ns=1;s=x", "dedband": {"type": "absolute"}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(opcua_file([tag]), Path("plant.yaml"))
+    (problem,) = str(caught.value).splitlines()
+    assert problem.endswith(
+        "connectors[0].tags[0].dedband: unknown field; did you mean 'deadband'?"
+    )
+
+
+def test_a_plant_scale_file_holds_little_per_tag() -> None:
+    """20,000 tags must fit the connector's memory budget: what a loaded tag keeps beyond its
+    own strings is a slotted record (a pydantic model per tag and per deadband cost ~1 kB)."""
+    count = 5000
+    text = opcua_file(
+        [
+            {"machine": f"m{i // 100:03d}", "signal": f"v{i % 100:02d}", "node": f"ns=1;s=v{i}"}
+            for i in range(count)
+        ]
+    )
+    parse_config(text, Path("plant.yaml"))  # imports and schema caches are not the tags'
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        config = parse_config(text, Path("plant.yaml"))
+        gc.collect()
+        per_tag = (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        tracemalloc.stop()
+    assert len(config.entries[0].tags) == count
+    assert per_tag < 400, f"{per_tag:.0f} bytes per tag"
