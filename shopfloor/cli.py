@@ -19,15 +19,18 @@ from typing import Any
 from analytics.errors import ModelError
 from connectors.config import ConfigError
 from historian.base import HistorianError
-from plc_sim.spec import LineSpecError
 from shopfloor.options import CommandError
 
-USER_ERRORS = (ConfigError, HistorianError, LineSpecError, ModelError, CommandError)
+# Errors a user can cause, which end a command with their message and exit code 2: these for
+# every command, and those a group module names in its own USER_ERRORS (so that `connect` need
+# not load the simulator for the line file's error).
+USER_ERRORS = (ConfigError, HistorianError, ModelError, CommandError)
 # Each group of commands registers itself (its module's `register`); a new group is one more
 # entry here. Only the group of the command given is imported, so that `connect` or `--help`
 # start in a fraction of a second without loading scikit-learn or an OPC UA stack they do not use.
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
-    "shopfloor.line": ("up", "sim", "connect", "query", "sim-config"),
+    "shopfloor.line": ("up", "sim", "query", "sim-config"),
+    "shopfloor.connect": ("connect",),
     "shopfloor.commissioning": ("certs", "browse", "probe", "check"),
     "shopfloor.detection": ("train", "detect", "report"),
     "shopfloor.detection_eval": ("eval",),
@@ -38,7 +41,8 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `shopfloor` command; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_groups_for(argv)).parse_args(argv)
+    groups = _groups_for(argv)
+    args = build_parser(groups).parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -46,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return asyncio.run(_run_until_signal(args.handler(args)))
-    except USER_ERRORS as exc:
+    except _user_errors(groups) as exc:
         for problem in str(exc).splitlines():
             print(f"shopfloor {args.command}: error: {problem}", file=sys.stderr)
         return 2
@@ -66,6 +70,11 @@ async def _run_until_signal(work: Coroutine[Any, Any, int]) -> int:
         return 0
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _user_errors(groups: Sequence[str]) -> tuple[type[Exception], ...]:
+    named = (getattr(importlib.import_module(g), "USER_ERRORS", ()) for g in groups)
+    return (*USER_ERRORS, *(error for errors in named for error in errors))
 
 
 def _groups_for(argv: Sequence[str]) -> Sequence[str]:

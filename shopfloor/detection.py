@@ -41,7 +41,7 @@ from historian.base import Historian
 from historian.sample import Point
 from plc_sim.process import WARMUP_S, Simulator
 from plc_sim.scenarios import on_the_wire
-from plc_sim.spec import load_line
+from plc_sim.spec import LineSpecError, load_line
 from shopfloor.durations import parse_duration
 from shopfloor.options import (
     CommandError,
@@ -52,6 +52,7 @@ from shopfloor.options import (
     run_for,
 )
 
+USER_ERRORS = (LineSpecError,)  # a line file (--line) that cannot be used: its message, exit 2
 MODEL_SUFFIX = ".npz"
 REPORT_TIMEOUT_S = 300.0  # every historian read of one report together
 STREAM_HOLD_S = 900.0  # from a broker, this much telemetry is kept beyond what the kpis read
@@ -245,6 +246,7 @@ def _offline_scores(
 async def _fault_spans(
     historian: Historian, machine: str, since: float, until: float
 ) -> list[FaultSpan]:
+
     events = await historian.points(
         "events",
         tags={"machine": machine, "kind": "fault"},

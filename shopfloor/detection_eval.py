@@ -57,9 +57,11 @@ from plc_sim.scenarios import (
     labelled_run,
     standard_campaign,
 )
-from plc_sim.spec import LineSpec, load_line
+from plc_sim.spec import LineSpec, LineSpecError, load_line
 from shopfloor.detection import add_training_options, training_settings
 from shopfloor.options import CommandError, command
+
+USER_ERRORS = (LineSpecError,)  # a line file (--line) that cannot be used: its message, exit 2
 
 TRAINING_SEEDS = (1, 2)
 HELD_BACK_SEEDS = (101, 102, 103)

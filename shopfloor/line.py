@@ -1,4 +1,4 @@
-"""The line's commands: up, sim, connect, query, sim-config; wired from the parts."""
+"""The line's commands: up, sim, query, sim-config; wired from the parts."""
 
 from __future__ import annotations
 
@@ -9,44 +9,54 @@ import math
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from connectors.agent import Agent
-from connectors.config import ConnectorsConfig, load_config, parse_config
-from historian import open_historian
-from historian.base import Historian, Reading
+from connectors.config import parse_config
+from historian.base import Reading
 from historian.sample import Point
-from historian.spool import DEFAULT_MAX_BYTES, Spool, SpoolError, parse_size
-from historian.sqlite import SQLiteHistorian
 from historian.units import unit_of
 from historian.writer import HistorianWriter
 from plc_sim.faults import FaultEvent
-from plc_sim.options import behaviour, device_faults
+from plc_sim.opcua_server import SecureEndpoint
+from plc_sim.options import (
+    SecureOptionsError,
+    add_behaviour_options,
+    add_device_fault_option,
+    add_secure_options,
+    behaviour,
+    device_faults,
+    secure_endpoint,
+)
 from plc_sim.options import describe as describe_secure_endpoint
 from plc_sim.process import WARMUP_S
 from plc_sim.runner import run_simulator
-from plc_sim.spec import LineSpec, load_line
-from shopfloor import uns
+from plc_sim.spec import LineSpec, LineSpecError, load_line
+from shopfloor.connect import (
+    add_publish,
+    add_spool,
+    build_agent,
+    opened,
+    run_spooled,
+    writer_for,
+)
 from shopfloor.durations import parse_duration
-from shopfloor.health import HealthServer
 from shopfloor.options import (
     CommandError,
     add_detection_options,
     add_duration,
     add_historian,
     add_line,
-    add_sim_endpoints,
     command,
     run_for,
-    sim_secure_endpoint,
 )
 from shopfloor.simconfig import render_sim_connectors, sim_connectors
-from shopfloor.status import LiveStatus
+
+USER_ERRORS = (LineSpecError,)  # a line file (--line) that cannot be used: its message, exit 2
 
 
 async def up(args: argparse.Namespace) -> int:
@@ -60,17 +70,17 @@ async def up(args: argparse.Namespace) -> int:
     from shopfloor.line_detection import LineDetection  # scikit-learn: only `up` needs it
 
     ready = asyncio.Event()
-    async with _opened(args) as historian:
+    async with opened(args) as historian:
         detection = LineDetection(args, spec, historian)
         await detection.prepare()
-        writer = await uns.writer_for(args, historian, keep_historian=True)
-        agent, status = _agent(config, writer, args.historian_name, detection.anomalies)
+        writer = await writer_for(args, historian, keep_historian=True)
+        agent, status = build_agent(config, writer, args.historian_name, detection.anomalies)
 
         async def connectors_once_listening() -> None:
             await ready.wait()
             await agent.run()
 
-        await _run_spooled(
+        await run_spooled(
             args,
             agent,
             _simulate(spec, args, writer, ready),
@@ -87,7 +97,7 @@ async def up(args: argparse.Namespace) -> int:
 async def sim(args: argparse.Namespace) -> int:
     """Only the simulated PLCs; fault ground truth still goes to the historian."""
     spec = load_line(args.line)
-    async with _opened(args) as historian:
+    async with opened(args) as historian:
         writer = HistorianWriter(historian)
         print(
             f"simulating {spec.line}: OPC UA on opc.tcp://{args.host}:{args.opcua_port}"
@@ -151,54 +161,10 @@ def _check_port_free(host: str, port: int, what: str, option: str) -> None:
             ) from None
 
 
-async def connect(args: argparse.Namespace) -> int:
-    """The connectors of a config file, streaming into the historian."""
-    config = load_config(args.config)
-    async with _opened(args) as historian:
-        writer = await uns.writer_for(args, historian, keep_historian=args.historian is not None)
-        agent, status = _agent(config, writer, args.historian_name)
-        await _run_spooled(args, agent, agent.run(), status.run())
-        print(status.summary())
-    return 0
-
-
-async def _spooled_writer(args: argparse.Namespace, historian: Historian) -> HistorianWriter:
-    """The writer with the spool the options ask for, opened now: an unusable folder stops the
-    command before anything runs (or is logged and run around, if memory-only is allowed)."""
-    folder = args.spool or _default_spool(historian)
-    spool = Spool(folder, max_bytes=args.spool_max, memory_fallback=args.memory_only_on_spool_error)
-    writer = HistorianWriter(historian, spool=spool)
-    try:
-        await writer.open()
-    except SpoolError as exc:
-        hint = "; or allow --memory-only-on-spool-error" if exc.memory_helps else ""
-        raise CommandError(f"{exc}{hint}") from None
-    return writer
-
-
-def _default_spool(historian: Historian) -> Path:
-    """`spool/` next to the SQLite file, else in the working directory."""
-    if isinstance(historian, SQLiteHistorian):
-        return Path(historian.path).parent / "spool"
-    return Path("spool")
-
-
-async def _run_spooled(args: argparse.Namespace, agent: Agent, *work: Awaitable[object]) -> None:
-    """`run_for` with the /health server if asked for; a spool that fails mid-run is a
-    clear one-line error."""
-    if args.health_port is not None:
-        health = HealthServer(agent.inputs, agent.writer, port=args.health_port)
-        work = (*work, health.run())
-    try:
-        await run_for(args.duration, *work)
-    except SpoolError as exc:
-        raise CommandError(str(exc)) from None
-
-
 async def query(args: argparse.Namespace) -> int:
     """Latest value per machine and signal, as a table or JSON."""
     since_ns = time.time_ns() - int(args.since * 1e9) if args.since else None
-    async with _opened(args) as historian:
+    async with opened(args) as historian:
         readings = await historian.latest(
             machine=args.machine, signal=args.signal, since_ns=since_ns
         )
@@ -219,24 +185,6 @@ async def sim_config(args: argparse.Namespace) -> int:
     source = args.line or "the default food-and-beverage line"
     print(render_sim_connectors(spec, source, args.host, args.opcua_port, args.modbus_port), end="")
     return 0
-
-
-def _opened(args: argparse.Namespace) -> Historian:
-    """The historian the command line names; used as `async with`, so it is always closed."""
-    historian = open_historian(args.historian)
-    args.historian_name = historian.describe()
-    return historian
-
-
-def _agent(
-    config: ConnectorsConfig,
-    writer: HistorianWriter,
-    historian_name: str,
-    anomalies: Callable[[], Mapping[str, str]] = dict,
-) -> tuple[Agent, LiveStatus]:
-    inputs = config.build_inputs()
-    status = LiveStatus(inputs, writer, historian_name=historian_name, anomalies=anomalies)
-    return Agent(inputs, writer, observers=[status.observe]), status
 
 
 def _event_writer(
@@ -294,11 +242,34 @@ def _table(readings: list[Reading]) -> str:
     )
 
 
+def add_sim_endpoints(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the simulated PLCs listen on (default: 127.0.0.1; 0.0.0.0 for all)",
+    )
+    parser.add_argument("--opcua-port", type=int, default=4840, help="OPC UA port (default: 4840)")
+    parser.add_argument(
+        "--modbus-port", type=int, default=5020, help="Modbus TCP port (default: 5020)"
+    )
+    add_secure_options(parser)
+    add_device_fault_option(parser)
+    add_behaviour_options(parser)
+
+
+def sim_secure_endpoint(args: argparse.Namespace) -> SecureEndpoint | None:
+    """The secured OPC UA server `add_sim_endpoints`' options ask for (blocking: it may create
+    the server certificate)."""
+    try:
+        return secure_endpoint(args)
+    except SecureOptionsError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def register(sub: Any) -> None:
     """Add the line's commands to the `shopfloor` command line."""
     _add_up(sub)
     _add_sim(sub)
-    _add_connect(sub)
     _add_query(sub)
     _add_sim_config(sub)
 
@@ -314,42 +285,10 @@ def _add_up(sub: Any) -> None:
     add_line(parser)
     add_sim_endpoints(parser)
     add_historian(parser)
-    uns.add_publish(parser)
-    _add_spool(parser)
+    add_publish(parser)
+    add_spool(parser)
     add_detection_options(parser)
     add_duration(parser)
-
-
-def _add_spool(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--spool",
-        metavar="DIR",
-        type=Path,
-        help="the durable spool folder: every batch is on disk here until the historian has "
-        "it (default: spool/ next to the SQLite file, else in the working directory)",
-    )
-    parser.add_argument(
-        "--spool-max",
-        metavar="SIZE",
-        type=parse_size,
-        default=DEFAULT_MAX_BYTES,
-        help="when the spool holds this much, the oldest data is dropped and counted "
-        "(default: 1GB; e.g. 500MB, 10GiB)",
-    )
-    parser.add_argument(
-        "--memory-only-on-spool-error",
-        action="store_true",
-        help="if the spool folder cannot be used at start, run with data in memory only "
-        "(lost if the process stops); default: stop with an error. A folder that fails "
-        "while running (disk full, read-only) always falls back to memory and is retried",
-    )
-    parser.add_argument(
-        "--health-port",
-        type=int,
-        metavar="PORT",
-        help="serve GET /health (JSON: connectors, samples/s, spool, drops, last error) on "
-        "127.0.0.1:PORT",
-    )
 
 
 def _add_sim(sub: Any) -> None:
@@ -363,22 +302,6 @@ def _add_sim(sub: Any) -> None:
     add_line(parser)
     add_sim_endpoints(parser)
     add_historian(parser)
-    add_duration(parser)
-
-
-def _add_connect(sub: Any) -> None:
-    parser = command(
-        sub,
-        "connect",
-        connect,
-        "Run the connectors of a config file against real or simulated PLCs.",
-    )
-    parser.add_argument(
-        "--config", required=True, metavar="FILE", help="the connectors file (YAML)"
-    )
-    add_historian(parser)
-    uns.add_publish(parser)
-    _add_spool(parser)
     add_duration(parser)
 
 

@@ -9,14 +9,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from plc_sim.opcua_server import SecureEndpoint
-from plc_sim.options import (
-    SecureOptionsError,
-    add_behaviour_options,
-    add_device_fault_option,
-    add_secure_options,
-    secure_endpoint,
-)
 from shopfloor.durations import parse_duration
 
 
@@ -83,30 +75,6 @@ def add_line(parser: argparse.ArgumentParser) -> None:
         "--line", metavar="FILE", help="the line data file (default: the food-and-beverage line)"
     )
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-
-
-def add_sim_endpoints(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address the simulated PLCs listen on (default: 127.0.0.1; 0.0.0.0 for all)",
-    )
-    parser.add_argument("--opcua-port", type=int, default=4840, help="OPC UA port (default: 4840)")
-    parser.add_argument(
-        "--modbus-port", type=int, default=5020, help="Modbus TCP port (default: 5020)"
-    )
-    add_secure_options(parser)
-    add_device_fault_option(parser)
-    add_behaviour_options(parser)
-
-
-def sim_secure_endpoint(args: argparse.Namespace) -> SecureEndpoint | None:
-    """The secured OPC UA server `add_sim_endpoints`' options ask for (blocking: it may create
-    the server certificate)."""
-    try:
-        return secure_endpoint(args)
-    except SecureOptionsError as exc:
-        raise CommandError(str(exc)) from None
 
 
 async def run_for(duration_s: float | None, *work: Awaitable[object]) -> None:

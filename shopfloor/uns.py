@@ -1,72 +1,33 @@
-"""The unified namespace on an MQTT broker: `--publish` for `connect` and `up`, the `ingest`
-command, and the stream `detect --from` scores; wired from historian.mqtt and connectors.mqtt."""
+"""The unified namespace on an MQTT broker: the `ingest` command, and the stream `detect --from`
+scores; wired from historian.mqtt and connectors.mqtt (`--publish` is in shopfloor.connect)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import socket
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
 from connectors.agent import Agent
 from connectors.mqtt import MqttIngest
 from historian.base import Historian
-from historian.fanout import Fanout
 from historian.mqtt import clean_id, open_broker
-from historian.mqtt.publisher import MqttPublisher
 from historian.recent import RecentHistorian
 from historian.sample import Point
-from historian.writer import HistorianWriter
-from shopfloor import line
+from shopfloor.connect import add_spool, opened, run_spooled, spooled_writer
 from shopfloor.options import add_duration, add_historian, command
 from shopfloor.status import LiveStatus
 
 BIRTHS_FILE = "sparkplug-births.json"  # what an ingest worker learned, kept with its spool
-PUBLISH_HELP = (
-    "also (or, for connect without --historian, only) publish to an MQTT broker "
-    "(default $SHOPFLOOR_PUBLISH): "
-    "mqtt[s]://HOST:PORT[?group=G&node=N&area=A&format=sparkplug,json]; credentials and TLS "
-    "files from MQTT_USERNAME, MQTT_PASSWORD(_FILE), MQTT_CA_FILE, MQTT_CERT_FILE, MQTT_KEY_FILE"
-)
-
-
-def add_publish(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--publish", metavar="URL", help=PUBLISH_HELP)
-
-
-async def writer_for(
-    args: argparse.Namespace, historian: Historian, *, keep_historian: bool
-) -> HistorianWriter | Fanout:
-    """The spooled writer the options ask for: the historian's, the broker's, or both (each
-    with its own spool folder, so that one outage holds back only its own data)."""
-    url = args.publish or os.environ.get("SHOPFLOOR_PUBLISH")
-    if not url:
-        return await line._spooled_writer(args, historian)
-    publisher = MqttPublisher(open_broker(url))
-    folder = args.spool or line._default_spool(historian)
-    if not keep_historian:
-        args.historian_name = publisher.describe()
-        return await line._spooled_writer(_with_spool(args, folder), publisher)
-    to_historian = await line._spooled_writer(_with_spool(args, folder), historian)
-    broker_spool = folder.with_name(f"{folder.name}-mqtt")
-    to_broker = await line._spooled_writer(_with_spool(args, broker_spool), publisher)
-    args.historian_name = f"{args.historian_name} and {publisher.describe()}"
-    return Fanout([to_historian, to_broker])
-
-
-def _with_spool(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
-    return argparse.Namespace(**{**vars(args), "spool": folder})
 
 
 async def ingest(args: argparse.Namespace) -> int:
     """Read the namespace from the broker into the historian, as one worker of a shared
     subscription."""
     broker = open_broker(args.source)
-    async with line._opened(args) as historian:
-        writer = await line._spooled_writer(args, historian)
+    async with opened(args) as historian:
+        writer = await spooled_writer(args, historian)
         source = MqttIngest(
             broker,
             writer.put_points,
@@ -75,7 +36,7 @@ async def ingest(args: argparse.Namespace) -> int:
         )
         status = LiveStatus([source], writer, historian_name=args.historian_name)
         agent = Agent([source], writer, observers=[status.observe])
-        await line._run_spooled(args, agent, agent.run(), status.run())
+        await run_spooled(args, agent, agent.run(), status.run())
         print(status.summary())
     return 0
 
@@ -123,5 +84,5 @@ def register(sub: Any) -> None:
         "(default: shopfloor-ingest-HOSTNAME)",
     )
     add_historian(parser)
-    line._add_spool(parser)
+    add_spool(parser)
     add_duration(parser)

@@ -163,13 +163,16 @@ def test_each_group_registers_exactly_the_commands_the_cli_imports_it_for(group:
     assert tuple(sub.choices) == COMMAND_GROUPS[group]
 
 
-def test_connect_starts_without_scikit_learn_or_the_opcua_client() -> None:
-    """Only the group of the command given is imported (a Modbus-only `connect` is lean)."""
+def test_connect_starts_without_what_it_does_not_run() -> None:
+    """Only the group of the command given is imported, and `connect` loads neither the
+    simulator, numpy, an MQTT client nor SQLite until a connectors file or an option asks:
+    it is the command that runs next to real PLCs, and its memory is theirs."""
     code = (
         "import sys; from shopfloor.cli import main\n"
         "try: main(['connect', '--help'])\n"
         "except SystemExit: pass\n"
-        "heavy = ('sklearn', 'pandas', 'connectors.opcua.client')\n"
+        "heavy = ('sklearn', 'pandas', 'numpy', 'connectors.opcua.client', 'plc_sim',\n"
+        "         'pymodbus', 'aiomqtt', 'sqlite3')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
