@@ -55,6 +55,10 @@ class Historian(ABC):
     """Write samples and points; read them back in the query shapes analytics and dashboards
     use."""
 
+    # How many writes the HistorianWriter may have outstanding at once (acknowledged in order).
+    # One unless the backend takes concurrent requests and their order does not matter.
+    writes_in_flight: int = 1
+
     @abstractmethod
     async def write_samples(self, samples: Sequence[Sample]) -> None:
         """Store telemetry samples; same series and timestamp overwrite (idempotent replays)."""

@@ -78,6 +78,10 @@ class HistorianWriter:
         self.split_budget = split_budget
         self.stats = WriterStats(self.spool.stats)
         self._batch = Batch()
+        # writes sent and not yet acknowledged, oldest first, with their batches
+        self._max_in_flight = max(1, historian.writes_in_flight)
+        self._in_flight: deque[asyncio.Task[None]] = deque()
+        self._sent: deque[Batch] = deque()
         self._failing_since: float | None = None
         self.max_pending = max_pending
         self._delivering = False  # run() is delivering: a put may wait for it to catch up
@@ -120,7 +124,9 @@ class HistorianWriter:
         try:
             while True:
                 await self._gather()
-                await self._deliver()
+                self._send()
+                while len(self._in_flight) >= self._max_in_flight:
+                    await self._oldest_write()
         except asyncio.CancelledError:
             self._stop_holding_back()
             await _stop(committer)  # the final commit: every put() waiting returns
@@ -129,6 +135,10 @@ class HistorianWriter:
         finally:
             self._stop_holding_back()
             await _stop(committer)
+            for write in self._in_flight:  # only left if the drain was cut short
+                write.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            self._in_flight.clear()
             await self.spool.close()
 
     async def _gather(self) -> None:
@@ -148,26 +158,48 @@ class HistorianWriter:
                 return
             batch.extend(await self.spool.take(self.batch_size - len(batch.samples)))
 
-    async def _deliver(self) -> None:
-        batch = self._batch
-        await self._write_batch(batch.samples, batch.points)
-        self.spool.ack(batch)
-        self._batch = Batch()
-        self._caught_up.set()
+    def _send(self) -> None:
+        """Start writing the gathered batch; it is acknowledged in the spool only once it and
+        every batch sent before it are in (acks in order: the spool's cursor never passes a
+        batch still being written or retried)."""
+        batch, self._batch = self._batch, Batch()
+        write = asyncio.create_task(self._write_batch(batch.samples, batch.points))
+        self._in_flight.append(write)
+        self._sent.append(batch)
+        write.add_done_callback(self._ack_done)
+
+    def _ack_done(self, _: object = None) -> None:
+        """Acknowledge the oldest writes that are done, in order; one that failed (a bug, not
+        a historian error: those are retried or rejected inside) is left for run() to raise."""
+        in_flight = self._in_flight
+        while in_flight and in_flight[0].done() and not in_flight[0].cancelled():
+            if in_flight[0].exception() is not None:
+                return
+            in_flight.popleft()
+            self.spool.ack(self._sent.popleft())
+            self._caught_up.set()
+
+    async def _oldest_write(self) -> None:
+        """Wait for the oldest write (a cancelled wait leaves it running) and acknowledge it."""
+        await asyncio.shield(self._in_flight[0])
+        self._ack_done()
 
     def _stop_holding_back(self) -> None:
         self._delivering = False
         self._caught_up.set()
 
     async def _drain(self) -> None:
-        """On shutdown: the batch in hand plus everything readable, within the drain timeout."""
+        """On shutdown: the writes in flight, the batch in hand and everything readable, within
+        the drain timeout."""
         try:
             async with asyncio.timeout(self.drain_timeout_s):
                 while True:
+                    while self._in_flight:
+                        await self._oldest_write()
                     self._batch.extend(await self.spool.take(self.batch_size))
                     if not (self._batch.samples or self._batch.points):
                         return
-                    await self._deliver()
+                    self._send()
         except TimeoutError:
             where = (
                 "lost (memory only)"
