@@ -147,6 +147,8 @@ class Window:
         wall, cpu = self.wall_s, self.cpu_s
         print(f"  load average  {self.load[0]:>11.2f} (1 min), {self.load[1]:.2f} (5 min)")
         print(f"  stored        {self.stored / wall:>11,.0f} samples/s")
+        per_unit = self.stored / wall / (UNITS * REGISTERS)
+        print(f"  answers       {per_unit:>11,.0f} per unit id per second (of {1 / POLL_S:g})")
         share = (
             f"{cpu / wall:.0%} of a core: user {self.user_s:.1f} s, system {self.system_s:.1f} s"
         )

@@ -26,6 +26,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bench_modbus_influx as ours
 from bench_modbus_influx import Window, build_server, measure, stored_between, wait_storing
@@ -65,7 +66,7 @@ def install() -> None:
     )
 
 
-def influx_query(url: str, query: str, method: str = "GET") -> list[dict[str, object]]:
+def influx_query(url: str, query: str, method: str = "GET") -> list[dict[str, Any]]:
     """The series of one InfluxQL statement on database `bench` (POST for the ones that write)."""
     params = urllib.parse.urlencode({"db": "bench", "q": query})
     if method == "POST":
@@ -96,35 +97,41 @@ def check(url: str, port: int) -> Check:
     time.sleep(ours.CATCH_UP_S)
     stored = stored_between(url, 0, (now_ms + 1) * 10**6)
     tags = {
-        key: len(series["values"])  # type: ignore[arg-type]
+        key: len(series["values"])
         for key in ("site", "line", "machine", "signal")
         for series in influx_query(url, f'SHOW TAG VALUES FROM telemetry WITH KEY = "{key}"')
     }
     fields = {
         str(name): str(kind)
         for series in influx_query(url, "SHOW FIELD KEYS FROM telemetry")
-        for name, kind in series["values"]  # type: ignore[attr-defined]
+        for name, kind in series["values"]
     }
     last = influx_query(
         url, "SELECT * FROM telemetry WHERE machine = 'unit07' ORDER BY time DESC LIMIT 1"
     )
-    row = dict(zip(last[0]["columns"], last[0]["values"][0], strict=True))  # type: ignore[arg-type]
+    row = dict(zip(last[0]["columns"], last[0]["values"][0], strict=True))
     return Check(made, same_ms, stored, tags, fields, row)
 
 
-def flow_file(folder: Path, client: dict[str, object]) -> Path:
-    """bench/nodered/flow.json with `client` set on its Modbus-Client config node."""
+QUEUE_SETTINGS = ("bufferCommands", "parallelUnitIdsAllowed", "commandDelay", "clientTimeout")
+
+
+def flow_file(folder: Path, client: dict[str, object]) -> tuple[Path, dict[str, object]]:
+    """bench/nodered/flow.json with `client` set on its Modbus-Client config node, and the
+    queue settings that node then has."""
     nodes = json.loads((NODE_RED / "flow.json").read_text())
-    for node in nodes:
-        if node["type"] == "modbus-client":
-            node.update(client)
+    (config,) = [node for node in nodes if node["type"] == "modbus-client"]
+    config.update(client)
     path = folder / "flow.json"
     path.write_text(json.dumps(nodes, indent=1))
-    return path
+    return path, {key: config[key] for key in QUEUE_SETTINGS}
 
 
-def run(seconds: float, warmup_s: float, client: dict[str, object]) -> tuple[Window, Check]:
-    """One run of Node-RED's flow against the C server into a fresh influxd, measured."""
+def run(
+    seconds: float, warmup_s: float, client: dict[str, object]
+) -> tuple[Window, Check, dict[str, object]]:
+    """One run of Node-RED's flow against the C server into a fresh influxd, measured; with the
+    Modbus-Client's queue settings."""
     with tempfile.TemporaryDirectory(prefix="bench-nodered-") as tmp:
         folder = Path(tmp)
         port, ui_port = free_port(), free_port()
@@ -132,7 +139,7 @@ def run(seconds: float, warmup_s: float, client: dict[str, object]) -> tuple[Win
         with child(server_argv) as server, Influxd() as influx:
             wait_listening(server, port, 10)
             influx_query(influx.url, "CREATE DATABASE bench", method="POST")
-            flow = flow_file(folder, client)
+            flow, settings = flow_file(folder, client)
             env = {
                 **os.environ,
                 "NODE_RED_PORT": str(ui_port),
@@ -145,7 +152,7 @@ def run(seconds: float, warmup_s: float, client: dict[str, object]) -> tuple[Win
             with child(argv, env) as process:
                 wait_storing(influx.url, process)
                 window = measure(influx.url, process.pid, influx.pid, server.pid, warmup_s, seconds)
-                return window, check(influx.url, ui_port)
+                return window, check(influx.url, ui_port), settings
 
 
 def versions() -> str:
@@ -193,11 +200,11 @@ def main() -> int:
         print(ours.describe(mine, args.warmup, {}, {}))
         mine.print("connector")
     client = json.loads(args.client_json)
-    window, result = run(args.seconds, args.warmup, client)
+    window, result, settings = run(args.seconds, args.warmup, client)
     print(
         f"Node-RED ({versions()}), {ours.UNITS} units x {ours.REGISTERS} FC3, "
         f"rate 2 ms, InfluxDB 1.x, {window.wall_s:.0f} s after {args.warmup:g} s warm-up, "
-        f"Modbus-Client {client or 'as flow.json'}"
+        f"Modbus-Client {settings}"
     )
     window.print("node-red")
     print_check(result)
