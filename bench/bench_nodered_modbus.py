@@ -106,9 +106,10 @@ def check(url: str, port: int) -> Check:
         for series in influx_query(url, "SHOW FIELD KEYS FROM telemetry")
         for name, kind in series["values"]
     }
-    last = influx_query(
-        url, "SELECT * FROM telemetry WHERE machine = 'unit07' ORDER BY time DESC LIMIT 1"
-    )
+    # a point older than the writes still in flight: InfluxDB 1.x may show a point being written
+    # with some of its fields only
+    newest = f"machine = 'unit07' AND time <= {now_ms}ms ORDER BY time DESC LIMIT 1"
+    last = influx_query(url, f"SELECT * FROM telemetry WHERE {newest}")
     row = dict(zip(last[0]["columns"], last[0]["values"][0], strict=True))
     return Check(made, same_ms, stored, tags, fields, row)
 
