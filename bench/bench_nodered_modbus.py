@@ -10,7 +10,9 @@ missing or stale; flow.json, settings.js). The points have our telemetry shape, 
 samples/s, samples per CPU-second and peak RSS of the node process, load average. After the
 window it checks what Node-RED wrote (tags, fields, a row) and compares the points its function
 node made with those InfluxDB holds: timestamps of ms precision could merge points of a series.
-`--both` runs `shopfloor connect` first, then Node-RED, and prints the ratios.
+`--both` runs `shopfloor connect` first, then Node-RED, and prints the ratios; `--client-json`
+sets the Modbus-Client node (e.g. `{"bufferCommands": true}`: its queue), `--join N` writes N
+answers at a time.
 """
 
 from __future__ import annotations
@@ -117,19 +119,46 @@ def check(url: str, port: int) -> Check:
 QUEUE_SETTINGS = ("bufferCommands", "parallelUnitIdsAllowed", "commandDelay", "clientTimeout")
 
 
-def flow_file(folder: Path, client: dict[str, object]) -> tuple[Path, dict[str, object]]:
-    """bench/nodered/flow.json with `client` set on its Modbus-Client config node, and the
-    queue settings that node then has."""
+def flow_file(folder: Path, client: dict[str, object], join: int) -> tuple[Path, dict[str, object]]:
+    """bench/nodered/flow.json with `client` set on its Modbus-Client config node and, if `join`
+    > 1, a join node that gathers that many answers into one write (a Node-RED user's way to
+    write larger batches, as ours does); and the queue settings the Modbus-Client then has."""
     nodes = json.loads((NODE_RED / "flow.json").read_text())
     (config,) = [node for node in nodes if node["type"] == "modbus-client"]
     config.update(client)
+    if join > 1:
+        (points,) = [node for node in nodes if node["id"] == "bench.points"]
+        points["wires"] = [["bench.join"]]
+        nodes += [
+            {
+                "id": "bench.join",
+                "type": "join",
+                "z": points["z"],
+                "mode": "custom",
+                "build": "array",
+                "property": "payload",
+                "propertyType": "msg",
+                "count": str(join),
+                "timeout": "1",
+                "accumulate": False,
+                "wires": [["bench.flat"]],
+            },
+            {
+                "id": "bench.flat",
+                "type": "function",
+                "z": points["z"],
+                "func": "msg.payload = msg.payload.flat();\nreturn msg;\n",
+                "outputs": 1,
+                "wires": [["bench.write"]],
+            },
+        ]
     path = folder / "flow.json"
     path.write_text(json.dumps(nodes, indent=1))
     return path, {key: config[key] for key in QUEUE_SETTINGS}
 
 
 def run(
-    seconds: float, warmup_s: float, client: dict[str, object]
+    seconds: float, warmup_s: float, client: dict[str, object], join: int = 1
 ) -> tuple[Window, Check, dict[str, object]]:
     """One run of Node-RED's flow against the C server into a fresh influxd, measured; with the
     Modbus-Client's queue settings."""
@@ -140,7 +169,7 @@ def run(
         with child(server_argv) as server, Influxd() as influx:
             wait_listening(server, port, 10)
             influx_query(influx.url, "CREATE DATABASE bench", method="POST")
-            flow, settings = flow_file(folder, client)
+            flow, settings = flow_file(folder, client, join)
             env = {
                 **os.environ,
                 "NODE_RED_PORT": str(ui_port),
@@ -190,6 +219,9 @@ def main() -> int:
         default="{}",
         help='settings of the Modbus-Client node, e.g. {"bufferCommands": false}',
     )
+    parser.add_argument(
+        "--join", type=int, default=1, help="answers per InfluxDB write (a join node), e.g. 40"
+    )
     args = parser.parse_args()
     if shutil.which("cc") is None or shutil.which("npm") is None:
         print("needs cc, libmodbus-dev and node: apt-get install gcc libmodbus-dev pkg-config npm")
@@ -201,11 +233,11 @@ def main() -> int:
         print(ours.describe(mine, args.warmup, {}, {}))
         mine.print("connector")
     client = json.loads(args.client_json)
-    window, result, settings = run(args.seconds, args.warmup, client)
+    window, result, settings = run(args.seconds, args.warmup, client, args.join)
     print(
         f"Node-RED ({versions()}), {ours.UNITS} units x {ours.REGISTERS} FC3, "
         f"rate 2 ms, InfluxDB 1.x, {window.wall_s:.0f} s after {args.warmup:g} s warm-up, "
-        f"Modbus-Client {settings}"
+        f"Modbus-Client {settings}, {args.join * ours.REGISTERS} points per write"
     )
     window.print("node-red")
     print_check(result)
