@@ -217,7 +217,7 @@ def main() -> int:
     parser.add_argument(
         "--client-json",
         default="{}",
-        help='settings of the Modbus-Client node, e.g. {"bufferCommands": false}',
+        help='settings of the Modbus-Client node, e.g. {"bufferCommands": true} (its queue)',
     )
     parser.add_argument(
         "--join", type=int, default=1, help="answers per InfluxDB write (a join node), e.g. 40"
