@@ -24,9 +24,10 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-from measure import child_cpu_seconds, machine_description
+from measure import child_cpu_seconds, descendants, machine_description
 from processes import child, free_port, run_main, shopfloor_connect, wait_listening
 
 from historian.influxd import Influxd
@@ -89,6 +90,8 @@ def connectors_file(
 
 
 def stored_between(url: str, start_ns: int, end_ns: int) -> int:
+    """Points InfluxDB holds stamped in [start_ns, end_ns) (`count(quality)`: every sample has
+    a quality, good or bad, so this counts samples whatever their type or value)."""
     query = f"SELECT count(quality) FROM telemetry WHERE time >= {start_ns} AND time < {end_ns}"
     params = urllib.parse.urlencode({"db": "bench", "q": query})
     with urllib.request.urlopen(f"{url}/query?{params}", timeout=60) as resp:
@@ -97,12 +100,12 @@ def stored_between(url: str, start_ns: int, end_ns: int) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def wait_storing(url: str, connector: subprocess.Popen[bytes]) -> None:
-    """Until InfluxDB holds the first samples: the connector has started and is polling."""
+def wait_storing(url: str, client: subprocess.Popen[bytes]) -> None:
+    """Until InfluxDB holds the first samples: the client has started and is polling."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while stored_between(url, 0, time.time_ns() + 10**9) == 0:
-        if connector.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the connector stored nothing (see its log above)")
+        if client.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{client.args[0]} stored nothing (see its log above)")
         time.sleep(0.5)
 
 
@@ -120,6 +123,98 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One measured window of a client (ours or another) writing into influxd: what InfluxDB
+    holds stamped in it and what the client, the server and influxd spent on it."""
+
+    wall_s: float
+    stored: int
+    user_s: float
+    system_s: float
+    rss_mb: float
+    load: tuple[float, float, float]
+    influxd_cpu_s: float
+    server_cpu_s: float
+    processes: int = 1
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.system_s
+
+    def print(self, client: str) -> None:
+        """The figures, in the same layout for every client so two runs read side by side."""
+        wall, cpu = self.wall_s, self.cpu_s
+        print(f"  load average  {self.load[0]:>11.2f} (1 min), {self.load[1]:.2f} (5 min)")
+        print(f"  stored        {self.stored / wall:>11,.0f} samples/s")
+        per_unit = self.stored / wall / (UNITS * REGISTERS)
+        print(f"  answers       {per_unit:>11,.0f} per unit id per second (of {1 / POLL_S:g})")
+        share = (
+            f"{cpu / wall:.0%} of a core: user {self.user_s:.1f} s, system {self.system_s:.1f} s"
+        )
+        if self.processes > 1:
+            share += f", {self.processes} processes"
+        print(f"  {client:<13} {self.stored / cpu:>11,.0f} samples per CPU-second ({share})")
+        print(f"  {client:<13} {self.rss_mb:>11,.0f} MB peak RSS")
+        print(f"  influxd       {self.influxd_cpu_s / wall:>11.0%} of a core")
+        print(f"  C server      {self.server_cpu_s:>11,.1f} CPU-seconds in all")
+
+
+def measure(
+    url: str, client: int, influxd: int, server: int, warmup_s: float, seconds: float
+) -> Window:
+    """After `warmup_s`, count over `seconds` the CPU of the `client` process (and of any
+    children it has by then) and of influxd, then what InfluxDB holds stamped in the window
+    once the pipeline had CATCH_UP_S to deliver it."""
+    time.sleep(warmup_s)
+    pids = [client, *descendants(client)]
+    cpu0, influx0, t0 = [cpu_split(pid) for pid in pids], child_cpu_seconds(influxd), time.time_ns()
+    time.sleep(seconds)
+    cpu1, influx1, t1 = [cpu_split(pid) for pid in pids], child_cpu_seconds(influxd), time.time_ns()
+    load = os.getloadavg()
+    time.sleep(CATCH_UP_S)
+    return Window(
+        wall_s=(t1 - t0) / 1e9,
+        stored=stored_between(url, t0, t1),
+        user_s=sum(end[0] - start[0] for start, end in zip(cpu0, cpu1, strict=True)),
+        system_s=sum(end[1] - start[1] for start, end in zip(cpu0, cpu1, strict=True)),
+        rss_mb=peak_rss_mb(client),
+        load=load,
+        influxd_cpu_s=influx1 - influx0,
+        server_cpu_s=child_cpu_seconds(server),
+        processes=len(pids),
+    )
+
+
+def run(
+    seconds: float, warmup_s: float, device: dict[str, object], connector: dict[str, object]
+) -> Window:
+    """One run of `shopfloor connect` against the C server into a fresh influxd, measured."""
+    with tempfile.TemporaryDirectory(prefix="bench-mbinflux-") as tmp:
+        folder = Path(tmp)
+        port = free_port()
+        server_argv = [str(build_server(folder)), str(port), "--moving"]
+        with child(server_argv) as server, Influxd() as influx:
+            wait_listening(server, port, 10)
+            config = connectors_file(folder, port, device, connector)
+            http = urllib.parse.urlsplit(influx.url).netloc
+            argv = shopfloor_connect(config, f"influxdb://{http}/bench", folder / "spool")
+            with child(argv) as process:
+                wait_storing(influx.url, process)
+                return measure(influx.url, process.pid, influx.pid, server.pid, warmup_s, seconds)
+
+
+def describe(
+    window: Window, warmup_s: float, device: dict[str, object], connector: dict[str, object]
+) -> str:
+    in_flight = {**connector, **device}.get("max_in_flight", "default")
+    return (
+        f"shopfloor connect, {UNITS} units x {REGISTERS} uint16 FC3, poll {POLL_S * 1000:g} ms, "
+        f"spool on, InfluxDB 1.x, {window.wall_s:.0f} s after {warmup_s:g} s warm-up, "
+        f"max_in_flight {in_flight} (connector {connector}, devices {device})"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -135,42 +230,10 @@ def main() -> int:
         print("needs cc and libmodbus-dev: apt-get install gcc libmodbus-dev pkg-config")
         return 2
     print(machine_description())
-    with tempfile.TemporaryDirectory(prefix="bench-mbinflux-") as tmp:
-        folder = Path(tmp)
-        port = free_port()
-        server_argv = [str(build_server(folder)), str(port), "--moving"]
-        with child(server_argv) as server, Influxd() as influx:
-            wait_listening(server, port, 10)
-            device, connector = json.loads(args.device_json), json.loads(args.connector_json)
-            config = connectors_file(folder, port, device, connector)
-            http = urllib.parse.urlsplit(influx.url).netloc
-            argv = shopfloor_connect(config, f"influxdb://{http}/bench", folder / "spool")
-            with child(argv) as process:
-                wait_storing(influx.url, process)
-                time.sleep(args.warmup)
-                (user0, sys0), t0 = cpu_split(process.pid), time.time_ns()
-                time.sleep(args.seconds)
-                (user1, sys1), t1 = cpu_split(process.pid), time.time_ns()
-                load = os.getloadavg()
-                time.sleep(CATCH_UP_S)
-                rss = peak_rss_mb(process.pid)
-                stored = stored_between(influx.url, t0, t1)
-                server_cpu = child_cpu_seconds(server.pid)
-    wall = (t1 - t0) / 1e9
-    user, system = user1 - user0, sys1 - sys0
-    cpu = user + system
-    in_flight = {**connector, **device}.get("max_in_flight", "default")
-    print(
-        f"shopfloor connect, {UNITS} units x {REGISTERS} uint16 FC3, poll {POLL_S * 1000:g} ms, "
-        f"spool on, InfluxDB 1.x, {wall:.0f} s after {args.warmup:g} s warm-up, "
-        f"max_in_flight {in_flight} (connector {connector}, devices {device})"
-    )
-    print(f"  load average  {load[0]:>11.2f} (1 min), {load[1]:.2f} (5 min)")
-    print(f"  stored        {stored / wall:>11,.0f} samples/s")
-    share = f"{cpu / wall:.0%} of a core: user {user:.1f} s, system {system:.1f} s"
-    print(f"  connector     {stored / cpu:>11,.0f} samples per CPU-second ({share})")
-    print(f"  connector     {rss:>11,.0f} MB peak RSS")
-    print(f"  C server      {server_cpu:>11,.1f} CPU-seconds in all")
+    device, connector = json.loads(args.device_json), json.loads(args.connector_json)
+    window = run(args.seconds, args.warmup, device, connector)
+    print(describe(window, args.warmup, device, connector))
+    window.print("connector")
     return 0
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -50,11 +50,14 @@ def shopfloor_connect(config: Path, historian: str, spool: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def child(argv: Sequence[str]) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `argv` for the duration of the block; its stderr is kept for error messages."""
+def child(
+    argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` for the duration of the block (in `env`, else ours); its stderr is kept for
+    error messages."""
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env
         )
         try:
             yield process
