@@ -234,9 +234,8 @@ def _fields_at(model: type[BaseModel], loc: Location) -> list[str]:
 
 
 def _fields_of(kind: Any) -> Mapping[str, FieldInfo] | None:
-    """The fields of a model or a pydantic dataclass (None for anything else)."""
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
-        return kind.model_fields
+    """The fields of a model or a pydantic dataclass (both keep them in `__pydantic_fields__`;
+    None for anything else)."""
     return getattr(kind, "__pydantic_fields__", None) if isinstance(kind, type) else None
 
 

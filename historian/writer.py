@@ -78,10 +78,9 @@ class HistorianWriter:
         self.split_budget = split_budget
         self.stats = WriterStats(self.spool.stats)
         self._batch = Batch()
-        # writes sent and not yet acknowledged, oldest first, with their batches
+        # writes sent and not yet acknowledged, oldest first, each with its batch
         self._max_in_flight = max(1, historian.writes_in_flight)
-        self._in_flight: deque[asyncio.Task[None]] = deque()
-        self._sent: deque[Batch] = deque()
+        self._in_flight: deque[tuple[asyncio.Task[None], Batch]] = deque()
         self._failing_since: float | None = None
         self.max_pending = max_pending
         self._delivering = False  # run() is delivering: a put may wait for it to catch up
@@ -135,9 +134,10 @@ class HistorianWriter:
         finally:
             self._stop_holding_back()
             await _stop(committer)
-            for write in self._in_flight:  # only left if the drain was cut short
+            writes = [write for write, _ in self._in_flight]  # left if the drain was cut short
+            for write in writes:
                 write.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await asyncio.gather(*writes, return_exceptions=True)
             self._in_flight.clear()
             await self.spool.close()
 
@@ -164,24 +164,22 @@ class HistorianWriter:
         batch still being written or retried)."""
         batch, self._batch = self._batch, Batch()
         write = asyncio.create_task(self._write_batch(batch.samples, batch.points))
-        self._in_flight.append(write)
-        self._sent.append(batch)
+        self._in_flight.append((write, batch))
         write.add_done_callback(self._ack_done)
 
     def _ack_done(self, _: object = None) -> None:
         """Acknowledge the oldest writes that are done, in order; one that failed (a bug, not
         a historian error: those are retried or rejected inside) is left for run() to raise."""
         in_flight = self._in_flight
-        while in_flight and in_flight[0].done() and not in_flight[0].cancelled():
-            if in_flight[0].exception() is not None:
+        while in_flight and (write := in_flight[0][0]).done() and not write.cancelled():
+            if write.exception() is not None:
                 return
-            in_flight.popleft()
-            self.spool.ack(self._sent.popleft())
+            self.spool.ack(in_flight.popleft()[1])
             self._caught_up.set()
 
     async def _oldest_write(self) -> None:
         """Wait for the oldest write (a cancelled wait leaves it running) and acknowledge it."""
-        await asyncio.shield(self._in_flight[0])
+        await asyncio.shield(self._in_flight[0][0])
         self._ack_done()
 
     def _stop_holding_back(self) -> None:
