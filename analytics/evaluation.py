@@ -265,3 +265,56 @@ def evaluation_json(
         "fault_free_days": evaluation.fault_free_days,
         "secondary_episodes": evaluation.secondary_episodes,
     }
+
+
+def format_table(evaluation: Evaluation) -> str:
+    """Per fault type, per kind (gradual/abrupt) and overall, one row each."""
+    header = (
+        "FAULT",
+        "N",
+        "CAUGHT",
+        "PREC",
+        "RECALL",
+        "F1",
+        "DELAY s",
+        "P90 s",
+        "DELAY smp",
+        "P90 smp",
+        "FA/DAY",
+        "TOP SIG",
+        "MAIN SIG",
+    )
+    rows = [header]
+    rows += [_row(name, s) for name, s in evaluation.per_fault.items()]
+    rows += [_row(f"({name})", s) for name, s in evaluation.per_kind.items()]
+    rows.append(_row("OVERALL", evaluation.overall))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    )
+
+
+def _row(name: str, s: Scores) -> tuple[str, ...]:
+    return (
+        name,
+        str(s.faults),
+        str(s.caught),
+        _num(s.precision, ".2f"),
+        _num(s.recall, ".2f"),
+        _num(s.f1, ".2f"),
+        _num(s.median_delay_s, ".0f"),
+        _num(s.p90_delay_s, ".0f"),
+        _num(s.median_delay_samples, ".0f"),
+        _num(s.p90_delay_samples, ".0f"),
+        _num(s.false_alarms_per_day, ".2f"),
+        _num(s.top_signal_accuracy, ".2f"),
+        _num(s.main_signal_accuracy, ".2f"),
+    )
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

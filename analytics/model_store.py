@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import zipfile
@@ -28,6 +29,8 @@ from sklearn.utils.validation import check_is_fitted
 from analytics.detectors import DETECTORS, CombinedDetector
 from analytics.errors import ModelError
 from analytics.features import FEATURE_KINDS, WindowSpec
+
+log = logging.getLogger(__name__)
 
 FORMAT = "shopfloor-model/1"
 PROBE_ROWS = 16
@@ -232,3 +235,32 @@ def _digest(text: str, arrays: dict[str, np.ndarray]) -> str:
         digest.update(f"{name}|{value.dtype.str}|{value.shape}".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
+
+
+MODEL_SUFFIX = ".npz"
+
+
+def load_models(folder: Path) -> dict[str, MachineModel]:
+    """Every model in the folder; one that cannot be loaded is reported and left out."""
+    models = {}
+    for path in sorted(folder.glob(f"*{MODEL_SUFFIX}")):
+        try:
+            model = load_model(path)
+        except ModelError as exc:
+            log.warning("skipping %s: %s", path.name, exc)
+            continue
+        models[model.machine] = model
+    if not models:
+        raise ModelError(f"no usable models in {folder}; run `shopfloor train` first")
+    return models
+
+
+def model_for(folder: Path, machine: str) -> MachineModel | None:
+    """The machine's model in the folder; None when it has none, an error when it is unusable."""
+    path = folder / f"{machine}{MODEL_SUFFIX}"
+    if not path.exists():
+        return None
+    try:
+        return load_model(path)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.features import Frame
-from historian.model import MachineState
-from historian.sample import Point
+from core.sample import Point
+from core.schema import MachineState
 
 STOPPED, RUNNING = float(MachineState.STOPPED), float(MachineState.RUNNING)
 NOMINAL_STRETCH_S = 60.0

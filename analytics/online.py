@@ -34,9 +34,9 @@ from analytics.features import Frame, WindowSpec, feature_signal, window_feature
 from analytics.model_store import MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
 from analytics.windows import TelemetryBuffer, read_telemetry
-from historian.backoff import Backoff
-from historian.base import Historian, HistorianError
-from historian.sample import Point
+from core.backoff import Backoff
+from core.sample import Point
+from core.storage import Historian, HistorianError
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from analytics.detectors import DEFAULT_DETECTOR, make_detector
 from analytics.episodes import AlarmLogic, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
-from analytics.model_store import MachineModel
+from analytics.model_store import MODEL_SUFFIX, MachineModel, save_model
 from analytics.online import score_rows
 from analytics.windows import MachineTelemetry, detection_signals, select_signals
 
@@ -92,3 +93,20 @@ def frame_episodes(
     times, scores, tops = score_frame(model, frame)
     episodes = AlarmLogic(**model.alarm).episodes(times, scores, model.threshold, tops)
     return times, scores, episodes
+
+
+def train_models(
+    telemetry: dict[str, MachineTelemetry], settings: TrainingSettings, folder: Path
+) -> tuple[list[MachineModel], dict[str, str]]:
+    """Fit and save a model per machine; (saved models, {skipped machine: why})."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved, skipped = [], {}
+    for name in sorted(telemetry):
+        try:
+            model = fit_machine_model(telemetry[name], settings)
+        except TrainingError as exc:
+            skipped[name] = str(exc)
+            continue
+        save_model(folder / f"{name}{MODEL_SUFFIX}", model)
+        saved.append(model)
+    return saved, skipped

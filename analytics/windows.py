@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics.features import Frame, WindowSpec, frame_from_samples
-from historian.base import Historian
-from historian.sample import Point, Quality
+from core.sample import Point, Quality
+from core.storage import Historian
 
 READ_TIMEOUT_S = 60.0
 MIN_LEVELS = 3  # fewer distinct values: a flag, command or state, not a measurement

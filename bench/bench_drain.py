@@ -16,11 +16,11 @@ from pathlib import Path
 from measure import Stopwatch, machine_description
 from processes import run_main
 
+from delivery.spool import Spool
+from delivery.writer import HistorianWriter
 from historian import Quality, Sample
 from historian.influx_v1 import InfluxV1Historian
-from historian.influxd import Influxd
-from historian.spool import Spool
-from historian.writer import HistorianWriter
+from testbed.influxd import Influxd
 
 BATCH = 50
 T0 = 1_700_000_000_000_000_000

@@ -23,9 +23,9 @@ from processes import run_main
 
 from historian import Historian, Quality, Sample
 from historian.influx_v1 import BATCH_SIZE, InfluxV1Historian
-from historian.influxd import Influxd
 from historian.lineprotocol import format_samples
 from historian.sqlite import SQLiteHistorian
+from testbed.influxd import Influxd
 
 SERIES_MACHINES = 20
 SERIES_SIGNALS = 50

@@ -28,7 +28,7 @@ from processes import HOST, child, free_port, run_main, wait_listening
 
 from connectors.config import parse_config
 from connectors.modbus import ModbusInput
-from historian.sample import Sample
+from core.sample import Sample
 from plc_sim.spec import LineSpec
 from shopfloor.simconfig import SIM_MAX_GAP, sim_connectors
 

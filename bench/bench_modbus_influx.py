@@ -30,7 +30,7 @@ from pathlib import Path
 from measure import child_cpu_seconds, descendants, machine_description
 from processes import child, free_port, run_main, shopfloor_connect, wait_listening
 
-from historian.influxd import Influxd
+from testbed.influxd import Influxd
 
 UNITS = 12
 REGISTERS = 125

@@ -23,13 +23,13 @@ from pathlib import Path
 from measure import Stopwatch, child_cpu_seconds, machine_description
 from processes import child, free_port, run_main, venv_command
 
+from delivery.spool import Spool
+from delivery.writer import HistorianWriter
 from historian import Quality, Sample
-from historian.influxd import Influxd
-from historian.mqtt import open_broker
-from historian.mqtt.mosquitto import Mosquitto
-from historian.mqtt.publisher import MqttPublisher
-from historian.spool import Spool
-from historian.writer import HistorianWriter
+from testbed.influxd import Influxd
+from testbed.mosquitto import Mosquitto
+from uns.broker import open_broker
+from uns.publisher import MqttPublisher
 
 MACHINES, SIGNALS = 100, 10
 BATCH = MACHINES * SIGNALS

@@ -35,7 +35,7 @@ from bench_modbus_influx import Window, build_server, measure, stored_between, w
 from measure import machine_description
 from processes import HOST, child, free_port, run_main, wait_listening
 
-from historian.influxd import Influxd
+from testbed.influxd import Influxd
 
 NODE_RED = Path(__file__).parent / "nodered"
 RED_JS = NODE_RED / "node_modules" / "node-red" / "red.js"

@@ -25,9 +25,9 @@ from linefiles import write_line
 from measure import Elapsed, Stopwatch, child_cpu_seconds, machine_description
 from processes import HOST, child, free_port, run_main, wait_listening
 
-from connectors.base import Emit, Input
 from connectors.config import parse_config
-from historian.sample import Sample
+from core.inputs import Emit, Input
+from core.sample import Sample
 from plc_sim.spec import LineSpec
 from shopfloor.simconfig import sim_connectors
 

@@ -39,7 +39,7 @@ from bench_memory import read_status
 from measure import child_cpu_seconds, machine_description
 from processes import child, free_port, run_main, shopfloor_connect, wait_listening
 
-from historian.influxd import Influxd
+from testbed.influxd import Influxd
 
 SERVER_SCRIPT = (
     Path(__file__).parents[1] / "tests" / "second_stack" / "node_opcua" / "scale_server.js"

@@ -21,12 +21,12 @@ import numpy as np
 from measure import machine_description
 from processes import run_main
 
+from delivery.spool import Spool
+from delivery.writer import HistorianWriter
 from historian import Historian, Quality, Sample
 from historian.influx_v1 import InfluxV1Historian
-from historian.influxd import Influxd
-from historian.spool import Spool
-from historian.writer import HistorianWriter
 from shopfloor.durations import parse_duration
+from testbed.influxd import Influxd
 
 BATCH = 50
 SIGNALS = 100

@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 from yaml.composer import ComposerError
 
-from connectors.base import Input
 from connectors.check import ConnectorCheck, TagCheck
 from connectors.config_paths import context_for
-from historian.lineprotocol import name_problem
+from core.inputs import Input
+from core.schema import name_problem
 
 # type -> the plugin's package, imported when a file first uses the type (a Modbus-only file
 # never loads the OPC UA stack)

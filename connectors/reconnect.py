@@ -1,7 +1,7 @@
 """Reconnecting to a PLC that went away: the config of the backoff and the backoff itself.
 
 Shared by every input so that all of them behave alike; the backoff itself is the project's one
-(historian.backoff): delays double from `min_s` to `max_s`, jittered within the cap, so that
+(core.backoff): delays double from `min_s` to `max_s`, jittered within the cap, so that
 connectors that lost the same device do not come back in lockstep.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core.core_schema import ValidationInfo
 
-from historian import backoff
+from core import backoff
 
 
 class Reconnect(BaseModel):

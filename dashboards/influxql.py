@@ -13,16 +13,16 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard as model
 
-from historian.model import KEEP_ALIVE_S
+from core.schema import KEEP_ALIVE_S
 
 DATASOURCE_UID = (
     "shopfloor-influxdb"  # the uid of dashboards/provisioning/datasources/influxdb.yaml
 )
 DATASOURCE = model.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
 
-STALE_S = int(2 * KEEP_ALIVE_S)  # see historian.model.KEEP_ALIVE_S
+STALE_S = int(2 * KEEP_ALIVE_S)  # see core.schema.KEEP_ALIVE_S
 LOOKBACK = f"{STALE_S}s"
-CONNECTOR_REPORT_S = 10  # connectors.agent reports health every 10 s
+CONNECTOR_REPORT_S = 10  # delivery.agent reports health every 10 s
 CONNECTOR_STALE_S = 3 * CONNECTOR_REPORT_S
 
 # Every query on a measurement with site and line tags is narrowed to the chosen site and line,

@@ -12,6 +12,7 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import table as table_panel
 
+from core.schema import STATE_SIGNAL
 from dashboards import anomalies, events
 from dashboards.influxql import LOOKBACK, SITE_LINE, STALE_S, InfluxQL, age_query
 from dashboards.panels import (
@@ -27,7 +28,6 @@ from dashboards.panels import (
     table,
     time_series,
 )
-from historian.model import STATE_SIGNAL
 
 UID = "shopfloor-line-overview"
 MACHINE_DETAIL_LINK = dash.DashboardLink("Machine detail").url(

@@ -1,7 +1,7 @@
 """The panel kinds the Shopfloor dashboards use, on Grafana's typed SDK, with the choices that
 keep them truthful made once: stats keep every field type the query returns (booleans too),
 bar gauges colour by their thresholds, time series only bridge gaps shorter than a stale
-signal, and value mappings come from the codes in historian.model.
+signal, and value mappings come from the codes in core.schema.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
+from core.sample import Quality
+from core.schema import MachineState
+from core.units import SUFFIXES
 from dashboards.influxql import DATASOURCE, STALE_S, InfluxQL, site_line_variables
-from historian.model import MachineState
-from historian.sample import Quality
-from historian.units import SUFFIXES
 
 Json = dict[str, object]
 P = TypeVar(
@@ -102,7 +102,7 @@ def sort_by(field: str) -> model.DataTransformerConfig:
 
 
 def with_unit_overrides(panel: timeseries.Panel | stat_panel.Panel) -> None:
-    """Give each series the unit its signal name carries (historian.units): later overrides
+    """Give each series the unit its signal name carries (core.units): later overrides
     win, so the longest suffix goes last."""
     for suffix, (_, unit) in sorted(SUFFIXES.items(), key=lambda item: len(item[0])):
         panel.override_by_regexp(f"/.*{suffix}$/", props(unit=unit))

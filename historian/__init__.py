@@ -18,8 +18,9 @@ import os
 from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit
 
-from historian.base import Historian, HistorianError, Reading
-from historian.sample import Point, Quality, Sample
+from core.sample import Point, Quality, Sample
+from core.secrets import secret
+from core.storage import Historian, HistorianError, Reading
 
 __all__ = [
     "DEFAULT_URL",
@@ -62,20 +63,8 @@ def describe(url: str | None = None, environ: Mapping[str, str] = os.environ) ->
     ).geturl()
 
 
-def _secret(environ: Mapping[str, str], name: str) -> str:
-    """A secret from NAME, or from the file that NAME_FILE points at (Docker/systemd secrets)."""
-    path = environ.get(f"{name}_FILE", "")
-    if not path:
-        return environ.get(name, "")
-    try:
-        with open(path, encoding="utf-8") as file:
-            return file.read().strip()
-    except OSError as exc:
-        raise HistorianError(f"{name}_FILE={path}: cannot read it ({exc.strerror})") from None
-
-
 def _required(environ: Mapping[str, str], name: str, why: str) -> str:
-    value = _secret(environ, name)
+    value = secret(environ, name)
     if not value:
         raise HistorianError(
             f"{why} needs the environment variable {name} (or {name}_FILE); set it and retry"
@@ -120,7 +109,7 @@ def _open_influx_v1(url: str, tls: bool, environ: Mapping[str, str]) -> Historia
             " as in influxdb://HOST:PORT/DATABASE"
         )
     username = environ.get("INFLUX_USERNAME") or None
-    password = _secret(environ, "INFLUX_PASSWORD") or None
+    password = secret(environ, "INFLUX_PASSWORD") or None
     if password and not username:
         raise HistorianError("INFLUX_PASSWORD is set but INFLUX_USERNAME is not; set both")
     return InfluxV1Historian(_http_base(parts, tls), database, username=username, password=password)

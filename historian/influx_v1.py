@@ -21,7 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from historian.base import Historian, HistorianError, Reading, retryable_status
+from core.sample import Point, Sample
+from core.storage import Historian, HistorianError, Reading, retryable_status
 from historian.influxql import (
     latest_query,
     parse_latest,
@@ -30,7 +31,6 @@ from historian.influxql import (
     quote_ident,
 )
 from historian.lineprotocol import format_points, format_samples
-from historian.sample import Point, Sample
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.client.write_api_async import WriteApiAsync
 
-from historian.base import HistorianError, retryable_status
+from core.storage import HistorianError, retryable_status
 from historian.influx_v1 import BATCH_SIZE, InfluxHTTP, InfluxQLHistorian
 
 

@@ -1,6 +1,6 @@
 """The InfluxQL the InfluxDB readers share (1.x directly, 2.x/3.x through the v1-compatible /query).
 
-Builds the `latest` and `points` queries of `historian.base.Historian` and turns /query JSON
+Builds the `latest` and `points` queries of `core.storage.Historian` and turns /query JSON
 (requested chunked, with epoch=ns) into Readings and Points, typed by the data model.
 
 `latest` returns the newest point of each telemetry series whatever its quality: a bad-quality
@@ -14,9 +14,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from historian.base import HistorianError, Reading
-from historian.model import TELEMETRY, check_tags, coerce_field, measurement, telemetry_quality
-from historian.sample import Point
+from core.sample import Point
+from core.schema import TELEMETRY, check_tags, coerce_field, measurement, telemetry_quality
+from core.storage import HistorianError, Reading
 
 _SERIES_TAGS = ",".join(f'"{tag}"' for tag in TELEMETRY.tags)
 

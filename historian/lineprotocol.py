@@ -14,15 +14,13 @@ value), and non-finite float fields of a Point are left out.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Sequence
 
-from historian.base import HistorianError
-from historian.model import TELEMETRY, typed_fields
-from historian.sample import Point, Sample, SampleBatch, SeriesKey, quality_without_value
+from core.sample import Point, Sample, SampleBatch, SeriesKey, quality_without_value
+from core.schema import KEY_SPECIALS, TELEMETRY, name_problem, typed_fields
+from core.storage import HistorianError
 
 _MEASUREMENT_SPECIALS = ", "
-_KEY_SPECIALS = ",= "
 _MAX_CACHED_SERIES = 100_000
 
 # Telemetry line prefix ("telemetry,line=..,machine=..,signal=..,site=.. ") per series key.
@@ -30,19 +28,6 @@ _telemetry_prefixes: dict[tuple[str, str, str, str], str] = {}
 # "prefix value=" of every series of a read, per series tuple of a read (SampleBatch runs).
 _run_prefixes: dict[tuple[SeriesKey, ...], tuple[str, ...]] = {}
 _MAX_CACHED_RUNS = 10_000
-
-
-def name_problem(text: str) -> str | None:
-    """Why a name (tag value, measurement, field key) cannot be written faithfully, if it
-    cannot: the one rule that connectors files are checked against when they load."""
-    control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
-    if control is not None:
-        return f"holds the control character {control!r}"
-    if text.endswith("\\"):
-        return "ends with a backslash"
-    if any("\\" + c in text for c in _KEY_SPECIALS):
-        return "has a backslash before a comma, an equals sign or a space"
-    return None
 
 
 def _escape(text: str, specials: str) -> str:
@@ -61,7 +46,7 @@ def escape_measurement(name: str) -> str:
 
 def escape_key(text: str) -> str:
     """A tag key, tag value or field key as line protocol needs it."""
-    return _escape(text, _KEY_SPECIALS)
+    return _escape(text, KEY_SPECIALS)
 
 
 def quote_string(text: str) -> str:

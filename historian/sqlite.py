@@ -1,6 +1,6 @@
 """Embedded SQLite historian, the default backend: nothing to install for a student.
 
-Layout, driven by `historian.model`:
+Layout, driven by `core.schema`:
 - `telemetry` is normalised: `telemetry_series(id, site, line, machine, signal)` plus
   `telemetry(series, time, value, quality)` keyed by (series, time). Rows stay small, and
   `latest` is one index probe per series instead of a scan of all history. The view
@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from historian.base import Historian, HistorianError, Reading
-from historian.model import (
+from core.sample import Point, Sample, quality_without_value
+from core.schema import (
     MEASUREMENTS,
     TELEMETRY,
     Measurement,
@@ -36,8 +36,8 @@ from historian.model import (
     telemetry_quality,
     typed_fields,
 )
-from historian.model import measurement as model_of
-from historian.sample import Point, Sample, quality_without_value
+from core.schema import measurement as model_of
+from core.storage import Historian, HistorianError, Reading
 
 T = TypeVar("T")
 SeriesKey = tuple[str, str, str, str]

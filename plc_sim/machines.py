@@ -32,7 +32,7 @@ class SignalKind(Enum):
 class MachineState(IntEnum):
     """The `state` signal of every machine, as the simulated PLCs encode it. plc_sim depends on
     nothing of ours (it stands in for equipment that does not share our code), so this is the
-    device's side of the contract in historian.model.MachineState; a test keeps them equal."""
+    device's side of the contract in core.schema.MachineState; a test keeps them equal."""
 
     STOPPED = 0
     IDLE = 1

@@ -18,7 +18,7 @@ from typing import Any
 
 from analytics.errors import ModelError
 from connectors.config import ConfigError
-from historian.base import HistorianError
+from core.storage import HistorianError
 from shopfloor.options import CommandError
 
 # Errors a user can cause, which end a command with their message and exit code 2: these for
@@ -34,7 +34,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "shopfloor.commissioning": ("certs", "browse", "probe", "check"),
     "shopfloor.detection": ("train", "detect", "report"),
     "shopfloor.detection_eval": ("eval",),
-    "shopfloor.uns": ("ingest",),
+    "shopfloor.ingest": ("ingest",),
 }
 
 

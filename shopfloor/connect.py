@@ -15,17 +15,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from connectors.agent import Agent
 from connectors.config import ConnectorsConfig, load_config
+from core.storage import Historian, Sink
+from delivery.agent import Agent
+from delivery.fanout import Fanout
+from delivery.spool import DEFAULT_MAX_BYTES, Spool, SpoolError, parse_size
+from delivery.writer import HistorianWriter, Writer
 from historian import open_historian
-from historian.base import Historian
-from historian.fanout import Fanout
-from historian.mqtt import open_broker
-from historian.spool import DEFAULT_MAX_BYTES, Spool, SpoolError, parse_size
-from historian.writer import HistorianWriter
 from shopfloor.health import HealthServer
 from shopfloor.options import CommandError, add_duration, add_historian, command, run_for
 from shopfloor.status import LiveStatus
+from uns.broker import open_broker
 
 PUBLISH_HELP = (
     "also (or, for connect without --historian, only) publish to an MQTT broker "
@@ -55,13 +55,13 @@ def opened(args: argparse.Namespace) -> Historian:
 
 async def writer_for(
     args: argparse.Namespace, historian: Historian, *, keep_historian: bool
-) -> HistorianWriter | Fanout:
+) -> Writer:
     """The spooled writer the options ask for: the historian's, the broker's, or both (each
     with its own spool folder, so that one outage holds back only its own data)."""
     url = args.publish or os.environ.get("SHOPFLOOR_PUBLISH")
     if not url:
         return await spooled_writer(args, historian)
-    from historian.mqtt.publisher import MqttPublisher  # the MQTT client: only when publishing
+    from uns.publisher import MqttPublisher  # the MQTT client: only when publishing
 
     publisher = MqttPublisher(open_broker(url))
     folder = args.spool or default_spool(historian)
@@ -79,7 +79,7 @@ def _with_spool(args: argparse.Namespace, folder: Path) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), "spool": folder})
 
 
-async def spooled_writer(args: argparse.Namespace, historian: Historian) -> HistorianWriter:
+async def spooled_writer(args: argparse.Namespace, historian: Sink) -> HistorianWriter:
     """The writer with the spool the options ask for, opened now: an unusable folder stops the
     command before anything runs (or is logged and run around, if memory-only is allowed)."""
     folder = args.spool or default_spool(historian)
@@ -93,7 +93,7 @@ async def spooled_writer(args: argparse.Namespace, historian: Historian) -> Hist
     return writer
 
 
-def default_spool(historian: Historian) -> Path:
+def default_spool(historian: Sink) -> Path:
     """`spool/` next to the SQLite file, else in the working directory."""
     path = getattr(historian, "path", None)  # only a file historian (SQLite) has one
     return Path(path).parent / "spool" if path else Path("spool")
@@ -101,7 +101,7 @@ def default_spool(historian: Historian) -> Path:
 
 def build_agent(
     config: ConnectorsConfig,
-    writer: HistorianWriter,
+    writer: Writer,
     historian_name: str,
     anomalies: Callable[[], Mapping[str, str]] = dict,
 ) -> tuple[Agent, LiveStatus]:

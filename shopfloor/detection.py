@@ -12,36 +12,32 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from analytics.anomaly import AnomalyDetector
 from analytics.detectors import DETECTORS, make_detector
-from analytics.episodes import AlarmLogic, Episode
+from analytics.episodes import AlarmLogic
 from analytics.features import WindowSpec
-from analytics.model_store import MachineModel, ModelError, load_model, save_model
+from analytics.model_store import (
+    load_models,
+    model_for,
+)
 from analytics.online import KPI_LOOKBACK_S, OnlineDetector, OnlineStats
-from analytics.report import ScoreTrace, render_report
+from analytics.readback import fault_spans, offline_scores, stored_scores
+from analytics.report import render_report
 from analytics.training import (
     DEFAULT_ALARM,
     FALSE_ALARM_RATE,
-    TrainingError,
     TrainingSettings,
-    fit_machine_model,
-    frame_episodes,
+    train_models,
 )
-from analytics.windows import MachineTelemetry, detection_signals, read_telemetry
+from analytics.windows import detection_signals, read_telemetry
+from core.storage import Historian
 from historian import open_historian
-from historian.base import Historian
-from historian.sample import Point
-from plc_sim.process import WARMUP_S, Simulator
-from plc_sim.scenarios import on_the_wire
-from plc_sim.spec import LineSpecError, load_line
+from linelab.simulated import simulated_telemetry
+from plc_sim.spec import LineSpecError
 from shopfloor.durations import parse_duration
 from shopfloor.options import (
     CommandError,
@@ -53,67 +49,8 @@ from shopfloor.options import (
 )
 
 USER_ERRORS = (LineSpecError,)  # a line file (--line) that cannot be used: its message, exit 2
-MODEL_SUFFIX = ".npz"
 REPORT_TIMEOUT_S = 300.0  # every historian read of one report together
 STREAM_HOLD_S = 900.0  # from a broker, this much telemetry is kept beyond what the kpis read
-
-
-def simulated_telemetry(
-    duration_s: float, *, seed: int, line: Path | None = None, warmup_s: float = WARMUP_S
-) -> dict[str, MachineTelemetry]:
-    """A fresh fault-free run of the line's process model (no sockets), per machine, as the
-    connectors read it (Modbus registers round); the scheduled faults of the line file are left
-    out, and it starts at running heat (Simulator.warm_up)."""
-    spec = load_line(line).model_copy(update={"faults": []})
-    sim = Simulator(spec, seed=seed)
-    sim.warm_up(warmup_s)
-    machines = {name: MachineTelemetry(spec.site, spec.line, name) for name in spec.machines}
-    for _ in range(round(duration_s / spec.tick_s)):
-        sim.step(spec.tick_s)
-        for (machine, signal), value in sim.values().items():
-            found = machines[machine]
-            found.times_s.append(sim.time_s)
-            found.signals.append(signal)
-            found.values.append(value)
-    for found in machines.values():  # as the connectors will read them when detecting
-        names, values = np.array(found.signals), np.array(found.values)
-        for signal in set(found.signals):
-            mine = names == signal
-            values[mine] = on_the_wire(spec, found.machine, signal, values[mine])
-        found.values = values.tolist()
-    return machines
-
-
-def train_models(
-    telemetry: dict[str, MachineTelemetry], settings: TrainingSettings, folder: Path
-) -> tuple[list[MachineModel], dict[str, str]]:
-    """Fit and save a model per machine; (saved models, {skipped machine: why})."""
-    folder.mkdir(parents=True, exist_ok=True)
-    saved, skipped = [], {}
-    for name in sorted(telemetry):
-        try:
-            model = fit_machine_model(telemetry[name], settings)
-        except TrainingError as exc:
-            skipped[name] = str(exc)
-            continue
-        save_model(folder / f"{name}{MODEL_SUFFIX}", model)
-        saved.append(model)
-    return saved, skipped
-
-
-def load_models(folder: Path) -> dict[str, MachineModel]:
-    """Every model in the folder; one that cannot be loaded is reported and left out."""
-    models = {}
-    for path in sorted(folder.glob(f"*{MODEL_SUFFIX}")):
-        try:
-            model = load_model(path)
-        except ModelError as exc:
-            print(f"skipping {path.name}: {exc}", file=sys.stderr)
-            continue
-        models[model.machine] = model
-    if not models:
-        raise CommandError(f"no usable models in {folder}; run `shopfloor train` first")
-    return models
 
 
 async def train(args: argparse.Namespace) -> int:
@@ -151,10 +88,12 @@ async def detect(args: argparse.Namespace) -> int:
         source: Historian = historian
         feed = []
         if args.source:
-            from shopfloor import uns  # the MQTT stack, loaded only when streaming from a broker
+            from uns.stream import (
+                open_stream,  # the MQTT stack, loaded only when streaming from a broker
+            )
 
             hold_s = (args.kpi_interval or 0.0) + KPI_LOOKBACK_S + STREAM_HOLD_S
-            source, stream = uns.stream(args.source, historian, hold_s=hold_s)
+            source, stream = open_stream(args.source, historian, hold_s=hold_s)
             feed.append(stream)
         detector = OnlineDetector(source, models, lag_s=args.lag, kpi_interval_s=args.kpi_interval)
         where = args.source or historian.describe()
@@ -182,7 +121,7 @@ def detection_summary(stats: OnlineStats) -> str:
 async def report(args: argparse.Namespace) -> int:
     """Draw one machine's signals, anomaly score, episodes and true faults into a PNG."""
     since, until = _time_range(args)
-    model = _model_for(args.models, args.machine)
+    model = model_for(args.models, args.machine)
     async with open_historian(args.historian) as historian, asyncio.timeout(REPORT_TIMEOUT_S):
         telemetry = (await read_telemetry(historian, since, until, machine=args.machine)).get(
             args.machine
@@ -194,98 +133,16 @@ async def report(args: argparse.Namespace) -> int:
         window = model.window if model else WindowSpec()
         frame = telemetry.frame(window)
         frame = telemetry.frame(window, model.signals if model else detection_signals(frame))
-        scores, threshold, episodes = await _stored_scores(historian, args.machine, since, until)
+        scores, threshold, episodes = await stored_scores(historian, args.machine, since, until)
         if len(scores.times) == 0 and model is not None:
-            scores, threshold, episodes = _offline_scores(telemetry, model)
-        faults = await _fault_spans(historian, args.machine, since, until)
+            scores, threshold, episodes = offline_scores(telemetry, model)
+        faults = await fault_spans(historian, args.machine, since, until)
     title = f"{args.machine}: {_iso(since)} to {_iso(until)}"
     await asyncio.to_thread(
         render_report, frame, scores, threshold, episodes, faults, args.out, title=title
     )
     print(f"wrote {args.out}: {len(episodes)} flagged episodes, {len(faults)} true faults")
     return 0
-
-
-@dataclass(frozen=True)
-class FaultSpan:
-    """A true fault interval read back from `events` (kind=fault)."""
-
-    fault: str
-    start: float
-    end: float
-
-
-async def _stored_scores(
-    historian: Historian, machine: str, since: float, until: float
-) -> tuple[ScoreTrace, float, list[Episode]]:
-    """Scores and episodes the online detector wrote, for the report."""
-    span = {"start_ns": int(since * 1e9), "end_ns": int(until * 1e9)}
-    points = await historian.points("anomaly", tags={"machine": machine}, **span)
-    scored = [p for p in points if "score" in p.fields]
-    times = np.array([p.ts / 1e9 for p in scored])
-    values = np.array([float(p.fields["score"]) for p in scored])
-    threshold = float(scored[-1].fields.get("threshold", np.nan)) if scored else np.nan
-    events = await historian.points("events", tags={"machine": machine, "kind": "anomaly"}, **span)
-    episodes = []
-    for start, end in _spans(events, until):
-        inside = [p for p in scored if start * 1e9 <= p.ts <= end * 1e9] or scored[:1]
-        peak = max(inside, key=lambda p: float(p.fields["score"]), default=None)
-        top = str(peak.fields.get("top_signal", "")) if peak else ""
-        episodes.append(Episode(start, end, float(peak.fields["score"]) if peak else 0.0, top))
-    return ScoreTrace(times, values), threshold, episodes
-
-
-def _offline_scores(
-    telemetry: MachineTelemetry, model: MachineModel
-) -> tuple[ScoreTrace, float, list[Episode]]:
-    """Nothing stored online for this range: score it now with the machine's model."""
-    times, scores, episodes = frame_episodes(model, telemetry.frame(model.window, model.signals))
-    return ScoreTrace(times, scores), model.threshold, episodes
-
-
-async def _fault_spans(
-    historian: Historian, machine: str, since: float, until: float
-) -> list[FaultSpan]:
-
-    events = await historian.points(
-        "events",
-        tags={"machine": machine, "kind": "fault"},
-        start_ns=int(since * 1e9),
-        end_ns=int(until * 1e9),
-    )
-    by_fault: dict[str, list[Point]] = {}
-    for event in events:
-        name = str(event.fields.get("text", "fault")).split(" ", 1)[0]
-        by_fault.setdefault(name, []).append(event)
-    return [
-        FaultSpan(name, start, end)
-        for name, group in by_fault.items()
-        for start, end in _spans(group, until)
-    ]
-
-
-def _spans(events: Sequence[Point], until: float) -> list[tuple[float, float]]:
-    """(start, end) pairs from active true/false events; one still open ends at `until`."""
-    spans, start = [], None
-    for event in events:
-        if event.fields.get("active") and start is None:
-            start = event.ts / 1e9
-        elif not event.fields.get("active") and start is not None:
-            spans.append((start, event.ts / 1e9))
-            start = None
-    if start is not None:
-        spans.append((start, until))
-    return spans
-
-
-def _model_for(folder: Path, machine: str) -> MachineModel | None:
-    path = folder / f"{machine}{MODEL_SUFFIX}"
-    if not path.exists():
-        return None
-    try:
-        return load_model(path)
-    except ModelError as exc:
-        raise CommandError(f"{path}: {exc}") from None
 
 
 def parse_time(text: str) -> float:

@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.base import Input
-from historian.writer import HistorianWriter
+from core.inputs import Input
+from delivery.writer import Writer
 
 RATE_INTERVAL_S = 1.0
 
@@ -30,7 +30,7 @@ class HealthServer:
     def __init__(
         self,
         inputs: Sequence[Input],
-        writer: HistorianWriter,
+        writer: Writer,
         *,
         host: str = "127.0.0.1",
         port: int,

@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from connectors.config import parse_config
-from historian.base import Reading
-from historian.sample import Point
-from historian.units import unit_of
-from historian.writer import HistorianWriter
+from core.sample import Point
+from core.storage import Reading
+from core.units import unit_of
+from delivery.writer import HistorianWriter, Writer
 from plc_sim.faults import FaultEvent
 from plc_sim.opcua_server import SecureEndpoint
 from plc_sim.options import (
@@ -111,7 +111,7 @@ async def sim(args: argparse.Namespace) -> int:
 async def _simulate(
     spec: LineSpec,
     args: argparse.Namespace,
-    writer: HistorianWriter,
+    writer: Writer,
     ready: asyncio.Event | None = None,
 ) -> None:
     """The simulator with its servers; a port in use is a user error, not a crash."""
@@ -187,9 +187,7 @@ async def sim_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _event_writer(
-    spec: LineSpec, writer: HistorianWriter
-) -> Callable[[FaultEvent, int], Awaitable[None]]:
+def _event_writer(spec: LineSpec, writer: Writer) -> Callable[[FaultEvent, int], Awaitable[None]]:
     """Injected faults become `events` points: the ground truth that detection is scored on."""
 
     async def write(event: FaultEvent, ts_ns: int) -> None:

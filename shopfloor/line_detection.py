@@ -13,19 +13,14 @@ import asyncio
 import sys
 from pathlib import Path
 
-from analytics.model_store import MachineModel
+from analytics.model_store import MODEL_SUFFIX, MachineModel, load_models
 from analytics.online import OnlineDetector
-from historian.base import Historian
+from analytics.training import TrainingSettings, train_models
+from core.storage import Historian
 from historian.sqlite import SQLiteHistorian
+from linelab.simulated import simulated_telemetry
 from plc_sim.spec import LineSpec
-from shopfloor.detection import (
-    MODEL_SUFFIX,
-    TrainingSettings,
-    detection_summary,
-    load_models,
-    simulated_telemetry,
-    train_models,
-)
+from shopfloor.detection import detection_summary
 
 TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
 TRAINING_SEED_OFFSET = 1000  # train on another seed than the line that is scored

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
-from connectors.base import Input
-from historian.model import MachineState
-from historian.sample import Quality, Sample, SampleBatch, SeriesKey
-from historian.units import unit_of
-from historian.writer import HistorianWriter
+from core.inputs import Input
+from core.sample import Quality, Sample, SampleBatch, SeriesKey
+from core.schema import MachineState
+from core.units import unit_of
+from delivery.writer import Writer
 
 NBSP = "\u00a0"  # keeps a value and its unit on one line when the table wraps
 STATE_NAMES = {s.value: s.name.lower() for s in MachineState} | {MachineState.FAULTED: "FAULTED"}
@@ -31,7 +31,7 @@ class LiveStatus:
     def __init__(
         self,
         inputs: Sequence[Input],
-        writer: HistorianWriter,
+        writer: Writer,
         *,
         historian_name: str,
         interval_s: float = 2.0,

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from historian.influxd import INSTALL_HINT, Influxd
+from testbed.influxd import INSTALL_HINT, Influxd
 
 
 def _influx_query(http_url: str, statement: str) -> None:

@@ -17,7 +17,7 @@ from connectors.modbus.client import EXCEPTION_MEANINGS, decoder_for, reader_for
 from connectors.modbus.config import Config, Device, Tag
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
 from connectors.modbus.transport import ConnectError, connect, new_client
-from historian.units import unit_of
+from core.units import unit_of
 
 
 class _Unreachable(Exception):

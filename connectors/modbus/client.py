@@ -32,14 +32,15 @@ from itertools import repeat
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.pdu import ModbusPDU
 
-from connectors.base import ConnectorStats, Emit, Handover
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
 from connectors.modbus.config import Config, Device, Table
 from connectors.modbus.pipeline import Reply
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
 from connectors.modbus.transport import ConnectError, Session, new_session, pymodbus_reader
 from connectors.reconnect import Backoff, Reconnect
-from historian.sample import Quality, Sample, SampleBatch, Series, SeriesKey
+from core.inputs import ConnectorStats, Emit
+from core.sample import Quality, Sample, SampleBatch, Series, SeriesKey
+from delivery.handover import Handover
 
 EXCEPTION_MEANINGS: dict[int, str] = {
     1: "illegal function (the device does not support this table)",
@@ -180,7 +181,7 @@ class _Cycle:
 
 
 class ModbusInput:
-    """Input plugin for one Modbus TCP endpoint (satisfies `connectors.base.Input`)."""
+    """Input plugin for one Modbus TCP endpoint (satisfies `core.inputs.Input`)."""
 
     def __init__(self, config: Config, *, site: str, line: str) -> None:
         self.name = config.name

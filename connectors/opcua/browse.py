@@ -17,7 +17,7 @@ from typing import Any
 from asyncua import Client, ua
 
 from connectors.opcua.resolve import chunks
-from historian.units import suffix_for, unit_of
+from core.units import suffix_for, unit_of
 
 BATCH = 500
 _Child = tuple[ua.ReferenceDescription, tuple[str, ...]]

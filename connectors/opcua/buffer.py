@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from connectors.base import ConnectorStats, Emit
-from historian.sample import Sample, SampleBatch
+from core.inputs import ConnectorStats, Emit
+from core.sample import Sample, SampleBatch
 
 FINAL_FLUSH_TIMEOUT_S = 5.0
 

@@ -22,7 +22,6 @@ from asyncua import Client, ua
 from asyncua.client.ua_session import UaSession
 from asyncua.common.utils import NotEnoughData
 
-from connectors.base import ConnectorStats, Emit
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
@@ -41,7 +40,8 @@ from connectors.opcua.session import (
     open_session,
 )
 from connectors.reconnect import Backoff
-from historian.sample import Quality, Sample, SampleBatch, SeriesKey
+from core.inputs import ConnectorStats, Emit
+from core.sample import Quality, Sample, SampleBatch, SeriesKey
 
 _log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class _Slot:
 class OpcUaInput:
     """Reads the configured tags of one OPC UA server until cancelled.
 
-    Satisfies `connectors.base.Input`.
+    Satisfies `core.inputs.Input`.
     """
 
     def __init__(self, config: Config, *, site: str, line: str) -> None:

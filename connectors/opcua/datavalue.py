@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from asyncua import ua
 
-from historian.sample import Quality, Sample, SeriesKey
+from core.sample import Quality, Sample, SeriesKey
 
 # The two top bits of a StatusCode are its severity: 00 good, 01 uncertain, 10 bad, 11 reserved.
 QUALITY_BY_SEVERITY = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, Quality.BAD)

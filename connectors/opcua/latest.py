@@ -21,7 +21,7 @@ import time
 from array import array
 from collections.abc import Sequence
 
-from historian.sample import Quality, Sample, SeriesKey
+from core.sample import Quality, Sample, SeriesKey
 
 _NONE = -1  # timestamp of a tag with no point yet
 

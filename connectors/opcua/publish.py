@@ -23,7 +23,7 @@ from asyncua.ua.ua_binary import struct_from_binary
 from asyncua.ua.uatypes import win_epoch_to_datetime
 
 from connectors.opcua.datavalue import QUALITY_BY_SEVERITY, bad_status
-from historian.sample import Quality
+from core.sample import Quality
 
 _FILETIME_EPOCH = 116_444_736_000_000_000  # 1970-01-01 in 100 ns since 1601-01-01
 _DATA_CHANGE = ua.ObjectIds.DataChangeNotification_Encoding_DefaultBinary

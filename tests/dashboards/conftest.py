@@ -28,9 +28,10 @@ import pytest
 import yaml
 
 from analytics.features import WindowSpec
-from historian.influxd import free_port
+from analytics.training import TrainingSettings, train_models
+from linelab.simulated import simulated_telemetry
 from plc_sim.spec import DEFAULT_LINE
-from shopfloor.detection import TrainingSettings, simulated_telemetry, train_models
+from testbed.influxd import free_port
 
 SHOPFLOOR = Path(__file__).parents[2] / ".venv" / "bin" / "shopfloor"
 RUN_S = 35

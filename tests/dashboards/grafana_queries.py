@@ -1,6 +1,6 @@
 """Every InfluxQL query Grafana would run for the Shopfloor dashboards and alert rules, with
 its macros expanded the way Grafana's InfluxDB datasource expands them, and a check of the
-names it uses against the data model (historian/model.py).
+names it uses against the data model (core/schema.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from core.schema import MEASUREMENTS
 from dashboards.build import render
-from historian.model import MEASUREMENTS
 
 ALERT_RULES = Path(__file__).parents[2] / "dashboards" / "provisioning" / "alerting" / "rules.yaml"
 DEFAULT_INTERVAL = "1s"  # what Grafana computes for 15 minutes on a wide panel (min 1 ms steps)

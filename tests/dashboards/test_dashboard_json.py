@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
+from core import schema as data_model
+from core.units import SUFFIXES, grafana_unit_of, unit_of
 from dashboards import build
 from dashboards.influxql import DATASOURCE, SITE_LINE, STALE_S
 from dashboards.panels import STATE_MAPPINGS
-from historian import model as data_model
-from historian.units import SUFFIXES, grafana_unit_of, unit_of
 from plc_sim import MachineState as SimMachineState
 from plc_sim.spec import UNITS as SIM_UNITS
 from plc_sim.spec import load_line

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from core.sample import Point, Quality, Sample
+from core.schema import KEEP_ALIVE_S, MachineState
 from dashboards.influxql import CONNECTOR_STALE_S, STALE_S
 from historian import open_historian
-from historian.model import KEEP_ALIVE_S, MachineState
-from historian.sample import Point, Quality, Sample
 from tests.conftest import fresh_database
 from tests.dashboards.conftest import LineRun
 from tests.dashboards.grafana_queries import Query, dashboard_queries, expand

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 import yaml
 
-from historian.model import EVENTS
+from core.schema import EVENTS
 from tests.dashboards.conftest import FAULT, JAM, LineRun
 from tests.dashboards.grafana_queries import (
     ALERT_RULES,

@@ -9,8 +9,8 @@ import pytest
 
 from historian import HistorianError, Quality, Sample, open_historian
 from historian.influx_v1 import InfluxHTTP
-from historian.influxd import INSTALL_HINT, Influxd
 from historian.influxql import quote_literal
+from testbed.influxd import INSTALL_HINT, Influxd
 
 pytestmark = pytest.mark.influxdb
 

@@ -6,7 +6,7 @@ import pytest
 
 from historian import HistorianError, Quality, Sample, open_historian
 from historian.influx_v1 import InfluxHTTP, InfluxV1Historian
-from historian.influxd import free_port
+from testbed.influxd import free_port
 
 pytestmark = pytest.mark.influxdb
 

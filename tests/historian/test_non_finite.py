@@ -13,16 +13,16 @@ import pytest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.agent import Agent
 from connectors.config import parse_config
 from connectors.modbus.codec import DataType as T
 from connectors.modbus.codec import encode
+from core import sample as sample_module
+from delivery.agent import Agent
+from delivery.spool import Spool
+from delivery.writer import HistorianWriter
 from historian import Historian, Quality
-from historian import sample as sample_module
-from historian.spool import Spool
-from historian.writer import HistorianWriter
+from tests.e2e.test_line import running
 from tests.eventually import eventually
-from tests.test_line import running
 
 VALUES = {"nan_c": math.nan, "plus_inf_c": math.inf, "minus_inf_c": -math.inf, "fine_c": 1.5}
 
@@ -60,7 +60,7 @@ async def test_nan_and_inf_from_a_plc_are_stored_bad_never_good(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sample_module, "_reported", set())  # logged once per process and series
-    caplog.set_level(logging.WARNING, "historian.sample")
+    caplog.set_level(logging.WARNING, "core.sample")
     inputs = parse_config(connectors_file(plc), Path("plc.yaml")).build_inputs()
     writer = HistorianWriter(historian, spool=Spool(tmp_path / "spool"), flush_interval_s=0.05)
     async with running(Agent(inputs, writer).run()):

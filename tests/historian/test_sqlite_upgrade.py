@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from historian.sample import Point
+from core.sample import Point
 from historian.sqlite import SQLiteHistorian
 
 OLD_CONNECTOR_TABLE = (

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from historian.influxd import free_port
+from testbed.influxd import free_port
 
 HERE = Path(__file__).parent
 NODE_USER, NODE_PASSWORD = "operator", "n0de-Pa55"

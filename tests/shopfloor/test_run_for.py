@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from historian.spool import SpoolError
+from delivery.spool import SpoolError
 from shopfloor.options import run_for
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from historian.units import unit_of
+from core.units import unit_of
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from connectors.modbus.codec import DataType as T
 from connectors.modbus.codec import WordOrder as W
 from connectors.modbus.codec import encode
 from connectors.modbus.transport import Link, Serial, Transport, new_client, parse_url
-from historian.sample import Quality, Sample
+from core.sample import Quality, Sample
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from connectors.modbus import Config, ModbusInput, build
-from historian.influxd import free_port
-from historian.sample import Quality, Sample
+from core.sample import Quality, Sample
 from plc_sim.modbus_server import DeviceFault, ModbusServer, parse_device_fault
 from plc_sim.process import Simulator
 from plc_sim.spec import load_line
 from shopfloor.simconfig import sim_connectors
+from testbed.influxd import free_port
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,13 +14,13 @@ import pytest
 from pymodbus.pdu import ModbusPDU
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from connectors.base import ConnectorStats
 from connectors.modbus import Config, ModbusInput, build
 from connectors.modbus.client import EMITS_IN_FLIGHT
 from connectors.modbus.codec import DataType as T
 from connectors.modbus.codec import WordOrder as W
 from connectors.modbus.codec import encode
-from historian.sample import Quality, Sample
+from core.inputs import ConnectorStats
+from core.sample import Quality, Sample
 from plc_sim.modbus_server import PipelinedTcpServer
 
 pytestmark = pytest.mark.timeout(30)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from connectors.modbus import Config, ModbusInput, build, check
-from historian.influxd import free_port
-from historian.sample import Quality
+from core.sample import Quality
+from testbed.influxd import free_port
 from tests.connectors.opcua.opcua_testplc import Collector
 from tests.eventually import eventually
 from tests.second_stack import Running, libmodbus_binary, libmodbus_server

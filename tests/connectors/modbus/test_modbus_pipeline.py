@@ -15,7 +15,7 @@ import pytest
 
 from connectors.modbus import Config, build
 from connectors.modbus.pipeline import PipelinedClient, ProtocolError, Reply
-from historian.sample import Quality, Sample
+from core.sample import Quality, Sample
 from plc_sim.modbus_server import DeviceFault, ModbusServer
 from plc_sim.spec import load_line
 from shopfloor.simconfig import sim_connectors

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from opcua_testplc import Collector, TestPlc
+
+from tests.connectors.opcua.opcua_testplc import Collector, TestPlc
 
 
 @pytest.fixture

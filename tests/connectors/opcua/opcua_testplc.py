@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from asyncua import Server, ua
 
-from historian.sample import Quality, Sample
+from core.sample import Quality, Sample
 
 NAMESPACE_URI = "urn:shopfloor:test-plc"
 SOURCE_TS = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)

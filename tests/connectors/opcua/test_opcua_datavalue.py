@@ -12,15 +12,15 @@ import pytest
 from asyncua import ua
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
-from opcua_testplc import eventually
 
-from connectors.base import ConnectorStats
 from connectors.opcua import Config, build
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.client import _Loss, _Notifications, deadband_filter
 from connectors.opcua.config import Deadband
 from connectors.opcua.datavalue import Series, datetime_ns, quality_of, to_sample
-from historian.sample import Quality, Sample
+from core.inputs import ConnectorStats
+from core.sample import Quality, Sample
+from tests.connectors.opcua.opcua_testplc import eventually
 
 SERIES = Series("site", "line1", "filler", "speed")
 TS = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)

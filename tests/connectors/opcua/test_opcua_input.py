@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 from asyncua import ua
-from opcua_testplc import (
+
+from connectors.opcua import Config, OpcUaInput, build
+from core.sample import Quality
+from tests.connectors.opcua.opcua_testplc import (
     LABEL_BYTES,
     NAMESPACE_URI,
     RUNNING_GUID,
@@ -23,9 +26,6 @@ from opcua_testplc import (
     TestPlc,
     eventually,
 )
-
-from connectors.opcua import Config, OpcUaInput, build
-from historian.sample import Quality
 
 TAGS = [
     {"machine": "pasteurizer", "signal": "temp", "node": "ns=2;s=line1.temp"},

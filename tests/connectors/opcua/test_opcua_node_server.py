@@ -22,7 +22,7 @@ import yaml
 from connectors.opcua import Config, OpcUaInput, build
 from connectors.opcua.pki import Pki, create_certificate
 from connectors.opcua.session import ChannelRefused, close_session, open_session
-from historian.sample import Quality, Sample
+from core.sample import Quality, Sample
 from shopfloor import commissioning
 from tests.connectors.opcua.opcua_testplc import Collector
 from tests.second_stack import (

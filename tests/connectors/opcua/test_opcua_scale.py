@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from connectors.opcua import Config, OpcUaInput, build
-from historian.sample import Quality, Sample
+from core.sample import Quality, Sample
 from tests.second_stack import Running, node_opcua_scale_server
 
 pytestmark = pytest.mark.timeout(90)

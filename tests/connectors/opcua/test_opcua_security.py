@@ -16,8 +16,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from opcua_testplc import Collector
-from secure_sim import (
+
+from connectors.opcua import Config, OpcUaInput, build
+from connectors.opcua.check import check
+from connectors.opcua.pki import Pki
+from connectors.opcua.security import IMPLICIT_NONE_WARNING, Auth, Security
+from connectors.opcua.session import explain, is_refusal, open_session
+from core.sample import Quality
+from tests.connectors.opcua.opcua_testplc import Collector
+from tests.connectors.opcua.secure_sim import (
     PASSWORD,
     PASSWORD_ENV,
     USER,
@@ -25,13 +32,6 @@ from secure_sim import (
     make_client_pki,
     start_secure_sim,
 )
-
-from connectors.opcua import Config, OpcUaInput, build
-from connectors.opcua.check import check
-from connectors.opcua.pki import Pki
-from connectors.opcua.security import IMPLICIT_NONE_WARNING, Auth, Security
-from connectors.opcua.session import explain, is_refusal, open_session
-from historian.sample import Quality
 
 TIMEOUT_S = 5.0
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]

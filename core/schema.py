@@ -1,0 +1,162 @@
+"""The data model (the README's "The data model") as data: every measurement's tag keys and
+typed field keys.
+
+Backends use it to lay out SQLite tables, to write each field with its declared type (InfluxDB
+refuses a float field that later arrives as an integer) and to tell tag columns from field
+columns in query results; dashboard tests use it to check their queries.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from core.sample import Point, Quality
+from core.storage import HistorianError
+
+FieldType = type[float] | type[int] | type[bool] | type[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One measurement: its tag keys (in series-key order) and its fields with their types."""
+
+    name: str
+    tags: tuple[str, ...]
+    fields: Mapping[str, FieldType]
+
+
+class MachineState(IntEnum):
+    """The codes of every machine's `state` signal: the one definition its readers share (OEE,
+    the live status, the dashboards). Ordered by how much a bucket's worst value matters, so
+    max() over an interval never averages a fault away: faulted beats running beats idle."""
+
+    STOPPED = 0
+    IDLE = 1
+    RUNNING = 2
+    FAULTED = 3
+
+
+STATE_SIGNAL = "state"
+
+# A connector records an unchanged tag again after this long (the OPC UA `max_age_s` default), so
+# a reader that wants a change-only signal's current value looks back twice that, and a signal
+# silent for longer is stale (dead line, dead connector), not "still the same".
+KEEP_ALIVE_S = 60.0
+
+TELEMETRY = Measurement(
+    "telemetry", ("site", "line", "machine", "signal"), {"value": float, "quality": int}
+)
+ANOMALY = Measurement(
+    "anomaly",
+    ("site", "line", "machine", "detector"),
+    {"score": float, "threshold": float, "is_anomaly": bool, "top_signal": str},
+)
+# Anomaly episodes (kind `anomaly`) also carry top_signal and peak_score, and duration_s on
+# the closing event, so dashboards select them instead of parsing the text; faults do not.
+EVENTS = Measurement(
+    "events",
+    ("site", "line", "machine", "kind"),
+    {"text": str, "active": bool, "top_signal": str, "peak_score": float, "duration_s": float},
+)
+CONNECTOR = Measurement(
+    "connector",
+    ("connector", "endpoint"),
+    {
+        "connected": bool,
+        "samples": int,
+        "errors": int,
+        "reconnects": int,
+        "latency_ms": float,
+        "spool_bytes": int,
+        "spool_dropped": int,
+        "spool_unreadable_bytes": int,
+    },
+)
+KPI = Measurement(
+    "kpi",
+    ("site", "line", "machine"),
+    {"availability": float, "performance": float, "quality": float, "oee": float},
+)
+
+MEASUREMENTS: Mapping[str, Measurement] = {
+    m.name: m for m in (TELEMETRY, ANOMALY, EVENTS, CONNECTOR, KPI)
+}
+
+
+def measurement(name: str) -> Measurement:
+    """The model entry for `name`; an unknown name is a caller error worth a clear message."""
+    try:
+        return MEASUREMENTS[name]
+    except KeyError:
+        known = ", ".join(MEASUREMENTS)
+        raise HistorianError(f"unknown measurement {name!r}; the data model has: {known}") from None
+
+
+def check_point(point: Point) -> Measurement:
+    """Refuse a point whose tags or fields are not in the model, so every backend stores the same.
+
+    Tags and fields may be a subset of the model (a missing tag reads back as absent).
+    """
+    model = measurement(point.measurement)
+    extra_tags = point.tags.keys() - set(model.tags)
+    extra_fields = point.fields.keys() - model.fields.keys()
+    if extra_tags or extra_fields:
+        extra = ", ".join(sorted(extra_tags | extra_fields))
+        raise HistorianError(f"{point.measurement}: not in the data model: {extra}")
+    if not point.fields:
+        raise HistorianError(f"{point.measurement}: a point needs at least one field")
+    return model
+
+
+def check_tags(model: Measurement, tags: Mapping[str, str]) -> None:
+    """Refuse a tag filter on a key the measurement does not have (it would match nothing)."""
+    unknown = tags.keys() - set(model.tags)
+    if unknown:
+        raise HistorianError(f"{model.name} has no tag {', '.join(sorted(unknown))}")
+
+
+def telemetry_quality(stored: int | None) -> Quality:
+    """The quality of a stored telemetry point; one written without it (by another tool)
+    reads as uncertain."""
+    return Quality.UNCERTAIN if stored is None else Quality(stored)
+
+
+def typed_fields(point: Point) -> dict[str, float | int | bool | str]:
+    """The point's fields as their model types, non-finite floats left out (neither line
+    protocol nor SQLite can store NaN); checks the point against the model first."""
+    model = check_point(point)
+    fields = {}
+    for key, value in point.fields.items():
+        typed = coerce_field(model.fields[key], value)
+        if not (isinstance(typed, float) and not math.isfinite(typed)):
+            fields[key] = typed
+    return fields
+
+
+def coerce_field(kind: FieldType, value: object) -> float | int | bool | str:
+    """A stored value as the model's type: InfluxDB's JSON says `2` for the float 2.0, SQLite
+    says `1` for True."""
+    return kind(value)  # type: ignore[call-arg]
+
+
+# Characters that InfluxDB line protocol escapes in tag keys, tag values and field keys; a name
+# may hold them, but not a backslash right before one (it could not be read back the same).
+KEY_SPECIALS = ",= "
+
+
+def name_problem(text: str) -> str | None:
+    """Why a name (tag value, measurement, field key) cannot be written faithfully, if it
+    cannot: the one rule that connectors files are checked against when they load, and that
+    every backend enforces when it writes."""
+    control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"holds the control character {control!r}"
+    if text.endswith("\\"):
+        return "ends with a backslash"
+    if any("\\" + c in text for c in KEY_SPECIALS):
+        return "has a backslash before a comma, an equals sign or a space"
+    return None

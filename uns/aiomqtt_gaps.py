@@ -1,0 +1,68 @@
+"""What the MQTT code needs of aiomqtt that aiomqtt (2.5) does not offer publicly, in one place.
+
+- Manual acknowledgement: paho-mqtt 2.x can hold back the PUBACK of a QoS 1 message until the
+  application says so (`manual_ack_set`, `ack(mid, qos)`), which is what lets an ingest worker
+  acknowledge only once its spool has the samples. aiomqtt builds the paho client itself and
+  has no option for it (empicano/aiomqtt#345, its pull request #346 is not merged), so it is
+  turned on on aiomqtt's paho client, `Client._client`.
+- Draining the incoming queue without a task per message (`Client._queue`) and failing at once
+  when the connection drops (`Client._disconnected`, the future aiomqtt sets with the error).
+- The reason code of a PUBACK: aiomqtt's `publish` returns normally when the broker answers
+  "Not authorized" (an ACL that does not let this client publish there) or "Quota exceeded",
+  and the message is gone; the publisher must know, to keep the batch in its spool.
+
+tests/uns/test_aiomqtt_gaps.py checks each against a real broker, so an aiomqtt release
+that changes them fails there, not in production; replace these with the public API once there
+is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+Ack = Callable[[aiomqtt.Message], None]
+
+
+def manual_acks(client: aiomqtt.Client) -> Ack:
+    """Turn off paho's automatic PUBACK on a client not yet connected; the function that
+    acknowledges one message (QoS 0 needs none)."""
+    paho = client._client
+    paho.manual_ack_set(True)
+
+    def ack(message: aiomqtt.Message) -> None:
+        if message.qos > 0:
+            paho.ack(message.mid, message.qos)
+
+    return ack
+
+
+def take_queued(client: aiomqtt.Client, limit: int) -> list[aiomqtt.Message]:
+    """Up to `limit` messages that have already arrived, without waiting."""
+    queue = client._queue
+    return [queue.get_nowait() for _ in range(min(limit, queue.qsize()))]
+
+
+def disconnected(client: aiomqtt.Client) -> asyncio.Future[None]:
+    """Done (with the error, if any) once the connected client loses its connection."""
+    return client._disconnected
+
+
+def refusals(client: aiomqtt.Client) -> list[ReasonCode]:
+    """Watch the PUBACKs of a client not yet connected: the list it fills with every failure
+    reason code (0x80 and up) the broker answers; "No matching subscribers" is no failure."""
+    refused: list[ReasonCode] = []
+    paho = client._client
+    forward = paho.on_publish
+
+    def on_publish(*args: object) -> None:
+        reason_code = args[3]
+        if isinstance(reason_code, ReasonCode) and reason_code.is_failure:
+            refused.append(reason_code)
+        forward(*args)  # type: ignore[misc]
+
+    paho.on_publish = on_publish
+    return refused
