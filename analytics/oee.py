@@ -28,7 +28,7 @@ import numpy as np
 
 from analytics.features import Frame
 from core.sample import Point
-from core.schema import MachineState
+from core.schema import KPI, MachineState
 
 STOPPED, RUNNING = float(MachineState.STOPPED), float(MachineState.RUNNING)
 NOMINAL_STRETCH_S = 60.0
@@ -150,7 +150,7 @@ def oee_by_interval(
 
 def kpi_point(oee: Oee, tags: Mapping[str, str]) -> Point:
     """The `kpi` point of one interval, stamped at its end (when the figure became known)."""
-    return Point("kpi", {**tags, "machine": oee.machine}, oee.fields(), int(oee.end * 1e9))
+    return Point(KPI.name, {**tags, "machine": oee.machine}, oee.fields(), int(oee.end * 1e9))
 
 
 def _column(frame: Frame, signal: str) -> np.ndarray | None:

@@ -36,6 +36,7 @@ from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, outpu
 from analytics.windows import TelemetryBuffer, read_telemetry
 from core.backoff import Backoff
 from core.sample import Point
+from core.schema import ANOMALY, EVENTS, EventKind
 from core.storage import Historian, HistorianError
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ class OnlineDetector:
         flagged = score > model.threshold
         self.stats.anomalies += flagged
         return Point(
-            "anomaly",
+            ANOMALY.name,
             {**row.tags, "detector": model.detector},
             {
                 "score": score,
@@ -290,8 +291,8 @@ class OnlineDetector:
                 f"peak score {episode.peak_score:.3g} on {episode.top_signal}"
             )
             ts = episode.end
-        tags = {**row.tags, "kind": "anomaly"}
-        return Point("events", tags, {"text": text, **fields}, round(ts * 1e9))
+        tags = {**row.tags, "kind": EventKind.ANOMALY.value}
+        return Point(EVENTS.name, tags, {"text": text, **fields}, round(ts * 1e9))
 
     async def _kpis(self, now_s: float) -> list[Point]:
         """OEE of every machine for each interval that ended since the last cycle."""

@@ -14,7 +14,7 @@ from analytics.report import ScoreTrace
 from analytics.training import frame_episodes
 from analytics.windows import MachineTelemetry
 from core.sample import Point
-from core.schema import ANOMALY, EVENTS
+from core.schema import ANOMALY, EVENTS, EventKind
 from core.storage import Historian
 
 
@@ -37,7 +37,7 @@ async def stored_scores(
     times = np.array([p.ts / 1e9 for p in scored])
     values = np.array([float(p.fields["score"]) for p in scored])
     threshold = float(scored[-1].fields.get("threshold", np.nan)) if scored else np.nan
-    anomaly_events = {"machine": machine, "kind": "anomaly"}
+    anomaly_events = {"machine": machine, "kind": EventKind.ANOMALY.value}
     events = await historian.points(EVENTS.name, tags=anomaly_events, **span)
     episodes = []
     for start, end in _spans(events, until):
@@ -62,7 +62,7 @@ async def fault_spans(
 
     events = await historian.points(
         EVENTS.name,
-        tags={"machine": machine, "kind": "fault"},
+        tags={"machine": machine, "kind": EventKind.FAULT.value},
         start_ns=int(since * 1e9),
         end_ns=int(until * 1e9),
     )

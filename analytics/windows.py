@@ -15,6 +15,7 @@ import numpy as np
 
 from analytics.features import Frame, WindowSpec, frame_from_samples
 from core.sample import Point, Quality
+from core.schema import TELEMETRY
 from core.storage import Historian
 
 READ_TIMEOUT_S = 60.0
@@ -64,7 +65,7 @@ async def read_telemetry(
     tags = {"machine": machine} if machine else None
     async with asyncio.timeout(timeout_s):
         points = await historian.points(
-            "telemetry", tags=tags, start_ns=int(start_s * 1e9), end_ns=int(end_s * 1e9)
+            TELEMETRY.name, tags=tags, start_ns=int(start_s * 1e9), end_ns=int(end_s * 1e9)
         )
     return group_telemetry(points)
 

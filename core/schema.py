@@ -12,7 +12,7 @@ import math
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 from core.sample import Point, Quality
 from core.storage import HistorianError
@@ -81,6 +81,14 @@ KPI = Measurement(
     ("site", "line", "machine"),
     {"availability": float, "performance": float, "quality": float, "oee": float},
 )
+
+
+class EventKind(StrEnum):
+    """The `kind` tag of `events`: who wrote the event."""
+
+    FAULT = "fault"  # an injected fault, written by the simulated line: detection's ground truth
+    ANOMALY = "anomaly"  # an anomaly episode opened or closed by the online detector
+
 
 MEASUREMENTS: Mapping[str, Measurement] = {
     m.name: m for m in (TELEMETRY, ANOMALY, EVENTS, CONNECTOR, KPI)

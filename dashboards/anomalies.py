@@ -8,8 +8,9 @@ from grafana_foundation_sdk.builders import table as table_panel
 from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.models import common as cm
 
+from core.schema import EventKind
 from dashboards import events
-from dashboards.influxql import SITE_LINE, STALE_S, InfluxQL
+from dashboards.influxql import ANOMALY_Q, SITE_LINE, STALE_S, InfluxQL
 from dashboards.panels import (
     FLAG_MAPPINGS,
     MERGE,
@@ -49,7 +50,7 @@ def build() -> Json:
                             "Faults the simulator injected (or a plant recorded), to compare "
                             "with the episodes above: a fault without an episode is a miss, an "
                             "episode without a fault a false alarm or an unknown fault.",
-                            kind="fault",
+                            kind=EventKind.FAULT,
                         ),
                         12,
                         8,
@@ -65,7 +66,7 @@ def build() -> Json:
 def score_ratio_query(where: str, group_by: str) -> str:
     """The largest score/threshold per interval (a short spike is never averaged away)."""
     return (
-        f'SELECT max("score") / max("threshold") AS "score/threshold" FROM "anomaly"'
+        f'SELECT max("score") / max("threshold") AS "score/threshold" FROM {ANOMALY_Q}'
         f' WHERE {where} AND $timeFilter GROUP BY time($__interval), "{group_by}" fill(null)'
     )
 
@@ -82,7 +83,7 @@ def _score_ratio() -> timeseries.Panel:
 
 def _flagged_windows() -> timeseries.Panel:
     query = (
-        'SELECT count("score") FROM "anomaly" WHERE "is_anomaly" = true'
+        f'SELECT count("score") FROM {ANOMALY_Q} WHERE "is_anomaly" = true'
         f' AND {SITE_LINE} AND $timeFilter GROUP BY time($__interval), "machine" fill(none)'
     )
     return time_series(
@@ -111,7 +112,7 @@ def latest_scores(
     machine = events.machine_filter(machine_regex)
     query = (
         'SELECT last("score") AS "score", "threshold", "is_anomaly", "top_signal"'
-        f' FROM "anomaly" WHERE {SITE_LINE}{machine} AND $timeFilter GROUP BY "{group_by}"'
+        f' FROM {ANOMALY_Q} WHERE {SITE_LINE}{machine} AND $timeFilter GROUP BY "{group_by}"'
     )
     return (
         table(

@@ -11,7 +11,9 @@ from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import table as table_panel
 from grafana_foundation_sdk.builders import timeseries
 
+from core.schema import CONNECTOR
 from dashboards.influxql import (
+    CONNECTOR_Q,
     CONNECTOR_REPORT_S,
     CONNECTOR_STALE_S,
     InfluxQL,
@@ -126,7 +128,7 @@ def build() -> Json:
             query_variable(
                 "connector",
                 "Connector",
-                'SHOW TAG VALUES FROM "connector" WITH KEY = "connector"',
+                f'SHOW TAG VALUES FROM {CONNECTOR_Q} WITH KEY = "connector"',
                 multi=True,
             )
         ],
@@ -137,7 +139,7 @@ def build() -> Json:
 
 def _connected() -> stat_panel.Panel:
     query = (
-        f'SELECT last("connected") FROM "connector" WHERE {CONNECTORS} AND {RECENT}'
+        f'SELECT last("connected") FROM {CONNECTOR_Q} WHERE {CONNECTORS} AND {RECENT}'
         ' GROUP BY "connector"'
     )
     return stat(
@@ -157,9 +159,7 @@ def _report_age() -> stat_panel.Panel:
         "Seconds since each connector's newest report (to 10 s), red past "
         f"{CONNECTOR_STALE_S} s (three report intervals): the connector or its process is "
         "down. One silent for over an hour drops out.",
-        InfluxQL(
-            age_query("connector", "samples", CONNECTORS, "connector"), alias="$tag_connector"
-        ),
+        InfluxQL(age_query(CONNECTOR, "samples", CONNECTORS, "connector"), alias="$tag_connector"),
         unit="s",
         steps=(("green", None), ("red", float(CONNECTOR_STALE_S))),
         no_value="no report in the last hour",
@@ -169,7 +169,7 @@ def _report_age() -> stat_panel.Panel:
 def _overview() -> table_panel.Panel:
     query = (
         'SELECT last("samples") AS "samples", "errors", "reconnects", "latency_ms",'
-        f' "spool_bytes" FROM "connector" WHERE {CONNECTORS} AND $timeFilter'
+        f' "spool_bytes" FROM {CONNECTOR_Q} WHERE {CONNECTORS} AND $timeFilter'
         ' GROUP BY "connector", "endpoint"'
     )
     return (
@@ -201,7 +201,7 @@ def _series(
 ) -> timeseries.Panel:
     """One line per connector of `select` over the `connector` reports, at their interval."""
     query = (
-        f'SELECT {select} FROM "connector" WHERE {CONNECTORS} AND $timeFilter'
+        f"SELECT {select} FROM {CONNECTOR_Q} WHERE {CONNECTORS} AND $timeFilter"
         ' GROUP BY time($__interval), "connector" fill(null)'
     )
     return time_series(

@@ -14,13 +14,18 @@ from grafana_foundation_sdk.builders import table as table_panel
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.influxql import SITE_LINE, InfluxQL, annotation
+from core.schema import EventKind
+from dashboards.influxql import ANOMALY_Q, EVENTS_Q, SITE_LINE, InfluxQL, annotation
 from dashboards.panels import MERGE, organize, props, sort_by, table, value_mappings
 
 ACTIVE_MAPPINGS = value_mappings(("true", "started", "red"), ("false", "ended", "green"))
 # An open episode whose detector has written no score for this long has ended (detection was
 # killed, or lost its historian): the in-progress table leaves it out.
 DETECTOR_SILENT_S = 120
+
+# The two kinds of events, as a WHERE clause: injected faults (ground truth), anomaly episodes.
+FAULTS = f"\"kind\" = '{EventKind.FAULT}'"
+EPISODES = f"\"kind\" = '{EventKind.ANOMALY}'"
 
 
 def machine_filter(machine_regex: str) -> str:
@@ -35,13 +40,13 @@ def annotations(machine_regex: str = "") -> list[dash.AnnotationQuery]:
         annotation(
             "Injected faults",
             "orange",
-            f'SELECT "text" FROM "events" WHERE "kind" = \'fault\' AND {where} AND $timeFilter'
+            f'SELECT "text" FROM {EVENTS_Q} WHERE {FAULTS} AND {where} AND $timeFilter'
             ' GROUP BY "machine"',
         ),
         annotation(
             "Anomaly episodes",
             "red",
-            f'SELECT "text" FROM "events" WHERE "kind" = \'anomaly\' AND {where} AND $timeFilter'
+            f'SELECT "text" FROM {EVENTS_Q} WHERE {EPISODES} AND {where} AND $timeFilter'
             ' GROUP BY "machine"',
         ),
     ]
@@ -57,7 +62,7 @@ def event_log(
     """Every event point in the time range, newest first: machine, kind, text, active."""
     kind_clause = f"\"kind\" = '{kind}' AND " if kind else ""
     query = (
-        f'SELECT "text", "active" FROM "events" WHERE {kind_clause}{SITE_LINE}'
+        f'SELECT "text", "active" FROM {EVENTS_Q} WHERE {kind_clause}{SITE_LINE}'
         f'{machine_filter(machine_regex)} AND $timeFilter GROUP BY "machine", "kind"'
     )
     return table(
@@ -86,8 +91,8 @@ def _binary(left: str, operator: str, right: str, alias: str) -> model.DataTrans
 def ended_episodes() -> table_panel.Panel:
     """One row per closed anomaly episode: machine, start, end, duration, top signal, peak."""
     query = (
-        'SELECT "duration_s", "top_signal", "peak_score" FROM "events"'
-        f' WHERE "kind" = \'anomaly\' AND "active" = false AND {SITE_LINE} AND $timeFilter'
+        f'SELECT "duration_s", "top_signal", "peak_score" FROM {EVENTS_Q}'
+        f' WHERE {EPISODES} AND "active" = false AND {SITE_LINE} AND $timeFilter'
         ' GROUP BY "machine"'
     )
     transformations = [
@@ -126,11 +131,11 @@ def open_episodes() -> table_panel.Panel:
     anomaly going on now. Query B lists the machines scored in the last DETECTOR_SILENT_S;
     an inner join on machine drops the episodes a silent detector left open."""
     events = (
-        'SELECT last("active") AS "active", "top_signal", "peak_score" FROM "events"'
-        f' WHERE "kind" = \'anomaly\' AND {SITE_LINE} AND $timeFilter GROUP BY "machine"'
+        f'SELECT last("active") AS "active", "top_signal", "peak_score" FROM {EVENTS_Q}'
+        f' WHERE {EPISODES} AND {SITE_LINE} AND $timeFilter GROUP BY "machine"'
     )
     scored = (
-        f'SELECT last("score") AS "scored" FROM "anomaly" WHERE {SITE_LINE}'
+        f'SELECT last("score") AS "scored" FROM {ANOMALY_Q} WHERE {SITE_LINE}'
         f' AND time > now() - {DETECTOR_SILENT_S}s GROUP BY "machine"'
     )
     transformations = [

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import dashboard as model
 
-from core.schema import KEEP_ALIVE_S
+from core.schema import ANOMALY, CONNECTOR, EVENTS, KEEP_ALIVE_S, KPI, TELEMETRY, Measurement
 
 DATASOURCE_UID = (
     "shopfloor-influxdb"  # the uid of dashboards/provisioning/datasources/influxdb.yaml
@@ -24,6 +24,16 @@ STALE_S = int(2 * KEEP_ALIVE_S)  # see core.schema.KEEP_ALIVE_S
 LOOKBACK = f"{STALE_S}s"
 CONNECTOR_REPORT_S = 10  # delivery.agent reports health every 10 s
 CONNECTOR_STALE_S = 3 * CONNECTOR_REPORT_S
+
+
+def quoted(measurement: Measurement) -> str:
+    """A measurement's name as an InfluxQL identifier: the schema's name, never spelled here."""
+    return f'"{measurement.name}"'
+
+
+TELEMETRY_Q, ANOMALY_Q, EVENTS_Q, CONNECTOR_Q, KPI_Q = map(
+    quoted, (TELEMETRY, ANOMALY, EVENTS, CONNECTOR, KPI)
+)
 
 # Every query on a measurement with site and line tags is narrowed to the chosen site and line,
 # so two lines in one database never merge their same-named machines.
@@ -128,23 +138,26 @@ def site_line_variables() -> list[dash.QueryVariable]:
     """$site and $line (one of each: machines are only unique within a line), from the
     historian's telemetry."""
     return [
-        query_variable("site", "Site", 'SHOW TAG VALUES FROM "telemetry" WITH KEY = "site"'),
+        query_variable("site", "Site", f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "site"'),
         query_variable(
             "line",
             "Line",
-            'SHOW TAG VALUES FROM "telemetry" WITH KEY = "line" WHERE "site" =~ /^$site$/',
+            f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "line" WHERE "site" =~ /^$site$/',
         ),
     ]
 
 
-def age_query(measurement: str, field: str, where: str, tag: str, bucket_s: int = 10) -> str:
+def age_query(
+    measurement: Measurement, field: str, where: str, tag: str, bucket_s: int = 10
+) -> str:
     """Seconds since the newest `field` point of each `tag` value (to `bucket_s`, over the last
     hour, however old the time range): InfluxQL cannot subtract a timestamp from now(), so it
     counts the empty buckets after the last one with data. Nothing in the hour: no row."""
     group = f'"{tag}"'
     newest_first = f"GROUP BY {group} ORDER BY time DESC"
     counts = (
-        f'SELECT count("{field}") AS "n" FROM "{measurement}" WHERE {where} AND time > now() - 1h'
+        f'SELECT count("{field}") AS "n" FROM {quoted(measurement)}'
+        f" WHERE {where} AND time > now() - 1h"
         f" GROUP BY time({bucket_s}s), {group} fill(0)"
     )
     seen = f'SELECT cumulative_sum("n") AS "seen" FROM ({counts}) {newest_first}'

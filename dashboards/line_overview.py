@@ -12,9 +12,17 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import table as table_panel
 
-from core.schema import STATE_SIGNAL
+from core.schema import STATE_SIGNAL, TELEMETRY, EventKind
 from dashboards import anomalies, events
-from dashboards.influxql import LOOKBACK, SITE_LINE, STALE_S, InfluxQL, age_query
+from dashboards.influxql import (
+    KPI_Q,
+    LOOKBACK,
+    SITE_LINE,
+    STALE_S,
+    TELEMETRY_Q,
+    InfluxQL,
+    age_query,
+)
 from dashboards.panels import (
     MERGE,
     STATE_MAPPINGS,
@@ -80,7 +88,7 @@ def build() -> Json:
                             "Injected and known faults",
                             "Fault events in the time range (ground truth from the simulator, "
                             "or faults a plant records): started or ended, with their text.",
-                            kind="fault",
+                            kind=EventKind.FAULT,
                         ),
                         12,
                         8,
@@ -97,7 +105,7 @@ def state_query(where: str, group_by: str = "") -> str:
     empty bucket is null (no colour), so a dead line is not drawn as still running."""
     tags = f', "{group_by}"' if group_by else ""
     return (
-        f'SELECT max("value") FROM "telemetry" WHERE {where} AND "signal" = \'{STATE_SIGNAL}\''
+        f'SELECT max("value") FROM {TELEMETRY_Q} WHERE {where} AND "signal" = \'{STATE_SIGNAL}\''
         f" AND $timeFilter GROUP BY time($__interval){tags} fill(null)"
     )
 
@@ -122,7 +130,7 @@ def _data_age() -> stat_panel.Panel:
         "Seconds since the newest sample of each machine (any signal or quality, to 10 s), red "
         f"past {STALE_S} s: twice the keep-alive, so even a machine whose values do not change is "
         "stale by then. A machine silent for over an hour drops out.",
-        InfluxQL(age_query("telemetry", "quality", SITE_LINE, "machine"), alias="$tag_machine"),
+        InfluxQL(age_query(TELEMETRY, "quality", SITE_LINE, "machine"), alias="$tag_machine"),
         unit="s",
         steps=AGE_STEPS,
         no_value="no data in the last hour",
@@ -131,7 +139,7 @@ def _data_age() -> stat_panel.Panel:
 
 def _throughput() -> timeseries.Panel:
     query = (
-        'SELECT non_negative_derivative(last("value"), 1m) FROM "telemetry"'
+        f'SELECT non_negative_derivative(last("value"), 1m) FROM {TELEMETRY_Q}'
         f" WHERE {OUTPUT_COUNTERS} AND {SITE_LINE} AND $timeFilter"
         ' GROUP BY time($__interval), "machine", "signal" fill(null)'
     )
@@ -148,7 +156,7 @@ def _throughput() -> timeseries.Panel:
 
 def _produced() -> stat_panel.Panel:
     query = (
-        'SELECT spread("value") FROM "telemetry" WHERE "signal" =~ /_total$/'
+        f'SELECT spread("value") FROM {TELEMETRY_Q} WHERE "signal" =~ /_total$/'
         f' AND {SITE_LINE} AND $timeFilter GROUP BY "machine", "signal"'
     )
     return stat(
@@ -161,7 +169,7 @@ def _produced() -> stat_panel.Panel:
 
 
 def _oee() -> bargauge.Panel:
-    query = f'SELECT last("oee") FROM "kpi" WHERE {SITE_LINE} AND $timeFilter GROUP BY "machine"'
+    query = f'SELECT last("oee") FROM {KPI_Q} WHERE {SITE_LINE} AND $timeFilter GROUP BY "machine"'
     return bar_gauge(
         "OEE per machine (latest)",
         "Overall equipment effectiveness (availability x performance x quality) of the last "
@@ -176,7 +184,7 @@ def _oee() -> bargauge.Panel:
 def _oee_factors() -> table_panel.Panel:
     query = (
         'SELECT last("availability") AS "availability", last("performance") AS "performance",'
-        ' last("quality") AS "quality", last("oee") AS "oee" FROM "kpi"'
+        f' last("quality") AS "quality", last("oee") AS "oee" FROM {KPI_Q}'
         f' WHERE {SITE_LINE} AND $timeFilter GROUP BY "machine"'
     )
     panel = table(
@@ -194,7 +202,7 @@ def _oee_factors() -> table_panel.Panel:
 
 def _energy_used() -> stat_panel.Panel:
     query = (
-        'SELECT spread("value") FROM "telemetry" WHERE "signal" = \'energy_kwh\''
+        f'SELECT spread("value") FROM {TELEMETRY_Q} WHERE "signal" = \'energy_kwh\''
         f' AND {SITE_LINE} AND $timeFilter GROUP BY "machine"'
     )
     return stat(
@@ -208,7 +216,7 @@ def _energy_used() -> stat_panel.Panel:
 
 def _power() -> timeseries.Panel:
     query = (
-        'SELECT mean("value") FROM "telemetry" WHERE "signal" = \'power_kw\''
+        f'SELECT mean("value") FROM {TELEMETRY_Q} WHERE "signal" = \'power_kw\''
         f' AND {SITE_LINE} AND $timeFilter GROUP BY time($__interval), "machine" fill(null)'
     )
     return time_series(
@@ -222,7 +230,7 @@ def _power() -> timeseries.Panel:
 
 def _voltages() -> timeseries.Panel:
     query = (
-        'SELECT min("value") FROM "telemetry" WHERE "signal" =~ /^voltage_l[0-9]_v$/'
+        f'SELECT min("value") FROM {TELEMETRY_Q} WHERE "signal" =~ /^voltage_l[0-9]_v$/'
         f" AND {SITE_LINE} AND $timeFilter"
         ' GROUP BY time($__interval), "machine", "signal" fill(null)'
     )

@@ -11,7 +11,15 @@ from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import statetimeline, timeseries
 
 from dashboards import anomalies, events, line_overview
-from dashboards.influxql import LATEST, LOOKBACK, SITE_LINE, STALE_S, InfluxQL, query_variable
+from dashboards.influxql import (
+    LATEST,
+    LOOKBACK,
+    SITE_LINE,
+    STALE_S,
+    TELEMETRY_Q,
+    InfluxQL,
+    query_variable,
+)
 from dashboards.panels import (
     QUALITY_MAPPINGS,
     STATE_MAPPINGS,
@@ -70,12 +78,12 @@ def build() -> Json:
             query_variable(
                 "machine",
                 "Machine",
-                f'SHOW TAG VALUES FROM "telemetry" WITH KEY = "machine" WHERE {SITE_LINE}',
+                f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "machine" WHERE {SITE_LINE}',
             ),
             query_variable(
                 "signal",
                 "Signal",
-                f'SHOW TAG VALUES FROM "telemetry" WITH KEY = "signal" WHERE {MACHINE}',
+                f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "signal" WHERE {MACHINE}',
                 multi=True,
             ),
         ],
@@ -97,7 +105,7 @@ def _state() -> statetimeline.Panel:
 
 def _latest() -> stat_panel.Panel:
     query = (
-        f'SELECT last("value") FROM "telemetry" WHERE {MACHINE} AND {SIGNALS} AND {LATEST}'
+        f'SELECT last("value") FROM {TELEMETRY_Q} WHERE {MACHINE} AND {SIGNALS} AND {LATEST}'
         ' GROUP BY "signal"'
     )
     panel = stat(
@@ -114,7 +122,7 @@ def _latest() -> stat_panel.Panel:
 
 def _signal() -> timeseries.Panel:
     query = (
-        f'SELECT mean("value") FROM "telemetry" WHERE {MACHINE} AND {SIGNALS} AND $timeFilter'
+        f'SELECT mean("value") FROM {TELEMETRY_Q} WHERE {MACHINE} AND {SIGNALS} AND $timeFilter'
         ' GROUP BY time($__interval), "signal" fill(null)'
     )
     panel = time_series(
@@ -131,7 +139,7 @@ def _signal() -> timeseries.Panel:
 
 def _quality() -> statetimeline.Panel:
     query = (
-        f'SELECT max("quality") FROM "telemetry" WHERE {MACHINE} AND {SIGNALS} AND $timeFilter'
+        f'SELECT max("quality") FROM {TELEMETRY_Q} WHERE {MACHINE} AND {SIGNALS} AND $timeFilter'
         ' GROUP BY time($__interval), "signal" fill(null)'
     )
     return state_band(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from core.inputs import Emit, Input
 from core.sample import Point, Sample
+from core.schema import CONNECTOR
 from delivery.spool import SpoolError
 from delivery.writer import Writer
 
@@ -94,7 +95,7 @@ class Agent:
         spool = self.writer.stats.spool
         return [
             Point(
-                "connector",
+                CONNECTOR.name,
                 {"connector": item.name, "endpoint": item.endpoint},
                 {
                     "connected": item.stats.connected,

@@ -47,7 +47,7 @@ def latest_query(
     """Newest telemetry point per series (site, line, machine, signal)."""
     tags = {k: v for k, v in (("machine", machine), ("signal", signal)) if v is not None}
     return (
-        f'SELECT "value","quality" FROM "telemetry"{_where(tags, since_ns)}'
+        f'SELECT "value","quality" FROM {quote_ident(TELEMETRY.name)}{_where(tags, since_ns)}'
         f" GROUP BY {_SERIES_TAGS} ORDER BY time DESC LIMIT 1"
     )
 

@@ -111,7 +111,7 @@ def _upsert(table: str, keys: Sequence[str], fields: Sequence[str]) -> str:
     )
 
 
-_INSERT_TELEMETRY = _upsert("telemetry", ("series", "time"), ("value", "quality"))
+_INSERT_TELEMETRY = _upsert(TELEMETRY.name, ("series", "time"), ("value", "quality"))
 _INSERT_SERIES = f"INSERT OR IGNORE INTO telemetry_series ({_SERIES_COLUMNS}) VALUES (?, ?, ?, ?)"
 _SELECT_SERIES = "SELECT id FROM telemetry_series WHERE " + " AND ".join(
     f"{t} = ?" for t in TELEMETRY.tags

@@ -18,6 +18,7 @@ import yaml
 
 from connectors.config import parse_config
 from core.sample import Point
+from core.schema import EVENTS, EventKind
 from core.storage import Reading
 from core.units import unit_of
 from delivery.writer import HistorianWriter, Writer
@@ -194,12 +195,12 @@ def _event_writer(spec: LineSpec, writer: Writer) -> Callable[[FaultEvent, int],
         await writer.put_points(
             [
                 Point(
-                    "events",
+                    EVENTS.name,
                     {
                         "site": spec.site,
                         "line": spec.line,
                         "machine": event.machine,
-                        "kind": "fault",
+                        "kind": EventKind.FAULT.value,
                     },
                     {"text": event.text, "active": event.active},
                     ts_ns,

@@ -32,8 +32,8 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from connectors.reconnect import Backoff, Reconnect
 from core.inputs import ConnectorStats, Emit
+from core.reconnect import Backoff, Reconnect
 from core.sample import Point, Sample
 from uns import sparkplug
 from uns import topics as uns

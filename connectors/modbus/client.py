@@ -37,8 +37,8 @@ from connectors.modbus.config import Config, Device, Table
 from connectors.modbus.pipeline import Reply
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
 from connectors.modbus.transport import ConnectError, Session, new_session, pymodbus_reader
-from connectors.reconnect import Backoff, Reconnect
 from core.inputs import ConnectorStats, Emit
+from core.reconnect import Backoff, Reconnect
 from core.sample import Quality, Sample, SampleBatch, Series, SeriesKey
 from delivery.handover import Handover
 

@@ -20,7 +20,7 @@ from pydantic import (
 
 from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder
 from connectors.modbus.transport import Link, Serial, Transport, parse_url
-from connectors.reconnect import Reconnect
+from core.reconnect import Reconnect
 
 MAX_REGISTERS_PER_READ = 125  # Modbus limit for function codes 3 and 4
 MAX_BITS_PER_READ = 2000  # Modbus limit for function codes 1 and 2

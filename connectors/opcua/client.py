@@ -39,8 +39,8 @@ from connectors.opcua.session import (
     is_refusal,
     open_session,
 )
-from connectors.reconnect import Backoff
 from core.inputs import ConnectorStats, Emit
+from core.reconnect import Backoff
 from core.sample import Quality, Sample, SampleBatch, SeriesKey
 
 _log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pydantic.dataclasses import dataclass
 
 from connectors.opcua.nodeid import NodeAddress, parse_node, parse_node_id
 from connectors.opcua.security import Auth, Security
-from connectors.reconnect import Reconnect
+from core.reconnect import Reconnect
 from core.schema import KEEP_ALIVE_S
 
 PositiveSeconds = Annotated[float, Field(gt=0)]

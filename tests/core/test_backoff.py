@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from connectors.reconnect import Backoff as ReconnectBackoff
-from connectors.reconnect import Reconnect
 from core.backoff import Backoff
+from core.reconnect import Backoff as ReconnectBackoff
+from core.reconnect import Reconnect
 
 
 def test_waits_double_up_to_the_cap_and_never_exceed_it() -> None:

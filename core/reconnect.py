@@ -1,8 +1,8 @@
-"""Reconnecting to a PLC that went away: the config of the backoff and the backoff itself.
+"""Reconnecting to a device or broker that went away: the config of the backoff and the backoff.
 
-Shared by every input so that all of them behave alike; the backoff itself is the project's one
-(core.backoff): delays double from `min_s` to `max_s`, jittered within the cap, so that
-connectors that lost the same device do not come back in lockstep.
+Shared by every input (PLC connectors, the MQTT ingest) so that all of them behave alike; the
+backoff itself is the project's one (core.backoff): delays double from `min_s` to `max_s`,
+jittered within the cap, so that inputs that lost the same device do not come back in lockstep.
 """
 
 from __future__ import annotations
