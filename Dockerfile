@@ -9,10 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml ./
+# every product package (tests/test_layout.py lists them); testbed/ serves tests only
+COPY core core
 COPY plc_sim plc_sim
 COPY connectors connectors
+COPY delivery delivery
 COPY historian historian
+COPY uns uns
 COPY analytics analytics
+COPY linelab linelab
 COPY shopfloor shopfloor
 RUN pip install . \
     && useradd --system --home-dir /var/lib/shopfloor shopfloor \

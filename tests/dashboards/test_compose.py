@@ -14,8 +14,11 @@ import pytest
 import yaml
 
 from dashboards.build import DASHBOARDS
+from tests.test_layout import ALLOWED
 
 ROOT = Path(__file__).parents[2]
+# what the image needs to run `shopfloor`: the CLI and every package it wires
+PRODUCT_PACKAGES = ALLOWED["shopfloor"] | {"shopfloor"}
 COMPOSE_TEXT = (ROOT / "compose.yaml").read_text(encoding="utf-8")
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -40,15 +43,19 @@ def test_the_schema_check_catches_a_mistake() -> None:
     assert list(jsonschema.Draft7Validator(SCHEMA).iter_errors(broken))
 
 
-def test_builds_exist_and_copy_what_exists() -> None:
+def test_builds_exist_and_copy_every_product_package() -> None:
     builds = {s["build"] for s in SERVICES.values() if "build" in s}
     assert builds == {"."}
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     (base,) = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
     assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base), base
-    for source in re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE):
-        for path in source.split():
-            assert (ROOT / path).exists(), f"Dockerfile copies {path}, which is not in the repo"
+    copied = {
+        p for s in re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE) for p in s.split()
+    }
+    for path in copied:
+        assert (ROOT / path).exists(), f"Dockerfile copies {path}, which is not in the repo"
+    # the `shopfloor` command needs every product package, and only those
+    assert copied - {"pyproject.toml"} == PRODUCT_PACKAGES
 
 
 def _bind_mounts() -> list[tuple[str, str, str]]:
