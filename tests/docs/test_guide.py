@@ -1,7 +1,8 @@
-"""The README's "Connect your own PLCs" guide, run as written against the simulator.
+"""The "Connect your own PLCs" guide (docs/integrators-guide.md), run as written against the
+simulator.
 
 Every fenced block of the guide is a step: `sh` blocks hold commands, `yaml` blocks the connectors
-file, `text` blocks sample output (not run). The commands are taken from README.md and run in the
+file, `text` blocks sample output (not run). The commands are taken from the guide and run in the
 order they appear, in one temporary folder, with these substitutions and nothing else changed:
 
 - the plant's addresses: `opc.tcp://192.168.0.10:4840` becomes the simulator's secured OPC UA
@@ -50,7 +51,7 @@ from shopfloor import cli
 
 pytestmark = pytest.mark.timeout(120)
 
-README = Path(__file__).parents[2] / "README.md"
+GUIDE = Path(__file__).parents[2] / "docs" / "integrators-guide.md"
 SHOPFLOOR = Path(sys.executable).with_name("shopfloor")
 PLC_URL = "opc.tcp://192.168.0.10:4840"
 DRIVE_URL = "modbus://10.0.0.20:502"
@@ -77,7 +78,7 @@ WALKED = [
 ]
 
 
-# --- the guide, read from README.md ----------------------------------------------------------
+# --- the guide, read from docs/integrators-guide.md -------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,9 @@ class Block:
 
 
 def guide_section() -> str:
-    text = README.read_text(encoding="utf-8")
-    start = text.index("\n## Connect your own PLCs\n")
-    return text[start : text.index("\n## ", start + 1)]
+    """The guide: its whole page, from its title on."""
+    text = GUIDE.read_text(encoding="utf-8")
+    return text[text.index("# Connect your own PLCs\n") :]
 
 
 def guide_blocks() -> list[Block]:
@@ -119,7 +120,7 @@ def steps() -> Iterator[Block]:
 
 def failure_rows() -> list[str]:
     """The rows of the "When it fails" table (what you see | what to do)."""
-    table = guide_section().split("### When it fails", 1)[1]
+    table = guide_section().split("\n## When it fails\n", 1)[1]
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     return rows[2:]  # after the header and its rule
 
