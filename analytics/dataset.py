@@ -146,13 +146,18 @@ def read_run(path: Path, *, fit_rows: int | None = None, fit_until: float | None
                 f"{path}: row {line}, column {header[0]!r}: time {row[0]!r} is not after the "
                 "row before it (rows must be in time order, without repeats)"
             )
-    n_fit = fit_rows if fit_rows is not None else int(np.searchsorted(times, fit_until))
+    if fit_rows is not None:
+        n_fit = fit_rows
+    elif fit_until is not None:
+        n_fit = int(np.searchsorted(times, fit_until))
+    else:
+        raise ValueError("give exactly one of fit_rows and fit_until")
     if n_fit < MIN_TRAINING_ROWS or n_fit >= len(body):
         raise DatasetError(
             f"{path}: {len(body)} rows, {n_fit} of them to train on: needs at least "
             f"{MIN_TRAINING_ROWS} training rows and one row to score after them"
         )
-    index = pd.DatetimeIndex(pd.to_datetime(times, unit="s", utc=True), name=header[0])
+    index = pd.DatetimeIndex(pd.to_datetime(pd.Index(times), unit="s", utc=True), name=header[0])
     frame = pd.DataFrame(values, index=index, columns=[header[i] for i in signal_at])
     return Run(path.name, frame, labels, n_fit)
 
@@ -234,7 +239,8 @@ def score_verdicts(run: Run, verdicts: np.ndarray, raw: np.ndarray | None = None
     verdict = np.asarray(verdicts, dtype=bool)
     raw = verdict if raw is None else np.asarray(raw, dtype=bool)
     truth = run.labels[run.fit_rows :].astype(bool)
-    times = run.signals.index.asi8[run.fit_rows :] / 1e9
+    epoch_ns = run.signals.index.astype("int64").to_numpy()  # the time index, as DatetimeIndex.asi8
+    times = epoch_ns[run.fit_rows :] / 1e9
     result = RunScores(run.file, rows=len(truth))
     result.tp = int(np.sum(verdict & truth))
     result.fp = int(np.sum(verdict & ~truth))
@@ -296,10 +302,12 @@ def calibration_line(result: DatasetResult) -> str:
     """Requested against observed false-alarm rate, on the scored normal rows."""
     overall, rate = result.overall, result.settings["false_alarm_rate"]
     raw, final = overall["raw_false_alarm_rate"], overall["false_alarm_rate"]
+    fp, tn = overall["fp"], overall["tn"]
+    assert isinstance(fp, int) and isinstance(tn, int)  # counts, as RunScores.as_json gives them
     if raw is None:
         return f"false-alarm rate requested {rate:g}: no normal rows scored to check it on"
     return (
         f"false-alarm rate requested {rate:g} (share of normal rows above the threshold); "
         f"observed {raw:.3f} above it, {final:.3f} flagged after the alarm logic "
-        f"({overall['fp'] + overall['tn']} normal rows scored)"
+        f"({fp + tn} normal rows scored)"
     )

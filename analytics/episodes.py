@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import numpy as np
 
@@ -27,6 +28,14 @@ class Episode:
     end: float
     peak_score: float
     top_signal: str
+
+
+class AlarmSettings(TypedDict):
+    """AlarmLogic's parameters, as a model file and the training settings hold them."""
+
+    k: int
+    n: int
+    hold_off_s: float
 
 
 class AlarmLogic:

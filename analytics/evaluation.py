@@ -284,7 +284,7 @@ def format_table(evaluation: Evaluation) -> str:
         "TOP SIG",
         "MAIN SIG",
     )
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     rows += [_row(name, s) for name, s in evaluation.per_fault.items()]
     rows += [_row(f"({name})", s) for name, s in evaluation.per_kind.items()]
     rows.append(_row("OVERALL", evaluation.overall))

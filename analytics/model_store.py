@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from analytics.detectors import DETECTORS, CombinedDetector
+from analytics.episodes import AlarmSettings
 from analytics.errors import ModelError
 from analytics.features import FEATURE_KINDS, WindowSpec
 
@@ -60,7 +61,7 @@ class MachineModel:
     detector: str
     estimator: Any  # a fitted detector, or a Pipeline ending in one
     threshold: float  # the anomaly-score threshold, -offset_ of the detector
-    alarm: dict[str, float]  # AlarmLogic's k, n, hold_off_s
+    alarm: AlarmSettings
     trained_from: float
     trained_to: float
     versions: dict[str, str] = field(default_factory=library_versions)
@@ -91,7 +92,11 @@ def save_model(path: Path, model: MachineModel) -> None:
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as out:
         np.savez_compressed(
-            out, metadata=np.array(text), digest=np.array(_digest(text, arrays)), **arrays
+            out,
+            metadata=np.array(text),
+            digest=np.array(_digest(text, arrays)),
+            allow_pickle=False,  # as it is read: the file holds no pickle
+            **arrays,
         )
     os.replace(partial, path)
 

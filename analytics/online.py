@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -217,11 +218,13 @@ class OnlineDetector:
         try:
             check_signals(machine.model, telemetry.signal_names())
         except ModelError as exc:
-            return self._skip(name, machine, str(exc))
+            self._skip(name, machine, str(exc))
+            return None
         frame = telemetry.frame(window, machine.model.signals)
         times, features, names = window_features(frame, window)
         if len(times) == 0 or times[-1] < now_s - max(window.step_s, window.period_s):
-            return self._skip(name, machine, "no complete window (gaps or bad-quality samples)")
+            self._skip(name, machine, "no complete window (gaps or bad-quality samples)")
+            return None
         if machine.problem:
             log.info("%s: scored again", name)
             machine.problem = ""
@@ -231,7 +234,6 @@ class OnlineDetector:
         if why != machine.problem:
             log.warning("%s: not scored: %s", name, why)
             machine.problem = why
-        return None
 
     async def _score(self, rows: Sequence[_Row], now_s: float) -> list[Point]:
         models = [self._machines[r.machine].model for r in rows]
@@ -346,13 +348,14 @@ class OnlineDetector:
         self.stats.pending_points = 0
 
 
-def score_rows(estimator: object, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def score_rows(estimator: Any, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(anomaly scores, index of the top-contributing feature) per row, for a detector or a
-    Pipeline ending in one (its contributions are taken on the transformed features)."""
-    scores = -estimator.score_samples(features)  # type: ignore[attr-defined]
+    Pipeline ending in one (its contributions are taken on the transformed features). Any:
+    MachineModel.estimator's type, sklearn's objects (scikit-learn ships no type information)."""
+    scores = -estimator.score_samples(features)
     detector, transformed = estimator, features
     if hasattr(estimator, "steps"):
-        detector = estimator[-1]  # type: ignore[index]
-        transformed = estimator[:-1].transform(features)  # type: ignore[index]
-    contributions = detector.contributions(transformed)  # type: ignore[attr-defined]
+        detector = estimator[-1]
+        transformed = estimator[:-1].transform(features)
+    contributions = detector.contributions(transformed)
     return scores, np.argmax(contributions, axis=1)

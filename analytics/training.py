@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from analytics.detectors import DEFAULT_DETECTOR, make_detector
-from analytics.episodes import AlarmLogic, Episode
+from analytics.episodes import AlarmLogic, AlarmSettings, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.model_store import MODEL_SUFFIX, MachineModel, save_model
 from analytics.online import score_rows
@@ -22,7 +22,7 @@ from analytics.windows import MachineTelemetry, detection_signals, select_signal
 # eval all use it. The rate is of threshold crossings per feature row of normal running.
 # k=3 rides out a single noisy short-window row; a 300 s hold-off keeps a fault that dips under
 # the threshold one episode. 3e-7 crossings per window and machine is ~0.03 a day.
-DEFAULT_ALARM = {"k": 3, "n": 5, "hold_off_s": 300.0}
+DEFAULT_ALARM: AlarmSettings = {"k": 3, "n": 5, "hold_off_s": 300.0}
 FALSE_ALARM_RATE = 3e-7
 MIN_TRAINING_ROWS = 300  # feature rows: five minutes at the default 1 s step
 
@@ -38,7 +38,7 @@ class TrainingSettings:
     detector: str = DEFAULT_DETECTOR
     window: WindowSpec = field(default_factory=WindowSpec)
     false_alarm_rate: float = FALSE_ALARM_RATE
-    alarm: dict[str, float] | None = None
+    alarm: AlarmSettings | None = None
     min_rows: int = MIN_TRAINING_ROWS
 
 
@@ -69,7 +69,7 @@ def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings
         detector=settings.detector,
         estimator=estimator,
         threshold=float(-estimator.offset_),
-        alarm=dict(settings.alarm or DEFAULT_ALARM),
+        alarm=(settings.alarm or DEFAULT_ALARM).copy(),
         trained_from=float(times.min()),
         trained_to=float(times.max()),
     )

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,7 +39,10 @@ NAME_FIELDS = frozenset({"site", "line", "machine", "signal", "name"})  # each b
 _log = logging.getLogger(__name__)
 Location = tuple[str | int, ...]
 _SCALARS = yaml.SafeLoader("")  # constructs scalar nodes; the tree walk is ours, for line numbers
-# libyaml's parser where PyYAML has it: a 20,000-tag file parses in a tenth of the time and memory
+# libyaml's parser where PyYAML has it: a 20,000-tag file parses in a tenth of the time and memory.
+# Its events carry libyaml's marks (yaml._yaml.Mark), which PyYAML's nodes and errors take as
+# they take its own (its C parser builds them so); types-PyYAML declares them with the
+# pure-Python Mark only, hence the `type: ignore[arg-type]` where we pass an event's mark on.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -50,6 +53,15 @@ def plugin(kind: str) -> ModuleType:
 
 class ConfigError(Exception):
     """A connectors file that cannot be used; the message lists every problem, one per line."""
+
+
+class Entry(Protocol):
+    """A validated entry of the connectors file: an instance of its plugin's `Config` model."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def name(self) -> str: ...
 
 
 class _FileModel(BaseModel):
@@ -67,7 +79,7 @@ class ConnectorsConfig:
     path: Path
     site: str
     line: str
-    entries: list[BaseModel]
+    entries: list[Entry]
 
     def build_inputs(self) -> list[Input]:
         """One running-ready input per entry, in file order."""
@@ -76,7 +88,7 @@ class ConnectorsConfig:
             for entry in self.entries
         ]
 
-    async def check(self, entries: Iterable[BaseModel]) -> list[ConnectorCheck]:
+    async def check(self, entries: Iterable[Entry]) -> list[ConnectorCheck]:
         """Every tag of `entries` read once, the endpoints in parallel (a dead one costs one
         timeout). A plugin's bug fails its own connector's tags, never the others' results."""
         async with asyncio.TaskGroup() as group:
@@ -91,7 +103,7 @@ async def _check_entry(entry: Any) -> ConnectorCheck:
         _log.debug("check of %s failed", entry.name, exc_info=True)
         problem = f"the check itself failed ({type(exc).__name__}: {exc}); please report this"
         tags = [TagCheck("", "", "", problem=problem)]
-        where = getattr(entry, "endpoint", None) or getattr(entry, "url", "")
+        where = getattr(entry, "endpoint", "") or getattr(entry, "url", "")
         return ConnectorCheck(entry.name, where, tags, [])
 
 
@@ -115,7 +127,7 @@ def parse_config(text: str, path: Path) -> ConnectorsConfig:
     except ValidationError as exc:
         problems.append(_format(exc, path, lines, (), _FileModel))
         raise ConfigError("\n".join(problems)) from None
-    entries = []
+    entries: list[Entry] = []
     for index, raw in enumerate(top.connectors):
         entry = _validate_entry(raw, path, lines, ("connectors", index), problems)
         if entry is not None:
@@ -132,7 +144,7 @@ def _validate_entry(
     lines: dict[Location, int],
     where: Location,
     problems: list[str],
-) -> BaseModel | None:
+) -> Entry | None:
     kind = raw.get("type")
     if not isinstance(kind, str) or kind not in PLUGINS:
         known = ", ".join(sorted(PLUGINS))
@@ -173,7 +185,7 @@ def _bad_names(node: Any, path: Path, lines: dict[Location, int], loc: Location)
 def _duplicate_names(
     raw: list[dict[str, Any]], path: Path, lines: dict[Location, int]
 ) -> Iterable[str]:
-    seen: set[str] = set()
+    seen: set[object] = set()
     for index, entry in enumerate(raw):
         name = entry.get("name")
         if name in seen:
@@ -293,16 +305,16 @@ def _document(events: Iterator[yaml.Event], lines: dict[Location, int]) -> Any:
     if isinstance(start, yaml.StreamEndEvent):
         return None
     first = next(events)
-    lines[()] = first.start_mark.line + 1
+    lines[()] = _line(first)
     data = _build(events, first, (), lines, {})
     next(events)  # DocumentEndEvent
     after = next(events)
     if not isinstance(after, yaml.StreamEndEvent):
         raise ComposerError(
             "expected a single document in the stream",
-            start.start_mark,
+            start.start_mark,  # type: ignore[arg-type]
             "but found another document",
-            after.start_mark,
+            after.start_mark,  # type: ignore[arg-type]
         )
     return data
 
@@ -315,11 +327,11 @@ def _build(
     anchors: dict[str, Any],
 ) -> Any:
     """The value that starts with `event`, the events of its content read from `events`."""
+    assert isinstance(event, yaml.NodeEvent)  # the parser starts every value with one
     if isinstance(event, yaml.AliasEvent):
         if event.anchor not in anchors:
-            raise ComposerError(
-                None, None, f"found undefined alias {event.anchor!r}", event.start_mark
-            )
+            message = f"found undefined alias {event.anchor!r}"
+            raise ComposerError(None, None, message, event.start_mark)  # type: ignore[arg-type]
         return anchors[event.anchor]
     value: Any
     if isinstance(event, yaml.ScalarEvent):
@@ -328,18 +340,24 @@ def _build(
         value = []
         while not isinstance(item := next(events), yaml.SequenceEndEvent):
             where = (*loc, len(value))
-            lines[where] = item.start_mark.line + 1
+            lines[where] = _line(item)
             value.append(_build(events, item, where, lines, anchors))
     else:  # a MappingStartEvent
         value = {}
         while not isinstance(key_event := next(events), yaml.MappingEndEvent):
             key = _build(events, key_event, loc, {}, anchors)
             where = (*loc, key)
-            lines[where] = key_event.start_mark.line + 1
+            lines[where] = _line(key_event)
             value[key] = _build(events, next(events), where, lines, anchors)
     if event.anchor is not None:
         anchors[event.anchor] = value
     return value
+
+
+def _line(event: yaml.Event) -> int:
+    """The line (1-based) an event starts on; the parser marks every event."""
+    assert event.start_mark is not None
+    return event.start_mark.line + 1
 
 
 def _scalar(event: yaml.ScalarEvent) -> Any:
@@ -347,6 +365,8 @@ def _scalar(event: yaml.ScalarEvent) -> Any:
     tag = event.tag
     if tag is None or tag == "!":
         tag = _SCALARS.resolve(yaml.ScalarNode, event.value, event.implicit)
-    node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+    start, end = event.start_mark, event.end_mark
+    node = yaml.ScalarNode(tag, event.value, start, end, event.style)  # type: ignore[arg-type]
     constructors = _SCALARS.yaml_constructors
-    return constructors.get(tag, constructors[None])(_SCALARS, node)
+    construct = constructors[tag] if tag in constructors else constructors[None]
+    return construct(_SCALARS, node)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from itertools import accumulate
@@ -54,7 +54,7 @@ class Point:
 
     measurement: str
     tags: dict[str, str]
-    fields: dict[str, float | int | bool | str]
+    fields: Mapping[str, float | int | bool | str]  # read-only: a point is a value
     ts: int
 
 
@@ -216,6 +216,7 @@ class SampleBatch(Sequence[Sample]):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
 
+    # unhashable (mutable); typeshed types object.__hash__ as a method, which None is not
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:

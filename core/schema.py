@@ -145,10 +145,10 @@ def typed_fields(point: Point) -> dict[str, float | int | bool | str]:
     return fields
 
 
-def coerce_field(kind: FieldType, value: object) -> float | int | bool | str:
+def coerce_field(kind: FieldType, value: float | int | bool | str) -> float | int | bool | str:
     """A stored value as the model's type: InfluxDB's JSON says `2` for the float 2.0, SQLite
     says `1` for True."""
-    return kind(value)  # type: ignore[call-arg]
+    return kind(value)
 
 
 # Characters that InfluxDB line protocol escapes in tag keys, tag values and field keys; a name

@@ -7,8 +7,7 @@ stops cleanly). Both carry the fields top_signal and peak_score, the closing one
 too, which the episode tables select; the text says the same for the annotations.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the function `annotations` below takes that name.
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import table as table_panel
 from grafana_foundation_sdk.models import common as cm

@@ -14,7 +14,6 @@ from grafana_foundation_sdk.builders import bargauge, common, statetimeline, tim
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import table as table_panel
-from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
@@ -278,7 +277,11 @@ def table(
     return panel
 
 
-Row = tuple[str, Sequence[tuple[cogbuilder.Builder[model.Panel], int, int]]]
+# The SDK's panel builders the dashboards use: each builds a model.Panel and has span and height.
+PanelBuilder = (
+    timeseries.Panel | stat_panel.Panel | table_panel.Panel | bargauge.Panel | statetimeline.Panel
+)
+Row = tuple[str, Sequence[tuple[PanelBuilder, int, int]]]
 
 
 def build_dashboard(
@@ -320,10 +323,10 @@ def build_dashboard(
     for row_title, panels in rows:
         board.with_row(dash.Row(row_title))
         for panel, width, height in panels:
-            board.with_panel(panel.span(width).height(height))  # type: ignore[attr-defined]
+            board.with_panel(panel.span(width).height(height))
     built = board.build()
-    for number, panel in enumerate(built.panels or [], start=1):
-        panel.id_val = number
+    for number, built_panel in enumerate(built.panels or [], start=1):
+        built_panel.id_val = number
     return json_model(built)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from core.sample import Sample
 
@@ -22,7 +23,9 @@ class Handover:
     moment `emit` is called and commits it even when its caller stops waiting).
     """
 
-    def __init__(self, emit: Callable[[Sequence[Sample]], Awaitable[None]], depth: int) -> None:
+    def __init__(
+        self, emit: Callable[[Sequence[Sample]], Coroutine[Any, Any, None]], depth: int
+    ) -> None:
         self._emit = emit
         self._depth = depth
         self._pending: deque[asyncio.Task[None]] = deque()

@@ -220,6 +220,7 @@ def decode(
 ) -> tuple[list[Sample] | SampleBatch, list[Point]]:
     """A record's payload whose CRC matched, checked against the counts of its header."""
     samples: list[Sample] | SampleBatch
+    points: list[Point]
     if header.encoding == ENCODING_BATCH:
         samples, points = decode_batch(payload), []
     else:

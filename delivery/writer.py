@@ -242,7 +242,8 @@ class HistorianWriter:
         """Write everything, retrying with backoff what may succeed later and splitting what
         never will until the bad records are isolated (at most `split_budget` splits; then
         each part left is tried once and rejected whole)."""
-        todo: deque[Part] = deque(p for p in ((samples, []), ([], points)) if p[0] or p[1])
+        parts: tuple[Part, ...] = ((samples, []), ([], points))
+        todo: deque[Part] = deque(p for p in parts if p[0] or p[1])
         splits_left = self.split_budget
         backoff = Backoff(self.retry_min_s, self.retry_max_s)
         rejected = 0

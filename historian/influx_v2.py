@@ -67,7 +67,9 @@ class InfluxV2Historian(InfluxQLHistorian):
                     bucket=self.database,
                     org=self.org,
                     record=body,
-                    write_precision=WritePrecision.NS,
+                    # influxdb-client annotates the parameter with the class WritePrecision,
+                    # whose values are its str constants such as this one
+                    write_precision=WritePrecision.NS,  # type: ignore[arg-type]
                 )
         except TimeoutError:
             raise HistorianError(

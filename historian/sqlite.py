@@ -24,6 +24,7 @@ import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from core.sample import Point, Sample, quality_without_value
@@ -216,7 +217,15 @@ def _telemetry_point_rows(
                 point.tags.get("machine", ""),
                 point.tags.get("signal", ""),
             )
-            rows.append((key, point.ts, fields.get("value"), fields.get("quality")))
+            value, quality = fields.get("value"), fields.get("quality")  # float, int: the model's
+            rows.append(
+                (
+                    key,
+                    point.ts,
+                    None if value is None else float(value),
+                    None if quality is None else int(quality),
+                )
+            )
     return rows
 
 
@@ -266,9 +275,9 @@ class SQLiteHistorian(Historian):
             model = model_of(name)
             if model is TELEMETRY:
                 rows = _telemetry_point_rows(group)
-                await self._run(lambda store, rows=rows: store.write_telemetry(rows))
+                await self._run(partial(_Store.write_telemetry, rows=rows))
             else:
-                await self._run(lambda store, m=model, g=group: store.write_table(m, g))
+                await self._run(partial(_Store.write_table, model=model, rows=group))
 
     async def latest(
         self,

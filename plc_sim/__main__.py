@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         speed=args.speed,
         opcua_secure=secure if opcua else None,
         modbus_faults=device_faults(args),
-        **behaviour(args),  # type: ignore[arg-type]
+        **behaviour(args),
     )
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the runner has closed the servers
         try:

@@ -7,6 +7,7 @@ the ground truth a detector is scored against. Process faults are read by the ma
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -131,7 +132,7 @@ class ActiveFault:
 
 
 def check_fault(
-    machine_kinds: dict[str, str], machine: str, fault: str, severity: float
+    machine_kinds: Mapping[str, str], machine: str, fault: str, severity: float
 ) -> FaultKind:
     """The fault kind, or a FaultError saying what is wrong and what would be right."""
     kind = FAULT_KINDS.get(fault)

@@ -61,6 +61,10 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Params under a name that the class attribute Machine.Params (a kind's own model) does not shadow
+AnyParams = Params
+
+
 class Machine:
     """Base of the models: identity, run command, state and the signal values it produces."""
 
@@ -70,7 +74,7 @@ class Machine:
     # params field -> machine kinds its machine names may refer to (checked by the spec)
     REFERENCES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
-    def __init__(self, name: str, params: Params, faults: FaultBook, rng: np.random.Generator):
+    def __init__(self, name: str, params: AnyParams, faults: FaultBook, rng: np.random.Generator):
         self.name = name
         self.p = params
         self.rng = rng

@@ -278,15 +278,16 @@ class ModbusServer:
                     block.image[offset : offset + len(words)] = words
 
     def _sim_device(self, device: _Device) -> SimDevice:
-        blocks = []
-        for table in TABLES:
+        def sim_table(table: str) -> list[SimData]:
             block = device.blocks.get(table)
             if block is not None:
-                blocks.append([block.sim_data()])
-            else:  # SimDevice needs all four tables; the access hook refuses this one
-                bits = table in BIT_TABLES
-                kind = DataType.BITS if bits else DataType.REGISTERS
-                blocks.append([SimData(0, values=False if bits else 0, datatype=kind)])
+                return [block.sim_data()]
+            # SimDevice needs all four tables; the access hook refuses this one
+            bits = table in BIT_TABLES
+            kind = DataType.BITS if bits else DataType.REGISTERS
+            return [SimData(0, values=False if bits else 0, datatype=kind)]
+
+        coil, discrete, holding, input_ = (sim_table(table) for table in TABLES)
 
         async def access(
             function_code: int,
@@ -303,7 +304,7 @@ class ModbusServer:
                 return ExcCodes(fault.exception_code)
             return self._access(device, function_code, address, registers, set_values)
 
-        return SimDevice(device.unit_id, simdata=tuple(blocks), action=access)
+        return SimDevice(device.unit_id, simdata=(coil, discrete, holding, input_), action=access)
 
     async def _late_by(self, delay_s: float) -> None:
         """Hold this request's answer back; `stop` cancels what is still held."""

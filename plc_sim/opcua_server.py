@@ -40,6 +40,7 @@ from asyncua import Node, Server, ua
 from asyncua.common.utils import ServiceError
 from asyncua.crypto import cert_gen, security_policies
 from asyncua.crypto.permission_rules import PermissionRuleset, User, UserRole
+from asyncua.server.internal_server import InternalServer
 from asyncua.server.user_managers import UserManager
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -237,21 +238,30 @@ class _DiscoveryOnly(PermissionRuleset):
         return False
 
 
+class _EncryptedPasswordsOnly(InternalServer):
+    """asyncua's server core for the secured server: it refuses a password sent in the clear
+    (`_require_encrypted_passwords` asks every client to encrypt it with the server's key)."""
+
+    def decrypt_user_token(self, isession: Any, token: ua.UserNameIdentityToken) -> tuple[str, str]:
+        if not token.EncryptionAlgorithm:
+            raise ServiceError(ua.StatusCodes.BadIdentityTokenInvalid)
+        return super().decrypt_user_token(isession, token)
+
+
 def _require_encrypted_passwords(server: Server) -> None:
     """Ask every client to encrypt its password with the server's key (token policy = the
-    endpoint's policy, even on SignAndEncrypt channels) and refuse one sent in the clear."""
+    endpoint's policy, even on SignAndEncrypt channels); `_EncryptedPasswordsOnly` refuses one
+    sent in the clear."""
     for endpoint in server.iserver.endpoints:
         for token in endpoint.UserIdentityTokens:
             if token.TokenType == ua.UserTokenType.UserName:
                 token.SecurityPolicyUri = endpoint.SecurityPolicyUri
-    decrypt = server.iserver.decrypt_user_token
 
-    def decrypt_encrypted_only(session: Any, token: ua.UserNameIdentityToken) -> tuple[str, str]:
-        if not token.EncryptionAlgorithm:
-            raise ServiceError(ua.StatusCodes.BadIdentityTokenInvalid)
-        return decrypt(session, token)
 
-    server.iserver.decrypt_user_token = decrypt_encrypted_only  # type: ignore[method-assign]
+def _connections(server: Server) -> list[Any]:
+    """The client connections (protocols) of a started server."""
+    assert server.bserver is not None, "the server was started"  # start() sets bserver
+    return list(server.bserver.clients)
 
 
 class OpcUaServer:
@@ -288,12 +298,12 @@ class OpcUaServer:
     def drop_connections(self) -> None:
         """Close every client connection, as a PLC that reboots its network stack (chaos)."""
         for server in self._servers:
-            for protocol in list(server.bserver.clients):
+            for protocol in _connections(server):
                 protocol.transport.close()
 
     async def stall(self, seconds: float) -> None:
         """Stop reading client requests for `seconds`: a frozen PLC, its sockets open (chaos)."""
-        transports = [p.transport for s in self._servers for p in list(s.bserver.clients)]
+        transports = [p.transport for s in self._servers for p in _connections(s)]
         for transport in transports:
             transport.pause_reading()
         try:
@@ -326,14 +336,15 @@ class OpcUaServer:
     async def _start_secured(self, secure: SecureEndpoint) -> Server:
         assert self.secure_endpoint is not None
         user_certs = await asyncio.to_thread(_certificates_in, secure.user_certificates)
-        server = await self._new_server(self.secure_endpoint, _Logins(secure.users, user_certs))
+        logins = _Logins(secure.users, user_certs)
+        server = await self._new_server(self.secure_endpoint, _EncryptedPasswordsOnly(logins))
         await server.load_certificate(str(secure.certificate))
         await server.load_private_key(secure.private_key)
         server.set_security_policy(SECURE_POLICIES)
         server.set_identity_tokens([ua.UserNameIdentityToken, ua.X509IdentityToken])
         if secure.trusted_clients is not None:
             validator = _TrustedClients(secure.trusted_clients, secure.rejected_clients)
-            server.set_certificate_validator(validator)  # type: ignore[arg-type]
+            server.set_certificate_validator(validator)
         # Not advertised (endpoints come from set_security_policy): what a None channel gets.
         server._policies.append(
             security_policies.SecurityPolicyFactory(
@@ -346,8 +357,8 @@ class OpcUaServer:
         _require_encrypted_passwords(server)
         return server
 
-    async def _new_server(self, endpoint: str, users: _Logins | None = None) -> Server:
-        server = Server(user_manager=users)
+    async def _new_server(self, endpoint: str, iserver: InternalServer | None = None) -> Server:
+        server = Server(iserver)
         await server.init()
         server.set_endpoint(endpoint)
         await server.set_application_uri(APPLICATION_URI)
@@ -372,35 +383,39 @@ class OpcUaServer:
             if self._timestamps == "tick" or self._published.get(key) != value:
                 self._published[key] = value
                 changed.append((node_id, ua.Variant(value, vtype)))
+        stamp = ua.DateTime.combine(ts.date(), ts.timetz())  # asyncua's datetime type
         for server in self._servers:
             for node_id, variant in changed:
                 await server.write_attribute_value(
-                    node_id, ua.DataValue(variant, SourceTimestamp=ts, ServerTimestamp=ts)
+                    node_id, ua.DataValue(variant, SourceTimestamp=stamp, ServerTimestamp=stamp)
                 )
 
     async def _build(self, server: Server, ns: int) -> None:
         line = self.spec.line
         folder = await server.nodes.objects.add_folder(
-            ua.NodeId(line, ns), ua.QualifiedName(line, ns)
+            _string_node_id(line, ns), ua.QualifiedName(line, ns)
         )
         control = await folder.add_object(
-            ua.NodeId(f"{line}.Simulator", ns), ua.QualifiedName("Simulator", ns)
+            _string_node_id(f"{line}.Simulator", ns), ua.QualifiedName("Simulator", ns)
         )
         await self._add_methods(control, f"{line}.Simulator", ns, by_machine=True)
         for name, machine in self.spec.machines.items():
             if machine.protocol != "opcua":
                 continue
             obj = await folder.add_object(
-                ua.NodeId(f"{line}.{name}", ns), ua.QualifiedName(name, ns)
+                _string_node_id(f"{line}.{name}", ns), ua.QualifiedName(name, ns)
             )
             self._machines_by_node[obj.nodeid] = name
             items = []
             for signal, s in machine.signals.items():
                 kind = self.spec.signal_kind(name, signal)
-                node_id = ua.NodeId(f"{line}.{name}.{signal}", ns)
+                identifier = f"{line}.{name}.{signal}"
+                node_id = _string_node_id(identifier, ns)
                 vtype, convert = _VARIANTS[kind]
                 self._variables[(name, signal)] = (node_id, vtype, convert)
-                items += _variable_items(obj.nodeid, node_id, signal, kind, s.unit, s.min, s.max)
+                items += _variable_items(
+                    obj.nodeid, identifier, ns, signal, kind, s.unit, s.min, s.max
+                )
             for result in await obj.session.add_nodes(items):
                 result.StatusCode.check()
             await self._add_methods(obj, f"{line}.{name}", ns, by_machine=False)
@@ -409,7 +424,7 @@ class OpcUaServer:
         machine = [_argument("machine", ua.ObjectIds.String, "machine name")] if by_machine else []
         fault = _argument("fault", ua.ObjectIds.String, "fault name, e.g. bearing_wear")
         await obj.add_method(
-            ua.NodeId(f"{prefix}.InjectFault", ns),
+            _string_node_id(f"{prefix}.InjectFault", ns),
             ua.QualifiedName("InjectFault", ns),
             self._call_inject,
             [
@@ -421,7 +436,7 @@ class OpcUaServer:
             [],
         )
         await obj.add_method(
-            ua.NodeId(f"{prefix}.ClearFault", ns),
+            _string_node_id(f"{prefix}.ClearFault", ns),
             ua.QualifiedName("ClearFault", ns),
             self._call_clear,
             [*machine, fault],
@@ -468,14 +483,28 @@ class OpcUaServer:
 
 def _bad(code: int, count: int, position: int | None = None) -> ua.CallMethodResult:
     """A method result with an error status, pointing at the offending argument if known."""
-    results = [ua.StatusCode(code if i == position else ua.StatusCodes.Good) for i in range(count)]
-    return ua.CallMethodResult(StatusCode=ua.StatusCode(code), InputArgumentResults=results)
+    results = [_status(code if i == position else ua.StatusCodes.Good) for i in range(count)]
+    return ua.CallMethodResult(StatusCode=_status(code), InputArgumentResults=results)
+
+
+# asyncua types the fields of NodeId and StatusCode with its wire types (ua.String, ua.Int16,
+# ua.Int32, ua.UInt32: subclasses of str and int), as its own typed code fills them
+def _string_node_id(identifier: str, ns: int) -> ua.NodeId:
+    return ua.NodeId(ua.String(identifier), ua.Int16(ns))
+
+
+def _numeric_node_id(identifier: int) -> ua.NodeId:
+    return ua.NodeId(ua.Int32(identifier))
+
+
+def _status(code: int) -> ua.StatusCode:
+    return ua.StatusCode(ua.UInt32(code))
 
 
 def _argument(name: str, data_type: int, description: str) -> ua.Argument:
     return ua.Argument(
         Name=name,
-        DataType=ua.NodeId(data_type),
+        DataType=_numeric_node_id(data_type),
         ValueRank=ua.ValueRank.Scalar,
         Description=ua.LocalizedText(description),
     )
@@ -483,33 +512,36 @@ def _argument(name: str, data_type: int, description: str) -> ua.Argument:
 
 def _variable_items(
     parent: ua.NodeId,
-    node_id: ua.NodeId,
+    identifier: str,
+    ns: int,
     signal: str,
     kind: SignalKind,
     unit: str,
     low: float,
     high: float,
 ) -> list[ua.AddNodesItem]:
-    """AddNodes items for one variable and its EURange and EngineeringUnits properties."""
+    """AddNodes items for one variable (node id `identifier` in namespace `ns`) and its EURange
+    and EngineeringUnits properties."""
+    node_id = _string_node_id(identifier, ns)
     vtype, convert = _VARIANTS[kind]
     analog = kind in (SignalKind.ANALOG, SignalKind.TOTAL)
     type_definition = ua.ObjectIds.AnalogItemType if analog else ua.ObjectIds.BaseDataVariableType
     variable = _variable_item(
         parent,
         node_id,
-        ua.QualifiedName(signal, node_id.NamespaceIndex),
+        ua.QualifiedName(signal, ns),
         ua.Variant(convert(0), vtype),
-        ua.NodeId(vtype.value),
+        _numeric_node_id(vtype.value),
         ua.ObjectIds.HasComponent,
         type_definition,
     )
     properties = [
         _variable_item(
             node_id,
-            ua.NodeId(f"{node_id.Identifier}.{prop}", node_id.NamespaceIndex),
+            _string_node_id(f"{identifier}.{prop}", ns),
             ua.QualifiedName(prop, 0),
             ua.Variant(value, ua.VariantType.ExtensionObject),
-            ua.NodeId(data_type),
+            _numeric_node_id(data_type),
             ua.ObjectIds.HasProperty,
             ua.ObjectIds.PropertyType,
         )
@@ -542,10 +574,10 @@ def _variable_item(
     )
     return ua.AddNodesItem(
         ParentNodeId=parent,
-        ReferenceTypeId=ua.NodeId(reference),
+        ReferenceTypeId=_numeric_node_id(reference),
         RequestedNewNodeId=node_id,
         BrowseName=name,
         NodeClass=ua.NodeClass.Variable,
         NodeAttributes=attrs,
-        TypeDefinition=ua.NodeId(type_definition),
+        TypeDefinition=_numeric_node_id(type_definition),
     )

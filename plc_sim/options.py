@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import os
 from pathlib import Path
+from typing import Literal, TypedDict
 
 from plc_sim.chaos import Chaos
 from plc_sim.modbus_server import DeviceFault, parse_device_fault
@@ -155,7 +156,14 @@ def add_behaviour_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def behaviour(args: argparse.Namespace) -> dict[str, object]:
+class Behaviour(TypedDict):
+    """run_simulator's keyword arguments that `add_behaviour_options`' options set."""
+
+    opcua_timestamps: Literal["change", "tick"]
+    chaos: Chaos | None
+
+
+def behaviour(args: argparse.Namespace) -> Behaviour:
     """run_simulator's keyword arguments for `add_behaviour_options`' options."""
     chaos = None if args.chaos is None else Chaos(args.chaos)
     return {"opcua_timestamps": args.opcua_timestamps, "chaos": chaos}

@@ -144,7 +144,7 @@ def on_the_wire(spec: LineSpec, machine: str, signal: str, values: np.ndarray) -
     the resulting repeats (a 0.1 degC register over 0.1 degC of noise) for a stuck sensor."""
     where = spec.machines[machine].signals[signal].modbus
     values = np.asarray(values, dtype=float)
-    if where is None or where.dtype in (None, "bool"):
+    if where is None or where.dtype is None or where.dtype == "bool":
         return values
     if where.dtype == "float32":
         return values.astype(np.float32).astype(float)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -16,14 +16,23 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    create_model,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from plc_sim.faults import FaultError, check_fault
-from plc_sim.machines import MACHINE_TYPES, Params, SignalKind
+from plc_sim.machines import (
+    MACHINE_TYPES,
+    AirCompressorParams,
+    CapperParams,
+    ConveyorParams,
+    EnergyMeterParams,
+    FillerParams,
+    Params,
+    PasteurizerParams,
+    SignalKind,
+)
 from plc_sim.registers import DTYPE_LIMITS, REGISTER_WIDTH
 
 DEFAULT_LINE = Path(__file__).parent / "lines" / "food_beverage.yaml"
@@ -104,19 +113,43 @@ class MachineSpec(_Strict):
     signals: dict[str, SignalSpec]
 
 
-def _spec_for(kind: str) -> type[MachineSpec]:
-    params = MACHINE_TYPES[kind].Params
-    return create_model(
-        f"{params.__name__.removesuffix('Params')}Spec",
-        __base__=MachineSpec,
-        kind=(Literal[kind], ...),
-        params=(params, Field(default_factory=params)),
-    )
+# One spec per machine kind of MACHINE_TYPES, in its order (a test keeps them in step): `kind`
+# is the discriminator's tag and `params` has the kind's own parameter model, all defaults.
+class PasteurizerSpec(MachineSpec):
+    kind: Literal["pasteurizer"]
+    params: PasteurizerParams = Field(default_factory=PasteurizerParams)
 
 
-_MACHINE_SPECS = tuple(_spec_for(kind) for kind in MACHINE_TYPES)
+class ConveyorSpec(MachineSpec):
+    kind: Literal["conveyor"]
+    params: ConveyorParams = Field(default_factory=ConveyorParams)
+
+
+class FillerSpec(MachineSpec):
+    kind: Literal["filler"]
+    params: FillerParams = Field(default_factory=FillerParams)
+
+
+class CapperSpec(MachineSpec):
+    kind: Literal["capper"]
+    params: CapperParams = Field(default_factory=CapperParams)
+
+
+class AirCompressorSpec(MachineSpec):
+    kind: Literal["air_compressor"]
+    params: AirCompressorParams = Field(default_factory=AirCompressorParams)
+
+
+class EnergyMeterSpec(MachineSpec):
+    kind: Literal["energy_meter"]
+    params: EnergyMeterParams = Field(default_factory=EnergyMeterParams)
+
+
 # the union of the kinds, discriminated by `kind`
-AnyMachineSpec = Annotated[Union[_MACHINE_SPECS], Field(discriminator="kind")]  # noqa: UP007
+AnyMachineSpec = Annotated[
+    PasteurizerSpec | ConveyorSpec | FillerSpec | CapperSpec | AirCompressorSpec | EnergyMeterSpec,
+    Field(discriminator="kind"),
+]
 
 
 class ScheduledFault(_Strict):
@@ -237,7 +270,7 @@ def _mapping_problems(s: SignalSpec, kind: SignalKind) -> list[str]:
         if mb.dtype not in (None, "bool"):
             return [f"a {mb.table} holds one bit; drop `type` or use bool"]
         return []
-    if mb.dtype in (None, "bool"):
+    if mb.dtype is None or mb.dtype == "bool":
         return ["registers need `type:` one of int16, uint16, int32, uint32, float32"]
     if mb.scale == 0:
         return ["scale must not be 0 (engineering value = raw * scale)"]

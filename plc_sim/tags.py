@@ -7,6 +7,7 @@ this, so it is derived from the same spec the servers are built from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from plc_sim.machines import SignalKind
@@ -52,25 +53,25 @@ def exposed_tags(spec: LineSpec) -> list[ExposedTag]:
     for name, machine in spec.machines.items():
         for signal, s in machine.signals.items():
             kind = spec.signal_kind(name, signal)
-            common = {
-                "line": spec.line,
-                "machine": name,
-                "signal": signal,
-                "kind": kind.value,
-                "unit": s.unit,
-                "min": s.min,
-                "max": s.max,
-                "protocol": machine.protocol,
-            }
+            tag = partial(
+                ExposedTag,
+                line=spec.line,
+                machine=name,
+                signal=signal,
+                kind=kind.value,
+                unit=s.unit,
+                min=s.min,
+                max=s.max,
+                protocol=machine.protocol,
+            )
             mb = s.modbus
             if mb is None:
                 node_id = opcua_node_id(spec.line, name, signal)
-                tags.append(ExposedTag(**common, writable=False, node_id=node_id))
+                tags.append(tag(writable=False, node_id=node_id))
                 continue
             bits = mb.table in BIT_TABLES
             tags.append(
-                ExposedTag(
-                    **common,
+                tag(
                     writable=kind is SignalKind.COMMAND,
                     unit_id=machine.unit_id,
                     table=mb.table,

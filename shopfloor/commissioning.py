@@ -422,7 +422,7 @@ def _add_probe(sub: Any) -> None:
 async def check(args: argparse.Namespace) -> int:
     """Read every tag of a connectors file once; exit 0 only if all are fine."""
     config = load_config(args.config)
-    entries: list[Any] = [e for e in config.entries if args.connector in (None, e.name)]  # type: ignore[attr-defined]
+    entries = [e for e in config.entries if args.connector in (None, e.name)]
     if not entries:
         raise CommandError(f"no connector named {args.connector!r} in {args.config}")
     results = await config.check(entries)
@@ -436,7 +436,9 @@ async def check(args: argparse.Namespace) -> int:
 def _report(result: ConnectorCheck) -> str:
     lines = [f"{result.name}  {result.endpoint}"]
     lines += [f"  note: {note}" for note in result.notes]
-    rows = [("MACHINE", "SIGNAL", "ADDRESS", "STATUS", "VALUE", "UNIT", "PROBLEM")]
+    rows: list[tuple[str, ...]] = [
+        ("MACHINE", "SIGNAL", "ADDRESS", "STATUS", "VALUE", "UNIT", "PROBLEM")
+    ]
     rows += [_row(tag) for tag in result.tags]
     lines.append(table(rows, indent="  "))
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,9 @@ def build_agent(
     return Agent(inputs, writer, observers=[status.observe]), status
 
 
-async def run_spooled(args: argparse.Namespace, agent: Agent, *work: Awaitable[object]) -> None:
+async def run_spooled(
+    args: argparse.Namespace, agent: Agent, *work: Coroutine[Any, Any, object]
+) -> None:
     """`run_for` with the /health server if asked for; a spool that fails mid-run is a
     clear one-line error."""
     if args.health_port is not None:

@@ -25,6 +25,7 @@ from analytics.dataset import (
     parse_moment,
     read_dataset,
 )
+from analytics.episodes import AlarmSettings
 from analytics.evaluation import (
     evaluation_json,
     format_table,
@@ -113,8 +114,8 @@ def _summary(result: EvalResult, settings: EvalSettings, args: argparse.Namespac
     return "\n".join(lines)
 
 
-def _alarm(training: TrainingSettings) -> dict[str, float]:
-    return {**DEFAULT_ALARM, **(training.alarm or {})}
+def _alarm(training: TrainingSettings) -> AlarmSettings:
+    return {**DEFAULT_ALARM, **training.alarm} if training.alarm else DEFAULT_ALARM.copy()
 
 
 def _seeds(seeds: Sequence[int]) -> str:

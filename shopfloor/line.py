@@ -138,7 +138,7 @@ async def _simulate(
             opcua_secure=secure,
             warmup_s=WARMUP_S,
             modbus_faults=device_faults(args),
-            **behaviour(args),  # type: ignore[arg-type]
+            **behaviour(args),
         )
     except ValueError as exc:  # a --modbus-device-fault for a device the line does not have
         raise CommandError(str(exc)) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +77,12 @@ def add_line(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
 
 
-async def run_for(duration_s: float | None, *work: Awaitable[object]) -> None:
+async def run_for(duration_s: float | None, *work: Coroutine[Any, Any, object]) -> None:
     """Run the parts together until one fails, the duration ends, or we are cancelled."""
     try:
         async with asyncio.timeout(duration_s), asyncio.TaskGroup() as tasks:
             for part in work:
-                tasks.create_task(part)  # type: ignore[arg-type]
+                tasks.create_task(part)
     except TimeoutError:
         pass
     except ExceptionGroup as group:

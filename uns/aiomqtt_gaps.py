@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any, cast
 
 import aiomqtt
+from paho.mqtt import client as mqtt
+from paho.mqtt.client import CallbackOnPublish_v2
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 Ack = Callable[[aiomqtt.Message], None]
@@ -56,13 +60,20 @@ def refusals(client: aiomqtt.Client) -> list[ReasonCode]:
     reason code (0x80 and up) the broker answers; "No matching subscribers" is no failure."""
     refused: list[ReasonCode] = []
     paho = client._client
-    forward = paho.on_publish
+    # aiomqtt's own callback, of paho's callback API version 2, the one aiomqtt uses (paho's
+    # dispatch casts it so too)
+    forward = cast(CallbackOnPublish_v2, paho.on_publish)
 
-    def on_publish(*args: object) -> None:
-        reason_code = args[3]
+    def on_publish(
+        sender: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
         if isinstance(reason_code, ReasonCode) and reason_code.is_failure:
             refused.append(reason_code)
-        forward(*args)  # type: ignore[misc]
+        forward(sender, userdata, mid, reason_code, properties)
 
     paho.on_publish = on_publish
     return refused

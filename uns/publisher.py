@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 
 import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from core.sample import Point, Sample
 from core.storage import HistorianError, Sink
@@ -48,7 +49,7 @@ class MqttPublisher(Sink):
         self._client: aiomqtt.Client | None = None
         self._listener: asyncio.Task[None] | None = None
         self._ingest_here = asyncio.Event()
-        self._refused: list[object] = []
+        self._refused: list[ReasonCode] = []
 
     def describe(self) -> str:
         return f"{self.broker.describe()} (Sparkplug {self.broker.group}/{self.broker.node})"
@@ -201,7 +202,7 @@ class MqttPublisher(Sink):
                 await asyncio.wait_for(client.__aexit__(None, None, None), self.timeout_s)
 
 
-async def _unless_disconnected(client: aiomqtt.Client, sends: asyncio.Future[object]) -> None:
+async def _unless_disconnected(client: aiomqtt.Client, sends: asyncio.Future[list[None]]) -> None:
     """Wait for the PUBACKs, failing at once if the connection drops (aiomqtt would wait for
     each PUBACK until its timeout)."""
     lost = disconnected(client)

@@ -276,9 +276,9 @@ class Host:
             if signal is None:
                 raise SparkplugError(f"DDATA of {node}/{device} has unknown alias {metric.alias}")
             quality = Quality.GOOD
-            for key, value in zip(metric.properties.keys, metric.properties.values, strict=False):
+            for key, prop in zip(metric.properties.keys, metric.properties.values, strict=False):
                 if key == QUALITY:
-                    quality = _FROM_OPC.get(value.int_value, Quality.UNCERTAIN)
+                    quality = _FROM_OPC.get(prop.int_value, Quality.UNCERTAIN)
             value = math.nan if metric.is_null else metric.double_value
             out.append(
                 Sample(

@@ -8,12 +8,17 @@ float 12, double 13, boolean 14, string 15), PropertySet (keys 1, values 2) and 
 (type 1, is_null 2, int 3, long 4, float 5, double 6, boolean 7, string 8). Fields we do not
 declare (templates, datasets, metadata) are kept as unknown fields by protobuf, so a payload
 that carries them still parses. Declaring it here needs no protoc step and no generated file.
+For the type checker, the same messages are declared as classes (what protoc's type stubs would
+say); a test keeps their fields equal to the contract's.
 
 Datatype codes are the specification's: Int32 3, Int64 4, Float 9, Double 10, Boolean 11,
 String 12.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -88,5 +93,88 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
 
 _pool = descriptor_pool.DescriptorPool()
 _classes = message_factory.GetMessages([_file()], pool=_pool)
-Payload = _classes[f"{_PACKAGE}.Payload"]
-Metric = _classes[f"{_PACKAGE}.Metric"]
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.containers import (
+        RepeatedCompositeFieldContainer,
+        RepeatedScalarFieldContainer,
+    )
+    from google.protobuf.message import Message
+
+    class PropertyValue(Message):
+        type: int
+        is_null: bool
+        int_value: int
+        long_value: int
+        float_value: float
+        double_value: float
+        boolean_value: bool
+        string_value: str
+
+        def __init__(
+            self,
+            *,
+            type: int = ...,
+            is_null: bool = ...,
+            int_value: int = ...,
+            long_value: int = ...,
+            float_value: float = ...,
+            double_value: float = ...,
+            boolean_value: bool = ...,
+            string_value: str = ...,
+        ) -> None: ...
+
+    class PropertySet(Message):
+        @property
+        def keys(self) -> RepeatedScalarFieldContainer[str]: ...
+        @property
+        def values(self) -> RepeatedCompositeFieldContainer[PropertyValue]: ...
+        def __init__(
+            self, *, keys: Iterable[str] | None = ..., values: Iterable[PropertyValue] | None = ...
+        ) -> None: ...
+
+    class Metric(Message):
+        name: str
+        alias: int
+        timestamp: int
+        datatype: int
+        is_null: bool
+        int_value: int
+        long_value: int
+        float_value: float
+        double_value: float
+        boolean_value: bool
+        string_value: str
+
+        @property
+        def properties(self) -> PropertySet: ...
+        def __init__(
+            self,
+            *,
+            name: str = ...,
+            alias: int = ...,
+            timestamp: int = ...,
+            datatype: int = ...,
+            is_null: bool = ...,
+            properties: PropertySet | None = ...,
+            int_value: int = ...,
+            long_value: int = ...,
+            float_value: float = ...,
+            double_value: float = ...,
+            boolean_value: bool = ...,
+            string_value: str = ...,
+        ) -> None: ...
+
+    class Payload(Message):
+        timestamp: int
+        seq: int
+
+        @property
+        def metrics(self) -> RepeatedCompositeFieldContainer[Metric]: ...
+        def __init__(
+            self, *, timestamp: int = ..., metrics: Iterable[Metric] | None = ..., seq: int = ...
+        ) -> None: ...
+
+else:
+    Payload = _classes[f"{_PACKAGE}.Payload"]
+    Metric = _classes[f"{_PACKAGE}.Metric"]

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 
@@ -108,7 +108,7 @@ class _Poll:
             )
         return polls
 
-    def samples(self, values: Sequence[float], ts: int) -> SampleBatch:
+    def samples(self, values: Iterable[float], ts: int) -> SampleBatch:
         return SampleBatch.of(self.series, values, Quality.GOOD, ts)
 
     def names(self, why: str) -> list[tuple[str, str]]:

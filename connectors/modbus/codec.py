@@ -28,6 +28,7 @@ from enum import IntEnum, StrEnum
 from itertools import chain
 
 import numpy as np
+import numpy.typing as npt
 
 
 class DataType(StrEnum):
@@ -229,11 +230,11 @@ class RegisterBlockDecoder:
         self._plain = bool(np.all(self._scale == 1.0) and np.all(self._offset == 0.0))
         self._in_order = bool(np.array_equal(self._order, np.arange(len(fields))))
 
-    def decode(self, registers: Sequence[int]) -> Sequence[float]:
+    def decode(self, registers: Sequence[int]) -> Sequence[float] | npt.NDArray[np.float64]:
         """Scaled values (raw * scale + offset) of all fields, in the order they were given."""
         return self.decode_wire(self._wire.pack(*registers))
 
-    def decode_wire(self, wire: bytes) -> Sequence[float]:
+    def decode_wire(self, wire: bytes) -> Sequence[float] | npt.NDArray[np.float64]:
         """`decode` on the registers as the response carries them (big-endian words): the
         pipelined client hands these bytes on without making a list of ints."""
         swapped = b""
@@ -281,7 +282,7 @@ class BitBlockDecoder:
         self._starts = np.array(starts, dtype=np.intp)
         self.wire_size = (count + 7) // 8  # bytes of the bits in a response
 
-    def decode(self, bits: Sequence[bool]) -> np.ndarray:
+    def decode(self, bits: Sequence[int] | npt.NDArray[np.uint8]) -> np.ndarray:
         return np.asarray(bits, dtype=np.float64)[self._starts]
 
     def decode_wire(self, data: bytes) -> np.ndarray:

@@ -157,7 +157,7 @@ def new_client(link: Link, serial: Serial | None, *, name: str) -> ModbusBaseCli
     swallow a cancellation that races with completion; callers bound calls themselves.
     """
     _quiet_pymodbus()
-    common = {"name": name, "timeout": None, "retries": 0, "reconnect_delay": 0}
+    # pymodbus annotates `timeout` as a float; None is its asyncio.wait_for without a limit
     if link.transport is Transport.SERIAL:
         if importlib.util.find_spec("serial") is None:
             raise ValueError(
@@ -172,10 +172,21 @@ def new_client(link: Link, serial: Serial | None, *, name: str) -> ModbusBaseCli
             bytesize=settings.bytesize,
             parity=settings.parity,
             stopbits=settings.stopbits,
-            **common,  # type: ignore[arg-type]
+            name=name,
+            timeout=None,  # type: ignore[arg-type]
+            retries=0,
+            reconnect_delay=0,
         )
     framer = FramerType.RTU if link.transport is Transport.RTU_OVER_TCP else FramerType.SOCKET
-    return AsyncModbusTcpClient(link.host, port=link.port, framer=framer, **common)  # type: ignore[arg-type]
+    return AsyncModbusTcpClient(
+        link.host,
+        port=link.port,
+        framer=framer,
+        name=name,
+        timeout=None,  # type: ignore[arg-type]
+        retries=0,
+        reconnect_delay=0,
+    )
 
 
 def pymodbus_reader(client: ModbusBaseClient, function: int) -> Callable[..., Awaitable[ModbusPDU]]:

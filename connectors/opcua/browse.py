@@ -12,18 +12,18 @@ import fnmatch
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 from asyncua import Client, ua
 
-from connectors.opcua.resolve import chunks
+from connectors.opcua.resolve import chunks, forward_element
 from core.units import suffix_for, unit_of
 
 BATCH = 500
 _Child = tuple[ua.ReferenceDescription, tuple[str, ...]]
 _Children = dict[str, list[_Child]]
-_HIERARCHICAL = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
-_HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
+_HIERARCHICAL = ua.NodeId(ua.Int32(ua.ObjectIds.HierarchicalReferences))
+_HAS_PROPERTY = ua.NodeId(ua.Int32(ua.ObjectIds.HasProperty))
 _LISTED = ua.NodeClass.Object | ua.NodeClass.Variable
 _NUMERIC_TYPES = frozenset(
     {
@@ -171,7 +171,13 @@ async def _variable_details(
     return details
 
 
-def _good(dv: ua.DataValue) -> bool:
+class _GoodValue(Protocol):
+    """A DataValue that `_good` passed: it has a value."""
+
+    Value: ua.Variant
+
+
+def _good(dv: ua.DataValue) -> TypeGuard[_GoodValue]:
     return (dv.StatusCode is None or dv.StatusCode.is_good()) and dv.Value is not None
 
 
@@ -202,8 +208,13 @@ async def _type_names(
     names: dict[ua.NodeId, str] = {}
     unknown = []
     for type_id in set(type_ids):
-        if type_id.NamespaceIndex == 0 and type_id.Identifier in ua.ObjectIdNames:
-            names[type_id] = ua.ObjectIdNames[type_id.Identifier]
+        identifier = type_id.Identifier
+        if (
+            type_id.NamespaceIndex == 0
+            and isinstance(identifier, int)
+            and identifier in ua.ObjectIdNames
+        ):
+            names[type_id] = ua.ObjectIdNames[identifier]
         else:
             unknown.append(type_id)
     for type_id, dv in zip(
@@ -220,11 +231,8 @@ async def read_units(client: Client, nodes: Sequence[ua.NodeId], *, timeout_s: f
             StartingNode=node,
             RelativePath=ua.RelativePath(
                 Elements=[
-                    ua.RelativePathElement(
-                        ReferenceTypeId=_HAS_PROPERTY,
-                        IsInverse=False,
-                        IncludeSubtypes=False,
-                        TargetName=ua.QualifiedName("EngineeringUnits", 0),
+                    forward_element(
+                        _HAS_PROPERTY, ua.QualifiedName("EngineeringUnits", 0), subtypes=False
                     )
                 ]
             ),

@@ -46,7 +46,7 @@ class ServerLimits:
 
 async def read_limits(client: Client, timeout_s: float) -> ServerLimits:
     """The server's limits, in one Read; a server that refuses the Read announces none."""
-    nodes = [ua.NodeId(identifier) for identifier in _LIMIT_NODES]
+    nodes = [ua.NodeId(ua.Int32(identifier)) for identifier in _LIMIT_NODES]
     try:
         async with asyncio.timeout(timeout_s):
             values = await client.uaclient.read_attributes(nodes, ua.AttributeIds.Value)

@@ -25,7 +25,7 @@ from asyncua.common.utils import NotEnoughData
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
-from connectors.opcua.datavalue import Decoded, Series, decoded
+from connectors.opcua.datavalue import Decoded, Series, checked_value, decoded
 from connectors.opcua.latest import LatestValues
 from connectors.opcua.publish import Changes, use_fast_publish
 from connectors.opcua.resolve import chunks, resolve_all
@@ -56,7 +56,7 @@ _NODE_ERRORS = frozenset(
     }
 )
 _DEADBAND_TYPES = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
-_SERVER_TIME = ua.NodeId(ua.ObjectIds.Server_ServerStatus_CurrentTime)
+_SERVER_TIME = ua.NodeId(ua.Int32(ua.ObjectIds.Server_ServerStatus_CurrentTime))
 STALE_MARGIN_S = 3.0  # default stale_after_s: two publishing intervals and this
 # Sampling 0 (on every change): queues are sized as if a value changed this often.
 EXCEPTION_SAMPLING_MS = 100.0
@@ -548,7 +548,7 @@ class OpcUaInput:
                 raise ConnectionError(
                     f"no answer to a read for {probe_s:g} s (server frozen or network stalled)"
                 ) from None
-            value.StatusCode.check()
+            checked_value(value)  # raises unless Good
             self.stats.latency_ms = (time.perf_counter() - started) * 1000
             next_probe = loop.time() + timeout_s
         raise ConnectionError(loss.reason)

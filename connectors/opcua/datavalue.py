@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from asyncua import ua
 
@@ -50,6 +51,14 @@ def quality_of(status: ua.StatusCode | None) -> Quality:
     return Quality.GOOD if status is None else QUALITY_BY_SEVERITY[status.value >> 30]
 
 
+def checked_value(dv: ua.DataValue) -> Any:
+    """The value of a DataValue (None if it has none); asyncua's UaStatusCodeError unless its
+    status is Good (no status means Good)."""
+    if dv.StatusCode is not None:
+        dv.StatusCode.check()
+    return None if dv.Value is None else dv.Value.Value
+
+
 def bad_status(status: ua.StatusCode) -> str:
     """The BAD reason of a value the server itself marks Bad."""
     return f"server reports {status.name}"
@@ -85,9 +94,10 @@ def decode(dv: ua.DataValue) -> tuple[float, Quality, int, str | None]:
     """
     dt = dv.SourceTimestamp or dv.ServerTimestamp
     ts = time.time_ns() if dt is None else datetime_ns(dt)
-    quality = quality_of(dv.StatusCode)
-    if quality is Quality.BAD:
-        return NAN, quality, ts, bad_status(dv.StatusCode)
+    status = dv.StatusCode
+    quality = quality_of(status)
+    if quality is Quality.BAD and status is not None:  # None is Good
+        return NAN, quality, ts, bad_status(status)
     raw = None if dv.Value is None else dv.Value.Value
     if isinstance(raw, int | float):  # bool is an int: True -> 1.0
         return float(raw), quality, ts, None

@@ -62,7 +62,7 @@ class Changes:
             quality = QUALITY_BY_SEVERITY[status >> 30]
             ts = source or server or now_ns
             if quality is Quality.BAD:
-                yield handle, math.nan, quality, ts, bad_status(ua.StatusCode(status))
+                yield handle, math.nan, quality, ts, bad_status(ua.StatusCode(ua.UInt32(status)))
             else:
                 yield handle, value, quality, ts, None
 
@@ -75,6 +75,7 @@ def use_fast_publish(session: UaSession) -> None:
         request.Parameters.SubscriptionAcknowledgements = acks or []
         return decode_publish(await session._send_request(request, timeout=0))
 
+    # the method of this one session replaced: asyncua builds the session, no subclass can
     session.publish = publish  # type: ignore[method-assign]
 
 
@@ -106,7 +107,7 @@ def _fast(raw: memoryview) -> ua.PublishResponse:
     message = ua.NotificationMessage(
         SequenceNumber=sequence,
         PublishTime=win_epoch_to_datetime(publish_time),
-        NotificationData=data,  # type: ignore[arg-type]
+        NotificationData=data,
     )
     result = ua.PublishResult(
         SubscriptionId=subscription_id,

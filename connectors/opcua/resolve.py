@@ -7,11 +7,13 @@ resolved again on every connect: a server restart may renumber its namespaces.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 from asyncua import Client, ua
 
+from connectors.opcua.datavalue import checked_value
 from connectors.opcua.nodeid import BrowsePath, NodeAddress, NodeRef
 
 _IDENTIFIER_TYPES = {
@@ -20,8 +22,8 @@ _IDENTIFIER_TYPES = {
     "g": ua.NodeIdType.Guid,
     "b": ua.NodeIdType.ByteString,
 }
-_HIERARCHICAL = ua.NodeId(ua.ObjectIds.HierarchicalReferences)
-_NAMESPACE_ARRAY = ua.NodeId(ua.ObjectIds.Server_NamespaceArray)
+_HIERARCHICAL = ua.NodeId(ua.Int32(ua.ObjectIds.HierarchicalReferences))
+_NAMESPACE_ARRAY = ua.NodeId(ua.Int32(ua.ObjectIds.Server_NamespaceArray))
 _PATH_COMPLETE = 0xFFFFFFFF  # RemainingPathIndex of a target the whole path led to
 
 T = TypeVar("T")
@@ -70,17 +72,44 @@ def to_ua_nodeid(ref: NodeRef, namespaces: Sequence[str]) -> ua.NodeId:
             raise LookupError(
                 f"namespace {ref.namespace_uri!r} is not in the server's NamespaceArray"
             ) from None
-    return ua.NodeId(ref.identifier, index, _IDENTIFIER_TYPES[ref.kind.value])
+    identifier = _ua_identifier(ref.identifier)
+    return ua.NodeId(identifier, ua.Int16(index), _IDENTIFIER_TYPES[ref.kind.value])
+
+
+def _ua_identifier(
+    identifier: int | str | uuid.UUID | bytes,
+) -> ua.Int32 | ua.String | ua.Guid | ua.ByteString:
+    """The identifier as the wire type asyncua's NodeId declares (a subclass of its own type)."""
+    if isinstance(identifier, int):
+        return ua.Int32(identifier)
+    if isinstance(identifier, str):
+        return ua.String(identifier)
+    if isinstance(identifier, bytes):
+        return ua.ByteString(identifier)
+    return ua.Guid(int=identifier.int)
+
+
+def forward_element(
+    reference: ua.NodeId, name: ua.QualifiedName, *, subtypes: bool
+) -> ua.RelativePathElement:
+    """One step of a browse path: forward along `reference` (and its subtypes if `subtypes`)."""
+    # asyncua annotates its Boolean fields with the marker class ua.Boolean, which no bool is
+    # (nor its own default True): the stubs are wrong, the values are what it encodes
+    return ua.RelativePathElement(
+        ReferenceTypeId=reference,
+        IsInverse=False,  # type: ignore[arg-type]
+        IncludeSubtypes=subtypes,  # type: ignore[arg-type]
+        TargetName=name,
+    )
 
 
 def to_ua_browse_path(start: ua.NodeId, path: BrowsePath) -> ua.BrowsePath:
     """A BrowsePath that follows hierarchical references (and subtypes) forward."""
     elements = [
-        ua.RelativePathElement(
-            ReferenceTypeId=_HIERARCHICAL,
-            IsInverse=False,
-            IncludeSubtypes=True,
-            TargetName=ua.QualifiedName(element.name, element.namespace_index),
+        forward_element(
+            _HIERARCHICAL,
+            ua.QualifiedName(element.name, element.namespace_index),
+            subtypes=True,
         )
         for element in path.elements
     ]
@@ -96,8 +125,7 @@ async def _namespace_array(
         return []
     async with asyncio.timeout(timeout_s):
         (value,) = await client.uaclient.read_attributes([_NAMESPACE_ARRAY], ua.AttributeIds.Value)
-    value.StatusCode.check()
-    return list(value.Value.Value)
+    return list(checked_value(value))
 
 
 def _path_target(result: ua.BrowsePathResult) -> Resolved:

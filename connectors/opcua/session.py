@@ -58,7 +58,7 @@ _CERTIFICATE_REFUSED = frozenset(
 
 # How long a server keeps the session of a client that vanished: short, because PLCs have few
 # session slots (the connector's watch probe keeps a live session active far more often).
-SESSION_TIMEOUT_MS = 60_000.0
+SESSION_TIMEOUT_MS = 60_000  # an int, as asyncua's Client.session_timeout
 
 
 class SessionSetupError(Exception):
@@ -291,7 +291,7 @@ def _certificate_refused(why: str) -> str:
 
 
 def _explain_status(code: int, auth: Auth | None) -> str:
-    name = ua.StatusCode(code).name
+    name = ua.StatusCode(ua.UInt32(code)).name
     if code in _LOGIN_REFUSED:
         who = auth.describe() if auth is not None else "an anonymous user"
         hint = (
