@@ -6,7 +6,7 @@
     signals = detector.top_signals(new, history=normal)  # the signal behind each flag ("" if none)
 
 Rows are a time series on a regular grid (one row a sample); every length is in rows. What it
-does, and why (README "Anomaly detection" has the measurements):
+does, and why (docs/anomaly-detection.md has the measurements):
 
 - Features: each signal's mean over the last `window` rows (a short window: a few hundred
   training rows cannot train many features per signal, and a fault longer than the window is

@@ -18,7 +18,7 @@ from analytics.model_store import MODEL_SUFFIX, MachineModel, save_model
 from analytics.online import score_rows
 from analytics.windows import MachineTelemetry, detection_signals, select_signals
 
-# The tuned configuration (shopfloor eval; README "Anomaly detection"): train, detect, up and
+# The tuned configuration (shopfloor eval; docs/anomaly-detection.md): train, detect, up and
 # eval all use it. The rate is of threshold crossings per feature row of normal running.
 # k=3 rides out a single noisy short-window row; a 300 s hold-off keeps a fault that dips under
 # the threshold one episode. 3e-7 crossings per window and machine is ~0.03 a day.

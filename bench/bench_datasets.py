@@ -4,8 +4,8 @@
     .venv/bin/python bench/bench_datasets.py tep PATH/TO/tennessee-eastman-profBraatz
 
 Converts the dataset (bench/datasets.py) into a temporary CSV-per-run folder, runs
-`shopfloor eval --dataset DIR --fit-rows N --json FILE` with the defaults (what the README's
-table shows), then scores on the very same rows:
+`shopfloor eval --dataset DIR --fit-rows N --json FILE` with the defaults (what the table of
+docs/anomaly-detection.md shows), then scores on the very same rows:
 
 - PCA T² + SPE (Q), the textbook MSPC baseline: fitted on the same training rows, 95 % of the
   variance, 99 % limits (F distribution for T², Box's chi-square approximation for SPE), a row

@@ -24,7 +24,7 @@ _reported: set[tuple[str, str, str, str]] = set()
 
 
 class Quality(IntEnum):
-    """Tag quality as stored in the `quality` field of `telemetry` (the README's data model)."""
+    """Tag quality as stored in the `quality` field of `telemetry` (docs/data-model.md)."""
 
     GOOD = 0
     UNCERTAIN = 1

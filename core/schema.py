@@ -1,4 +1,4 @@
-"""The data model (the README's "The data model") as data: every measurement's tag keys and
+"""The data model (docs/data-model.md) as data: every measurement's tag keys and
 typed field keys.
 
 Backends use it to lay out SQLite tables, to write each field with its declared type (InfluxDB

@@ -1,7 +1,7 @@
 """Every tag a client can read from the simulated line, with its exact address.
 
-The lead generates the connector config for the sim line and the README's register map from
-this, so it is derived from the same spec the servers are built from.
+The lead generates the connector config for the sim line and the register map of
+docs/simulator.md from this, so it is derived from the same spec the servers are built from.
 """
 
 from __future__ import annotations

@@ -260,8 +260,8 @@ def _tree(nodes: Sequence[BrowsedNode]) -> str:
 
 
 class _IndentedDumper(yaml.SafeDumper):
-    """Indents list items under their key, as the README's examples do, so that an entry copied
-    from there can be appended to the file as it is."""
+    """Indents list items under their key, as the examples of the integrators' guide do, so that
+    an entry copied from there can be appended to the file as it is."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)

@@ -385,7 +385,8 @@ class OpcUaInput:
 
     def _check_sampling(self, results: Sequence[ua.MonitoredItemCreateResult]) -> None:
         """Warn once if the server samples slower than asked: changes faster than twice its
-        interval may then be missed (see the README's rule for sampling_interval_ms)."""
+        interval may then be missed (see the rule for sampling_interval_ms in the connector's
+        README)."""
         asked = self._config.sampling_interval_ms
         revised = max((r.RevisedSamplingInterval for r in results), default=asked)
         if 0 < asked < revised and not self._slow_sampling_told:

@@ -67,7 +67,7 @@ def test_one_contact_point_and_the_policy_sends_to_it() -> None:
 @pytest.mark.influxdb
 def test_an_empty_token_header_is_accepted_by_influxdb_1x(influxdb_url: str) -> None:
     """With INFLUX_TOKEN empty the datasource sends `Authorization: Token `: InfluxDB 1.x
-    without authentication must still answer (the README promises it works)."""
+    without authentication must still answer (docs/full-stack.md promises it works)."""
     netloc = urllib.parse.urlsplit(influxdb_url).netloc
     query = urllib.parse.urlencode({"q": "SHOW DATABASES"})
     request = urllib.request.Request(f"http://{netloc}/query?{query}")

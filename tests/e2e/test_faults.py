@@ -532,7 +532,7 @@ async def test_spool_damage_is_reported_alike_everywhere(tmp_path: Path) -> None
 
 # --- chaos: both connectors against a misbehaving simulator ----------------------------------
 
-CHAOS_RECOVERY_S = 6.0  # documented in the README (Tests): every tag good again within this
+CHAOS_RECOVERY_S = 6.0  # documented in docs/tests.md: every tag good again within this
 CHAOS_MAX_AGE_S = 2.0  # keep-alive, so that constant OPC UA tags show up in every window
 
 

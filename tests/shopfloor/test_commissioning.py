@@ -2,7 +2,7 @@
 servers on 127.0.0.1, called through their own argument parsers.
 
 Each command on its own, in detail: certs, browse with --emit-config, check of the emitted file,
-probe of a register pair, check of a broken file. The README guide, walked as written against
+probe of a register pair, check of a broken file. The integrators' guide, walked as written against
 the secured simulator, is tests/docs/test_guide.py.
 """
 
