@@ -1,4 +1,5 @@
-"""Where samples go: one interface, several backends (InfluxDB v1, InfluxDB v2, embedded SQLite).
+"""The storage backends (InfluxDB v1, InfluxDB v2, embedded SQLite) behind the `Historian`
+interface of core.storage.
 
 A backend is chosen by a URL (argument, else $SHOPFLOOR_HISTORIAN, else the SQLite default):
 
