@@ -38,6 +38,7 @@ from analytics.windows import TelemetryBuffer, read_telemetry
 from core.backoff import Backoff
 from core.sample import Point
 from core.schema import ANOMALY, EVENTS, EventKind
+from core.severity import anomaly_severity
 from core.storage import Historian, HistorianError
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,7 @@ class OnlineDetector:
             {
                 "score": score,
                 "threshold": model.threshold,
+                "severity": anomaly_severity(score, model.threshold),
                 "is_anomaly": flagged,
                 "top_signal": top_signal,
             },
@@ -273,16 +275,16 @@ class OnlineDetector:
     def _event(self, row: _Row, episode: Episode, *, active: bool, stopped: bool = False) -> Point:
         """The episode's opening or closing event (`stopped`: closed because detection
         stopped): the text is the annotation, the fields are what the episode tables show."""
+        severity = anomaly_severity(episode.peak_score, self._machines[row.machine].model.threshold)
         fields: dict[str, float | bool | str] = {
             "active": active,
             "top_signal": episode.top_signal,
             "peak_score": episode.peak_score,
+            "peak_severity": severity,
         }
         if active:
             self.stats.episodes_opened += 1
-            text = (
-                f"anomaly on {row.machine}: {episode.top_signal} (score {episode.peak_score:.3g})"
-            )
+            text = f"anomaly on {row.machine}: {episode.top_signal} (severity {severity:.1f})"
             ts = episode.start
         else:
             self.stats.episodes_closed += 1
@@ -290,7 +292,7 @@ class OnlineDetector:
             why = " (detection stopped)" if stopped else ""
             text = (
                 f"anomaly on {row.machine} ended after {duration_s:.0f} s{why}: "
-                f"peak score {episode.peak_score:.3g} on {episode.top_signal}"
+                f"peak severity {severity:.1f} on {episode.top_signal}"
             )
             ts = episode.end
         tags = {**row.tags, "kind": EventKind.ANOMALY.value}

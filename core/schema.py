@@ -53,14 +53,28 @@ TELEMETRY = Measurement(
 ANOMALY = Measurement(
     "anomaly",
     ("site", "line", "machine", "detector"),
-    {"score": float, "threshold": float, "is_anomaly": bool, "top_signal": str},
+    {
+        "score": float,
+        "threshold": float,
+        "severity": float,
+        "is_anomaly": bool,
+        "top_signal": str,
+    },
 )
-# Anomaly episodes (kind `anomaly`) also carry top_signal and peak_score, and duration_s on
-# the closing event, so dashboards select them instead of parsing the text; faults do not.
+# Anomaly episodes (kind `anomaly`) also carry top_signal, peak_score and peak_severity (the
+# bounded scale of core.severity), and duration_s on the closing event, so dashboards select
+# them instead of parsing the text; faults do not.
 EVENTS = Measurement(
     "events",
     ("site", "line", "machine", "kind"),
-    {"text": str, "active": bool, "top_signal": str, "peak_score": float, "duration_s": float},
+    {
+        "text": str,
+        "active": bool,
+        "top_signal": str,
+        "peak_score": float,
+        "peak_severity": float,
+        "duration_s": float,
+    },
 )
 CONNECTOR = Measurement(
     "connector",

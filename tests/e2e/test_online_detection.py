@@ -21,6 +21,7 @@ from analytics.online import OnlineDetector
 from analytics.training import TrainingSettings, train_models
 from analytics.windows import read_telemetry
 from core.sample import Point
+from core.severity import anomaly_severity
 from core.storage import Historian
 from historian import open_historian
 from plc_sim.faults import FaultEvent
@@ -104,7 +105,14 @@ async def test_online_detector_flags_a_stuck_sensor_and_writes_anomaly_events_an
     assert fault_at * NS <= opened.ts <= (fault_at + 35) * NS
     assert SIGNAL in opened.fields["text"] and SIGNAL in closed.fields["text"]
     assert closed.ts <= (fault_at + FAULT_S + 35) * NS
-    assert set(opened.fields) == {"text", "active", "top_signal", "peak_score"}
+    assert set(opened.fields) == {"text", "active", "top_signal", "peak_score", "peak_severity"}
+    assert opened.fields["peak_severity"] == anomaly_severity(
+        opened.fields["peak_score"], models[MACHINE].threshold
+    )
+    assert all(
+        p.fields["severity"] == anomaly_severity(p.fields["score"], p.fields["threshold"])
+        for p in anomaly
+    )
     assert opened.fields["top_signal"] == closed.fields["top_signal"] == SIGNAL
     assert opened.fields["peak_score"] > models[MACHINE].threshold
     during = [p.fields["score"] for p in flagged if opened.ts < p.ts <= closed.ts]
