@@ -21,6 +21,7 @@ from analytics.dataset import (
     DatasetError,
     calibration_line,
     evaluate_runs,
+    flag_everything_line,
     format_dataset_table,
     parse_moment,
     read_dataset,
@@ -78,8 +79,6 @@ async def eval_command(args: argparse.Namespace) -> int:
 
 async def dataset_command(args: argparse.Namespace) -> int:
     """`eval --dataset DIR`: per file and overall point-wise and event numbers."""
-    if (args.fit_rows is None) == (args.fit_until is None):
-        raise CommandError("say which leading rows train: --fit-rows N or --fit-until TIME")
     params = {"detector": args.detector}
     if args.false_alarm_rate is not None:
         params["false_alarm_rate"] = args.false_alarm_rate
@@ -90,7 +89,8 @@ async def dataset_command(args: argparse.Namespace) -> int:
     except (DatasetError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     print(format_dataset_table(result))
-    print(calibration_line(result), file=sys.stderr)
+    print(flag_everything_line(result))
+    print(calibration_line(result))
     if args.json:
         args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n", encoding="utf-8")
     return 0
@@ -190,7 +190,8 @@ def register(sub: Any) -> None:
         "--fit-rows",
         type=int,
         metavar="N",
-        help="with --dataset: train on each file's first N rows",
+        help="with --dataset: train on each file's first N rows (a file's own 0/1 'train' "
+        "column overrides it)",
     )
     fit.add_argument(
         "--fit-until",

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.dataset import read_dataset
+from analytics.anomaly import AnomalyDetector
+from analytics.dataset import FILL_LIMIT_ROWS, DatasetError, evaluate_runs, read_dataset
 from shopfloor import detection_eval
 from shopfloor.options import CommandError
 
@@ -67,9 +68,14 @@ async def test_eval_on_a_dataset_prints_the_table_and_writes_the_json(tmp_path: 
     printed = capsys.readouterr()
     table = printed.out.splitlines()
     assert table[0].split()[:6] == ["FILE", "ROWS", "TP", "FP", "TN", "FN"]
-    assert [line.split()[0] for line in table[1:]] == ["run1.csv", "run2.csv", "OVERALL"]
-    assert "false-alarm rate requested 0.02" in printed.err and "observed" in printed.err
+    assert [line.split()[0] for line in table[1:4]] == ["run1.csv", "run2.csv", "OVERALL"]
+    calibration = next(line for line in table if line.startswith("false-alarm rate requested"))
+    assert "requested 0.02" in calibration and "observed" in calibration  # on stdout
+    assert any(line.startswith("flag every row, on the same rows: F1 ") for line in table)
     doc = json.loads(out.read_text())
+    assert doc["calibration"]["requested"] == 0.02
+    assert doc["calibration"]["above_threshold"] == doc["overall"]["raw_false_alarm_rate"]
+    assert doc["calibration"]["normal_rows"] == doc["overall"]["fp"] + doc["overall"]["tn"]
     assert [f["file"] for f in doc["files"]] == ["run1.csv", "run2.csv"]
     for scores in [doc["overall"], *doc["files"]]:
         assert set(scores) >= ISSUE_KEYS
@@ -84,6 +90,18 @@ async def test_eval_on_a_dataset_prints_the_table_and_writes_the_json(tmp_path: 
     assert doc["overall"]["f1"] > 0.9 and doc["overall"]["false_alarm_rate"] < 0.1
     assert doc["overall"]["event_recall"] == 1.0 and doc["overall"]["events"] == 2
     assert 0 <= doc["overall"]["median_delay_s"] < 30
+    for scores in [doc["overall"], *files]:
+        assert scores["alarm_episodes"] == scores["episodes"]
+        everything = scores["flag_everything"]
+        assert everything["false_alarm_rate"] == 1.0 and everything["event_recall"] == 1.0
+        faulty, normal = scores["tp"] + scores["fn"], scores["fp"] + scores["tn"]
+        assert everything["f1"] == pytest.approx(faulty / (faulty + normal / 2))
+    assert [f["scored_seconds"] for f in files] == [599.0, 599.0]  # 600 rows at 1 Hz
+    assert doc["overall"]["scored_seconds"] == 1198.0
+    false_episodes = doc["overall"]["false_alarm_episodes"]
+    assert doc["overall"]["false_alarm_episodes_per_day"] == pytest.approx(
+        false_episodes * 86_400 / 1198.0
+    )
 
 
 def test_fit_until_picks_the_same_rows_as_fit_rows(tmp_path: Path) -> None:
@@ -145,6 +163,57 @@ async def test_fit_options_need_a_dataset_and_a_dataset_needs_one(tmp_path: Path
     args = parse("--fit-rows", "400")
     with pytest.raises(CommandError, match="go with --dataset"):
         await args.handler(args)
+    write_run(tmp_path / "run.csv", 4)
     args = parse("--dataset", str(tmp_path))
-    with pytest.raises(CommandError, match="--fit-rows N or --fit-until TIME"):
+    with pytest.raises(CommandError, match=r"run\.csv: no 'train' column and no --fit-rows"):
         await args.handler(args)
+
+
+def with_column(path: Path, name: str, cells: list[str]) -> None:
+    """Add a column (header `name`, one cell per data row) to a CSV run."""
+    lines = path.read_text().splitlines()
+    body = [f"{line},{cell}" for line, cell in zip(lines[1:], cells, strict=True)]
+    path.write_text("\n".join([f"{lines[0]},{name}", *body]) + "\n")
+
+
+def test_a_train_column_picks_each_files_training_rows(tmp_path: Path) -> None:
+    """Each file says its own training block; the options are overridden by it."""
+    for name, fit in (("short.csv", 300), ("long.csv", 500)):
+        write_run(tmp_path / name, 5)
+        with_column(tmp_path / name, "train", ["1"] * fit + ["0"] * (1000 - fit))
+    runs = read_dataset(tmp_path, fit_rows=400)
+    assert [(r.file, r.fit_rows) for r in runs] == [("long.csv", 500), ("short.csv", 300)]
+    assert all(list(r.signals.columns) == ["a", "b", "c", "d"] for r in runs)
+
+
+def test_a_train_column_must_be_one_leading_block(tmp_path: Path) -> None:
+    write_run(tmp_path / "run.csv", 6)
+    with_column(tmp_path / "run.csv", "train", ["1"] * 300 + ["0"] * 100 + ["1"] + ["0"] * 599)
+    with pytest.raises(DatasetError, match=r"row 402, column 'train': 1 after a 0"):
+        read_dataset(tmp_path)
+
+
+def blank(path: Path, column: int, rows: range) -> None:
+    """Empty the cells of one signal column (1-based after the time) in these data rows."""
+    lines = path.read_text().splitlines()
+    for r in rows:
+        cells = lines[r + 1].split(",")
+        cells[column] = ""
+        lines[r + 1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_short_gaps_are_filled_and_long_ones_skipped_and_counted(tmp_path: Path) -> None:
+    """An empty cell never stops the run: a short gap takes the last value, the rows of a gap
+    longer than the fill limit are left out and counted."""
+    write_run(tmp_path / "run.csv", 7)
+    blank(tmp_path / "run.csv", 2, range(450, 450 + FILL_LIMIT_ROWS))  # filled
+    blank(tmp_path / "run.csv", 3, range(700, 750))  # too long: the rows past the limit go
+    (run,) = read_dataset(tmp_path, fit_rows=400)
+    assert run.skipped_rows == 50 - FILL_LIMIT_ROWS
+    assert len(run.signals) == len(run.labels) == 1000 - run.skipped_rows
+    filled = run.signals["b"].iloc[450 : 450 + FILL_LIMIT_ROWS]
+    assert (filled == run.signals["b"].iloc[449]).all()
+    result = evaluate_runs([run], AnomalyDetector())
+    assert result.overall["skipped_rows"] == 50 - FILL_LIMIT_ROWS
+    assert result.overall["rows"] == 600 - run.skipped_rows
