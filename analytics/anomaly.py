@@ -19,9 +19,16 @@ does, and why (docs/anomaly-detection.md has the measurements):
   from the same process a share of about `false_alarm_rate` is above it. Scores are in units of
   that threshold: above 1.0 is above the threshold.
 - Drift: each signal's baseline follows the rows judged normal (an exponentially weighted mean
-  of the offsets, time constant `drift_rows`), frozen while rows are above the threshold, so
-  that slow drift of normal running does not become a flood of alarms, and a fault is not
-  learned as normal.
+  of the offsets, time constant `drift_rows`, by default as many rows as trained), rows above
+  the threshold left out, so that slow drift of normal running does not become a flood of
+  alarms, and a fault is not learned as normal. A process does not stay in one operating point for
+  ever: a baseline frozen for `relearn_rows` (by default as many rows as trained) is re-seated
+  on the current rows, a new operating point, so that one change of mode costs one episode,
+  not an alarm that never closes.
+- Practical significance: a row whose every signal is within `floor_share` of its level or
+  range (or two steps of its resolution) of its baseline is never above the threshold, however
+  unusual the combination: a signal constant in training that later moves by its last digit,
+  or a correlation broken by noise-sized deviations, is not a fault a plant acts on.
 - Verdicts: `k` of the last `n` rows above the threshold open an episode; it stays open across
   gaps of fewer than `bridge` rows below it (a fault's score dips under the threshold now and
   then). Every row of an episode, from the one that opened it to its last above the threshold,
@@ -29,8 +36,6 @@ does, and why (docs/anomaly-detection.md has the measurements):
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +50,9 @@ from analytics.detectors import (
 )
 
 MIN_TRAINING_ROWS = 20  # fewer cannot hold a fit part and a calibration part of any use
+CHUNK_ROWS = 64  # rows scored together while following drift: one model call each
+RESOLUTION_STEPS = 2.0  # a deviation of two quantization steps or less is the register's noise
+BELOW_LIMIT = 0.99  # the score of a row without a practically significant deviation, at most
 # interquartile ranges above the upper quartile beyond which a training row is taken for a
 # fault: wide for the rows the model learns from (the largest robust z of 50 signals has a long
 # tail), tighter for the calibration rows, where a few fault rows lift the threshold
@@ -64,7 +72,9 @@ class AnomalyDetector(BaseEstimator):
         detector: str = DEFAULT_DETECTOR,
         window: int = 10,
         false_alarm_rate: float = 0.02,
-        drift_rows: int = 2000,
+        drift_rows: int | str = "auto",
+        relearn_rows: int | str = "auto",
+        floor_share: float = 0.01,
         k: int = 3,
         n: int = 5,
         bridge: int = 30,
@@ -73,6 +83,8 @@ class AnomalyDetector(BaseEstimator):
         self.window = window
         self.false_alarm_rate = false_alarm_rate
         self.drift_rows = drift_rows
+        self.relearn_rows = relearn_rows
+        self.floor_share = floor_share
         self.k = k
         self.n = n
         self.bridge = bridge
@@ -101,7 +113,25 @@ class AnomalyDetector(BaseEstimator):
         self.trimmed_calibration_rows_ = int(np.sum(~calm))
         self.threshold_ = max(_conformal_quantile(raw[calm], self.false_alarm_rate), 1e-12)
         self.history_ = frame.iloc[-(self.window - 1) :] if self.window > 1 else frame.iloc[:0]
+        self.floor_ = self._floor(frame)
+        self.drift_rows_ = len(frame) if self.drift_rows == "auto" else int(self.drift_rows)
+        self.relearn_rows_ = len(frame) if self.relearn_rows == "auto" else int(self.relearn_rows)
         return self
+
+    def new_operating_points(
+        self, X: pd.DataFrame, history: pd.DataFrame | None = None
+    ) -> np.ndarray:
+        """1 for each row of `X` where the baseline was re-seated on a new operating point."""
+        return self._scored(X, history)[2]
+
+    def _floor(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per signal, the smallest deviation that matters: `floor_share` of its level or
+        training range (the larger), or RESOLUTION_STEPS of its resolution."""
+        values = frame.to_numpy()
+        level = np.maximum(np.ptp(values, axis=0), np.abs(np.median(values, axis=0)))
+        steps = [np.diff(np.unique(column)) for column in values.T]
+        resolution = np.array([float(d.min()) if d.size else 0.0 for d in steps])
+        return np.maximum(self.floor_share * level, RESOLUTION_STEPS * resolution)
 
     def anomaly_scores(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
         """Per row of `X`, the anomaly score in units of the threshold (> 1: above it)."""
@@ -117,7 +147,7 @@ class AnomalyDetector(BaseEstimator):
 
     def top_signals(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.Series:
         """Per row of `X`, the signal that drives its score most; "" for rows predicted normal."""
-        scores, top = self._scored(X, history)
+        scores, top, _ = self._scored(X, history)
         flagged = episode_rows(scores > 1.0, self.k, self.n, self.bridge).astype(bool)
         names = np.array(self.signals_, dtype=object)[top]
         return pd.Series(np.where(flagged, names, ""), index=_numeric(X).index, name="top_signal")
@@ -129,8 +159,14 @@ class AnomalyDetector(BaseEstimator):
             raise ValueError(f"false_alarm_rate must be in (0, 1), got {self.false_alarm_rate}")
         if not 1 <= self.k <= self.n:
             raise ValueError(f"the alarm logic needs 1 <= k <= n, got k={self.k}, n={self.n}")
-        if self.drift_rows < 0 or self.bridge < 0:
-            raise ValueError("drift_rows and bridge must be >= 0 (0: off)")
+        for name in ("drift_rows", "relearn_rows"):
+            value = getattr(self, name)
+            if value != "auto" and not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"{name} must be 'auto' or a whole number of rows >= 0 (0: off)")
+        if self.bridge < 0:
+            raise ValueError(f"bridge must be >= 0, got {self.bridge}")
+        if not 0.0 <= self.floor_share < 1.0:
+            raise ValueError(f"floor_share must be in [0, 1), got {self.floor_share}")
 
     def _features(self, frame: pd.DataFrame, history: pd.DataFrame | None) -> np.ndarray:
         lead = 0
@@ -142,37 +178,91 @@ class AnomalyDetector(BaseEstimator):
 
     def _scored(
         self, X: pd.DataFrame, history: pd.DataFrame | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(anomaly scores, index of the top signal) per row, the baseline following drift."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(anomaly scores, index of the top signal, re-seated rows) per row, the baseline
+        following drift (see the module docstring)."""
         check_is_fitted(self)
         frame = _numeric(X)
         missing = [s for s in self.signals_ if s not in frame.columns]
         if missing:
             raise ValueError(f"X lacks the signals the detector was fitted on: {missing}")
         features = self._features(frame[self.signals_], history)
-        if not self.drift_rows:
-            shifted = features
-        else:
-            shifted = _follow_drift(
-                self.model_, features, self.center_, self.threshold_, self.drift_rows
-            )
-        scores = -self.model_.score_samples(shifted) / self.threshold_
+        shifted, scores, reseated = _Follower(self).run(features)
         top = np.argmax(self.model_.contributions(shifted), axis=1)
-        return scores, top
+        return scores, top, reseated
+
+    def _chunk_scores(self, shifted: np.ndarray) -> np.ndarray:
+        """Scores in units of the threshold, capped under it without a significant deviation."""
+        scores = -self.model_.score_samples(shifted) / self.threshold_
+        significant = (np.abs(shifted - self.center_) > self.floor_).any(axis=1)
+        return np.where(significant, scores, np.minimum(scores, BELOW_LIMIT))
 
 
-def _follow_drift(
-    model: Any, features: np.ndarray, center: np.ndarray, threshold: float, drift_rows: int
-) -> np.ndarray:
-    """The features less a baseline offset that follows the rows below the threshold."""
-    rate = 1.0 / drift_rows
-    offset = np.zeros(features.shape[1])
-    shifted = np.empty_like(features)
-    for i, row in enumerate(features):
-        shifted[i] = row - offset
-        if -model.score_samples(shifted[i : i + 1])[0] <= threshold:
-            offset += rate * (row - center - offset)
-    return shifted
+class _Follower:
+    """One pass over a run's features, CHUNK_ROWS at a time (one model call per chunk, two
+    when a row of it is above the threshold): the baseline offset follows the rows below the
+    threshold, row by row, stays where it was from a chunk's first row above it to the chunk's
+    end, and is re-seated on the current rows once an episode has been open for relearn_rows."""
+
+    def __init__(self, detector: AnomalyDetector) -> None:
+        self.detector = detector
+        self.rate = 1.0 / detector.drift_rows_ if detector.drift_rows_ else 0.0
+        self.offset = np.zeros(len(detector.center_))
+        self.frozen = 0  # rows an episode has been open for
+        self.last_above = -(10**12)  # the last row above the threshold
+
+    def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        shifted = np.empty_like(features)
+        scores = np.empty(len(features))
+        reseated = np.zeros(len(features), dtype=np.int8)
+        for start in range(0, len(features), CHUNK_ROWS):
+            rows = slice(start, min(start + CHUNK_ROWS, len(features)))
+            shifted[rows], scores[rows] = self._chunk(features[rows])
+            if self._episode(features[rows], scores[rows], start):
+                reseated[rows.stop - 1] = 1
+        return shifted, scores, reseated
+
+    def _chunk(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk's shifted rows and scores, the offset moved past it."""
+        offsets = self._taught(chunk)
+        shifted = chunk - offsets[:-1]
+        scores = self.detector._chunk_scores(shifted)
+        above = np.flatnonzero(scores > 1.0)
+        if not above.size:
+            self.offset = offsets[-1]
+            return shifted, scores
+        first = int(above[0])  # the offset up to it is right; from it on, it stays
+        self.offset = offsets[first]
+        shifted[first:] = chunk[first:] - self.offset
+        scores[first:] = self.detector._chunk_scores(shifted[first:])
+        return shifted, scores
+
+    def _taught(self, chunk: np.ndarray) -> np.ndarray:
+        """(rows + 1, signals): the offset before each row and after the last, every row
+        taken as below the threshold (an exponentially weighted mean of the offsets)."""
+        offsets = np.empty((len(chunk) + 1, len(self.offset)))
+        offsets[0] = self.offset
+        target = chunk - self.detector.center_
+        for i in range(len(chunk)):
+            offsets[i + 1] = offsets[i] + self.rate * (target[i] - offsets[i])
+        return offsets
+
+    def _episode(self, chunk: np.ndarray, scores: np.ndarray, start: int) -> bool:
+        """Track the open episode; True if it has lasted relearn_rows and the baseline was
+        re-seated on the chunk's rows, a new operating point."""
+        detector = self.detector
+        above = np.flatnonzero(scores > 1.0)
+        if above.size:
+            self.last_above = start + int(above[-1])
+        if start + len(chunk) - self.last_above > detector.bridge:
+            self.frozen = 0
+            return False
+        self.frozen += len(chunk)
+        if not detector.relearn_rows_ or self.frozen < detector.relearn_rows_:
+            return False
+        self.offset = chunk.mean(axis=0) - detector.center_
+        self.frozen, self.last_above = 0, -(10**12)
+        return True
 
 
 def episode_rows(above: np.ndarray, k: int, n: int, bridge: int) -> np.ndarray:
