@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from analytics.detectors import (
@@ -52,6 +53,7 @@ from analytics.detectors import (
 MIN_TRAINING_ROWS = 20  # fewer cannot hold a fit part and a calibration part of any use
 CHUNK_ROWS = 64  # rows scored together while following drift: one model call each
 RESOLUTION_STEPS = 2.0  # a deviation of two quantization steps or less is the register's noise
+EXPECTED_VARIANCE = 0.95  # of the training rows, explained by what the signals share
 BELOW_LIMIT = 0.99  # the score of a row without a practically significant deviation, at most
 # interquartile ranges above the upper quartile beyond which a training row is taken for a
 # fault: wide for the rows the model learns from (the largest robust z of 50 signals has a long
@@ -114,6 +116,8 @@ class AnomalyDetector(BaseEstimator):
         self.threshold_ = max(_conformal_quantile(raw[calm], self.false_alarm_rate), 1e-12)
         self.history_ = frame.iloc[-(self.window - 1) :] if self.window > 1 else frame.iloc[:0]
         self.floor_ = self._floor(frame)
+        self.low_, self.high_ = fit_rows[clean].min(axis=0), fit_rows[clean].max(axis=0)
+        self.expected_ = _Expected().fit(fit_rows[clean])
         self.drift_rows_ = len(frame) if self.drift_rows == "auto" else int(self.drift_rows)
         self.relearn_rows_ = len(frame) if self.relearn_rows == "auto" else int(self.relearn_rows)
         return self
@@ -192,10 +196,31 @@ class AnomalyDetector(BaseEstimator):
         return scores, top, reseated
 
     def _chunk_scores(self, shifted: np.ndarray) -> np.ndarray:
-        """Scores in units of the threshold, capped under it without a significant deviation."""
+        """Scores in units of the threshold, capped under it without a significant deviation:
+        no signal beyond its training range by more than its floor, nor off what the others
+        predict for it (their correlations in training) by more than its floor."""
         scores = -self.model_.score_samples(shifted) / self.threshold_
-        significant = (np.abs(shifted - self.center_) > self.floor_).any(axis=1)
+        beyond = (shifted < self.low_ - self.floor_) | (shifted > self.high_ + self.floor_)
+        off = np.abs(shifted - self.expected_.predict(shifted)) > self.floor_
+        significant = (beyond | off).any(axis=1)
         return np.where(significant, scores, np.minimum(scores, BELOW_LIMIT))
+
+
+class _Expected:
+    """What each signal should read given the others: the projection of a row on the principal
+    components of the training rows (standardized) that explain EXPECTED_VARIANCE of them."""
+
+    def fit(self, X: np.ndarray) -> _Expected:
+        self.mean_ = X.mean(axis=0)
+        sd = X.std(axis=0)
+        self.scale_ = np.where(sd > 0, sd, 1.0)
+        self.pca_ = PCA(n_components=EXPECTED_VARIANCE, svd_solver="full")
+        self.pca_.fit((X - self.mean_) / self.scale_)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        z = (X - self.mean_) / self.scale_
+        return self.pca_.inverse_transform(self.pca_.transform(z)) * self.scale_ + self.mean_
 
 
 class _Follower:

@@ -131,3 +131,50 @@ def test_episode_rows_open_on_k_of_n_and_bridge_short_gaps() -> None:
     hits = np.zeros(12, dtype=bool)
     hits[[0, 1, 2, 7]] = True  # a gap of 4 rows closes the episode; a lone hit opens none
     assert episode_rows(hits, k=3, n=5, bridge=4).tolist() == [0, 0, 1] + [0] * 9
+
+
+def quiet_loop(rows: int, seed: int, start: int = 0) -> pd.DataFrame:
+    """A flow and its pressure on a very quiet transmitter (noise 0.001 on a level of 10)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(start, start + rows)
+    load = np.sin(t / 90.0)
+    index = pd.date_range("2026-01-01", periods=rows, freq="1s", tz="UTC")
+    return pd.DataFrame(
+        {
+            "flow": 10 + load + rng.normal(0, 0.001, rows),
+            "pressure": 3 + 0.5 * load + rng.normal(0, 0.001, rows),
+            "valve": 40.0,
+        },
+        index=index + pd.Timedelta(seconds=start),
+    )
+
+
+@pytest.mark.parametrize(("signal", "step"), [("flow", 0.05), ("valve", 0.01)])
+def test_a_deviation_below_practical_significance_is_no_alarm(signal: str, step: float) -> None:
+    """A flow 0.05 off on a level of 10 (0.5 %: fifty times the transmitter's noise, far under
+    what a plant acts on), or a valve held at 40.00 % in training that reads 40.01 %, is not a
+    fault; a step of 5 % of the level is."""
+    train, test = quiet_loop(800, 1), quiet_loop(1000, 2, start=800)  # a whole load cycle
+    small, large = test.copy(), test.copy()
+    small[signal] += step
+    large[signal] += 0.05 * max(abs(float(test[signal].median())), 1.0)
+    detector = AnomalyDetector().fit(train)
+    # within twice the false-alarm rate asked (0.02); the detector before the floor: 99.8 %
+    assert detector.predict(small, history=train).mean() < 2 * detector.false_alarm_rate
+    # flagged until it has lasted as long as the training (then it is a new operating point)
+    assert detector.predict(large, history=train)[: len(train)].mean() > 0.9
+
+
+def test_a_new_operating_point_is_one_episode_that_closes() -> None:
+    """Every signal steps to a new level and stays there (a new product, a new setpoint): one
+    episode, re-seated on the new point after as many rows as trained, then quiet again."""
+    train, test = plant(400, 7), plant(3000, 8, start=400)
+    test.iloc[500:] += 5.0
+    detector = AnomalyDetector().fit(train)
+    verdict = detector.predict(test, history=train)
+    starts = np.flatnonzero(np.diff(np.concatenate([[0], verdict])) == 1)
+    assert len(starts) == 1 and 500 <= starts[0] < 520, starts
+    assert verdict[500:900].mean() > 0.9  # the change is reported while it is new
+    assert verdict[1000:].sum() == 0  # and then it is the normal state
+    reseated = np.flatnonzero(detector.new_operating_points(test, history=train))
+    assert len(reseated) == 1 and 880 <= reseated[0] <= 1000, reseated
