@@ -37,6 +37,8 @@ does, and why (docs/anomaly-detection.md has the measurements):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
@@ -54,6 +56,8 @@ MIN_TRAINING_ROWS = 20  # fewer cannot hold a fit part and a calibration part of
 CHUNK_ROWS = 64  # rows scored together while following drift: one model call each
 RESOLUTION_STEPS = 2.0  # a deviation of two quantization steps or less is the register's noise
 EXPECTED_VARIANCE = 0.95  # of the training rows, explained by what the signals share
+LEARN_MODES = ("any", "consistent")  # which long episodes teach a new operating mode
+MAX_MODES = 8  # operating modes kept while scoring a run: the training one and the latest
 BELOW_LIMIT = 0.99  # the score of a row without a practically significant deviation, at most
 # interquartile ranges above the upper quartile beyond which a training row is taken for a
 # fault: wide for the rows the model learns from (the largest robust z of 50 signals has a long
@@ -77,6 +81,7 @@ class AnomalyDetector(BaseEstimator):
         drift_rows: int | str = "auto",
         relearn_rows: int | str = "auto",
         floor_share: float = 0.01,
+        learn_modes: str = "any",
         k: int = 3,
         n: int = 5,
         bridge: int = 30,
@@ -87,6 +92,7 @@ class AnomalyDetector(BaseEstimator):
         self.drift_rows = drift_rows
         self.relearn_rows = relearn_rows
         self.floor_share = floor_share
+        self.learn_modes = learn_modes
         self.k = k
         self.n = n
         self.bridge = bridge
@@ -101,38 +107,26 @@ class AnomalyDetector(BaseEstimator):
             )
         self.signals_ = list(frame.columns)
         features = self._features(frame, None)
-        fit_rows, calibration_rows = calibration_split(features)
-        # the detector's own threshold only weighs its parts; the verdict's is set below
-        # a fault in the training period: found by each signal's robust z (median and MAD are
-        # not dragged along by it, as a PCA's covariance would be), and learnt without
-        screen = BaselineDetector(false_alarm_rate=PART_RATE).fit(fit_rows)
-        clean = _below_fence(-screen.score_samples(fit_rows), FIT_FENCE)
-        self.trimmed_fit_rows_ = int(np.sum(~clean))
-        self.model_ = make_detector(self.detector, false_alarm_rate=PART_RATE).fit(fit_rows[clean])
-        self.center_ = np.median(fit_rows[clean], axis=0)
-        raw = -self.model_.score_samples(calibration_rows)
-        calm = _below_fence(raw, CALIBRATION_FENCE)
-        self.trimmed_calibration_rows_ = int(np.sum(~calm))
-        self.threshold_ = max(_conformal_quantile(raw[calm], self.false_alarm_rate), 1e-12)
+        self.mode_ = _Mode.fit(features, self, self._floor(frame))
+        self.trimmed_fit_rows_ = self.mode_.trimmed_fit_rows
+        self.trimmed_calibration_rows_ = self.mode_.trimmed_calibration_rows
         self.history_ = frame.iloc[-(self.window - 1) :] if self.window > 1 else frame.iloc[:0]
-        self.floor_ = self._floor(frame)
-        self.low_, self.high_ = fit_rows[clean].min(axis=0), fit_rows[clean].max(axis=0)
-        self.expected_ = _Expected().fit(fit_rows[clean])
         self.drift_rows_ = len(frame) if self.drift_rows == "auto" else int(self.drift_rows)
         self.relearn_rows_ = len(frame) if self.relearn_rows == "auto" else int(self.relearn_rows)
         return self
 
-    def new_operating_points(
+    def new_operating_modes(
         self, X: pd.DataFrame, history: pd.DataFrame | None = None
     ) -> np.ndarray:
-        """1 for each row of `X` where the baseline was re-seated on a new operating point."""
+        """1 for each row of `X` where a new operating mode was learned (an episode that
+        lasted relearn_rows), 0 elsewhere."""
         return self._scored(X, history)[2]
 
     def _floor(self, frame: pd.DataFrame) -> np.ndarray:
         """Per signal, the smallest deviation that matters: `floor_share` of its level or
         training range (the larger), or RESOLUTION_STEPS of its resolution."""
         values = frame.to_numpy()
-        level = np.maximum(np.ptp(values, axis=0), np.abs(np.median(values, axis=0)))
+        level = _level(values)
         steps = [np.diff(np.unique(column)) for column in values.T]
         resolution = np.array([float(d.min()) if d.size else 0.0 for d in steps])
         return np.maximum(self.floor_share * level, RESOLUTION_STEPS * resolution)
@@ -169,6 +163,8 @@ class AnomalyDetector(BaseEstimator):
                 raise ValueError(f"{name} must be 'auto' or a whole number of rows >= 0 (0: off)")
         if self.bridge < 0:
             raise ValueError(f"bridge must be >= 0, got {self.bridge}")
+        if self.learn_modes not in LEARN_MODES:
+            raise ValueError(f"learn_modes must be one of {', '.join(LEARN_MODES)}")
         if not 0.0 <= self.floor_share < 1.0:
             raise ValueError(f"floor_share must be in [0, 1), got {self.floor_share}")
 
@@ -183,25 +179,62 @@ class AnomalyDetector(BaseEstimator):
     def _scored(
         self, X: pd.DataFrame, history: pd.DataFrame | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(anomaly scores, index of the top signal, re-seated rows) per row, the baseline
-        following drift (see the module docstring)."""
+        """(anomaly scores, index of the top signal, new modes) per row, the baseline
+        following drift and the operating modes (see the module docstring)."""
         check_is_fitted(self)
         frame = _numeric(X)
         missing = [s for s in self.signals_ if s not in frame.columns]
         if missing:
             raise ValueError(f"X lacks the signals the detector was fitted on: {missing}")
         features = self._features(frame[self.signals_], history)
-        shifted, scores, reseated = _Follower(self).run(features)
-        top = np.argmax(self.model_.contributions(shifted), axis=1)
-        return scores, top, reseated
+        return _Follower(self).run(features)
 
-    def _chunk_scores(self, shifted: np.ndarray) -> np.ndarray:
+
+class _Mode:
+    """One operating mode: a detector fitted on rows of it, its threshold (split-conformal on
+    held-out rows of it), its centre, range, correlations and significance floor."""
+
+    def __init__(self, model: Any, threshold: float, rows: np.ndarray, floor: np.ndarray) -> None:
+        self.model, self.threshold, self.floor = model, threshold, floor
+        self.center = np.median(rows, axis=0)
+        self.low, self.high = rows.min(axis=0), rows.max(axis=0)
+        self.expected = _Expected().fit(rows)
+        self.trimmed_fit_rows = self.trimmed_calibration_rows = 0
+
+    @classmethod
+    def fit(cls, features: np.ndarray, params: AnomalyDetector, floor: np.ndarray) -> _Mode:
+        """Fit on the leading rows, calibrate on the rest; training rows that look like a
+        fault (a robust z past FIT_FENCE: median and MAD are not dragged along by it, as a
+        PCA's covariance would be) are learnt without, calibration scores past
+        CALIBRATION_FENCE are left out of the threshold."""
+        fit_rows, calibration_rows = calibration_split(features)
+        screen = BaselineDetector(false_alarm_rate=PART_RATE).fit(fit_rows)
+        clean = _below_fence(-screen.score_samples(fit_rows), FIT_FENCE)
+        # the detector's own threshold only weighs its parts; the mode's is set below
+        model = make_detector(params.detector, false_alarm_rate=PART_RATE).fit(fit_rows[clean])
+        raw = -model.score_samples(calibration_rows)
+        calm = _below_fence(raw, CALIBRATION_FENCE)
+        threshold = max(_conformal_quantile(raw[calm], params.false_alarm_rate), 1e-12)
+        mode = cls(model, threshold, fit_rows[clean], floor)
+        mode.trimmed_fit_rows, mode.trimmed_calibration_rows = (
+            int((~clean).sum()),
+            int((~calm).sum()),
+        )
+        return mode
+
+    def consistent(self, rows: np.ndarray) -> bool:
+        """Whether most rows keep the mode's correlations: every signal within its floor of
+        what the others predict for it (a new operating point, not a broken process)."""
+        off = np.abs(rows - self.expected.predict(rows)) > self.floor
+        return bool(np.mean(off.any(axis=1)) < 0.5)
+
+    def scores(self, shifted: np.ndarray) -> np.ndarray:
         """Scores in units of the threshold, capped under it without a significant deviation:
-        no signal beyond its training range by more than its floor, nor off what the others
-        predict for it (their correlations in training) by more than its floor."""
-        scores = -self.model_.score_samples(shifted) / self.threshold_
-        beyond = (shifted < self.low_ - self.floor_) | (shifted > self.high_ + self.floor_)
-        off = np.abs(shifted - self.expected_.predict(shifted)) > self.floor_
+        no signal beyond the mode's range by more than its floor, nor off what the others
+        predict for it (their correlations in the mode) by more than its floor."""
+        scores = -self.model.score_samples(shifted) / self.threshold
+        beyond = (shifted < self.low - self.floor) | (shifted > self.high + self.floor)
+        off = np.abs(shifted - self.expected.predict(shifted)) > self.floor
         significant = (beyond | off).any(axis=1)
         return np.where(significant, scores, np.minimum(scores, BELOW_LIMIT))
 
@@ -224,70 +257,101 @@ class _Expected:
 
 
 class _Follower:
-    """One pass over a run's features, CHUNK_ROWS at a time (one model call per chunk, two
-    when a row of it is above the threshold): the baseline offset follows the rows below the
-    threshold, row by row, stays where it was from a chunk's first row above it to the chunk's
-    end, and is re-seated on the current rows once an episode has been open for relearn_rows."""
+    """One pass over a run's features, CHUNK_ROWS at a time (one model call per chunk, more
+    when a row of it is above the threshold).
+
+    - The current mode's baseline offset follows the rows below the threshold, row by row, and
+      stays where it was from a chunk's first row above it to the chunk's end.
+    - A chunk with rows above the threshold that another known mode explains switches to it.
+    - An episode open for relearn_rows teaches a new mode from its last relearn_rows rows.
+    """
 
     def __init__(self, detector: AnomalyDetector) -> None:
         self.detector = detector
         self.rate = 1.0 / detector.drift_rows_ if detector.drift_rows_ else 0.0
-        self.offset = np.zeros(len(detector.center_))
+        self.modes = [detector.mode_]
+        self.mode = detector.mode_
+        self.offset = np.zeros(len(detector.signals_))
         self.frozen = 0  # rows an episode has been open for
         self.last_above = -(10**12)  # the last row above the threshold
 
     def run(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        shifted = np.empty_like(features)
+        """(scores, top signal, new modes) per row."""
         scores = np.empty(len(features))
-        reseated = np.zeros(len(features), dtype=np.int8)
+        top = np.empty(len(features), dtype=np.intp)
+        learned = np.zeros(len(features), dtype=np.int8)
         for start in range(0, len(features), CHUNK_ROWS):
             rows = slice(start, min(start + CHUNK_ROWS, len(features)))
-            shifted[rows], scores[rows] = self._chunk(features[rows])
-            if self._episode(features[rows], scores[rows], start):
-                reseated[rows.stop - 1] = 1
-        return shifted, scores, reseated
+            shifted, scores[rows] = self._chunk(features[rows])
+            top[rows] = np.argmax(self.mode.model.contributions(shifted), axis=1)
+            if self._episode(features, rows, scores[rows]):
+                learned[rows.stop - 1] = 1
+        return scores, top, learned
 
     def _chunk(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The chunk's shifted rows and scores, the offset moved past it."""
         offsets = self._taught(chunk)
         shifted = chunk - offsets[:-1]
-        scores = self.detector._chunk_scores(shifted)
+        scores = self.mode.scores(shifted)
         above = np.flatnonzero(scores > 1.0)
         if not above.size:
             self.offset = offsets[-1]
             return shifted, scores
+        if self._switch(chunk):
+            return chunk - self.offset, self.mode.scores(chunk - self.offset)
         first = int(above[0])  # the offset up to it is right; from it on, it stays
         self.offset = offsets[first]
         shifted[first:] = chunk[first:] - self.offset
-        scores[first:] = self.detector._chunk_scores(shifted[first:])
+        scores[first:] = self.mode.scores(shifted[first:])
         return shifted, scores
+
+    def _switch(self, chunk: np.ndarray) -> bool:
+        """Make current another known mode in which no row of the chunk is above the
+        threshold, if there is one."""
+        for mode in self.modes:
+            if mode is not self.mode and not (mode.scores(chunk) > 1.0).any():
+                self.mode, self.offset = mode, np.zeros_like(self.offset)
+                return True
+        return False
 
     def _taught(self, chunk: np.ndarray) -> np.ndarray:
         """(rows + 1, signals): the offset before each row and after the last, every row
         taken as below the threshold (an exponentially weighted mean of the offsets)."""
         offsets = np.empty((len(chunk) + 1, len(self.offset)))
         offsets[0] = self.offset
-        target = chunk - self.detector.center_
+        target = chunk - self.mode.center
         for i in range(len(chunk)):
             offsets[i + 1] = offsets[i] + self.rate * (target[i] - offsets[i])
         return offsets
 
-    def _episode(self, chunk: np.ndarray, scores: np.ndarray, start: int) -> bool:
-        """Track the open episode; True if it has lasted relearn_rows and the baseline was
-        re-seated on the chunk's rows, a new operating point."""
+    def _episode(self, features: np.ndarray, rows: slice, scores: np.ndarray) -> bool:
+        """Track the open episode; True if it has lasted relearn_rows and a new mode was
+        learned from its last relearn_rows rows."""
         detector = self.detector
         above = np.flatnonzero(scores > 1.0)
         if above.size:
-            self.last_above = start + int(above[-1])
-        if start + len(chunk) - self.last_above > detector.bridge:
+            self.last_above = rows.start + int(above[-1])
+        if rows.stop - self.last_above > detector.bridge:
             self.frozen = 0
             return False
-        self.frozen += len(chunk)
+        self.frozen += rows.stop - rows.start
         if not detector.relearn_rows_ or self.frozen < detector.relearn_rows_:
             return False
-        self.offset = chunk.mean(axis=0) - detector.center_
+        recent = features[max(rows.stop - detector.relearn_rows_, 0) : rows.stop]
+        if detector.learn_modes == "consistent" and not self.mode.consistent(recent):
+            self.frozen = 0  # a fault that breaks the correlations: it stays one
+            return False
+        floor = np.maximum(detector.mode_.floor, detector.floor_share * _level(recent))
+        self.mode = _Mode.fit(recent, detector, floor)
+        self.modes = [*self.modes[-(MAX_MODES - 1) :], self.mode]
+        self.offset = np.zeros_like(self.offset)
         self.frozen, self.last_above = 0, -(10**12)
         return True
+
+
+def _level(values: np.ndarray) -> np.ndarray:
+    """Per column, the larger of its range and its median's size: what a share of it means."""
+    return np.maximum(np.ptp(values, axis=0), np.abs(np.median(values, axis=0)))
 
 
 def episode_rows(above: np.ndarray, k: int, n: int, bridge: int) -> np.ndarray:

@@ -69,6 +69,7 @@ class RunScores:
     episodes: int = 0
     episodes_on_events: int = 0
     skipped_rows: int = 0
+    new_operating_modes: int = 0  # long episodes the detector learned as a new normal
     scored_seconds: float = 0.0
     delays_s: list[float] = field(default_factory=list)
 
@@ -114,6 +115,7 @@ _SUMMED = (
     "episodes",
     "episodes_on_events",
     "skipped_rows",
+    "new_operating_modes",
     "scored_seconds",
 )
 
@@ -346,7 +348,9 @@ def score_run(run: Run, template: AnomalyDetector) -> RunScores:
     train, scored = run.signals.iloc[: run.fit_rows], run.signals.iloc[run.fit_rows :]
     detector = clone(template).fit(train)
     raw = detector.anomaly_scores(scored, history=train) > 1.0
-    return score_verdicts(run, detector.predict(scored, history=train), raw)
+    result = score_verdicts(run, detector.predict(scored, history=train), raw)
+    result.new_operating_modes = int(detector.new_operating_modes(scored, history=train).sum())
+    return result
 
 
 def score_verdicts(run: Run, verdicts: np.ndarray, raw: np.ndarray | None = None) -> RunScores:

@@ -105,10 +105,10 @@ def test_a_fault_inside_the_training_period_is_left_out() -> None:
 def test_history_fills_the_first_windows_as_one_continuous_series() -> None:
     whole = plant(700, 7)
     train, test = whole.iloc[:400], whole.iloc[400:]
-    detector = AnomalyDetector(drift_rows=0).fit(train)
+    detector = AnomalyDetector(drift_rows=0, relearn_rows=0).fit(train)
     continued = detector.anomaly_scores(test, history=train)
     features = whole.rolling(detector.window, min_periods=1).mean().to_numpy()[400:]
-    direct = -detector.model_.score_samples(features) / detector.threshold_
+    direct = detector.mode_.scores(features)
     np.testing.assert_allclose(continued, direct)
 
 
@@ -166,15 +166,29 @@ def test_a_deviation_below_practical_significance_is_no_alarm(signal: str, step:
 
 
 def test_a_new_operating_point_is_one_episode_that_closes() -> None:
-    """Every signal steps to a new level and stays there (a new product, a new setpoint): one
-    episode, re-seated on the new point after as many rows as trained, then quiet again."""
+    """The load moves to a level never seen and stays there (a new product, a new setpoint),
+    every signal with it as in training: one episode, then a new operating mode learned from it
+    after as many rows as trained, then quiet again."""
     train, test = plant(400, 7), plant(3000, 8, start=400)
-    test.iloc[500:] += 5.0
+    test.iloc[500:] += 8.0 * np.linspace(-1.5, 2.0, len(SIGNALS))  # along the load gains
     detector = AnomalyDetector().fit(train)
     verdict = detector.predict(test, history=train)
     starts = np.flatnonzero(np.diff(np.concatenate([[0], verdict])) == 1)
-    assert len(starts) == 1 and 500 <= starts[0] < 520, starts
-    assert verdict[500:900].mean() > 0.9  # the change is reported while it is new
-    assert verdict[1000:].sum() == 0  # and then it is the normal state
-    reseated = np.flatnonzero(detector.new_operating_points(test, history=train))
-    assert len(reseated) == 1 and 880 <= reseated[0] <= 1000, reseated
+    assert 500 <= starts[0] < 520 and verdict[:500].sum() == 0, starts
+    assert verdict[500:880].mean() > 0.9  # the change is reported while it is new
+    learned = np.flatnonzero(detector.new_operating_modes(test, history=train))
+    assert len(learned) == 1 and 880 <= learned[0] <= 1000, learned
+    assert verdict[learned[0] + 1] == 0  # the episode ends with the mode learned
+    # and then it is normal running, with the false alarms of the rate asked
+    assert verdict[1000:].mean() < 2 * detector.false_alarm_rate
+
+
+def test_consistent_modes_never_learn_a_lasting_fault_that_breaks_the_correlations() -> None:
+    """With learn_modes="consistent" (for plants whose faults last longer than the training),
+    a signal that leaves the others' correlation for good stays a fault."""
+    train, test = plant(400, 9), plant(3000, 10, start=400)
+    test.iloc[500:, 3] += 2.5
+    assert AnomalyDetector().fit(train).new_operating_modes(test, history=train).sum() >= 1
+    detector = AnomalyDetector(learn_modes="consistent").fit(train)
+    assert detector.predict(test, history=train)[510:].mean() > 0.95
+    assert detector.new_operating_modes(test, history=train).sum() == 0

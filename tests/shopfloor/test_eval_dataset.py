@@ -98,6 +98,7 @@ async def test_eval_on_a_dataset_prints_the_table_and_writes_the_json(tmp_path: 
         assert everything["f1"] == pytest.approx(faulty / (faulty + normal / 2))
     assert [f["scored_seconds"] for f in files] == [599.0, 599.0]  # 600 rows at 1 Hz
     assert doc["overall"]["scored_seconds"] == 1198.0
+    assert doc["overall"]["new_operating_modes"] == sum(f["new_operating_modes"] for f in files)
     false_episodes = doc["overall"]["false_alarm_episodes"]
     assert doc["overall"]["false_alarm_episodes_per_day"] == pytest.approx(
         false_episodes * 86_400 / 1198.0
