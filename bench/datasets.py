@@ -134,9 +134,9 @@ def _batadal_frame(path: Path) -> pd.DataFrame:
 def gecco2018(repo: Path, out: Path) -> list[Path]:
     """The GECCO 2018 industrial challenge (a drinking-water supply, Thueringer
     Fernwasserversorgung): its train and test files, each a run of 9 water-quality signals at
-    1 min, EVENT the label. Rows where the instruments logged nothing (all signals empty: 1,045
-    in the train file, 24,480 in the test file, none during an event) are left out."""
-    import rdata  # only this converter needs it: the set ships as R data (.rda)
+    1 min, EVENT the label. Rows with an empty signal (1,045 in the train file, 24,480 in the
+    test file, none during an event) are left out: eval stops at an empty cell."""
+    import rdata  # pyproject's `bench` extra; only this converter needs it (R data, .rda)
 
     written = []
     for name in GECCO_FILES:
