@@ -66,7 +66,7 @@ def nab(repo: Path, out: Path) -> list[Path]:
     for start, end in windows:
         labels[(frame.index >= _utc(start)) & (frame.index <= _utc(end))] = 1
     probation = int(min(np.floor(NAB_PROBATION * len(series)), NAB_PROBATION * 5000))
-    return [_write(out / "machine_temperature.csv", frame, labels, probation)]
+    return [write_run(out / "machine_temperature.csv", frame, labels, probation)]
 
 
 def increasing(times: pd.Series) -> np.ndarray:
@@ -99,7 +99,7 @@ def _tep_run(repo: Path, source: Path, out: Path) -> Path:
     labels = np.r_[np.zeros(len(normal)), (np.arange(len(test)) >= TEP_FAULT_FROM) * (fault > 0)]
     index = TEP_START + pd.to_timedelta(np.arange(len(values)) * TEP_PERIOD_S, unit="s")
     frame = pd.DataFrame(values, index=index, columns=names)
-    return _write(out / f"{source.stem}.csv", frame, labels.astype(int), len(normal))
+    return write_run(out / f"{source.stem}.csv", frame, labels.astype(int), len(normal))
 
 
 def batadal(repo: Path, out: Path) -> list[Path]:
@@ -113,7 +113,7 @@ def batadal(repo: Path, out: Path) -> list[Path]:
         frame = pd.concat([normal, attacked])
         labels = frame.pop("ATT_FLAG").to_numpy().astype(int)
         labels[: len(normal)] = 0
-        written.append(_write(out / f"{name}.csv", frame, labels, len(normal)))
+        written.append(write_run(out / f"{name}.csv", frame, labels, len(normal)))
     return written
 
 
@@ -121,7 +121,7 @@ def batadal_normal(repo: Path, out: Path) -> list[Path]:
     """dataset03 alone: a year of the C-Town network without attacks, hourly."""
     frame = _batadal_frame(repo / "data/dataset03.csv").drop(columns="ATT_FLAG")
     train = BATADAL_NORMAL_TRAIN_DAYS * 24
-    return [_write(out / "dataset03.csv", frame, np.zeros(len(frame), dtype=int), train)]
+    return [write_run(out / "dataset03.csv", frame, np.zeros(len(frame), dtype=int), train)]
 
 
 def _batadal_frame(path: Path) -> pd.DataFrame:
@@ -146,11 +146,11 @@ def gecco2018(repo: Path, out: Path) -> list[Path]:
         labels = frame.pop("EVENT").to_numpy().astype(int)
         day = int(np.searchsorted(frame.index, frame.index[0] + GECCO_TRAIN))
         train = min(day, int(np.argmax(labels)) if labels.any() else day)
-        written.append(_write(out / f"{name}.csv", frame.astype(float), labels, train))
+        written.append(write_run(out / f"{name}.csv", frame.astype(float), labels, train))
     return written
 
 
-def _write(target: Path, frame: pd.DataFrame, labels: np.ndarray, train_rows: int) -> Path:
+def write_run(target: Path, frame: pd.DataFrame, labels: np.ndarray, train_rows: int) -> Path:
     """One run file: time (ISO 8601), the signals, label, train (1 for the first train_rows)."""
     if labels[:train_rows].any():
         raise ValueError(f"{target.name}: the training part holds labelled rows")
