@@ -8,8 +8,7 @@ kept here). Each NAME (default: all of datasets.CONVERTERS) is converted into OU
 CSV per run with a `train` column, then:
 
 - `shopfloor eval --dataset OUT/NAME --json FILE`, the defaults, training on each file's
-  `train` rows; an eval that does not know the column yet (it asks for --fit-rows) gets copies
-  without it and `--fit-rows N` per group of files with N training rows;
+  `train` rows;
 - on the very same scored rows: PCA T² + SPE (Q), the textbook MSPC baseline, fitted on the
   same training rows, 95 % of the variance, 99 % limits (F distribution for T², Box's
   chi-square approximation for SPE), a row flagged when either is over its limit; flagging
@@ -29,7 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,7 +44,6 @@ NAB_PUBLISHED = ("numenta", "windowedGaussian", "randomCutForest", "relativeEntr
 LIMIT = 0.99
 VARIANCE = 0.95
 DAY_S = 86_400.0
-COUNTS = ("rows", "tp", "fp", "tn", "fn", "raw_fp", "events", "events_detected", "episodes")
 DEFAULTS, PCA, EVERY_ROW = "shopfloor defaults", "PCA T²+SPE, 99 % limits", "flag every row"
 Verdicts = Callable[[Run], np.ndarray]
 
@@ -86,12 +83,15 @@ def _spread(files: list[Path], most: int | None) -> list[Path]:
 
 def _bench(name: str, files: list[Path], args: argparse.Namespace) -> dict[str, dict[str, object]]:
     with tempfile.TemporaryDirectory() as tmp:
-        bare = _without_train_column(files, Path(tmp))
+        chosen = Path(tmp) / name
+        chosen.mkdir()
+        for path in files:
+            (chosen / path.name).symlink_to(path.resolve())
         started = _children_cpu_s()
-        ours = _eval(files, bare, Path(tmp), args.timeout)
+        ours = _eval(chosen, Path(tmp) / "eval.json", args.timeout)
         cpu = _children_cpu_s() - started
-        print(f"eval: {cpu:.0f} CPU-s, {ours['rows'] / cpu:,.0f} scored rows per CPU-second")
-        runs = [read_run(path, fit_rows=rows) for path, rows in bare.items()]
+    print(f"eval: {cpu:.0f} CPU-s, {ours['rows'] / cpu:,.0f} scored rows per CPU-second")
+    runs = [read_run(path) for path in files]  # each trains on its own `train` rows
     rows = {DEFAULTS: ours, PCA: _scored(runs, _pca_verdicts)}
     if name == "nab":
         source = args.raw / "nab"
@@ -111,73 +111,17 @@ def _children_cpu_s() -> float:
     return times.children_user + times.children_system
 
 
-def _without_train_column(files: list[Path], tmp: Path) -> dict[Path, int]:
-    """Copies of the runs without `train`, for an eval that does not know it and for the
-    baselines; each with its count of training rows."""
-    copies = {}
-    for source in files:
-        table = pd.read_csv(source, dtype=str, keep_default_na=False)
-        target = tmp / "bare" / source.name
-        target.parent.mkdir(exist_ok=True)
-        table.drop(columns=datasets.TRAIN).to_csv(target, index=False)
-        copies[target] = int((table[datasets.TRAIN] == "1").sum())
-    return copies
-
-
-def _eval(files: list[Path], bare: dict[Path, int], tmp: Path, timeout: float) -> dict[str, object]:
-    """The defaults' overall numbers: one eval on the runs with their `train` column, else
-    (an eval that asks for --fit-rows) one eval per training length on the bare copies."""
-    report = tmp / "eval.json"
-    done = _shopfloor_eval(files[0].parent, [], report, timeout)
-    if done.returncode == 0:
-        print("eval reads the train column")
-        return json.loads(report.read_text())["overall"]
-    if "--fit-rows" not in done.stderr:
-        sys.exit(f"eval failed:\n{done.stderr}")
-    groups: dict[int, list[Path]] = defaultdict(list)
-    for path, rows in bare.items():
-        groups[rows].append(path)
-    reports = []
-    for rows, paths in sorted(groups.items()):
-        group = tmp / f"fit-{rows}"
-        group.mkdir()
-        for path in paths:
-            (group / path.name).symlink_to(path)
-        print(f"eval knows no train column: --fit-rows {rows} for {len(paths)} file(s)")
-        done = _shopfloor_eval(group, ["--fit-rows", str(rows)], report, timeout)
-        if done.returncode:
-            sys.exit(f"eval failed:\n{done.stderr}")
-        reports.append(json.loads(report.read_text()))
-    return reports[0]["overall"] if len(reports) == 1 else _merged(reports)
-
-
-def _shopfloor_eval(
-    folder: Path, fit: list[str], report: Path, timeout: float
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "shopfloor.cli", "eval", "--dataset", str(folder), *fit]
+def _eval(folder: Path, report: Path, timeout: float) -> dict[str, object]:
+    """The defaults' overall numbers: `shopfloor eval --dataset`, each file training on its
+    `train` rows."""
+    command = [sys.executable, "-m", "shopfloor.cli", "eval", "--dataset", str(folder)]
     done = subprocess.run(
         [*command, "--json", str(report)], capture_output=True, text=True, timeout=timeout
     )
-    if done.returncode == 0:
-        print(done.stdout.strip())
-        print(done.stderr.strip())
-    return done
-
-
-def _merged(reports: list[dict[str, object]]) -> dict[str, object]:
-    """Overall numbers of several evals from their per-file counts; the median delay is the
-    median of the files' medians."""
-    total = RunScores("overall")
-    delays = []
-    for report in reports:
-        for scores in report["files"]:  # type: ignore[attr-defined]
-            for key in COUNTS:
-                setattr(total, key, getattr(total, key) + scores[key])
-            total.episodes_on_events += scores["episodes_on_events"]
-            if scores["median_delay_s"] is not None:
-                delays.append(scores["median_delay_s"])
-    total.delays_s = delays
-    return total.as_json()
+    if done.returncode:
+        sys.exit(f"eval failed:\n{done.stderr}")
+    print(done.stdout.strip())
+    return json.loads(report.read_text())["overall"]
 
 
 def _scored_rows(run: Run) -> int:
