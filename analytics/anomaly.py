@@ -145,10 +145,23 @@ class AnomalyDetector(BaseEstimator):
 
     def top_signals(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.Series:
         """Per row of `X`, the signal that drives its score most; "" for rows predicted normal."""
-        scores, top, _ = self._scored(X, history)
-        flagged = episode_rows(scores > 1.0, self.k, self.n, self.bridge).astype(bool)
+        return self.explain(X, history)["top_signal"]
+
+    def explain(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Everything of one pass over `X`, a row per row: `score` (anomaly_scores), `anomaly`
+        (predict), `top_signal` (top_signals) and `new_mode` (new_operating_modes)."""
+        scores, top, learned = self._scored(X, history)
+        flagged = episode_rows(scores > 1.0, self.k, self.n, self.bridge)
         names = np.array(self.signals_, dtype=object)[top]
-        return pd.Series(np.where(flagged, names, ""), index=_numeric(X).index, name="top_signal")
+        return pd.DataFrame(
+            {
+                "score": scores,
+                "anomaly": flagged,
+                "top_signal": np.where(flagged.astype(bool), names, ""),
+                "new_mode": learned,
+            },
+            index=_numeric(X).index,
+        )
 
     def _check_params(self) -> None:
         if not (isinstance(self.window, int) and self.window >= 1):

@@ -346,10 +346,10 @@ def evaluate_runs(runs: Sequence[Run], detector: AnomalyDetector) -> DatasetResu
 def score_run(run: Run, template: AnomalyDetector) -> RunScores:
     """One run: fit on its training rows, predict the scored rows, count."""
     train, scored = run.signals.iloc[: run.fit_rows], run.signals.iloc[run.fit_rows :]
-    detector = clone(template).fit(train)
-    raw = detector.anomaly_scores(scored, history=train) > 1.0
-    result = score_verdicts(run, detector.predict(scored, history=train), raw)
-    result.new_operating_modes = int(detector.new_operating_modes(scored, history=train).sum())
+    explained = clone(template).fit(train).explain(scored, history=train)
+    raw = explained["score"].to_numpy() > 1.0
+    result = score_verdicts(run, explained["anomaly"].to_numpy(), raw)
+    result.new_operating_modes = int(explained["new_mode"].sum())
     return result
 
 

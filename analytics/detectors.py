@@ -162,7 +162,7 @@ class ForestDetector(_RobustZ):
 
     def __init__(
         self,
-        n_estimators: int = 200,
+        n_estimators: int = 100,  # Liu et al.'s and scikit-learn's default
         false_alarm_rate: float = 0.001,
         random_state: int | None = 0,
         max_samples: int | float | str = "auto",

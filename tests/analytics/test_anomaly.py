@@ -52,6 +52,10 @@ def test_a_step_in_one_signal_is_flagged_and_named_normal_rows_are_not() -> None
     tops = detector.top_signals(test, history=train)
     assert (tops[400:][verdict[400:] == 1] == "s3").mean() > 0.9
     assert (tops[verdict == 0] == "").all()
+    explained = detector.explain(test, history=train)  # the same, in one pass
+    assert (explained["anomaly"].to_numpy() == verdict).all()
+    assert (explained["top_signal"] == tops).all()
+    assert (explained["score"].to_numpy() == detector.anomaly_scores(test, history=train)).all()
 
 
 def test_scores_follow_sklearn_sign_and_are_in_units_of_the_threshold() -> None:
