@@ -1,5 +1,6 @@
-"""A picture of one machine: its signals, the anomaly score against its threshold, the episodes
-the detector flagged and the faults that really happened, for anyone who would rather look.
+"""A picture of one machine: its signals, the anomaly severity (the score as a multiple of its
+threshold, core.severity), the episodes the detector flagged and the faults that really
+happened, for anyone who would rather look.
 
 Drawn on a bare matplotlib Figure (Agg canvas, no pyplot): no display, no global backend switch
 and no figure registry to leak from in a long-running process.
@@ -21,11 +22,11 @@ from matplotlib.patches import Patch
 
 from analytics.episodes import Episode
 from analytics.features import Frame
+from core.severity import LEVEL_FLOORS, SEVERITY_CAP, anomaly_severity
 
 EPISODE_COLOUR = "tab:red"
 FAULT_COLOUR = "tab:blue"
 EPOCH_FROM_S = 1e8  # times above this are Unix epoch seconds (dates); below, seconds of a run
-SCORE_LOG_ABOVE = 20.0  # scores above this many thresholds put the score axis on a log scale
 
 LEGEND_IN = 0.55  # inches at the top for the title and the legend
 
@@ -82,13 +83,7 @@ def render_report(
         ax.plot(as_x(frame.times), frame.values[:, frame.signals.index(signal)], lw=0.9)
         ax.set_ylabel(signal, rotation=0, ha="right", va="center", fontsize=9)
     score_ax = column[-1]
-    score_ax.plot(as_x(scores.times), scores.values, color="black", lw=0.9, label="anomaly score")
-    score_ax.axhline(threshold, color=EPISODE_COLOUR, ls="--", lw=1.0, label="threshold")
-    if np.nanmax(scores.values, initial=0.0) > SCORE_LOG_ABOVE * threshold > 0:
-        # a developed fault scores thousands of thresholds: on a linear axis the threshold and
-        # the onset, what the picture is for, would sit flat on the floor
-        score_ax.set_yscale("symlog", linthresh=threshold)
-    score_ax.set_ylabel("anomaly score", rotation=0, ha="right", va="center", fontsize=9)
+    _plot_severity(score_ax, as_x, scores, threshold)
     for ax in column:
         _shade(ax, as_x, episodes, fault_intervals)
         ax.grid(alpha=0.3)
@@ -106,6 +101,28 @@ def render_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
+
+
+def _plot_severity(ax: Axes, as_x: TimeAxis, scores: ScoreTrace, threshold: float) -> None:
+    """The severity on its bounded scale, the threshold at 1 and the levels above it: a
+    developed fault reads "10x or more" instead of pushing the onset flat onto the floor."""
+    severity = [anomaly_severity(float(v), threshold) for v in scores.values]
+    ax.plot(as_x(scores.times), severity, color="black", lw=0.9, label="severity")
+    ax.axhline(1.0, color=EPISODE_COLOUR, ls="--", lw=1.0, label="threshold (1)")
+    for level, floor in LEVEL_FLOORS.items():
+        if floor > 1.0:
+            ax.axhline(floor, color="grey", ls=":", lw=0.8)
+            ax.annotate(
+                level.name.lower(),
+                (1.0, floor),
+                xycoords=("axes fraction", "data"),
+                xytext=(2, 0),
+                textcoords="offset points",
+                fontsize=7,
+                va="center",
+            )
+    ax.set_ylim(0.0, SEVERITY_CAP * 1.05)
+    ax.set_ylabel("severity", rotation=0, ha="right", va="center", fontsize=9)
 
 
 def _panel_signals(frame: Frame, episodes: Sequence[Episode], limit: int) -> list[str]:
