@@ -19,15 +19,17 @@ from typing import Any
 from analytics.errors import ModelError
 from connectors.config import ConfigError
 from core.storage import HistorianError
-from shopfloor.options import CommandError
+from shopfloor.options import SUMMARIES, CommandError
 
 # Errors a user can cause, which end a command with their message and exit code 2: these for
 # every command, and those a group module names in its own USER_ERRORS (so that `connect` need
 # not load the simulator for the line file's error).
 USER_ERRORS = (ConfigError, HistorianError, ModelError, CommandError)
 # Each group of commands registers itself (its module's `register`); a new group is one more
-# entry here. Only the group of the command given is imported, so that `connect` or `--help`
-# start in a fraction of a second without loading scikit-learn or an OPC UA stack they do not use.
+# entry here. Only the group of the command given is imported, so that `connect` starts in a
+# fraction of a second without loading scikit-learn or an OPC UA stack it does not use; the list
+# of commands (`shopfloor --help`, an unknown command) imports none: it takes each command's
+# summary from options.SUMMARIES.
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "shopfloor.line": ("up", "sim", "query", "sim-config"),
     "shopfloor.connect": ("connect",),
@@ -78,21 +80,20 @@ def _user_errors(groups: Sequence[str]) -> tuple[type[Exception], ...]:
 
 
 def _groups_for(argv: Sequence[str]) -> Sequence[str]:
-    """The group of the command in `argv`; every group when there is none (or it is unknown),
-    for the list of commands in the help or the error."""
+    """The group of the command in `argv`; none when there is no command (or an unknown one):
+    the list of commands in the help or the error needs no group."""
     words = iter(argv)
     for word in words:
         if word == "--log-level":
             next(words, None)
         elif not word.startswith("-"):
-            return [g for g, commands in COMMAND_GROUPS.items() if word in commands] or [
-                *COMMAND_GROUPS
-            ]
-    return [*COMMAND_GROUPS]
+            return [g for g, commands in COMMAND_GROUPS.items() if word in commands]
+    return []
 
 
 def build_parser(groups: Sequence[str] = (*COMMAND_GROUPS,)) -> argparse.ArgumentParser:
-    """The command line of `groups` (by default the whole one), with --help on every command."""
+    """The command line of `groups` (by default the whole one), with --help on every command;
+    the commands of the other groups are listed with their summary, not loaded."""
     parser = argparse.ArgumentParser(
         prog="shopfloor",
         description="A smart-factory line you can run: simulated PLCs (OPC UA, Modbus TCP), "
@@ -105,8 +106,12 @@ def build_parser(groups: Sequence[str] = (*COMMAND_GROUPS,)) -> argparse.Argumen
         help="how much to log on stderr (default: warning)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in groups:
-        importlib.import_module(group).register(sub)
+    for group, commands in COMMAND_GROUPS.items():
+        if group in groups:
+            importlib.import_module(group).register(sub)
+        else:
+            for name in commands:
+                sub.add_parser(name, help=SUMMARIES[name])
     return parser
 
 

@@ -49,10 +49,34 @@ HISTORIAN_HELP = (
 )
 
 
+# Every command's one line in `shopfloor --help`: the list needs no command group loaded.
+SUMMARIES: dict[str, str] = {
+    "up": "Run the simulated line, its connectors, the historian and anomaly detection in one "
+    "process, with a live status.",
+    "sim": "Run only the simulated PLCs (OPC UA and Modbus TCP servers).",
+    "query": "Show what the historian holds: the latest value of every signal, filtered.",
+    "sim-config": "Print the connectors file that reads every tag of a simulated line.",
+    "connect": "Run the connectors of a config file against real or simulated PLCs.",
+    "certs": "Create the connectors' OPC UA application instance certificate and key.",
+    "browse": "Show an OPC UA server's objects and variables as a tree; --emit-config writes a "
+    "connectors file for them.",
+    "probe": "Read Modbus registers once and show them decoded every way, side by side.",
+    "check": "Read every tag of a connectors file once and say what is wrong with each.",
+    "train": "Fit an anomaly model per machine on a normal period and save it.",
+    "detect": "Score every machine that has a model, online: anomalies, episodes and OEE.",
+    "report": "Draw a machine's signals, anomaly severity, episodes and true faults into a PNG.",
+    "eval": "Score anomaly detection on a labelled simulated campaign or on your own labelled "
+    "CSV runs (--dataset).",
+    "ingest": "Subscribe to the unified namespace on an MQTT broker (Sparkplug B) and write it "
+    "to the historian.",
+}
+
+
 def command(
-    sub: Any, name: str, handler: Callable[..., Any], help_text: str
+    sub: Any, name: str, handler: Callable[..., Any], description: str
 ) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help_text, description=help_text)
+    """A command's parser: its summary (SUMMARIES) in the list, `description` in its help."""
+    parser = sub.add_parser(name, help=SUMMARIES[name], description=description)
     parser.set_defaults(handler=handler)
     return parser
 
