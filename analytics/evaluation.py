@@ -18,6 +18,9 @@ How an episode is counted (the rules `shopfloor eval` prints its numbers by):
   really does starve the filler): reported, but neither a hit nor a false alarm.
 - Any other episode is a *false alarm*. False alarms per day are per day of fault-free time:
   the observed span less every fault window on any machine.
+- Episodes are grouped into incidents (analytics.incidents). A caught fault whose incident
+  reached other machines *spread*; its incident's origin is *right* when it names the fault's
+  machine.
 
 Precision = caught / (caught + duplicates + false alarms), recall = caught / faults. False alarms
 belong to no fault type, so per fault type precision only counts duplicates and the false-alarm
@@ -27,12 +30,13 @@ rate is reported overall only (None per fault type).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
 from analytics.episodes import Episode
+from analytics.incidents import Incident, group_incidents
 
 GRACE_S = 900.0
 DAY_S = 86400.0
@@ -60,6 +64,7 @@ class ScoredRun:
     start: float
     end: float
     sample_s: float
+    line_order: tuple[str, ...] = ()  # the line's machines, upstream first, where known
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,8 @@ class FaultOutcome:
     top_signal_right: bool
     main_signal_right: bool
     duplicates: int
+    spread: bool = False  # its incident reached other machines
+    origin_right: bool = False  # and named the fault's machine as its origin
 
 
 @dataclass(slots=True)
@@ -105,9 +112,11 @@ class Scores:
     false_alarms_per_day: float | None
     top_signal_accuracy: float | None
     main_signal_accuracy: float | None
+    incident_origin_accuracy: float | None  # of the caught faults that spread
     faults: int
     caught: int
     duplicates: int
+    spread_faults: int
     false_alarms: int | None
 
     def as_json(self) -> dict[str, float | int | None]:
@@ -153,6 +162,7 @@ def tally_run(run: ScoredRun, grace_s: float) -> Tally:
     """Match one run's episodes to its faults."""
     faults = [f for f in run.faults if f.end > run.start and f.start < run.end]
     episodes = [(m, i, ep) for m, eps in run.episodes.items() for i, ep in enumerate(eps)]
+    incidents = group_incidents(run.episodes, run.line_order)
     matched: set[tuple[str, int]] = set()
     outcomes = []
     for fault in faults:
@@ -163,9 +173,8 @@ def tally_run(run: ScoredRun, grace_s: float) -> Tally:
         ]
         fresh = [(m, i) for m, i, _ in hits if (m, i) not in matched]
         matched.update(fresh)
-        outcomes.append(
-            _outcome(fault, [ep for *_, ep in hits], max(0, len(fresh) - 1), run.sample_s)
-        )
+        outcome = _outcome(fault, [ep for *_, ep in hits], max(0, len(fresh) - 1), run.sample_s)
+        outcomes.append(_with_incident(outcome, [ep for *_, ep in hits], incidents))
     false_alarms = secondary = 0
     for m, i, ep in episodes:
         if (m, i) in matched:
@@ -196,6 +205,18 @@ def _outcome(
     )
 
 
+def _with_incident(
+    outcome: FaultOutcome, hits: list[Episode], incidents: list[Incident]
+) -> FaultOutcome:
+    """The outcome with what the incident of its first catching episode says."""
+    if not hits:
+        return outcome
+    first = min(hits, key=lambda ep: ep.start)
+    incident = next(i for i in incidents if i.start <= first.start <= i.end)
+    right = incident.origin == outcome.fault.machine
+    return replace(outcome, spread=incident.spread, origin_right=incident.spread and right)
+
+
 def _covered(windows: list[tuple[float, float]], start: float, end: float) -> float:
     """Length of the union of `windows` inside [start, end]."""
     total, reach = 0.0, start
@@ -212,6 +233,7 @@ def scores(
 ) -> Scores:
     """The numbers of a group of outcomes; `false_alarms` None when the group owns none."""
     caught = [o for o in outcomes if o.caught]
+    spread = [o for o in caught if o.spread]
     duplicates = sum(o.duplicates for o in outcomes)
     flagged = len(caught) + duplicates + (false_alarms or 0)
     precision = len(caught) / flagged if flagged else None
@@ -235,9 +257,11 @@ def scores(
         false_alarms_per_day=per_day,
         top_signal_accuracy=_share(caught, lambda o: o.top_signal_right),
         main_signal_accuracy=_share(caught, lambda o: o.main_signal_right),
+        incident_origin_accuracy=_share(spread, lambda o: o.origin_right),
         faults=len(outcomes),
         caught=len(caught),
         duplicates=duplicates,
+        spread_faults=len(spread),
         false_alarms=false_alarms,
     )
 
@@ -283,6 +307,7 @@ def format_table(evaluation: Evaluation) -> str:
         "FA/DAY",
         "TOP SIG",
         "MAIN SIG",
+        "ORIGIN",
     )
     rows: list[tuple[str, ...]] = [header]
     rows += [_row(name, s) for name, s in evaluation.per_fault.items()]
@@ -313,6 +338,7 @@ def _row(name: str, s: Scores) -> tuple[str, ...]:
         _num(s.false_alarms_per_day, ".2f"),
         _num(s.top_signal_accuracy, ".2f"),
         _num(s.main_signal_accuracy, ".2f"),
+        _num(s.incident_origin_accuracy, ".2f"),
     )
 
 

@@ -149,7 +149,14 @@ def run_eval(
     timings["simulate_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     scored = [
-        ScoredRun(detect(run, models), true_faults(run), run.times[0], run.times[-1], run.dt_s)
+        ScoredRun(
+            detect(run, models),
+            true_faults(run),
+            run.times[0],
+            run.times[-1],
+            run.dt_s,
+            tuple(spec.machines),
+        )
         for run in runs
     ]
     timings["detect_s"] = time.perf_counter() - clock

@@ -158,3 +158,18 @@ def test_a_top_signal_among_the_faults_symptoms_is_right_but_only_the_main_one_i
     episodes = {"energy_meter": [ep(1003, 1400, "current_l1_a")]}  # not a symptom
     o = evaluate([run(episodes, faults=[sag])], grace_s=600).overall
     assert (o.top_signal_accuracy, o.main_signal_accuracy) == (0.0, 0.0)
+
+
+def test_a_fault_that_spreads_is_scored_on_the_origin_its_incident_names():
+    """The jam on the conveyor also flags the filler: right when the conveyor opened first,
+    wrong when the filler did; the bearing wear stays on its machine and does not count."""
+    right = {"conveyor": [ep(1003, 1400)], "filler": [ep(1020, 1350, "fill_rate")]}
+    wrong = {"conveyor": [ep(1040, 1400)], "filler": [ep(1003, 1350, "fill_rate")]}
+    wear = [ep(5040, 5700, "vibration_mm_s")]
+    for episodes, accuracy in ((right, 1.0), (wrong, 0.0)):
+        episodes["conveyor"] += wear
+        result = evaluate([run(episodes, faults=[JAM, WEAR])], grace_s=600)
+        assert result.overall.spread_faults == 1
+        assert result.overall.incident_origin_accuracy == accuracy
+    alone = evaluate([run({"conveyor": [ep(1003, 1400)]}, faults=[JAM])], grace_s=600)
+    assert (alone.overall.spread_faults, alone.overall.incident_origin_accuracy) == (0, None)

@@ -1,0 +1,73 @@
+"""Incidents: anomaly episodes on one line that overlap in time, grouped into one, with the
+machine and signal that moved first named as the likely origin.
+
+A fault spreads: a jammed conveyor starves the filler and blocks the capper, a sagging supply
+shows on every drive. Shown as separate episodes, the knock-on effects hide the cause; grouped,
+the first episode to open is the likely origin, because effects follow causes. Detection has a
+granularity (an episode opens on k of n rows), so episodes that open within `tie_s` of the first
+count as simultaneous, and among them the one earliest in the line's order of machines (upstream
+first) is taken, where the order is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from analytics.episodes import Episode
+
+JOIN_S = 60.0  # an episode opening this soon after an incident's last one ended still joins it
+TIE_S = 10.0  # episodes opening this close together count as opening at once
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Overlapping episodes of one line; `machines` in the order their first episode opened."""
+
+    start: float
+    end: float
+    origin: str
+    origin_signal: str
+    machines: tuple[str, ...]
+
+    @property
+    def spread(self) -> bool:
+        """Whether it reached more than one machine."""
+        return len(self.machines) > 1
+
+
+def group_incidents(
+    episodes: Mapping[str, Sequence[Episode]],
+    line_order: Sequence[str] = (),
+    *,
+    join_s: float = JOIN_S,
+    tie_s: float = TIE_S,
+) -> list[Incident]:
+    """The incidents of a line's episodes (per machine), in time order."""
+    ordered = sorted((ep.start, machine, ep) for machine, eps in episodes.items() for ep in eps)
+    groups: list[list[tuple[str, Episode]]] = []
+    end = -float("inf")
+    for start, machine, episode in ordered:
+        if not groups or start > end + join_s:
+            groups.append([])
+            end = episode.end
+        groups[-1].append((machine, episode))
+        end = max(end, episode.end)
+    return [_incident(group, line_order, tie_s) for group in groups]
+
+
+def _incident(
+    group: list[tuple[str, Episode]], line_order: Sequence[str], tie_s: float
+) -> Incident:
+    first = group[0][1].start
+    rank = {machine: i for i, machine in enumerate(line_order)}
+    at_once = [(m, ep) for m, ep in group if ep.start <= first + tie_s]
+    origin, episode = min(at_once, key=lambda pair: (rank.get(pair[0], len(rank)), pair[1].start))
+    machines = tuple(dict.fromkeys(m for m, _ in group))
+    return Incident(
+        start=first,
+        end=max(ep.end for _, ep in group),
+        origin=origin,
+        origin_signal=episode.top_signal,
+        machines=machines,
+    )

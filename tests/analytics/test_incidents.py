@@ -1,0 +1,38 @@
+"""Incidents: overlapping episodes of one line grouped, the first to open named as the origin."""
+
+from __future__ import annotations
+
+from analytics.episodes import Episode
+from analytics.incidents import group_incidents
+
+
+def ep(start: float, end: float, signal: str = "s") -> Episode:
+    return Episode(start=start, end=end, peak_score=2.0, top_signal=signal)
+
+
+def test_a_jam_that_spreads_is_one_incident_named_after_the_machine_that_moved_first() -> None:
+    episodes = {
+        "filler": [ep(130, 400, "fill_rate")],
+        "conveyor": [ep(100, 420, "speed_hz")],
+        "capper": [ep(150, 380, "torque")],
+        "energy_meter": [ep(2000, 2100, "power_kw")],  # hours later: another incident
+    }
+    first, second = group_incidents(episodes)
+    assert (first.origin, first.origin_signal) == ("conveyor", "speed_hz")
+    assert first.machines == ("conveyor", "filler", "capper") and first.spread
+    assert (first.start, first.end) == (100, 420)
+    assert second.machines == ("energy_meter",) and not second.spread
+
+
+def test_episodes_opening_at_once_name_the_upstream_machine() -> None:
+    episodes = {"capper": [ep(100, 200)], "filler": [ep(105, 210)]}
+    (incident,) = group_incidents(episodes, line_order=("filler", "capper"))
+    assert incident.origin == "filler"
+    (incident,) = group_incidents(episodes)  # order unknown: the first to open
+    assert incident.origin == "capper"
+
+
+def test_an_episode_soon_after_the_last_one_ended_joins_it() -> None:
+    episodes = {"a": [ep(0, 100)], "b": [ep(130, 200)], "c": [ep(400, 500)]}
+    incidents = group_incidents(episodes, join_s=60)
+    assert [i.machines for i in incidents] == [("a", "b"), ("c",)]
