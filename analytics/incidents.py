@@ -71,3 +71,46 @@ def _incident(
         origin_signal=episode.top_signal,
         machines=machines,
     )
+
+
+class IncidentTracker:
+    """The same grouping, streaming, for one line: fed each episode as it opens and closes, it
+    says when an incident opens or changes (a machine joins, an upstream one takes the origin)
+    and when it ends: `join_s` after its last episode closed with none open."""
+
+    def __init__(
+        self, line_order: Sequence[str] = (), *, join_s: float = JOIN_S, tie_s: float = TIE_S
+    ) -> None:
+        self.line_order, self.join_s, self.tie_s = tuple(line_order), join_s, tie_s
+        self._episodes: list[tuple[str, Episode]] = []  # of the current incident
+        self._open: set[str] = set()  # machines with an episode under way
+        self.current: Incident | None = None
+
+    def opened(self, machine: str, episode: Episode) -> Incident:
+        """An episode opened: the incident it starts or joins, as it stands now."""
+        if self.current is None:
+            self._episodes = []
+        self._episodes.append((machine, episode))
+        self._open.add(machine)
+        self.current = _incident(self._episodes, self.line_order, self.tie_s)
+        return self.current
+
+    def closed(self, machine: str, episode: Episode) -> None:
+        """An episode closed (with its final end)."""
+        self._open.discard(machine)
+        self._episodes = [
+            (m, episode if m == machine and ep.start == episode.start else ep)
+            for m, ep in self._episodes
+        ]
+        if self.current is not None:
+            self.current = _incident(self._episodes, self.line_order, self.tie_s)
+
+    def ended(self, now: float, *, stopping: bool = False) -> Incident | None:
+        """The incident, if it ended by `now` (or detection stops), and forget it."""
+        incident = self.current
+        if incident is None or (self._open and not stopping):
+            return None
+        if not stopping and now < incident.end + self.join_s:
+            return None
+        self.current, self._episodes, self._open = None, [], set()
+        return incident

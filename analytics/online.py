@@ -10,6 +10,9 @@ event loop that also runs the connectors) and writes
   (active false): top_signal, peak_score and, on closing, duration_s as fields for the
   dashboards' episode tables, and the same in the text for their annotations; `close()` ends
   the episodes still open when detection stops, so none stays "in progress" forever;
+- `events` points of kind `incident` when overlapping episodes of a line open, grow or end
+  (analytics.incidents): tag `machine` the likely origin, fields top_signal (its signal),
+  machines (all it reached) and, on closing, duration_s;
 - `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`.
 
 The clock is injected: `step(now_s)` is one cycle for a given time, so history can be replayed
@@ -32,6 +35,7 @@ import numpy as np
 
 from analytics.episodes import AlarmLogic, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
+from analytics.incidents import Incident, IncidentTracker
 from analytics.model_store import MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
 from analytics.windows import TelemetryBuffer, read_telemetry
@@ -96,6 +100,7 @@ class OnlineDetector:
         retry_min_s: float = 1.0,
         retry_max_s: float = 60.0,
         max_pending: int = 50_000,
+        line_order: Sequence[str] = (),
     ) -> None:
         if not models:
             raise ValueError("OnlineDetector needs at least one machine model")
@@ -118,6 +123,8 @@ class OnlineDetector:
         self._kpi_done: float | None = None
         self._observed_rates: dict[str, float] = {}
         self._pending: list[Point] = []
+        self._line_order = tuple(line_order)
+        self._incidents: dict[tuple[tuple[str, str], ...], IncidentTracker] = {}
 
     async def step(self, now_s: float) -> list[Point]:
         """One cycle for the windows ending at `now_s`: read, score, write; the points it made.
@@ -128,6 +135,7 @@ class OnlineDetector:
         await self._read(now_s)
         rows = self._due_rows(now_s)
         points = await self._score(rows, now_s) if rows else []
+        points += self._ended_incidents(now_s)
         self._hold(points)
         kpis = await self._kpis(now_s)
         self._hold(kpis)
@@ -143,6 +151,8 @@ class OnlineDetector:
             episode = machine.alarm.finish()
             if episode is not None and machine.last_row is not None:
                 closing.append(self._event(machine.last_row, episode, active=False, stopped=True))
+                self._tracker(machine.last_row).closed(machine.last_row.machine, episode)
+        closing += self._ended_incidents(math.inf, stopping=True)
         self._hold(closing)
         try:
             await self._flush()
@@ -251,6 +261,7 @@ class OnlineDetector:
             opened, closed = machine.alarm.update(now_s, score, threshold, top_signal)
             points += [self._event(row, e, active=True) for e in (opened,) if e is not None]
             points += [self._event(row, e, active=False) for e in (closed,) if e is not None]
+            points += self._follow_incident(row, opened, closed)
         self.stats.scored += len(rows)
         return points
 
@@ -297,6 +308,30 @@ class OnlineDetector:
             ts = episode.end
         tags = {**row.tags, "kind": EventKind.ANOMALY.value}
         return Point(EVENTS.name, tags, {"text": text, **fields}, round(ts * 1e9))
+
+    def _tracker(self, row: _Row) -> IncidentTracker:
+        line = tuple(sorted((k, v) for k, v in row.tags.items() if k != "machine"))
+        return self._incidents.setdefault(line, IncidentTracker(self._line_order))
+
+    def _follow_incident(
+        self, row: _Row, opened: Episode | None, closed: Episode | None
+    ) -> list[Point]:
+        """The incident event an episode opening makes (a new incident, or one grown)."""
+        tracker = self._tracker(row)
+        if closed is not None:
+            tracker.closed(row.machine, closed)
+        if opened is None:
+            return []
+        line = {k: v for k, v in row.tags.items() if k != "machine"}
+        return [_incident_event(line, tracker.opened(row.machine, opened), active=True)]
+
+    def _ended_incidents(self, now_s: float, *, stopping: bool = False) -> list[Point]:
+        points = []
+        for line, tracker in self._incidents.items():
+            incident = tracker.ended(now_s, stopping=stopping)
+            if incident is not None:
+                points.append(_incident_event(dict(line), incident, active=False))
+        return points
 
     async def _kpis(self, now_s: float) -> list[Point]:
         """OEE of every machine for each interval that ended since the last cycle."""
@@ -348,6 +383,27 @@ class OnlineDetector:
             await self.historian.write_points(self._pending)
         self._pending = []
         self.stats.pending_points = 0
+
+
+def _incident_event(line: Mapping[str, str], incident: Incident, *, active: bool) -> Point:
+    """An incident's event: opened or grown (active), or ended with its duration."""
+    others = [m for m in incident.machines if m != incident.origin]
+    spread = f", then {', '.join(others)}" if others else ""
+    fields: dict[str, float | bool | str] = {
+        "active": active,
+        "top_signal": incident.origin_signal,
+        "machines": ",".join(incident.machines),
+    }
+    if active:
+        text = f"incident: {incident.origin} ({incident.origin_signal}) first{spread}"
+        ts = incident.start
+    else:
+        fields["duration_s"] = incident.end - incident.start
+        text = f"incident ended after {incident.end - incident.start:.0f} s: began on "
+        text += f"{incident.origin} ({incident.origin_signal}){spread}"
+        ts = incident.end
+    tags = {**line, "machine": incident.origin, "kind": EventKind.INCIDENT.value}
+    return Point(EVENTS.name, tags, {"text": text, **fields}, round(ts * 1e9))
 
 
 def score_rows(estimator: Any, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -74,6 +74,7 @@ EVENTS = Measurement(
         "peak_score": float,
         "peak_severity": float,
         "duration_s": float,
+        "machines": str,
     },
 )
 CONNECTOR = Measurement(
@@ -102,6 +103,9 @@ class EventKind(StrEnum):
 
     FAULT = "fault"  # an injected fault, written by the simulated line: detection's ground truth
     ANOMALY = "anomaly"  # an anomaly episode opened or closed by the online detector
+    # overlapping episodes of a line as one (tag `machine`: the likely origin), opened, grown
+    # (`machines`: every machine it reached, in the order they joined) and closed
+    INCIDENT = "incident"
 
 
 MEASUREMENTS: Mapping[str, Measurement] = {

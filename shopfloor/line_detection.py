@@ -92,6 +92,7 @@ class LineDetection:
             self.models,
             kpi_interval_s=self.args.kpi_interval,
             ideal_rates_per_min=rated_outputs(self.spec),
+            line_order=tuple(self.spec.machines),
         )
         try:
             await self.detector.run()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from analytics.episodes import Episode
-from analytics.incidents import group_incidents
+from analytics.incidents import IncidentTracker, group_incidents
 
 
 def ep(start: float, end: float, signal: str = "s") -> Episode:
@@ -36,3 +36,27 @@ def test_an_episode_soon_after_the_last_one_ended_joins_it() -> None:
     episodes = {"a": [ep(0, 100)], "b": [ep(130, 200)], "c": [ep(400, 500)]}
     incidents = group_incidents(episodes, join_s=60)
     assert [i.machines for i in incidents] == [("a", "b"), ("c",)]
+
+
+def test_streaming_gives_the_same_incident_as_grouping_afterwards() -> None:
+    tracker = IncidentTracker(line_order=("filler", "capper", "conveyor"), join_s=60)
+    opened = tracker.opened("capper", ep(100, 100, "torque"))
+    assert (opened.origin, opened.machines) == ("capper", ("capper",))
+    grown = tracker.opened("filler", ep(105, 105, "fill_rate"))  # at once, and upstream
+    assert (grown.origin, grown.machines) == ("filler", ("capper", "filler"))
+    tracker.closed("capper", ep(100, 300, "torque"))
+    assert tracker.ended(400) is None  # the filler's episode is still open
+    tracker.closed("filler", ep(105, 350, "fill_rate"))
+    assert tracker.ended(400) is None  # a new episode could still join until 350 + 60
+    ended = tracker.ended(411)
+    assert ended is not None and (ended.start, ended.end, ended.origin) == (100, 350, "filler")
+    episodes = {"capper": [ep(100, 300, "torque")], "filler": [ep(105, 350, "fill_rate")]}
+    assert [ended] == group_incidents(episodes, ("filler", "capper", "conveyor"), join_s=60)
+    assert tracker.current is None and tracker.ended(1000) is None
+
+
+def test_an_incident_under_way_ends_when_detection_stops() -> None:
+    tracker = IncidentTracker()
+    tracker.opened("filler", ep(10, 10))
+    ended = tracker.ended(20, stopping=True)
+    assert ended is not None and ended.origin == "filler"
