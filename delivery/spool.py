@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.backoff import Backoff
+from core.private_files import FILE_MODE, FOLDER_MODE
 from core.sample import Point, Sample, SampleBatch
 from delivery import spool_format as fmt
 
@@ -66,7 +67,6 @@ LOSS_COUNTERS = (
     "unreadable_samples",
     "unknown_loss_bytes",
 )
-FILE_MODE, FOLDER_MODE = 0o600, 0o700
 LOG_DROPS_EVERY_S = 10.0
 
 Position = tuple[int, int]  # (segment id, byte offset)
