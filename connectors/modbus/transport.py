@@ -265,7 +265,6 @@ class TcpSession:
         self._one_at_a_time = close_after_answer
         self._turn = asyncio.Lock()  # one request at a time, for a device that closes
         self._reopening = asyncio.Lock()
-        self.reopened = 0  # connections opened again after the device closed one
 
     @property
     def dropped(self) -> int:
@@ -311,7 +310,6 @@ class TcpSession:
         async with self._reopening:
             if self._client.closed_after_answer or self._one_at_a_time:
                 await self._client.connect(self._link.host, self._link.port)
-                self.reopened += 1
 
     def _serve_one_at_a_time(self) -> None:
         if not self._one_at_a_time:
