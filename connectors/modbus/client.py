@@ -280,7 +280,7 @@ class ModbusInput:
     def _new_session(self, session: Session) -> None:
         """A fresh connection: every device is asked again, no late answer can arrive."""
         self._late_answer_possible = False
-        self._dropped = 0
+        self._dropped = self._wrong = 0
         self._slots = asyncio.Semaphore(self._config.in_flight if session.pipelined else 1)
         bounds = self._config.reconnect
         self._units = {
