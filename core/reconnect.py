@@ -12,6 +12,9 @@ from pydantic_core.core_schema import ValidationInfo
 
 from core import backoff
 
+# The wait after a server refused our certificate or login (OPC UA, MQTT): one source.
+AUTH_RETRY_S = 300.0
+
 
 class Reconnect(BaseModel):
     """`reconnect: {min_s, max_s, auth_retry_s}` of a connector entry.
@@ -24,7 +27,7 @@ class Reconnect(BaseModel):
 
     min_s: float = Field(0.5, gt=0)
     max_s: float = Field(10.0, gt=0)
-    auth_retry_s: float = Field(300.0, gt=0)
+    auth_retry_s: float = Field(AUTH_RETRY_S, gt=0)
 
     @field_validator("max_s")
     @classmethod

@@ -36,12 +36,13 @@ import re
 import time
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from core.backoff import Backoff
+from core.private_files import FILE_MODE, FOLDER_MODE
 from core.sample import Point, Sample, SampleBatch
 from delivery import spool_format as fmt
 
@@ -54,7 +55,18 @@ QUARANTINE_SHARE = 16  # the quarantine copies stay under max_bytes / this
 SEGMENT_SUFFIX = ".seg"
 DEFAULT_MAX_BYTES = 1 << 30
 HEADER = fmt.SEGMENT_HEADER_SIZE
-FILE_MODE, FOLDER_MODE = 0o600, 0o700
+# The active segment is sealed once it holds this much while the reader is in it (the
+# historian keeps up), so delivered data leaves the disk early: a small disk does not fill up
+# with delivered records waiting for their segment to reach `segment_bytes`.
+RELEASE_BYTES = 1 << 20
+# The loss counters kept in state.json, and recalled with `remember`.
+LOSS_COUNTERS = (
+    "dropped_samples",
+    "dropped_points",
+    "unreadable_bytes",
+    "unreadable_samples",
+    "unknown_loss_bytes",
+)
 LOG_DROPS_EVERY_S = 10.0
 
 Position = tuple[int, int]  # (segment id, byte offset)
@@ -76,7 +88,9 @@ class SpoolStats:
 
     `dropped_samples` counts every sample lost in the spool: dropped when it was full, or
     unreadable on disk; `unreadable_bytes` and `unreadable_samples` say how much of it was
-    damage (a damaged record header hides how many samples it held: then only bytes count)."""
+    damage. A damaged record header hides how many samples its record held; they are counted
+    from its payload if that still decodes, else `unknown_loss_bytes` holds the bytes of
+    records lost with an unknown number of samples ("unknown samples in N bytes")."""
 
     folder: str = ""
     bytes: int = 0
@@ -87,8 +101,17 @@ class SpoolStats:
     dropped_points: int = 0
     unreadable_bytes: int = 0
     unreadable_samples: int = 0
+    unknown_loss_bytes: int = 0
     memory_only: bool = False
     last_error: str = ""
+
+    def remember(self, losses: Mapping[str, int]) -> None:
+        """Take loss counters kept elsewhere (state.json, or the historian's `connector`
+        points when the folder could not save them) where they are higher than ours: the
+        counters only grow, so the higher count is the one that has seen more."""
+        for name in LOSS_COUNTERS:
+            if losses.get(name, 0) > getattr(self, name):
+                setattr(self, name, losses[name])
 
 
 @dataclass(slots=True)
@@ -303,10 +326,7 @@ class Spool:
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
             self._cursor = (int(state["cursor"][0]), int(state["cursor"][1]))
-            self.stats.dropped_samples = int(state["dropped_samples"])
-            self.stats.dropped_points = int(state["dropped_points"])
-            self.stats.unreadable_bytes = int(state.get("unreadable_bytes", 0))
-            self.stats.unreadable_samples = int(state.get("unreadable_samples", 0))
+            self.stats.remember({name: int(state.get(name, 0)) for name in LOSS_COUNTERS})
             self._doomed = [int(i) for i in state.get("doomed", [])]
             self._counted = {(int(a), int(b)) for a, b in state.get("counted", [])}
         except FileNotFoundError:
@@ -386,10 +406,19 @@ class Spool:
         )
 
     def _lose_on_open(self, seg_id: int, start: int, raw: bytes, span: fmt.Span) -> None:
+        """Count a damaged stretch found on opening a stopped spool. Its samples are known
+        from an intact header or a payload that still decodes; else (no segment totals
+        survive a stop) they are counted as unknown samples in so many bytes."""
         copy = self._quarantine(seg_id, start, raw)
         if (seg_id, start) in self._counted:
             return  # found and counted while running, before the last stop
         self._count_damage(_Damage(seg_id, start, len(raw), span.samples, span.points, copy))
+        if span.samples is None:
+            self.stats.unknown_loss_bytes += len(raw)
+            self.stats.last_error = (
+                f"spool damage: unknown samples in {self.stats.unknown_loss_bytes} bytes "
+                f"({self.stats.unreadable_samples} samples known lost)"
+            )
 
     def _rewrite(self, seg_id: int, content: bytes | None) -> None:
         """Prepare a segment's repaired content (None: nothing intact left) for after the
@@ -505,10 +534,7 @@ class Spool:
         return {
             "format": fmt.FORMAT_VERSION,
             "cursor": list(self._cursor),
-            "dropped_samples": self.stats.dropped_samples,
-            "dropped_points": self.stats.dropped_points,
-            "unreadable_bytes": self.stats.unreadable_bytes,
-            "unreadable_samples": self.stats.unreadable_samples,
+            **{name: getattr(self.stats, name) for name in LOSS_COUNTERS},
             "doomed": list(self._doomed),
             "counted": sorted(self._counted),
         }
@@ -666,9 +692,9 @@ class Spool:
         self.stats.bytes = self._disk_bytes - delivered
 
     async def _append(self, group: _Group) -> None:
-        rotate = (
-            self._active.size > HEADER and self._active.size + group.nbytes > self.segment_bytes
-        )
+        size = self._active.size
+        keeping_up = self._cursor[0] == self._active.id and size >= RELEASE_BYTES
+        rotate = size > HEADER and (size + group.nbytes > self.segment_bytes or keeping_up)
         new_id = self._active.id + 1 if rotate else None
         self._fd = await asyncio.to_thread(self._write, b"".join(group.frames), new_id)
         if new_id is not None:

@@ -305,7 +305,7 @@ def spans(data: bytes, pos: int) -> Iterator[Span]:
                 return
             found = next_header(data, pos + 1)
             end = size if found is None else found
-            yield Span(CORRUPT, pos, end)
+            yield Span(CORRUPT, pos, end, *inferred_counts(view[pos:end]))
             pos = end
             continue
         end = pos + RECORD_HEADER_SIZE + head.length
@@ -315,6 +315,25 @@ def spans(data: bytes, pos: int) -> Iterator[Span]:
         intact = zlib.crc32(view[pos + RECORD_HEADER_SIZE : end]) == head.crc
         yield Span(RECORD if intact else CORRUPT, pos, end, head.samples, head.points)
         pos = end
+
+
+def inferred_counts(raw: bytes | memoryview) -> tuple[int, int] | tuple[None, None]:
+    """(samples, points) of a record whose header is damaged but whose payload still decodes
+    as one record of either encoding (the header's fields are not trusted); (None, None)
+    where the payload does not decode either: then how many samples were lost is unknown.
+    A stretch too short for a record header (a damaged segment header) held none."""
+    if len(raw) < RECORD_HEADER_SIZE:
+        return 0, 0
+    payload = raw[RECORD_HEADER_SIZE:]
+    try:
+        return len(decode_batch(payload)), 0
+    except (*DECODE_ERRORS, struct.error):
+        pass
+    try:
+        samples, points = decode_record(payload)
+    except DECODE_ERRORS:
+        return None, None
+    return len(samples), len(points)
 
 
 def is_legacy(data: bytes) -> bool:

@@ -20,6 +20,7 @@ cancelled write leaves the batch either fully stored or not at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from core.private_files import create_private
 from core.sample import Point, Sample, quality_without_value
 from core.schema import (
     MEASUREMENTS,
@@ -137,6 +139,11 @@ class _Store:
     """The connection and the statements; lives on (and is only touched by) the worker thread."""
 
     def __init__(self, path: str, busy_timeout_ms: int) -> None:
+        if path != ":memory:" and not path.startswith("file:"):
+            # its -wal and -shm files take the database file's mode; a path that cannot be
+            # created is left to sqlite3 to refuse, with its message
+            with contextlib.suppress(OSError):
+                create_private(path)
         self.conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000)
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self.conn.execute("PRAGMA journal_mode = WAL")

@@ -19,6 +19,7 @@ from connectors.config import ConnectorsConfig, load_config
 from core.storage import Historian, Sink
 from delivery.agent import Agent
 from delivery.fanout import Fanout
+from delivery.ledger import remember_losses
 from delivery.spool import DEFAULT_MAX_BYTES, Spool, SpoolError, parse_size
 from delivery.writer import HistorianWriter, Writer
 from historian import open_historian
@@ -39,7 +40,10 @@ async def connect(args: argparse.Namespace) -> int:
     """The connectors of a config file, streaming into the historian."""
     config = load_config(args.config)
     async with opened(args) as historian:
-        writer = await writer_for(args, historian, keep_historian=args.historian is not None)
+        keep_historian = args.historian is not None
+        writer = await writer_for(args, historian, keep_historian=keep_historian)
+        if keep_historian:
+            await recall_losses(config, writer, historian)
         agent, status = build_agent(config, writer, args.historian_name)
         await run_spooled(args, agent, agent.run(), status.run())
         print(status.summary())
@@ -97,6 +101,13 @@ def default_spool(historian: Sink) -> Path:
     """`spool/` next to the SQLite file, else in the working directory."""
     path = getattr(historian, "path", None)  # only a file historian (SQLite) has one
     return Path(path).parent / "spool" if path else Path("spool")
+
+
+async def recall_losses(config: ConnectorsConfig, writer: Writer, historian: Historian) -> None:
+    """The spool's loss counters as the historian's `connector` points last had them, where
+    the spool folder kept less (it could not save them): see delivery.ledger."""
+    names = [entry.name for entry in config.entries]
+    await remember_losses(writer.stats.spool, historian, names)
 
 
 def build_agent(

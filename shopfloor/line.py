@@ -42,6 +42,7 @@ from shopfloor.connect import (
     add_spool,
     build_agent,
     opened,
+    recall_losses,
     run_spooled,
     writer_for,
 )
@@ -75,6 +76,7 @@ async def up(args: argparse.Namespace) -> int:
         detection = LineDetection(args, spec, historian)
         await detection.prepare()
         writer = await writer_for(args, historian, keep_historian=True)
+        await recall_losses(config, writer, historian)
         agent, status = build_agent(config, writer, args.historian_name, detection.anomalies)
 
         async def connectors_once_listening() -> None:

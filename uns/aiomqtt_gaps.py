@@ -7,6 +7,8 @@
   turned on on aiomqtt's paho client, `Client._client`.
 - Draining the incoming queue without a task per message (`Client._queue`) and failing at once
   when the connection drops (`Client._disconnected`, the future aiomqtt sets with the error).
+- Whether a failed connect was a refused login: aiomqtt raises `MqttConnectError` with the
+  CONNACK code as an int (MQTT 3.1.1) or a paho `ReasonCode` (MQTT 5).
 - The reason code of a PUBACK: aiomqtt's `publish` returns normally when the broker answers
   "Not authorized" (an ACL that does not let this client publish there) or "Quota exceeded",
   and the message is gone; the publisher must know, to keep the batch in its spool.
@@ -23,12 +25,25 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt import client as mqtt
 from paho.mqtt.client import CallbackOnPublish_v2
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 Ack = Callable[[aiomqtt.Message], None]
+# CONNACK codes of a refused login: MQTT 3.1.1 4 (bad user name or password) and 5 (not
+# authorized); MQTT 5 0x86 and 0x87 (the same two).
+_LOGIN_REFUSED = frozenset({4, 5, 0x86, 0x87})
+
+
+def login_refused(exc: BaseException) -> bool:
+    """Whether `exc` is the broker refusing our login: retrying at once cannot help, and a
+    broker or an account that counts failed logins may lock it."""
+    if not isinstance(exc, MqttConnectError):
+        return False
+    code = exc.rc.value if isinstance(exc.rc, ReasonCode) else exc.rc
+    return code in _LOGIN_REFUSED
 
 
 def manual_acks(client: aiomqtt.Client) -> Ack:

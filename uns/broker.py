@@ -24,6 +24,7 @@ MQTT_PASSWORD (or MQTT_PASSWORD_FILE), MQTT_CA_FILE, MQTT_CERT_FILE and MQTT_KEY
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -41,6 +42,8 @@ _OPTIONS = {"group", "node", "area", "format", "share", "ingest"}
 PRESENCE = "shopfloor/v1/ingest"  # PRESENCE/GROUP/ask (publishers), PRESENCE/GROUP/here (workers)
 _FORMS = "use mqtt://HOST:PORT or mqtts://HOST:PORT, options as ?group=G&node=N (see --help)"
 _ID = re.compile(r"[^A-Za-z0-9_.:-]")  # no MQTT wildcard, separator or space in an id
+
+log = logging.getLogger(__name__)
 
 
 def clean_id(text: str) -> str:
@@ -139,6 +142,14 @@ def open_broker(url: str, environ: Mapping[str, str] = os.environ) -> Broker:
     username = environ.get("MQTT_USERNAME") or None
     if password and not username:
         raise HistorianError("MQTT_PASSWORD is set but MQTT_USERNAME is not; set both")
+    if password and not tls:
+        log.warning(
+            "broker %s://%s:%s: MQTT_PASSWORD goes over the network in plain text; use "
+            "mqtts:// (TLS) for a broker that asks for a password",
+            parts.scheme,
+            parts.hostname,
+            port or 1883,
+        )
     return Broker(
         host=parts.hostname,
         port=port or (8883 if tls else 1883),

@@ -37,7 +37,7 @@ from core.reconnect import Backoff, Reconnect
 from core.sample import Point, Sample
 from uns import sparkplug
 from uns import topics as uns
-from uns.aiomqtt_gaps import Ack, manual_acks, take_queued
+from uns.aiomqtt_gaps import Ack, login_refused, manual_acks, take_queued
 from uns.broker import Broker, presence_topics
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class MqttIngest:
         self.put_points = put_points
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
-        self.backoff = Backoff(reconnect or Reconnect())
+        self.reconnect = reconnect or Reconnect()
+        self.backoff = Backoff(self.reconnect)
         self.timeout_s = timeout_s
         self.messages = 0
         self.rejected = 0
@@ -88,8 +89,18 @@ class MqttIngest:
                 self.stats.errors += 1
                 self.stats.last_error = str(exc)
                 self._waiting.clear()  # not acknowledged: the broker sends them again
-                delay = self.backoff.next()
-                log.warning("%s: %s; reconnecting in %.1f s", self.endpoint, exc, delay)
+                if login_refused(exc):
+                    delay = self.reconnect.auth_retry_s
+                    log.error(
+                        "%s: the broker refused the login (%s): check MQTT_USERNAME and "
+                        "MQTT_PASSWORD; trying again in %.0f s (reconnect.auth_retry_s)",
+                        self.endpoint,
+                        exc,
+                        delay,
+                    )
+                else:
+                    delay = self.backoff.next()
+                    log.warning("%s: %s; reconnecting in %.1f s", self.endpoint, exc, delay)
                 await asyncio.sleep(delay)
                 self.stats.reconnects += 1
 

@@ -19,16 +19,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Sequence
 
 import aiomqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.reconnect import AUTH_RETRY_S
 from core.sample import Point, Sample
 from core.storage import HistorianError, Sink
 from uns import sparkplug
 from uns import topics as uns
-from uns.aiomqtt_gaps import disconnected, refusals
+from uns.aiomqtt_gaps import disconnected, login_refused, refusals
 from uns.broker import Broker, presence_topics
 
 log = logging.getLogger(__name__)
@@ -39,10 +42,19 @@ Message = tuple[str, bytes]
 class MqttPublisher(Sink):
     """Samples as Sparkplug B (every sample) and JSON (the latest of each signal) on a broker."""
 
-    def __init__(self, broker: Broker, *, timeout_s: float = 10.0, inflight: int = 100) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        timeout_s: float = 10.0,
+        inflight: int = 100,
+        auth_retry_s: float = AUTH_RETRY_S,
+    ) -> None:
         self.broker = broker
         self.timeout_s = timeout_s
         self.inflight = inflight
+        self.auth_retry_s = auth_retry_s
+        self._no_login_until = -math.inf  # monotonic time: a refused login waits until then
         self.edge = sparkplug.EdgeNode(broker.group, broker.node)
         self.sessions = 0
         self.rebirths = 0
@@ -82,6 +94,13 @@ class MqttPublisher(Sink):
         """The current session, or a new one with its births published."""
         if self._client is not None:
             return self._client
+        wait_s = self._no_login_until - time.monotonic()
+        if wait_s > 0:
+            raise HistorianError(
+                f"broker {self.broker.describe()} refused the login; not trying again for "
+                f"{wait_s:.0f} s (check MQTT_USERNAME and MQTT_PASSWORD)",
+                retryable=True,
+            )
         self.edge.new_session()
         death_topic, death = self.edge.death()
         client = self.broker.client(
@@ -95,6 +114,15 @@ class MqttPublisher(Sink):
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
+            if login_refused(exc):
+                self._no_login_until = time.monotonic() + self.auth_retry_s
+                log.error(
+                    "%s refused the login (%s): check MQTT_USERNAME and MQTT_PASSWORD; "
+                    "trying again in %.0f s, the spool holds the data meanwhile",
+                    self.broker.describe(),
+                    exc,
+                    self.auth_retry_s,
+                )
             raise self._unreachable(exc) from None
         self._client = client
         self.sessions += 1

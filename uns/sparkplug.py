@@ -24,12 +24,12 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.private_files import replace_private
 from core.sample import Quality, Sample
 from core.units import unit_of
 from uns.sparkplug_schema import BOOLEAN, DOUBLE, INT32, INT64, STRING, Metric, Payload
@@ -243,9 +243,7 @@ class Host:
             | {"signals": {str(alias): name for alias, name in k.signals.items()}}
             for (g, n, d), k in self._devices.items()
         ]
-        part = self._file.with_name(self._file.name + ".part")
-        part.write_text(json.dumps(items), encoding="utf-8")
-        os.replace(part, self._file)
+        replace_private(self._file, json.dumps(items))
 
     def knows(self, group: str, node: str, device: str) -> bool:
         return (group, node, device) in self._devices

@@ -1,46 +1,46 @@
 """`shopfloor check` for a Modbus connector: connect, read every tag once, say what went wrong.
 
 A read the device refuses is retried tag by tag, so that each exception code lands on the tag
-that causes it rather than on all its neighbours.
+that causes it rather than on all its neighbours. Reads go through the connector's own session
+(the pipelined client for Modbus TCP), so a device that turns the connection away, or answers
+with a malformed frame, is reported as such, as the connector would see it.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from pymodbus.client.base import ModbusBaseClient
-from pymodbus.exceptions import ModbusException
-from pymodbus.pdu import ModbusPDU
+import contextlib
 
 from connectors.check import ConnectorCheck, TagCheck
-from connectors.modbus.client import EXCEPTION_MEANINGS, decoder_for, reader_for
+from connectors.modbus.client import EXCEPTION_MEANINGS, decoder_for
 from connectors.modbus.config import Config, Device, Tag
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
-from connectors.modbus.transport import ConnectError, connect, new_client
+from connectors.modbus.transport import ConnectError, ReadFailed, Session, new_session, read_once
 from core.units import unit_of
-
-
-class _Unreachable(Exception):
-    """The endpoint or device did not answer; every remaining tag gets this reason."""
 
 
 async def check(config: Config) -> ConnectorCheck:
     """Every tag of `config` read once, in the connector's own request plan."""
     try:
-        client = new_client(config.link, config.serial, name=config.name)
+        session = new_session(
+            config.link,
+            config.serial,
+            config.url,
+            name=config.name,
+            close_after_answer=config.close_after_answer,
+        )
     except ValueError as exc:
         return _all_failed(config, str(exc))
     try:
         try:
-            await connect(client, config.link, config.url, config.timeout_s)
+            await session.open(config.timeout_s)
         except ConnectError as exc:
             return _all_failed(config, str(exc))
         tags: list[TagCheck] = []
         for device in config.devices:
-            tags += await _check_device(client, device, config.device_timeout(device))
+            tags += await _check_device(session, device, config.device_timeout(device))
         return ConnectorCheck(config.name, config.url, tags, [])
     finally:
-        client.close()
+        session.close()
 
 
 def _all_failed(config: Config, problem: str) -> ConnectorCheck:
@@ -56,34 +56,35 @@ def _where(unit: int, tag: Tag) -> str:
     return f"unit {unit} {tag.table} {tag.address}"
 
 
-async def _check_device(
-    client: ModbusBaseClient, device: Device, timeout_s: float
-) -> list[TagCheck]:
+async def _check_device(session: Session, device: Device, timeout_s: float) -> list[TagCheck]:
     results: list[TagCheck] = []
     for request in plan_device(device):
         try:
-            results += await _check_request(client, device, request, timeout_s)
-        except _Unreachable as exc:
+            results += await _check_request(session, device, request, timeout_s)
+        except ReadFailed as exc:
             results += [_tag(device, p, problem=str(exc)) for p in request.tags]
-            await _reconnect(client, timeout_s)  # a late answer must not pass for the next
+            if not session.pipelined:  # a late RTU answer must not pass for the next
+                await _reconnect(session, timeout_s)
     return results
 
 
-async def _reconnect(client: ModbusBaseClient, timeout_s: float) -> None:
+async def _reconnect(session: Session, timeout_s: float) -> None:
     """A fresh connection; if it fails, the next reads say so themselves."""
-    client.close()
-    try:
-        async with asyncio.timeout(timeout_s):
-            await client.connect()
-    except (TimeoutError, OSError):
-        pass
+    session.close()
+    with contextlib.suppress(ConnectError):
+        await session.open(timeout_s)
 
 
 async def _check_request(
-    client: ModbusBaseClient, device: Device, request: ReadRequest, timeout_s: float
+    session: Session, device: Device, request: ReadRequest, timeout_s: float
 ) -> list[TagCheck]:
-    response = await _read(client, request, timeout_s)
-    if response.isError():
+    function = request.table.function_code
+    reply = await read_once(
+        session, function, request.unit, request.address, request.count, timeout_s
+    )
+    if isinstance(reply, str):
+        return [_tag(device, p, problem=reply) for p in request.tags]
+    if reply.exception_code:
         if len(request.tags) > 1:
             results = []
             for planned in request.tags:
@@ -91,31 +92,23 @@ async def _check_request(
                 single = ReadRequest(
                     request.unit, tag.table, tag.address, tag.width, (PlannedTag(tag, 0),)
                 )
-                results += await _check_request(client, device, single, timeout_s)
+                results += await _check_request(session, device, single, timeout_s)
             return results
-        code = getattr(response, "exception_code", 0)
-        meaning = EXCEPTION_MEANINGS.get(code, "unknown exception code")
-        return [_tag(device, request.tags[0], problem=f"Modbus exception {code}: {meaning}")]
-    values = response.bits if request.table.holds_bits else response.registers
-    if len(values) < request.count:
-        problem = f"short response: {len(values)} of {request.count}"
+        problem = exception_problem(reply.exception_code)
+        return [_tag(device, request.tags[0], problem=problem)]
+    decoder = decoder_for(request)
+    if len(reply.data) < decoder.wire_size:
+        got = len(reply.data) * 8 if request.table.holds_bits else len(reply.data) // 2
+        problem = f"short response: {min(got, request.count)} of {request.count}"
         return [_tag(device, p, problem=problem) for p in request.tags]
     # The block decoder may hand back a numpy array (the hot path's vector): show plain numbers.
-    decoded = [float(v) for v in decoder_for(request).decode(values[: request.count])]
+    decoded = [float(v) for v in decoder.decode_wire(reply.data[: decoder.wire_size])]
     return [_tag(device, p, value=v) for p, v in zip(request.tags, decoded, strict=True)]
 
 
-async def _read(client: ModbusBaseClient, request: ReadRequest, timeout_s: float) -> ModbusPDU:
-    read = reader_for(client, request.table)
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await read(request.address, count=request.count, device_id=request.unit)
-    except TimeoutError:
-        raise _Unreachable(
-            f"timeout: unit {request.unit} did not answer within {timeout_s:g} s"
-        ) from None
-    except (ModbusException, OSError) as exc:
-        raise _Unreachable(f"connection failed: {exc}") from None
+def exception_problem(code: int) -> str:
+    """A Modbus exception code and what it means."""
+    return f"Modbus exception {code}: {EXCEPTION_MEANINGS.get(code, 'unknown exception code')}"
 
 
 def _tag(

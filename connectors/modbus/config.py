@@ -290,6 +290,11 @@ class Config(_Strict):
     # None: DEFAULT_IN_FLIGHT for Modbus TCP, 1 for RTU (its frames carry no transaction id)
     max_in_flight: int | None = None
     timeout_s: float = 1.0
+    # A device's timeout grows to twice its slowest recent answer (late ones too), up to this.
+    timeout_max_s: float = 10.0
+    # The device closes the connection after each answer: one request per connection from
+    # the start (it is also found out while running).
+    close_after_answer: bool = False
     poll_interval_s: float = 1.0
     reconnect: Reconnect = Reconnect()
     devices: list[Device]
@@ -333,6 +338,17 @@ class Config(_Strict):
             raise ValueError(f"{info.field_name} must be > 0 (got {value}): use e.g. 1.0")
         return value
 
+    @field_validator("timeout_max_s")
+    @classmethod
+    def _max_not_below_timeout(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("timeout_s")
+        if low is not None and value < low:
+            raise ValueError(
+                f"timeout_max_s ({value}) is below timeout_s ({low}): raise it, or set it "
+                "equal to timeout_s to keep the timeout fixed"
+            )
+        return value
+
     @field_validator("devices")
     @classmethod
     def _unique_signals(cls, devices: list[Device]) -> list[Device]:
@@ -373,3 +389,7 @@ class Config(_Strict):
 
     def device_timeout(self, device: Device) -> float:
         return device.timeout_s or self.timeout_s
+
+    def device_timeout_max(self, device: Device) -> float:
+        """The longest the device's timeout grows to (never below its own timeout_s)."""
+        return max(self.timeout_max_s, self.device_timeout(device))

@@ -95,3 +95,16 @@ def plan_device(device: Device) -> list[ReadRequest]:
             )
             requests.append(ReadRequest(device.unit, table, block.address, block.count, planned))
     return requests
+
+
+def split_request(request: ReadRequest, limit: int) -> list[ReadRequest]:
+    """`request` as reads of at most `limit` (or its widest tag), for a device that refuses
+    larger ones; the tags stay whole and in order."""
+    spans = [Span(p.tag.address, p.tag.width) for p in request.tags]
+    limit = max(limit, *(span.width for span in spans))
+    parts = []
+    for block in coalesce(spans, max_count=limit, max_gap=request.count):
+        tags = [request.tags[i].tag for i in block.members]
+        planned = tuple(PlannedTag(tag, tag.address - block.address) for tag in tags)
+        parts.append(ReadRequest(request.unit, request.table, block.address, block.count, planned))
+    return parts

@@ -7,17 +7,22 @@ on the device's display, then write that type and order into the connectors file
 
 from __future__ import annotations
 
-import asyncio
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pymodbus.exceptions import ModbusException
-
-from connectors.modbus.client import EXCEPTION_MEANINGS, reader_for
+from connectors.modbus.client import EXCEPTION_MEANINGS
 from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder, decode
 from connectors.modbus.config import Table
-from connectors.modbus.transport import ConnectError, Serial, connect, new_client, parse_url
+from connectors.modbus.transport import (
+    ConnectError,
+    ReadFailed,
+    Serial,
+    new_session,
+    parse_url,
+    read_once,
+)
 
 NUMERIC_TYPES = tuple(t for t in DataType if t not in (DataType.BIT, DataType.BOOL))
 ORDERS = (WordOrder.ABCD, WordOrder.CDAB, WordOrder.BADC, WordOrder.DCBA)
@@ -47,32 +52,33 @@ async def read_block(
     serial: Serial | None = None,
 ) -> list[int]:
     """Registers (or bits as 0/1) from one read; ProbeError on any failure."""
-    link = parse_url(url)
-    client = new_client(link, serial, name="probe")
+    session = new_session(parse_url(url), serial, url, name="probe")
     try:
-        try:
-            await connect(client, link, url, timeout_s)
-        except ConnectError as exc:
-            raise ProbeError(str(exc)) from None
-        async with asyncio.timeout(timeout_s):
-            response = await reader_for(client, table)(address, count=count, device_id=unit)
-    except TimeoutError:
-        raise ProbeError(
-            f"timeout: no answer from {url} unit {unit} within {timeout_s:g} s"
-        ) from None
-    except (ModbusException, OSError) as exc:
-        raise ProbeError(f"{url}: {exc}") from None
+        await session.open(timeout_s)
+        reply = await read_once(session, table.function_code, unit, address, count, timeout_s)
+    except (ConnectError, ReadFailed) as exc:
+        raise ProbeError(f"{url}: {exc}" if isinstance(exc, ReadFailed) else str(exc)) from None
     finally:
-        client.close()
-    if response.isError():
-        code = getattr(response, "exception_code", 0)
+        session.close()
+    where = f"unit {unit} {table} {address}..{address + count - 1}"
+    if isinstance(reply, str):
+        raise ProbeError(f"{url} {where}: {reply}")
+    if reply.exception_code:
+        code = reply.exception_code
         meaning = EXCEPTION_MEANINGS.get(code, "unknown exception code")
-        raise ProbeError(
-            f"unit {unit} {table} {address}..{address + count - 1}: "
-            f"Modbus exception {code}: {meaning}"
-        )
-    values = response.bits if table.holds_bits else response.registers
-    return [int(v) for v in values[:count]]
+        raise ProbeError(f"{where}: Modbus exception {code}: {meaning}")
+    values = _bits(reply.data) if table.holds_bits else _registers(reply.data)
+    if len(values) < count:
+        raise ProbeError(f"{url} {where}: short response, {len(values)} of {count}")
+    return values[:count]
+
+
+def _registers(data: bytes) -> list[int]:
+    return list(struct.unpack(f">{len(data) // 2}H", data[: len(data) // 2 * 2]))
+
+
+def _bits(data: bytes) -> list[int]:
+    return [(byte >> bit) & 1 for byte in data for bit in range(8)]
 
 
 def readings(

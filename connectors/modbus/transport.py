@@ -14,9 +14,11 @@ both. `new_session` gives the input either behind one `Session` interface.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import importlib.util
 import logging
+import math
 import os
 import socket
 import struct
@@ -33,9 +35,11 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from connectors.modbus.pipeline import PipelinedClient, Reply
+from connectors.modbus.pipeline import ClosedAfterAnswer, MalformedAnswer, PipelinedClient, Reply
 
 DEFAULT_PORT = 502
+_RESENDS = 3  # sends of one request to a device that keeps closing the connection
+_log = logging.getLogger(__name__)
 SHAPES = (
     "use modbus://host[:port], modbus+rtu://host:port (RTU through a TCP gateway) or "
     "modbus+serial:///dev/ttyUSB0"
@@ -212,30 +216,67 @@ class Session(Protocol):
         """Answers that matched no waiting request, so far."""
         ...
 
+    @property
+    def wrong_ids(self) -> int:
+        """Answers that carried a wrong transaction id, so far."""
+        ...
+
+    @property
+    def heard_at(self) -> float:
+        """Loop time of the last answer, late ones included (-inf: not known)."""
+        ...
+
     async def open(self, timeout_s: float) -> None:
         """Connect, or raise ConnectError saying why."""
         ...
 
     async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
-        """One read; ConnectionError when the connection failed. The caller bounds the time."""
+        """One read; ConnectionError when the connection failed, MalformedAnswer for an
+        answer that is not what it says. The caller bounds the time."""
         ...
 
     def close(self) -> None: ...
 
 
 class TcpSession:
-    """Modbus TCP through `PipelinedClient`."""
+    """Modbus TCP through `PipelinedClient`.
+
+    A device that closes the connection after answering (cheap PLCs, some gateways) is served
+    by opening it again before the next request, without counting an outage. When it closed on
+    requests still in flight, it serves one at a time: from then on (or from the start, with
+    `close_after_answer: true`) each request goes out alone on a connection of its own, opened
+    without waiting for the device's close to arrive.
+    """
 
     pipelined = True
 
-    def __init__(self, link: Link, url: str) -> None:
+    def __init__(
+        self,
+        link: Link,
+        url: str,
+        *,
+        close_after_answer: bool = False,
+        on_late: Callable[[int, float], None] | None = None,
+    ) -> None:
         self._link = link
         self._url = url
         self._client = PipelinedClient()
+        self._client.on_late = on_late
+        self._one_at_a_time = close_after_answer
+        self._turn = asyncio.Lock()  # one request at a time, for a device that closes
+        self._reopening = asyncio.Lock()
 
     @property
     def dropped(self) -> int:
         return self._client.dropped
+
+    @property
+    def wrong_ids(self) -> int:
+        return self._client.wrong_ids
+
+    @property
+    def heard_at(self) -> float:
+        return self._client.heard_at
 
     async def open(self, timeout_s: float) -> None:
         try:
@@ -250,7 +291,34 @@ class TcpSession:
             raise ConnectError(f"cannot connect to {self._url}: {reason}") from None
 
     async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
-        return await self._client.read(function, unit, address, count)
+        for _ in range(_RESENDS):
+            async with self._turn if self._one_at_a_time else contextlib.nullcontext():
+                if self._client.closed_after_answer or (
+                    self._one_at_a_time and self._client.answered
+                ):
+                    await self._reopen()
+                try:
+                    return await self._client.read(function, unit, address, count)
+                except ClosedAfterAnswer:
+                    self._serve_one_at_a_time()
+        raise ConnectionResetError(
+            f"the device closed the connection {_RESENDS} times before answering"
+        )
+
+    async def _reopen(self) -> None:
+        """Connect again after the device closed; concurrent callers share one connect."""
+        async with self._reopening:
+            if self._client.closed_after_answer or self._one_at_a_time:
+                await self._client.connect(self._link.host, self._link.port)
+
+    def _serve_one_at_a_time(self) -> None:
+        if not self._one_at_a_time:
+            self._one_at_a_time = True
+            _log.info(
+                "%s closes the connection after each answer: sending one request per "
+                "connection (set close_after_answer: true to skip finding this out)",
+                self._url,
+            )
 
     def close(self) -> None:
         self._client.close()
@@ -261,6 +329,8 @@ class PymodbusSession:
 
     pipelined = False
     dropped = 0  # pymodbus skips stray RTU frames itself
+    wrong_ids = 0  # RTU frames carry no id
+    heard_at = -math.inf  # not known: a silent cycle takes the connection down
 
     def __init__(self, link: Link, serial: Serial | None, url: str, *, name: str) -> None:
         self._link = link
@@ -297,8 +367,37 @@ def reply_of(pdu: ModbusPDU, function: int) -> Reply:
     return Reply(data=struct.pack(f">{len(pdu.registers)}H", *pdu.registers))
 
 
-def new_session(link: Link, serial: Serial | None, url: str, *, name: str) -> Session:
-    """The session for `link`; ValueError if its transport cannot be used here (pyserial)."""
+def new_session(
+    link: Link,
+    serial: Serial | None,
+    url: str,
+    *,
+    name: str,
+    close_after_answer: bool = False,
+    on_late: Callable[[int, float], None] | None = None,
+) -> Session:
+    """The session for `link`; ValueError if its transport cannot be used here (pyserial).
+    `on_late(unit, seconds)` hears of each answer that came after its timeout (Modbus TCP)."""
     if link.transport is Transport.TCP:
-        return TcpSession(link, url)
+        return TcpSession(link, url, close_after_answer=close_after_answer, on_late=on_late)
     return PymodbusSession(link, serial, url, name=name)
+
+
+class ReadFailed(Exception):
+    """One read of a commissioning tool got no answer; the message says why in one line."""
+
+
+async def read_once(
+    session: Session, function: int, unit: int, address: int, count: int, timeout_s: float
+) -> Reply | str:
+    """One read for `check` and `probe`: the answer, or what was wrong with it (a malformed
+    answer); ReadFailed when the device did not answer or the connection failed."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await session.read(function, unit, address, count)
+    except TimeoutError:
+        raise ReadFailed(f"timeout: unit {unit} did not answer within {timeout_s:g} s") from None
+    except MalformedAnswer as exc:
+        return f"unit {unit}: {exc}"
+    except OSError as exc:
+        raise ReadFailed(f"connection failed: {exc}") from None

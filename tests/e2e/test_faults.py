@@ -211,6 +211,7 @@ async def test_a_plc_answering_slowly_or_with_exceptions_affects_only_its_own_ta
             *ports,
             poll_interval_s=PLC_POLL_S,
             timeout_s=PLC_TIMEOUT_S,
+            timeout_max_s=PLC_TIMEOUT_S,  # fixed: a PLC 1 s late does not answer in time
             reconnect={"min_s": 0.5, "max_s": 1.0},
         ).read_text(),
         Path("line.yaml"),

@@ -45,11 +45,19 @@ async def gateway(faults: dict[int | str, DeviceFault]) -> AsyncIterator[ModbusS
         await server.stop()
 
 
-def connector(server: ModbusServer, reconnect: dict[str, float]) -> ModbusInput:
+def connector(
+    server: ModbusServer, reconnect: dict[str, float], timeout_max_s: float = TIMEOUT_S
+) -> ModbusInput:
+    """The connector for the line; by default with a fixed timeout (no growing to fit)."""
     host, port = server.address
     config = sim_connectors(load_line(), host, 0, port)
     entry: dict[str, Any] = next(c for c in config["connectors"] if c["type"] == "modbus")
-    entry.update(poll_interval_s=POLL_S, timeout_s=TIMEOUT_S, reconnect=reconnect)
+    entry.update(
+        poll_interval_s=POLL_S,
+        timeout_s=TIMEOUT_S,
+        timeout_max_s=timeout_max_s,
+        reconnect=reconnect,
+    )
     return build(Config.model_validate(entry), site="s", line="l")
 
 
@@ -100,6 +108,24 @@ async def test_a_slow_unit_marks_only_its_tags_bad_and_rests() -> None:
         server.set_device_fault(SLOW, None)  # healed: asked again after its pause, good again
         batches = await polled(source, 1.0)
         assert all(s.quality is Quality.GOOD for s in of(batches, SLOW))
+
+
+async def test_a_slow_unit_is_read_at_its_own_pace_while_the_others_keep_theirs() -> None:
+    """The timeout grows to fit a unit that answers each of its three reads 0.3 s late (to
+    twice its slowest answer, up to timeout_max_s): its tags are good, read as fast as it
+    answers (~0.9 s a round), the others not held up."""
+    seconds = 3.0
+    async with gateway({SLOW: DeviceFault(delay_s=0.3)}) as server:
+        source = connector(server, {"min_s": 0.2, "max_s": 0.4}, timeout_max_s=2.0)
+        batches = await polled(source, seconds)
+    assert source.stats.connected and source.stats.reconnects == 0
+    assert_others_unharmed(batches, seconds)
+    slow = of(batches, SLOW)
+    good = [s for s in slow if s.quality is Quality.GOOD]
+    assert good and slow[-1].quality is Quality.GOOD
+    signals = len({s.signal for s in slow})
+    assert len(good) // signals >= 2, f"{len(good) // signals} good reads in {seconds} s"
+    assert source.stats.errors <= 1  # the first read, before its late answer showed the pace
 
 
 async def test_a_unit_answering_with_exceptions_marks_only_its_tags_bad() -> None:
