@@ -3,10 +3,13 @@ machine and signal that moved first named as the likely origin.
 
 A fault spreads: a jammed conveyor starves the filler and blocks the capper, a sagging supply
 shows on every drive. Shown as separate episodes, the knock-on effects hide the cause; grouped,
-the first episode to open is the likely origin, because effects follow causes. Detection has a
-granularity (an episode opens on k of n rows), so episodes that open within `tie_s` of the first
-count as simultaneous, and among them the one earliest in the line's order of machines (upstream
-first) is taken, where the order is known.
+the first episode to open is the likely origin, because effects follow causes (one detection
+step apart is enough to tell). Episodes that open within `tie_s` of the first count as
+simultaneous, and among them the one earliest in the line's order of machines (upstream first)
+is taken, where the order is known. Knock-on effects show within minutes (the process's time
+constants): an episode that opens more than `spread_s` after an incident began starts one of
+its own, even while the old one is still open, so a long episode does not swallow the next
+fault.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from dataclasses import dataclass
 from analytics.episodes import Episode
 
 JOIN_S = 60.0  # an episode opening this soon after an incident's last one ended still joins it
-TIE_S = 10.0  # episodes opening this close together count as opening at once
+TIE_S = 0.0  # episodes opening this close together count as opening at once
+SPREAD_S = 600.0  # knock-on effects open within this long of the incident's first episode
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,14 @@ def group_incidents(
     *,
     join_s: float = JOIN_S,
     tie_s: float = TIE_S,
+    spread_s: float = SPREAD_S,
 ) -> list[Incident]:
     """The incidents of a line's episodes (per machine), in time order."""
     ordered = sorted((ep.start, machine, ep) for machine, eps in episodes.items() for ep in eps)
     groups: list[list[tuple[str, Episode]]] = []
     end = -float("inf")
     for start, machine, episode in ordered:
-        if not groups or start > end + join_s:
+        if not groups or start > end + join_s or start > groups[-1][0][1].start + spread_s:
             groups.append([])
             end = episode.end
         groups[-1].append((machine, episode))
@@ -79,21 +84,32 @@ class IncidentTracker:
     and when it ends: `join_s` after its last episode closed with none open."""
 
     def __init__(
-        self, line_order: Sequence[str] = (), *, join_s: float = JOIN_S, tie_s: float = TIE_S
+        self,
+        line_order: Sequence[str] = (),
+        *,
+        join_s: float = JOIN_S,
+        tie_s: float = TIE_S,
+        spread_s: float = SPREAD_S,
     ) -> None:
         self.line_order, self.join_s, self.tie_s = tuple(line_order), join_s, tie_s
+        self.spread_s = spread_s
         self._episodes: list[tuple[str, Episode]] = []  # of the current incident
         self._open: set[str] = set()  # machines with an episode under way
         self.current: Incident | None = None
 
-    def opened(self, machine: str, episode: Episode) -> Incident:
-        """An episode opened: the incident it starts or joins, as it stands now."""
+    def opened(self, machine: str, episode: Episode) -> tuple[Incident | None, Incident]:
+        """An episode opened: (the incident it ended, if it opened too late to join the one
+        under way, and the incident it starts or joins, as it stands now)."""
+        ended = None
+        if self.current is not None and episode.start > self.current.start + self.spread_s:
+            ended = self.current
+            self.current, self._open = None, set()
         if self.current is None:
             self._episodes = []
         self._episodes.append((machine, episode))
         self._open.add(machine)
         self.current = _incident(self._episodes, self.line_order, self.tie_s)
-        return self.current
+        return ended, self.current
 
     def closed(self, machine: str, episode: Episode) -> None:
         """An episode closed (with its final end)."""

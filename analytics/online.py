@@ -323,7 +323,9 @@ class OnlineDetector:
         if opened is None:
             return []
         line = {k: v for k, v in row.tags.items() if k != "machine"}
-        return [_incident_event(line, tracker.opened(row.machine, opened), active=True)]
+        ended, incident = tracker.opened(row.machine, opened)
+        points = [_incident_event(line, ended, active=False)] if ended is not None else []
+        return [*points, _incident_event(line, incident, active=True)]
 
     def _ended_incidents(self, now_s: float, *, stopping: bool = False) -> list[Point]:
         points = []

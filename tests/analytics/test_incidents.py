@@ -25,11 +25,28 @@ def test_a_jam_that_spreads_is_one_incident_named_after_the_machine_that_moved_f
 
 
 def test_episodes_opening_at_once_name_the_upstream_machine() -> None:
-    episodes = {"capper": [ep(100, 200)], "filler": [ep(105, 210)]}
+    episodes = {"capper": [ep(100, 200)], "filler": [ep(100, 210)]}
     (incident,) = group_incidents(episodes, line_order=("filler", "capper"))
     assert incident.origin == "filler"
-    (incident,) = group_incidents(episodes)  # order unknown: the first to open
+    episodes["filler"] = [ep(101, 210)]  # one step later: the capper moved first
+    (incident,) = group_incidents(episodes, line_order=("filler", "capper"))
     assert incident.origin == "capper"
+
+
+def test_a_long_episode_does_not_swallow_the_next_fault() -> None:
+    """The pasteurizer's fouling stays flagged for an hour; a compressor leak 40 minutes in is
+    an incident of its own, not the fouling's knock-on effect."""
+    episodes = {"pasteurizer": [ep(0, 3600)], "air_compressor": [ep(2400, 2600)]}
+    incidents = group_incidents(episodes)
+    assert [(i.origin, i.machines) for i in incidents] == [
+        ("pasteurizer", ("pasteurizer",)),
+        ("air_compressor", ("air_compressor",)),
+    ]
+    tracker = IncidentTracker()
+    tracker.opened("pasteurizer", ep(0, 0))
+    ended, new = tracker.opened("air_compressor", ep(2400, 2400))
+    assert ended is not None and ended.origin == "pasteurizer"
+    assert new.machines == ("air_compressor",)
 
 
 def test_an_episode_soon_after_the_last_one_ended_joins_it() -> None:
@@ -40,17 +57,17 @@ def test_an_episode_soon_after_the_last_one_ended_joins_it() -> None:
 
 def test_streaming_gives_the_same_incident_as_grouping_afterwards() -> None:
     tracker = IncidentTracker(line_order=("filler", "capper", "conveyor"), join_s=60)
-    opened = tracker.opened("capper", ep(100, 100, "torque"))
+    _, opened = tracker.opened("capper", ep(100, 100, "torque"))
     assert (opened.origin, opened.machines) == ("capper", ("capper",))
-    grown = tracker.opened("filler", ep(105, 105, "fill_rate"))  # at once, and upstream
+    _, grown = tracker.opened("filler", ep(100, 100, "fill_rate"))  # at once, and upstream
     assert (grown.origin, grown.machines) == ("filler", ("capper", "filler"))
     tracker.closed("capper", ep(100, 300, "torque"))
     assert tracker.ended(400) is None  # the filler's episode is still open
-    tracker.closed("filler", ep(105, 350, "fill_rate"))
+    tracker.closed("filler", ep(100, 350, "fill_rate"))
     assert tracker.ended(400) is None  # a new episode could still join until 350 + 60
     ended = tracker.ended(411)
     assert ended is not None and (ended.start, ended.end, ended.origin) == (100, 350, "filler")
-    episodes = {"capper": [ep(100, 300, "torque")], "filler": [ep(105, 350, "fill_rate")]}
+    episodes = {"capper": [ep(100, 300, "torque")], "filler": [ep(100, 350, "fill_rate")]}
     assert [ended] == group_incidents(episodes, ("filler", "capper", "conveyor"), join_s=60)
     assert tracker.current is None and tracker.ended(1000) is None
 
