@@ -56,6 +56,8 @@ from shopfloor.options import (
     run_for,
 )
 from shopfloor.simconfig import render_sim_connectors, sim_connectors
+from shopfloor.status import summary_at_the_end
+from shopfloor.view import add_view_options, served
 
 USER_ERRORS = (LineSpecError,)  # a line file (--line) that cannot be used: its message, exit 2
 
@@ -81,18 +83,48 @@ async def up(args: argparse.Namespace) -> int:
             await ready.wait()
             await agent.run()
 
-        await run_spooled(
-            args,
-            agent,
-            _simulate(spec, args, writer, ready),
-            connectors_once_listening(),
-            detection.run(ready),
-            status.run(),
-        )
-        print(status.summary())
-        if detection.summary():
-            print(detection.summary())
+        title = f"{spec.site} · {spec.line}"
+        async with served(args, historian, list(spec.machines), title) as url:
+            status.hints = where_to_look(args, spec, url)
+            print("\n".join(status.hints), flush=True)
+            async with summary_at_the_end(status, detection.summary):
+                await run_spooled(
+                    args,
+                    agent,
+                    _simulate(spec, args, writer, ready),
+                    connectors_once_listening(),
+                    detection.run(ready),
+                    status.run(),
+                )
     return 0
+
+
+def where_to_look(args: argparse.Namespace, spec: LineSpec, url: str | None) -> list[str]:
+    """What `up` tells a student once it runs: the page, the next commands, what is scheduled
+    and how to stop."""
+    historian = f" --historian {args.historian_name}" if args.historian else ""
+    machine = spec.faults[0].machine if spec.faults else next(iter(spec.machines))
+    hints = [f"live view: {url}"] if url else []
+    hints += [
+        f"in another terminal: bin/shopfloor query{historian} --since 5m",
+        f"                     bin/shopfloor report{historian} --machine {machine} --since 30m"
+        f" --out {machine}.png",
+    ]
+    hints += [
+        f"scheduled fault: {f.fault} on {f.machine} at {_clock(f.at_s)}"
+        f"{'' if f.duration_s is None else f' for {_clock(f.duration_s)}'}"
+        f" (severity {f.severity:g})"
+        for f in spec.faults
+    ]
+    hints.append("Ctrl-C stops and prints the summary")
+    return hints
+
+
+def _clock(seconds: float) -> str:
+    """m:ss, or h:mm:ss past the hour: when a scheduled fault comes, from the start."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 async def sim(args: argparse.Namespace) -> int:
@@ -287,6 +319,7 @@ def _add_up(sub: Any) -> None:
     add_publish(parser)
     add_spool(parser)
     add_detection_options(parser)
+    add_view_options(parser, default_on=True)
     add_duration(parser)
 
 
