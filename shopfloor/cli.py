@@ -29,7 +29,8 @@ USER_ERRORS = (ConfigError, HistorianError, ModelError, CommandError)
 # entry here. Only the group of the command given is imported, so that `connect` or `--help`
 # start in a fraction of a second without loading scikit-learn or an OPC UA stack they do not use.
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
-    "shopfloor.line": ("up", "sim", "query", "sim-config"),
+    "shopfloor.line": ("up", "sim", "sim-config"),
+    "shopfloor.query": ("query",),
     "shopfloor.connect": ("connect",),
     "shopfloor.commissioning": ("certs", "browse", "probe", "check"),
     "shopfloor.detection": ("train", "detect", "report"),
