@@ -8,7 +8,8 @@ first status line that reports stored samples (the first live values in the hist
 stops it with Ctrl-C (SIGINT). The same command again (`--runs`, default 2) measures a later
 run, with the environment and the models in place. pip's cache is used as it is: run it once
 before to have it warm. Prints each set-up step `bin/bootstrap` and `up` announce, with the
-time since the command when it was printed.
+time since the command when it was printed, and everything else they print on stderr (a
+warning box would show there).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from measure import machine_description
 from processes import free_port
 
 FIRST_VALUES = re.compile(r"stored [1-9]\d* samples")
+# pip's notes about index locations in the machine's pip.conf: the machine's, not the project's
+MIRROR_NOTE = re.compile(r"WARNING: Location '.*' is ignored")
 TIMEOUT_S = 900.0
 
 
@@ -92,9 +95,12 @@ def main() -> None:
             seconds, said = run_once(clone)
             label = "fresh clone" if run == 0 else f"later run {run}"
             print(f"{label}: first live values {seconds:.1f} s after the command")
+            mirrors = [line for _, line in said if MIRROR_NOTE.search(line)]
             for at, line in said:
-                if line and not line.startswith(" "):
+                if line.strip() and not MIRROR_NOTE.search(line):
                     print(f"    {at:6.1f} s  {line[:150]}")
+            if mirrors:
+                print(f"    ({len(mirrors)} notes of this machine's pip configuration left out)")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
