@@ -9,8 +9,14 @@ names, units, severity), and the page and its assets must come from the server i
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
 
 import aiohttp
 import pytest
@@ -19,6 +25,9 @@ from core.sample import Point, Quality, Sample
 from core.schema import MachineState
 from historian import Historian, open_historian
 from liveview.server import LiveView
+from testbed.influxd import free_port
+
+SHOPFLOOR = [sys.executable, "-m", "shopfloor.cli"]
 
 NS = 1_000_000_000
 LINE = {"site": "demo", "line": "line1"}
@@ -230,3 +239,49 @@ async def test_nobody_looking_costs_no_historian_reads_and_tabs_share_them(
         assert counting.reads == 0
         await asyncio.gather(*(get_json(f"{view.url}api/overview") for _ in range(5)))
     assert counting.reads == 4  # one overview: latest values, anomaly, events, connectors
+
+
+def test_connect_serves_the_view_when_asked(tmp_path: Path) -> None:
+    """`connect --view` next to real PLCs (here the simulator in its own process) prints the
+    URL, and the page shows its connectors from the historian it writes."""
+    opcua, modbus = str(free_port()), str(free_port())
+    config = tmp_path / "line.yaml"
+    config.write_text(
+        subprocess.run(
+            [*SHOPFLOOR, "sim-config", "--opcua-port", opcua, "--modbus-port", modbus],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    historian = ("--historian", f"sqlite:{tmp_path / 'line.db'}")
+    sim = subprocess.Popen(
+        [*SHOPFLOOR, "sim", *historian, "--opcua-port", opcua, "--modbus-port", modbus],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    connect = subprocess.Popen(
+        [*SHOPFLOOR, "connect", "--config", str(config), *historian, "--view",
+         "--spool", str(tmp_path / "spool"), "--duration", "60s"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert connect.stdout is not None
+        url = _printed_url(connect.stdout)
+        connectors: list[dict[str, object]] = []
+        for _ in range(60):
+            with urllib.request.urlopen(f"{url}api/overview", timeout=10) as response:
+                connectors = json.load(response)["connectors"]
+            if len(connectors) == 2 and all(c["samples"] for c in connectors):
+                break
+            time.sleep(1)
+        assert {c["name"] for c in connectors} == {"line1-opcua", "line1-modbus"}
+        assert all(c["connected"] for c in connectors)
+    finally:
+        for process in (connect, sim):
+            process.terminate()
+            process.wait(30)
+
+
+def _printed_url(out: IO[str]) -> str:
+    for line in out:
+        if line.startswith("live view: "):
+            return line.removeprefix("live view: ").strip()
+    raise AssertionError("connect --view printed no URL")
