@@ -60,7 +60,8 @@ class LiveView:
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
+        """Listen; an address in use (or not ours) raises OSError, nothing left open."""
         app = web.Application(middlewares=[_headers])
         app.router.add_get("/", self._page)
         app.router.add_get("/api/overview", self._overview)
@@ -75,14 +76,20 @@ class LiveView:
             await runner.cleanup()
             raise
         self._runner = runner
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self.stop()
 
     async def _page(self, _request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")

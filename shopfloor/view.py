@@ -53,7 +53,7 @@ async def served(
         title=title or "Shopfloor",
     )
     try:
-        await view.__aenter__()
+        await view.start()
     except OSError as exc:
         raise CommandError(
             f"cannot serve the live view on {args.view_host}:{args.view_port} "
@@ -62,4 +62,4 @@ async def served(
     try:
         yield view.url
     finally:
-        await view.__aexit__(None, None, None)
+        await view.stop()

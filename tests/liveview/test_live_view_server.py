@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -285,3 +286,23 @@ def _printed_url(out: IO[str]) -> str:
         if line.startswith("live view: "):
             return line.removeprefix("live view: ").strip()
     raise AssertionError("connect --view printed no URL")
+
+
+def test_a_view_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "line.yaml"
+    config.write_text(
+        subprocess.run([*SHOPFLOOR, "sim-config"], capture_output=True, text=True).stdout
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*SHOPFLOOR, "connect", "--config", str(config), "--view", "--view-port", str(port),
+             "--historian", f"sqlite:{tmp_path / 'line.db'}", "--spool", str(tmp_path / "spool"),
+             "--duration", "5s"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert f"cannot serve the live view on 127.0.0.1:{port}" in done.stderr
+    assert "--view-port" in done.stderr and "Traceback" not in done.stderr
