@@ -31,9 +31,7 @@ def installed_by_the_run_command() -> set[str]:
     """The declared dependencies and what they require in turn."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     declared = {_name(r) for r in pyproject["project"]["dependencies"]}
-    pulled = {
-        _name(r) for dist in declared for r in requires(dist) or () if "extra ==" not in r
-    }
+    pulled = {_name(r) for dist in declared for r in requires(dist) or () if "extra ==" not in r}
     return declared | pulled
 
 
