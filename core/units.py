@@ -6,6 +6,9 @@ reader of the historian can show them without a side table that could drift from
 
 from __future__ import annotations
 
+import math
+import struct
+
 # Signal-name suffix -> (unit symbol, Grafana unit id). The Grafana ids are checked against
 # Grafana's own list (tests/dashboards); `suffix:TEXT` is Grafana's custom unit for the rest.
 # Longest suffix first wins, so `_kwh` is not read as `_h` and `_mm_s` not as `_s`.
@@ -65,3 +68,32 @@ def suffix_for(unit: str) -> str | None:
         if known == unit.strip():
             return suffix
     return None
+
+
+def format_value(value: float) -> str:
+    """A stored value with the digits its tag carries, no more; '-' for no value.
+
+    Whole numbers print whole (counters exactly, up to 2**53). A value that a 32-bit float holds
+    exactly came from one (a float32 register, an OPC UA Float) and gets the fewest digits
+    that tell it apart from its neighbours (13.780268, not 13.780267715454102); any other
+    value gets the 15 digits a double carries free of arithmetic noise (56.3, not
+    56.300000000000004: a 16-bit register times its scale).
+    """
+    if not math.isfinite(value):
+        return "-"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    if _float32(value) == value:
+        return next(
+            text
+            for digits in range(6, 10)
+            if _float32(float(text := f"{value:.{digits}g}")) == value
+        )
+    return f"{value:.15g}"
+
+
+def _float32(value: float) -> float:
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:  # beyond float32's range: not a float32
+        return math.nan

@@ -38,7 +38,8 @@ from plc_sim.registers import DTYPE_LIMITS, REGISTER_WIDTH
 DEFAULT_LINE = Path(__file__).parent / "lines" / "food_beverage.yaml"
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"  # no dots: node ids join names with dots
 
-# unit symbol of the line file -> (UNECE Rec 20 common code, display name, description)
+# unit symbol of the line file -> (UNECE Rec 20 common code, display name, description); the
+# display names are spelled as core/units.py spells them (tests/shopfloor/test_units.py)
 UNITS: dict[str, tuple[str, str, str]] = {
     "degC": ("CEL", "°C", "degree Celsius"),
     "A": ("AMP", "A", "ampere"),
@@ -50,9 +51,9 @@ UNITS: dict[str, tuple[str, str, str]] = {
     "%": ("P1", "%", "percent"),
     "mm/s": ("C16", "mm/s", "millimetre per second"),
     "Nm": ("NU", "N·m", "newton metre"),
-    "mL": ("MLT", "ml", "millilitre"),
-    "L/h": ("E32", "l/h", "litre per hour"),
-    "1/min": ("C94", "min⁻¹", "reciprocal minute"),
+    "mL": ("MLT", "mL", "millilitre"),
+    "L/h": ("E32", "L/h", "litre per hour"),
+    "1/min": ("C94", "1/min", "reciprocal minute"),
     "m3/min": ("G53", "m³/min", "cubic metre per minute"),
     "h": ("HUR", "h", "hour"),
     "1": ("C62", "1", "one"),

@@ -31,7 +31,8 @@ USER_ERRORS = (ConfigError, HistorianError, ModelError, CommandError)
 # of commands (`shopfloor --help`, an unknown command) imports none: it takes each command's
 # summary from options.SUMMARIES.
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
-    "shopfloor.line": ("up", "sim", "query", "sim-config"),
+    "shopfloor.line": ("up", "sim", "sim-config"),
+    "shopfloor.query": ("query",),
     "shopfloor.connect": ("connect",),
     "shopfloor.commissioning": ("certs", "browse", "probe", "check"),
     "shopfloor.detection": ("train", "detect", "report"),

@@ -25,7 +25,8 @@ from delivery.writer import HistorianWriter, Writer
 from historian import open_historian
 from shopfloor.health import HealthServer
 from shopfloor.options import CommandError, add_duration, add_historian, command, run_for
-from shopfloor.status import LiveStatus
+from shopfloor.status import LiveStatus, summary_at_the_end
+from shopfloor.view import add_view_options, served
 from uns.broker import open_broker
 
 PUBLISH_HELP = (
@@ -45,9 +46,17 @@ async def connect(args: argparse.Namespace) -> int:
         if keep_historian:
             await recall_losses(config, writer, historian)
         agent, status = build_agent(config, writer, args.historian_name)
-        await run_spooled(args, agent, agent.run(), status.run())
-        print(status.summary())
+        async with served(args, historian, title=f"{config.site} · {config.line}") as url:
+            announce(status, url)
+            async with summary_at_the_end(status):
+                await run_spooled(args, agent, agent.run(), status.run())
     return 0
+
+
+def announce(status: LiveStatus, url: str | None) -> None:
+    """Say where the live view is (if served) and how to stop, once and under the live table."""
+    status.hints = [*([f"live view: {url}"] if url else []), "Ctrl-C stops"]
+    print("\n".join(status.hints), flush=True)
 
 
 def opened(args: argparse.Namespace) -> Historian:
@@ -150,6 +159,7 @@ def register(sub: Any) -> None:
     add_historian(parser)
     add_publish(parser)
     add_spool(parser)
+    add_view_options(parser, default_on=False)
     add_duration(parser)
 
 

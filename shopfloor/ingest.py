@@ -8,9 +8,10 @@ import socket
 from typing import Any
 
 from delivery.agent import Agent
-from shopfloor.connect import add_spool, opened, run_spooled, spooled_writer
+from shopfloor.connect import add_spool, announce, opened, run_spooled, spooled_writer
 from shopfloor.options import add_duration, add_historian, command
-from shopfloor.status import LiveStatus
+from shopfloor.status import LiveStatus, summary_at_the_end
+from shopfloor.view import add_view_options, served
 from uns.broker import open_broker
 from uns.ingest import MqttIngest
 
@@ -31,8 +32,10 @@ async def ingest(args: argparse.Namespace) -> int:
         )
         status = LiveStatus([source], writer, historian_name=args.historian_name)
         agent = Agent([source], writer, observers=[status.observe])
-        await run_spooled(args, agent, agent.run(), status.run())
-        print(status.summary())
+        async with served(args, historian, title="unified namespace ingest") as url:
+            announce(status, url)
+            async with summary_at_the_end(status):
+                await run_spooled(args, agent, agent.run(), status.run())
     return 0
 
 
@@ -59,4 +62,5 @@ def register(sub: Any) -> None:
     )
     add_historian(parser)
     add_spool(parser)
+    add_view_options(parser, default_on=False)
     add_duration(parser)

@@ -1,16 +1,12 @@
-"""The line's commands: up, sim, query, sim-config; wired from the parts."""
+"""The line's commands: up, sim, sim-config; wired from the parts."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
 import socket
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +15,6 @@ import yaml
 from connectors.config import parse_config
 from core.sample import Point
 from core.schema import EVENTS, EventKind
-from core.storage import Reading
-from core.units import unit_of
 from delivery.writer import HistorianWriter, Writer
 from plc_sim.faults import FaultEvent
 from plc_sim.opcua_server import SecureEndpoint
@@ -46,7 +40,6 @@ from shopfloor.connect import (
     run_spooled,
     writer_for,
 )
-from shopfloor.durations import parse_duration
 from shopfloor.options import (
     CommandError,
     add_detection_options,
@@ -57,6 +50,8 @@ from shopfloor.options import (
     run_for,
 )
 from shopfloor.simconfig import render_sim_connectors, sim_connectors
+from shopfloor.status import summary_at_the_end
+from shopfloor.view import add_view_options, served
 
 USER_ERRORS = (LineSpecError,)  # a line file (--line) that cannot be used: its message, exit 2
 
@@ -83,18 +78,48 @@ async def up(args: argparse.Namespace) -> int:
             await ready.wait()
             await agent.run()
 
-        await run_spooled(
-            args,
-            agent,
-            _simulate(spec, args, writer, ready),
-            connectors_once_listening(),
-            detection.run(ready),
-            status.run(),
-        )
-        print(status.summary())
-        if detection.summary():
-            print(detection.summary())
+        title = f"{spec.site} · {spec.line}"
+        async with served(args, historian, list(spec.machines), title) as url:
+            status.hints = where_to_look(args, spec, url)
+            print("\n".join(status.hints), flush=True)
+            async with summary_at_the_end(status, detection.summary):
+                await run_spooled(
+                    args,
+                    agent,
+                    _simulate(spec, args, writer, ready),
+                    connectors_once_listening(),
+                    detection.run(ready),
+                    status.run(),
+                )
     return 0
+
+
+def where_to_look(args: argparse.Namespace, spec: LineSpec, url: str | None) -> list[str]:
+    """What `up` tells a student once it runs: the page, the next commands, what is scheduled
+    and how to stop."""
+    historian = f" --historian {args.historian_name}" if args.historian else ""
+    machine = spec.faults[0].machine if spec.faults else next(iter(spec.machines))
+    hints = [f"live view: {url}"] if url else []
+    hints += [
+        f"in another terminal: bin/shopfloor query{historian} --since 5m",
+        f"                     bin/shopfloor report{historian} --machine {machine} --since 30m"
+        f" --out {machine}.png",
+    ]
+    hints += [
+        f"scheduled fault: {f.fault} on {f.machine} at {_clock(f.at_s)}"
+        f"{'' if f.duration_s is None else f' for {_clock(f.duration_s)}'}"
+        f" (severity {f.severity:g})"
+        for f in spec.faults
+    ]
+    hints.append("Ctrl-C stops and prints the summary")
+    return hints
+
+
+def _clock(seconds: float) -> str:
+    """m:ss, or h:mm:ss past the hour: when a scheduled fault comes, from the start."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 async def sim(args: argparse.Namespace) -> int:
@@ -164,24 +189,6 @@ def _check_port_free(host: str, port: int, what: str, option: str) -> None:
             ) from None
 
 
-async def query(args: argparse.Namespace) -> int:
-    """Latest value per machine and signal, as a table or JSON."""
-    since_ns = time.time_ns() - int(args.since * 1e9) if args.since else None
-    async with opened(args) as historian:
-        readings = await historian.latest(
-            machine=args.machine, signal=args.signal, since_ns=since_ns
-        )
-    readings.sort(key=lambda r: (r.line, r.machine, r.signal))
-    if args.json:
-        print(json.dumps([_as_json(r) for r in readings], indent=2))
-    elif readings:
-        print(_table(readings))
-    else:
-        print(f"no data in {args.historian_name} for these filters", file=sys.stderr)
-        return 1
-    return 0
-
-
 async def sim_config(args: argparse.Namespace) -> int:
     """Print the connectors file for a simulated line (what `up` runs internally)."""
     spec = load_line(args.line)
@@ -213,36 +220,6 @@ def _event_writer(spec: LineSpec, writer: Writer) -> Callable[[FaultEvent, int],
     return write
 
 
-def _as_json(reading: Reading) -> dict[str, object]:
-    return {
-        "line": reading.line,
-        "machine": reading.machine,
-        "signal": reading.signal,
-        "value": reading.value if math.isfinite(reading.value) else None,
-        "unit": unit_of(reading.signal),
-        "quality": reading.quality.name.lower(),
-        "time": _iso(reading.ts),
-    }
-
-
-def _iso(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat(timespec="milliseconds")
-
-
-def _table(readings: list[Reading]) -> str:
-    rows = [("MACHINE", "SIGNAL", "VALUE", "UNIT", "QUALITY", "TIME (UTC)")]
-    for r in readings:
-        value = repr(r.value) if math.isfinite(r.value) else "-"  # exactly as stored
-        rows.append(
-            (r.machine, r.signal, value, unit_of(r.signal), r.quality.name.lower(), _iso(r.ts))
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 def add_sim_endpoints(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host",
@@ -271,7 +248,6 @@ def register(sub: Any) -> None:
     """Add the line's commands to the `shopfloor` command line."""
     _add_up(sub)
     _add_sim(sub)
-    _add_query(sub)
     _add_sim_config(sub)
 
 
@@ -289,6 +265,7 @@ def _add_up(sub: Any) -> None:
     add_publish(parser)
     add_spool(parser)
     add_detection_options(parser)
+    add_view_options(parser, default_on=True)
     add_duration(parser)
 
 
@@ -304,25 +281,6 @@ def _add_sim(sub: Any) -> None:
     add_sim_endpoints(parser)
     add_historian(parser)
     add_duration(parser)
-
-
-def _add_query(sub: Any) -> None:
-    parser = command(
-        sub,
-        "query",
-        query,
-        "Show what the historian holds: the latest value of every signal, filtered.",
-    )
-    parser.add_argument("--machine", help="only this machine")
-    parser.add_argument("--signal", help="only this signal")
-    parser.add_argument(
-        "--since",
-        type=parse_duration,
-        metavar="TIME",
-        help="only values newer than this (e.g. 5m, 1h)",
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    add_historian(parser)
 
 
 def _add_sim_config(sub: Any) -> None:

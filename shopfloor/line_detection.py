@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 from analytics.model_store import MODEL_SUFFIX, MachineModel, load_models
@@ -52,12 +53,15 @@ def line_models(folder: Path, line: Path | None, seed: int) -> dict[str, Machine
     if not any(folder.glob(f"*{MODEL_SUFFIX}")):
         training_seed = seed + TRAINING_SEED_OFFSET
         print(
-            f"training anomaly models on {TRAINING_S / 3600:.0f} h of simulated fault-free "
-            f"running (seed {training_seed}) into {folder}/ ...",
+            f"set-up: training anomaly models on {TRAINING_S / 3600:.0f} h of simulated "
+            f"fault-free running (seed {training_seed}) into {folder}/ (once) ...",
             file=sys.stderr,
+            flush=True,
         )
+        started = time.monotonic()
         telemetry = simulated_telemetry(TRAINING_S, seed=training_seed, line=line)
         train_models(telemetry, TrainingSettings(), folder)
+        print(f"set-up: done in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return load_models(folder)
 
 

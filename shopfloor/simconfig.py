@@ -34,7 +34,9 @@ def sim_connectors(spec: LineSpec, host: str, opcua_port: int, modbus_port: int)
                 "endpoint": f"opc.tcp://{host}:{opcua_port}/shopfloor/",
                 "security": "none",  # the simulator's open endpoint; see `shopfloor certs`
                 "publishing_interval_ms": interval_ms,
-                "sampling_interval_ms": max(50, interval_ms // 2),
+                # the simulator changes its values once a tick and samples at that rate:
+                # asking for faster sampling would only earn a warning from the connector
+                "sampling_interval_ms": interval_ms,
                 "tags": [
                     {"machine": t.machine, "signal": t.signal, "node": t.node_id} for t in opcua
                 ],

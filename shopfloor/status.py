@@ -12,7 +12,8 @@ import shutil
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TextIO
 
 from core.inputs import Input
@@ -49,6 +50,7 @@ class LiveStatus:
         self._reads: dict[tuple[SeriesKey, ...], tuple[SampleBatch, int]] = {}
         self._started = time.monotonic()
         self._previous = {item.name: 0 for item in self.inputs}
+        self.hints: list[str] = []  # where to look next (the live view's URL, commands), last
 
     def observe(self, item: Input, samples: Sequence[Sample]) -> None:
         """Keep the newest sample per (machine, signal); cheap, it runs on the hot path: of a
@@ -125,6 +127,8 @@ class LiveStatus:
             signals = sorted(s for m, s in self.last if m == machine and s != "state")
             values = "  ".join(self._value(machine, s) for s in signals)
             lines += textwrap.wrap(values, width, initial_indent="    ", subsequent_indent="    ")
+        if self.hints:
+            lines += ["", *self.hints]
         return "\n".join(lines)
 
     def _connectors(self) -> str:
@@ -150,6 +154,26 @@ class LiveStatus:
     def _uptime(self) -> str:
         seconds = int(time.monotonic() - self._started)
         return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@asynccontextmanager
+async def summary_at_the_end(
+    status: LiveStatus, *more: Callable[[], str], out: TextIO = sys.stdout
+) -> AsyncIterator[None]:
+    """Print the summary when the block ends, by --duration or by Ctrl-C alike (not when it
+    fails: then the error is what to read)."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        _print_summary(status, more, out)
+        raise
+    _print_summary(status, more, out)
+
+
+def _print_summary(status: LiveStatus, more: Sequence[Callable[[], str]], out: TextIO) -> None:
+    lines = [status.summary(), *(text for text in (m() for m in more) if text)]
+    out.write("\n".join(lines) + "\n")
+    out.flush()
 
 
 def _size(nbytes: int) -> str:

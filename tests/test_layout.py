@@ -30,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "connectors": {"core", "delivery"},
     "analytics": {"core"},
     "dashboards": {"core"},
+    "liveview": {"core"},
     "linelab": {"core", "analytics", "plc_sim"},
     "shopfloor": {
         "core",
@@ -39,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
         "connectors",
         "analytics",
         "linelab",
+        "liveview",
         "plc_sim",
     },
 }

@@ -1,4 +1,4 @@
-"""The picture at the top of README.md: what `shopfloor report` draws of the simulated line.
+"""The picture in docs/anomaly-detection.md: what `shopfloor report` draws of the simulated line.
 
 The line runs as `bin/shopfloor up` runs it (the built-in line file, seed 42, warmed up to its
 running heat, the line file's own fault schedule: a conveyor bearing wearing from minute 5 for
@@ -10,7 +10,7 @@ conveyor` draws the PNG.
 
 With SHOPFLOOR_UPDATE_DOC_IMAGES=1 the test writes the picture to docs/images/ (as a 64-colour
 PNG, to keep it small); otherwise it draws the same picture into a temporary folder and checks
-that the committed one is a PNG of the same size, small enough, and shown by README.md.
+that the committed one is a PNG of the same size, small enough, and shown by that page.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from shopfloor.line_detection import TRAINING_S, TRAINING_SEED_OFFSET
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).parents[2]
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "anomaly-detection.md"
 IMAGE = ROOT / "docs" / "images" / "conveyor-bearing-wear.png"
 UPDATE = os.environ.get("SHOPFLOOR_UPDATE_DOC_IMAGES") == "1"
 MAX_BYTES = 200_000
@@ -139,8 +139,9 @@ def drawn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
 def test_the_picture_shows_the_bearing_fault_caught_on_its_signal(
     drawn: tuple[Path, Path, str],
 ) -> None:
-    """What README.md says you will see: the detector flags the conveyor, with vibration_mm_s
-    as its top signal, once the line file's bearing fault has started and not before."""
+    """What docs/anomaly-detection.md says you will see: the detector flags the conveyor, with
+    vibration_mm_s as its top signal, once the line file's bearing fault has started and not
+    before."""
     _, models, url = drawn
     episodes, faults = asyncio.run(what_the_report_shows(url, models))
     assert [f.fault for f in faults] == ["bearing_wear"]
@@ -153,7 +154,7 @@ def test_the_picture_shows_the_bearing_fault_caught_on_its_signal(
     assert fault.end < episode.end < fault.end + 600  # a few minutes on, while the motor cools
 
 
-def test_the_committed_picture_is_the_one_drawn_and_readme_shows_it(
+def test_the_committed_picture_is_the_one_drawn_and_the_page_shows_it(
     drawn: tuple[Path, Path, str],
 ) -> None:
     out, _, _ = drawn
@@ -166,4 +167,4 @@ def test_the_committed_picture_is_the_one_drawn_and_readme_shows_it(
     assert IMAGE.is_file(), f"no {IMAGE.relative_to(ROOT)}: run with SHOPFLOOR_UPDATE_DOC_IMAGES=1"
     assert png_size(IMAGE) == png_size(out)
     assert IMAGE.stat().st_size < MAX_BYTES
-    assert f"]({IMAGE.relative_to(ROOT).as_posix()})" in README.read_text(encoding="utf-8")
+    assert f"]({IMAGE.relative_to(PAGE.parent).as_posix()})" in PAGE.read_text(encoding="utf-8")

@@ -5,6 +5,7 @@ machine table, OPC UA node layout and Modbus register map stay current with the 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from plc_sim.spec import load_line
@@ -86,3 +87,15 @@ def test_readme_shows_a_picture_and_links_the_docs_index() -> None:
     assert "docs/index.md" in targets
     images = [t for t in targets if t.endswith(".png")]
     assert images and all((ROOT / Path(t)).is_file() for t in images)
+
+
+def test_what_the_pages_say_of_the_pasteurizer_is_what_the_line_does() -> None:
+    """The temperature a student is told to expect is the line file's setpoint."""
+    setpoint = load_line().machines["pasteurizer"].params.setpoint_c  # type: ignore[union-attr]
+    claims = [
+        (page.name, float(found))
+        for page in (README, DOCS / "index.md")
+        for found in re.findall(r"pasteurizer holds? (\d+(?:\.\d+)?) °C", text(page))
+    ]
+    assert claims, "README.md and docs/index.md say what temperature the pasteurizer holds"
+    assert all(value == setpoint for _, value in claims), (claims, setpoint)

@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import re
 import socket
 import stat
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,13 +29,12 @@ from connectors.opcua.browse import browse_tree
 from connectors.opcua.security import Auth, Security
 from connectors.opcua.session import open_session
 from core.sample import Quality, Sample
-from historian import open_historian
 from plc_sim.modbus_server import ModbusServer
 from plc_sim.opcua_server import OpcUaServer
 from plc_sim.process import Simulator
 from plc_sim.spec import UNITS, LineSpec, load_line
 from plc_sim.tags import exposed_tags
-from shopfloor import cli, commissioning
+from shopfloor import commissioning
 from shopfloor.options import CommandError
 
 pytestmark = pytest.mark.timeout(60)
@@ -407,24 +404,3 @@ def test_emitted_paths_are_relative_to_the_emitted_file(tmp_path: Path) -> None:
     pinned = Security(policy="Basic256Sha256", mode="Sign", pki=tmp_path / "pki")
     sec, login = commissioning._config_security(pinned, None, Path("configs"))
     assert sec["pki"] == str(tmp_path / "pki") and login is None
-
-
-def test_query_shows_values_exactly_as_stored(tmp_path: Path) -> None:
-    url = f"sqlite:{tmp_path / 'h.db'}"
-    now = time.time_ns()
-
-    async def store() -> None:
-        async with open_historian(url) as historian:
-            await historian.write_samples(
-                [
-                    Sample("line1", "filler", "bottles", 4000000001.0, Quality.GOOD, now),
-                    Sample("line1", "filler", "setpoint", 12345.678, Quality.GOOD, now),
-                ]
-            )
-
-    asyncio.run(store())
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert cli.main(["query", "--historian", url, "--since", "5m"]) == 0
-    values = {line.split()[1]: line.split()[2] for line in out.getvalue().splitlines()[1:]}
-    assert values == {"bottles": "4000000001.0", "setpoint": "12345.678"}  # not 4e+09, 12345.7
