@@ -75,6 +75,10 @@ EVENTS = Measurement(
         "peak_severity": float,
         "duration_s": float,
         "machines": str,
+        "label": str,
+        "note": str,
+        "by": str,
+        "episode": str,
     },
 )
 CONNECTOR = Measurement(
@@ -106,6 +110,16 @@ class EventKind(StrEnum):
     # overlapping episodes of a line as one (tag `machine`: the likely origin), opened, grown
     # (`machines`: every machine it reached, in the order they joined) and closed
     INCIDENT = "incident"
+    # an operator's verdict on an episode or incident (`episode`: its id), with who and a note
+    LABEL = "label"
+
+
+class Verdict(StrEnum):
+    """What an operator says an episode or incident was (`label` field of a label event)."""
+
+    FAULT = "fault"  # a real fault: the flag was right
+    FALSE_ALARM = "false_alarm"  # nothing was wrong
+    PLANNED = "planned"  # cleaning, a changeover, maintenance: expected, not a fault
 
 
 MEASUREMENTS: Mapping[str, Measurement] = {

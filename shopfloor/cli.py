@@ -37,6 +37,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "shopfloor.commissioning": ("certs", "browse", "probe", "check"),
     "shopfloor.detection": ("train", "detect", "report"),
     "shopfloor.detection_eval": ("eval",),
+    "shopfloor.episodes": ("episodes", "label"),
     "shopfloor.ingest": ("ingest",),
 }
 

@@ -67,6 +67,8 @@ SUMMARIES: dict[str, str] = {
     "report": "Draw a machine's signals, anomaly severity, episodes and true faults into a PNG.",
     "eval": "Score anomaly detection on a labelled simulated campaign or on your own labelled "
     "CSV runs (--dataset).",
+    "episodes": "List the anomaly episodes and incidents with their ids and verdicts.",
+    "label": "Give an episode or incident an operator's verdict: fault, false alarm or planned.",
     "ingest": "Subscribe to the unified namespace on an MQTT broker (Sparkplug B) and write it "
     "to the historian.",
 }

@@ -40,13 +40,13 @@ async def query(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no data in {args.historian_name} for these filters", file=sys.stderr)
         return 1
-    print(json.dumps(rows, indent=2) if args.json else _table(rows))
+    print(json.dumps(rows, indent=2) if args.json else table(rows))
     return 0
 
 
 async def _latest(historian: Historian, args: argparse.Namespace) -> list[Row]:
-    since_ns = _since_ns(args.since)
-    readings = await historian.latest(machine=args.machine, signal=args.signal, since_ns=since_ns)
+    newer = since_ns(args.since)
+    readings = await historian.latest(machine=args.machine, signal=args.signal, since_ns=newer)
     readings.sort(key=lambda r: (r.line, r.machine, r.signal))
     return [_reading(r) for r in readings]
 
@@ -60,21 +60,21 @@ def _reading(reading: Reading) -> Row:
         "value": float(shown) if math.isfinite(reading.value) else None,
         "unit": unit_of(reading.signal),
         "quality": reading.quality.name.lower(),
-        "time": _iso(reading.ts),
+        "time": iso(reading.ts),
     }
 
 
 async def _events(historian: Historian, args: argparse.Namespace) -> list[Row]:
     points = await historian.points(
-        EVENTS.name, tags=_machine(args), start_ns=_since_ns(args.since or DEFAULT_HISTORY_S)
+        EVENTS.name, tags=_machine(args), start_ns=since_ns(args.since or DEFAULT_HISTORY_S)
     )
     return [
         {
-            "time": _iso(p.ts),
+            "time": iso(p.ts),
             "machine": p.tags.get("machine", ""),
             "kind": p.tags.get("kind", ""),
             "active": bool(p.fields.get("active")),
-            "severity": _severity(p.fields.get("peak_severity")),
+            "severity": severity(p.fields.get("peak_severity")),
             "top_signal": p.fields.get("top_signal"),
             "text": p.fields.get("text", ""),
         }
@@ -84,19 +84,19 @@ async def _events(historian: Historian, args: argparse.Namespace) -> list[Row]:
 
 async def _anomalies(historian: Historian, args: argparse.Namespace) -> list[Row]:
     points = await historian.points(
-        ANOMALY.name, tags=_machine(args), start_ns=_since_ns(args.since or DEFAULT_HISTORY_S)
+        ANOMALY.name, tags=_machine(args), start_ns=since_ns(args.since or DEFAULT_HISTORY_S)
     )
     newest: dict[str, Point] = {p.tags.get("machine", ""): p for p in points}  # time order
     return [_anomaly(machine, newest[machine]) for machine in sorted(newest)]
 
 
 def _anomaly(machine: str, point: Point) -> Row:
-    severity = _severity(point.fields.get("severity"))
+    shown = severity(point.fields.get("severity"))
     return {
-        "time": _iso(point.ts),
+        "time": iso(point.ts),
         "machine": machine,
-        "severity": severity,
-        "level": severity_level(math.nan if severity is None else severity).name.lower(),
+        "severity": shown,
+        "level": severity_level(math.nan if shown is None else shown).name.lower(),
         "flagged": bool(point.fields.get("is_anomaly")),
         "top_signal": point.fields.get("top_signal"),
     }
@@ -106,20 +106,20 @@ def _machine(args: argparse.Namespace) -> dict[str, str]:
     return {"machine": args.machine} if args.machine else {}
 
 
-def _since_ns(since_s: float | None) -> int | None:
+def since_ns(since_s: float | None) -> int | None:
     return time.time_ns() - int(since_s * 1e9) if since_s else None
 
 
-def _severity(value: object) -> float | None:
+def severity(value: object) -> float | None:
     """Severity to one decimal, as everything a person reads shows it."""
     return round(value, 1) if isinstance(value, float) and math.isfinite(value) else None
 
 
-def _iso(ts_ns: int) -> str:
+def iso(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
-def _table(rows: Sequence[Row]) -> str:
+def table(rows: Sequence[Row]) -> str:
     """Rows as aligned columns, headed by their keys; the line (one per file) is left out."""
     keys = [k for k in rows[0] if k != "line"]
     cells = [[k.upper().replace("_", " ") for k in keys]]
