@@ -217,6 +217,7 @@ def _as_json(reading: Reading) -> dict[str, object]:
         "machine": reading.machine,
         "signal": reading.signal,
         "value": reading.value if math.isfinite(reading.value) else None,
+        "text": reading.text,
         "unit": unit_of(reading.signal),
         "quality": reading.quality.name.lower(),
         "time": _iso(reading.ts),
@@ -227,10 +228,19 @@ def _iso(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
+def _shown(reading: Reading) -> str:
+    """A reading's value exactly as stored: the number, the text in quotes, or both (an
+    enumeration); '-' for none."""
+    parts = [repr(reading.value)] if math.isfinite(reading.value) else []
+    if reading.text is not None:
+        parts.append(json.dumps(reading.text, ensure_ascii=False))
+    return " ".join(parts) or "-"
+
+
 def _table(readings: list[Reading]) -> str:
     rows = [("MACHINE", "SIGNAL", "VALUE", "UNIT", "QUALITY", "TIME (UTC)")]
     for r in readings:
-        value = repr(r.value) if math.isfinite(r.value) else "-"  # exactly as stored
+        value = _shown(r)
         rows.append(
             (r.machine, r.signal, value, unit_of(r.signal), r.quality.name.lower(), _iso(r.ts))
         )
