@@ -446,6 +446,8 @@ def _report(result: ConnectorCheck) -> str:
 
 def _row(tag: TagCheck) -> tuple[str, ...]:
     value = "-" if tag.value is None else repr(tag.value)  # exactly as stored
+    if tag.text is not None:
+        value = tag.text if tag.value is None else f"{value} {tag.text}"
     status = "ok" if tag.ok else "BAD"
     return (tag.machine, tag.signal, tag.address, status, value, tag.unit, tag.problem)
 
