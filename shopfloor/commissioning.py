@@ -281,7 +281,9 @@ def _emit_config(
         variables, name=name, endpoint=endpoint, security=sec, auth=login
     )
     if not entry["tags"]:
-        raise CommandError("no readable numeric variable to write a config for; widen --filter")
+        raise CommandError(
+            "no readable variable of a stored type to write a config for; widen --filter"
+        )
     header = (
         f"# Connectors file written by `shopfloor browse {endpoint} --emit-config`.\n"
         "# machine = the parent object's browse name, signal = the variable's; rename freely.\n"
@@ -296,7 +298,7 @@ def _emit_config(
     path.write_text(text, encoding="utf-8")
     print(f"wrote {path}: {len(entry['tags'])} tags", file=sys.stderr)
     for node in skipped:
-        why = f"{node.data_type} is not numeric" if node.numeric is False else node.access
+        why = f"{node.data_type} is not stored" if not node.stored else f"access {node.access}"
         print(f"left out {node.node_id}: {why}", file=sys.stderr)
 
 

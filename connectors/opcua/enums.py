@@ -22,8 +22,7 @@ async def enum_names(
     client: Client, items: Sequence[tuple[int, ua.NodeId]], *, timeout_s: float, batch: int
 ) -> dict[int, Names]:
     """Per tag index, the names of its enumeration's values (tags of other types left out)."""
-    found: dict[int, Names] = {}
-    by_type: dict[ua.NodeId, Names | None] = {}
+    datatypes: dict[int, ua.NodeId] = {}
     for start in range(0, len(items), batch):
         part = items[start : start + batch]
         async with asyncio.timeout(timeout_s):
@@ -32,13 +31,22 @@ async def enum_names(
             )
         for (index, _), answer in zip(part, answers, strict=True):
             datatype = answer.Value.Value if answer.Value is not None else None
-            if not isinstance(datatype, ua.NodeId) or _built_in(datatype):
-                continue
-            if datatype not in by_type:
-                by_type[datatype] = await _names(client, datatype, timeout_s)
-            names = by_type[datatype]
+            if isinstance(datatype, ua.NodeId):
+                datatypes[index] = datatype
+    names = await enum_names_of(client, list(set(datatypes.values())), timeout_s=timeout_s)
+    return {index: names[datatype] for index, datatype in datatypes.items() if datatype in names}
+
+
+async def enum_names_of(
+    client: Client, datatypes: Sequence[ua.NodeId], *, timeout_s: float
+) -> dict[ua.NodeId, Names]:
+    """The value names of those data types that are enumerations."""
+    found = {}
+    for datatype in datatypes:
+        if isinstance(datatype, ua.NodeId) and not _built_in(datatype):
+            names = await _names(client, datatype, timeout_s)
             if names is not None:
-                found[index] = names
+                found[datatype] = names
     return found
 
 

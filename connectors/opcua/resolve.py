@@ -51,7 +51,7 @@ async def resolve_all(
     address uses had when first seen: an address by index (`ns=3`, or a browse path's `3:Name`)
     whose namespace has another URI now names another PLC's node, and is refused
     (`NamespaceMoved`) instead of read."""
-    namespaces = await _namespace_array(client, timeout_s)
+    namespaces = await namespace_array(client, timeout_s)
     resolved: list[Resolved] = []
     paths: list[tuple[int, ua.BrowsePath]] = []
     for address in addresses:
@@ -159,7 +159,7 @@ def _check_indexes(address: NodeAddress, namespaces: Sequence[str], pinned: dict
             )
 
 
-async def _namespace_array(client: Client, timeout_s: float) -> list[str]:
+async def namespace_array(client: Client, timeout_s: float) -> list[str]:
     """The server's namespace URIs, read on every connect: a restart may renumber them."""
     async with asyncio.timeout(timeout_s):
         (value,) = await client.uaclient.read_attributes([_NAMESPACE_ARRAY], ua.AttributeIds.Value)

@@ -1,7 +1,10 @@
-"""A server that renumbers its namespaces while the connector runs (node-opcua laid out like a
-Siemens S7-1500, restarted on the same port with one more namespace registered first): an
-`ns=3` tag then names another PLC's node. It must be marked bad with one line, never read from
-the wrong namespace; an `nsu=` tag follows its namespace to its new index."""
+"""Namespaces on node-opcua laid out like a Siemens S7-1500.
+
+A server that renumbers its namespaces while the connector runs (restarted on the same port
+with one more namespace registered first): an `ns=3` tag then names another PLC's node. It must
+be marked bad with one line, never read from the wrong namespace; an `nsu=` tag follows its
+namespace to its new index. `browse --emit-config` therefore writes `nsu=` ids, and only tags
+that `check` accepts."""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ import logging
 from pathlib import Path
 
 import pytest
+import yaml
 
 from connectors.opcua import Config, build
 from core.sample import Quality
 from testbed.influxd import free_port
 from tests.connectors.opcua.opcua_testplc import Collector
+from tests.connectors.opcua.test_opcua_node_server import cli
 from tests.connectors.opcua.test_opcua_types import s7_entry
 from tests.second_stack import node_opcua_s7_server
 
@@ -82,3 +87,23 @@ async def test_renumbered_namespace_marks_ns_tags_bad_once_and_nsu_tags_follow(
     # the first server's stop closed the session: said by the connector, no asyncua traceback
     assert [r.name for r in caplog.records if r.exc_info] == []
     assert source.stats.bad_tags["motor1/speed"].startswith("namespace 3 was")
+
+
+async def test_browse_emits_nsu_ids_of_stored_types_that_check_accepts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "plc.yaml"
+    with node_opcua_s7_server(tmp_path) as server:
+        assert await cli("browse", server.endpoint, "--emit-config", str(target)) == 0
+        shown = capsys.readouterr()
+        assert await cli("check", "--config", str(target)) == 0  # every emitted tag reads fine
+    rows = {line.split()[0]: line for line in shown.out.splitlines() if line.strip()}
+    assert "Float[10]" in rows["3:Profile"]
+    assert "MotorMode {0: Stopped, 1: Running, 2: Fault}" in rows["3:Mode"]
+    tags = yaml.safe_load(target.read_text())["connectors"][0]["tags"]
+    nodes = {tag["signal"]: tag["node"] for tag in tags}
+    assert nodes["speed"] == f'nsu={SIEMENS};s="DB_Line"."Motor1"."Speed"'
+    assert all(node.startswith(f"nsu={SIEMENS};") for node in nodes.values())
+    assert {"profile", "mode", "batch_id", "started", "operator", "lot"} <= set(nodes)
+    assert "raw" not in nodes  # a ByteString: not stored, so not emitted
+    assert 'left out ns=3;s="DB_Line"."Motor1"."Raw": ByteString is not stored' in shown.err
