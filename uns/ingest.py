@@ -60,6 +60,7 @@ class MqttIngest:
         receive_maximum: int = 2000,
         reconnect: Reconnect | None = None,
         timeout_s: float = 10.0,
+        slots: frozenset[str] = frozenset(),
     ) -> None:
         self.broker = broker
         self.name = f"ingest:{client_id}"
@@ -77,6 +78,7 @@ class MqttIngest:
         self._waiting: list[aiomqtt.Message] = []
         self._asked: dict[tuple[str, str], float] = {}
         self._told: set[str] = set()  # refusals logged, once each
+        self.slots = slots  # the client ids of the group's workers; empty: not checked
         self._ask, self._here = presence_topics(broker.share)
 
     async def run(self, emit: Emit) -> None:
@@ -115,6 +117,8 @@ class MqttIngest:
                 )
             await client.subscribe(f"$share/{share}/{uns.POINTS}/+", qos=1)
             await client.subscribe(self._ask, qos=0)
+            if self.slots:
+                await client.subscribe(self._here, qos=0)
             await self._say_here(client)
             self.stats.connected = True
             self.backoff.reset()
@@ -145,6 +149,9 @@ class MqttIngest:
                     self._state(levels, payload, readings)
                 elif message.topic.value == self._ask:
                     await self._say_here(client)
+                    continue  # QoS 0
+                elif message.topic.value == self._here:
+                    self._check_slot(payload.decode("utf-8", "replace"))
                     continue  # QoS 0
                 else:
                     points += uns.parse_points(levels[-1], payload)
@@ -193,6 +200,20 @@ class MqttIngest:
             self.stats.bad_tags[f"{sample.machine}/{sample.signal}"] = reason
         log.warning("%s: %d signals marked bad", reason, len(markers))
         readings.extend(markers)
+
+    def _check_slot(self, worker: str) -> None:
+        """Report a worker of this share group whose client id is not a configured slot: its
+        session takes a share of the data, and nobody may ever take its queue out again."""
+        if worker in self.slots or f"worker {worker}" in self.stats.bad_tags:
+            return
+        why = (
+            f"not one of the configured slots ({', '.join(sorted(self.slots))}): it takes a "
+            "share of the data into its own session; stop it, or add it to --slots"
+        )
+        self.stats.bad_tags[f"worker {worker}"] = why
+        self.stats.errors += 1
+        self.stats.last_error = f"worker {worker}: {why}"
+        log.error("share group %s has a worker %s that is %s", self.broker.share, worker, why)
 
     def _tell(self, refused: list[str]) -> None:
         """Log and count each refused metric once (not on every message that carries it)."""

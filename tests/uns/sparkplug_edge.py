@@ -8,7 +8,9 @@ DBIRTH of Capper; one DDATA of Filler by alias (no datatypes, as Sparkplug allow
 DDEATH of Capper; then, when a line arrives on stdin, NDEATH and a disconnect. The payloads are
 pysparkplug's; the engUnit properties, which pysparkplug has no API for, are set on its own
 protobuf classes (the Tahu schema). Prints "published" after the DDEATH.
-Usage: python sparkplug_edge.py PORT T0_MS
+With COUNT, it publishes COUNT more DDATA of Filler's Motor/Temperature (value i at
+T0 + 2 s + 10 ms * i) before the DDEATH.
+Usage: python sparkplug_edge.py PORT T0_MS [COUNT]
 """
 
 from __future__ import annotations
@@ -99,7 +101,15 @@ def main() -> None:
         for name, (kind, _, second) in FILLER.items()
     )
     send("DDATA", DData(t0 + 1000, 3, data).encode(), "Filler")  # no datatypes: the birth's
-    send("DDEATH", DDeath(t0 + 2000, 4).encode(), "Capper")
+    seq = 4
+    for i in range(int(sys.argv[3]) if len(sys.argv) > 3 else 0):
+        ts = t0 + 2000 + 10 * i
+        metric = Metric(
+            ts, None, DataType.DOUBLE, value=float(i), alias=aliases["Motor/Temperature"]
+        )
+        send("DDATA", DData(ts, seq, (metric,)).encode(), "Filler")
+        seq = (seq + 1) % 256
+    send("DDEATH", DDeath(t0 + 2000, seq).encode(), "Capper")
     print("published", flush=True)
     sys.stdin.readline()
     send("NDEATH", NDeath(int(time.time() * 1000), bd_seq).encode())
