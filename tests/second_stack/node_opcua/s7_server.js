@@ -1,7 +1,8 @@
 // An OPC UA server laid out like a Siemens S7-1500's (node-opcua, not written by us): the PLC's
 // variables in namespace http://www.siemens.com/simatic-s7-opcua at index 3, with string ids
 // that quote the DB and member names ("DB_Line"."Motor1"."Speed"), one variable of each OPC UA
-// built-in type a PLC program exposes, an array, and an enumeration with EnumStrings.
+// built-in type a PLC program exposes (the ByteString changing every 100 ms), an array, and an
+// enumeration with EnumStrings.
 //
 // Open and anonymous (security None). Environment: PORT; EXTRA_NS=1 registers one more namespace
 // first (a server restarted after a change of its configuration): the Siemens namespace is then
@@ -39,10 +40,10 @@ function addPlc(addressSpace, uri, base) {
         nodeId: 's="DB_Line"',
     });
     const motor = ns.addObject({ componentOf: db, browseName: "Motor1", nodeId: 's="DB_Line"."Motor1"' });
-    const variables = [];
+    const variables = {};
     for (const [member, dataType, value] of MEMBERS) {
         const shifted = [D.Float, D.Double, D.Int32].includes(dataType); // the other PLC's differ
-        variables.push(ns.addVariable({
+        variables[member] = (ns.addVariable({
             componentOf: motor,
             browseName: member,
             nodeId: `s="DB_Line"."Motor1"."${member}"`,
@@ -54,6 +55,14 @@ function addPlc(addressSpace, uri, base) {
             }),
         }));
     }
+    // A ByteString (not stored) that changes every 100 ms: its refusal is said once, not per change.
+    let counter = 0;
+    setInterval(() => {
+        counter = (counter + 1) % 256;
+        variables.Raw.setValueFromSource(
+            new opcua.Variant({ dataType: D.ByteString, value: Buffer.from([0, 1, counter]) }),
+        );
+    }, 100);
     ns.addVariable({
         componentOf: motor,
         browseName: "Profile",
@@ -78,7 +87,6 @@ function addPlc(addressSpace, uri, base) {
         dataType: modes,
         value: new opcua.Variant({ dataType: D.Int32, value: 1 }),
     });
-    return variables;
 }
 
 async function main() {
