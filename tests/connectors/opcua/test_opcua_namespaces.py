@@ -21,6 +21,7 @@ from testbed.influxd import free_port
 from tests.connectors.opcua.opcua_testplc import Collector
 from tests.connectors.opcua.test_opcua_node_server import cli
 from tests.connectors.opcua.test_opcua_types import s7_entry
+from tests.eventually import eventually
 from tests.second_stack import node_opcua_s7_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -107,3 +108,26 @@ async def test_browse_emits_nsu_ids_of_stored_types_that_check_accepts(
     assert {"profile", "mode", "batch_id", "started", "operator", "lot"} <= set(nodes)
     assert "raw" not in nodes  # a ByteString: not stored, so not emitted
     assert 'left out ns=3;s="DB_Line"."Motor1"."Raw": ByteString is not stored' in shown.err
+
+
+async def test_a_server_that_closes_the_session_is_said_once_without_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """node-opcua closes every session when it stops (BadSessionClosed to the publish loop)."""
+    with node_opcua_s7_server(tmp_path) as server:
+        source = build(Config.model_validate(s7_entry(server)), site="s", line="l")
+        collector = Collector()
+        task = asyncio.create_task(source.run(collector.emit))
+        await collector.wait_for(lambda: collector.good_since(0, ["speed_rpm"]))
+        start = len(caplog.records)
+    try:
+        with caplog.at_level(logging.INFO):
+            await eventually(lambda: not source.stats.connected, "the loss noticed")
+            await asyncio.sleep(3)  # asyncua's publish loop would log its traceback every second
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    after = caplog.records[start:]
+    assert [(r.name, r.getMessage()) for r in after if r.exc_info] == []
+    said = [r.getMessage() for r in after if r.levelno >= logging.WARNING]
+    assert len(said) <= 2, said  # the loss, and the server refusing connections since
