@@ -167,6 +167,7 @@ class OpcUaInput:
         )
         self._reasons: dict[int, str] = {}
         self._told: set[tuple[int, str]] = set()  # (tag, BAD reason) logged and counted once
+        self._said: set[str] = set()  # connector-wide problems logged once
         self._enums: dict[int, Names] = {}  # tag index -> its enumeration's value names
         self._namespaces: dict[int, str] = {}  # namespace index -> URI when first seen
         self.emit_points: EmitPoints | None = None  # set by the agent (core.inputs.TextInput)
@@ -300,9 +301,7 @@ class OpcUaInput:
         capacity = Capacity.of(limits, max_per_subscription=cfg.max_items_per_subscription)
         self._plan(slot, buffer, capacity, limits)
         items = await self._resolve(client, buffer, slot.indexes, capacity)
-        self._enums.update(
-            await enum_names(client, items, timeout_s=cfg.timeout_s, batch=capacity.per_read)
-        )
+        await self._read_enum_names(client, items, capacity)
         if cfg.mode == "subscribe":
             items = await self._subscribe(client, items, buffer, loss, capacity)
         poller = (
@@ -348,12 +347,26 @@ class OpcUaInput:
         await buffer.put(unresolved, flush=True)
         return items
 
+    async def _read_enum_names(self, client: Client, items: list[Item], capacity: Capacity) -> None:
+        """The value names of the enumeration tags; a server that will not say stores their
+        codes only (logged once), the session goes on."""
+        timeout_s = self._config.timeout_s
+        try:
+            self._enums.update(
+                await enum_names(client, items, timeout_s=timeout_s, batch=capacity.per_read)
+            )
+        except (TimeoutError, ua.UaError) as exc:
+            why = f"enumeration names not read ({type(exc).__name__}: {exc}): codes only"
+            if why not in self._said:
+                self._said.add(why)
+                _log.warning("%s: %s", self.name, why)
+
     def _say_moved(self, moved: list[Moved]) -> None:
         """One line (and one error) per renumbered namespace, however many tags it holds."""
         for reason in sorted(set(moved)):
-            if (-1, reason) in self._told:  # said in an earlier session
+            if reason in self._said:  # said in an earlier session
                 continue
-            self._told.add((-1, reason))
+            self._said.add(reason)
             self.stats.errors += 1
             self.stats.last_error = reason
             _log.error("%s: %s; %d tags marked BAD", self.name, reason, moved.count(reason))
