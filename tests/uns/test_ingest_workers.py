@@ -28,9 +28,12 @@ pytestmark = pytest.mark.mosquitto
 COUNT = 200  # DDATA of one metric while a worker is away
 
 
-def worker(url: str, name: str, store: SQLiteHistorian, folder: Path, **options: object):
+def worker(
+    url: str, name: str, store: SQLiteHistorian, folder: Path, slots: frozenset[str] = frozenset()
+) -> tuple[MqttIngest, Agent]:
+    """One ingest worker of the share group, writing through its own spool into `store`."""
     writer = HistorianWriter(store, spool=Spool(folder / f"spool-{name}"), flush_interval_s=0.05)
-    source = MqttIngest(open_broker(url), writer.put_points, client_id=name, **options)  # type: ignore[arg-type]
+    source = MqttIngest(open_broker(url), writer.put_points, client_id=name, slots=slots)
     return source, Agent([source], writer)
 
 
