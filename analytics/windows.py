@@ -71,9 +71,12 @@ async def read_telemetry(
 
 
 def group_telemetry(points: Sequence[Point]) -> dict[str, MachineTelemetry]:
-    """Telemetry points per machine; bad quality and missing values become NaN (gaps)."""
+    """Telemetry points per machine; bad quality and missing values become NaN (gaps). A text
+    with no number (a batch id, a DateTime) is no detector input and is left out."""
     machines: dict[str, MachineTelemetry] = {}
     for point in points:
+        if "text" in point.fields and "value" not in point.fields:
+            continue
         tags = point.tags
         name = tags.get("machine", "")
         found = machines.get(name)

@@ -19,6 +19,7 @@ class TagCheck:
     value: float | None = None
     unit: str = ""
     problem: str = ""
+    text: str | None = None  # what a value that is not one number is stored as (shortened)
 
     @property
     def ok(self) -> bool:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from core.sample import Sample
+from core.sample import Point, Sample
 
 Emit = Callable[[Sequence[Sample]], Awaitable[None]]
+# Readings that are not one number (a text, an enumeration's name, an array's elements) travel
+# as telemetry points (core.schema.telemetry_point): `SampleBatch` holds numbers only.
+EmitPoints = Callable[[Sequence[Point]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -41,3 +44,11 @@ class Input(Protocol):
     async def run(self, emit: Emit) -> None:
         """Read tags forever, calling `emit` with each batch; clean up on cancellation."""
         ...
+
+
+@runtime_checkable
+class TextInput(Input, Protocol):
+    """An input that also reads values that are not numbers: the agent sets `emit_points`
+    (the writer's `put_points`) before it runs it; None drops them, counted as errors."""
+
+    emit_points: EmitPoints | None

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-from core.sample import Point, Quality
+from core.sample import Point, Quality, SeriesKey
 from core.storage import HistorianError
 
 FieldType = type[float] | type[int] | type[bool] | type[str]
@@ -47,8 +47,13 @@ STATE_SIGNAL = "state"
 # silent for longer is stale (dead line, dead connector), not "still the same".
 KEEP_ALIVE_S = 60.0
 
+# `value` holds every number (booleans as 0/1, enumerations as their code); `text` holds what
+# is not a number (strings, DateTime as ISO 8601 UTC, an enumeration's name): one field per
+# type, since InfluxDB fixes a field's type per measurement (docs/data-model.md, "Values").
 TELEMETRY = Measurement(
-    "telemetry", ("site", "line", "machine", "signal"), {"value": float, "quality": int}
+    "telemetry",
+    ("site", "line", "machine", "signal"),
+    {"value": float, "quality": int, "text": str},
 )
 ANOMALY = Measurement(
     "anomaly",
@@ -157,6 +162,26 @@ def check_tags(model: Measurement, tags: Mapping[str, str]) -> None:
     unknown = tags.keys() - set(model.tags)
     if unknown:
         raise HistorianError(f"{model.name} has no tag {', '.join(sorted(unknown))}")
+
+
+def telemetry_point(
+    key: SeriesKey,
+    ts: int,
+    quality: Quality,
+    *,
+    value: float | None = None,
+    text: str | None = None,
+) -> Point:
+    """A telemetry reading that carries text (a string tag, a DateTime, an enumeration's name
+    beside its code): the way inputs hand on what a `Sample`, a number only, cannot hold."""
+    site, line, machine, signal = key
+    fields: dict[str, float | int | bool | str] = {"quality": int(quality)}
+    if value is not None and math.isfinite(value):
+        fields["value"] = float(value)
+    if text is not None:
+        fields["text"] = text
+    tags = {"site": site, "line": line, "machine": machine, "signal": signal}
+    return Point(TELEMETRY.name, tags, fields, ts)
 
 
 def telemetry_quality(stored: int | None) -> Quality:

@@ -51,6 +51,7 @@ class Reading:
     value: float
     quality: Quality
     ts: int
+    text: str | None = None  # a string value, a DateTime or an enumeration's name
 
 
 class Sink(ABC):

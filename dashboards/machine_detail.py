@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import statetimeline, timeseries
+from grafana_foundation_sdk.builders import table as table_panel
 
 from dashboards import anomalies, events, line_overview
 from dashboards.influxql import (
@@ -21,12 +22,15 @@ from dashboards.influxql import (
     query_variable,
 )
 from dashboards.panels import (
+    MERGE,
     QUALITY_MAPPINGS,
     STATE_MAPPINGS,
     Json,
     build_dashboard,
+    organize,
     stat,
     state_band,
+    table,
     time_series,
     with_unit_overrides,
 )
@@ -43,7 +47,10 @@ def build() -> Json:
         "Machine detail",
         "Every signal of one machine, its anomaly score against the threshold, its events.",
         [
-            ("State and latest values", [(_state(), 24, 4), (_latest(), 24, 5)]),
+            (
+                "State and latest values",
+                [(_state(), 24, 4), (_latest(), 24, 5), (_texts(), 24, 5)],
+            ),
             ("Signal quality", [(_quality(), 24, 5)]),
             ("Signals", [(_signal(), 8, 7)]),
             (
@@ -118,6 +125,21 @@ def _latest() -> stat_panel.Panel:
     )
     with_unit_overrides(panel)
     return panel
+
+
+def _texts() -> table_panel.Panel:
+    query = (
+        f'SELECT last("text") AS "text" FROM {TELEMETRY_Q} WHERE {MACHINE} AND {SIGNALS}'
+        ' AND $timeFilter GROUP BY "signal"'
+    )
+    return table(
+        "Latest texts",
+        "The newest text of each signal that has one in the time range: a batch id, a recipe or "
+        "operator name, an alarm text, a DateTime, an enumeration's name (docs/data-model.md, "
+        "Values), with the time the PLC stamped it.",
+        InfluxQL(query, table=True),
+        [MERGE, organize(order=["signal", "text", "Time"])],
+    )
 
 
 def _signal() -> timeseries.Panel:

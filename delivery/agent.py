@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from core.inputs import Emit, Input
+from core.inputs import Emit, Input, TextInput
 from core.sample import Point, Sample
 from core.schema import CONNECTOR
 from delivery.spool import SpoolError
@@ -40,6 +40,9 @@ class Agent:
         self.health_interval_s = health_interval_s
         self.restart_delay_s = restart_delay_s
         self.observers = list(observers)
+        for item in self.inputs:
+            if isinstance(item, TextInput):
+                item.emit_points = writer.put_points
 
     async def run(self) -> None:
         """Run every input, the writer and the health reporter until cancelled.

@@ -46,8 +46,9 @@ def latest_query(
 ) -> str:
     """Newest telemetry point per series (site, line, machine, signal)."""
     tags = {k: v for k, v in (("machine", machine), ("signal", signal)) if v is not None}
+    fields = ",".join(map(quote_ident, TELEMETRY.fields))
     return (
-        f'SELECT "value","quality" FROM {quote_ident(TELEMETRY.name)}{_where(tags, since_ns)}'
+        f"SELECT {fields} FROM {quote_ident(TELEMETRY.name)}{_where(tags, since_ns)}"
         f" GROUP BY {_SERIES_TAGS} ORDER BY time DESC LIMIT 1"
     )
 
@@ -91,7 +92,7 @@ def parse_latest(chunks: Sequence[Mapping[str, Any]]) -> list[Reading]:
     readings = []
     for series in statement_series(chunks):
         tags = series.get("tags", {})
-        ts, value, quality = series["values"][0]
+        ts, value, quality, text = series["values"][0]
         readings.append(
             Reading(
                 site=tags.get("site", ""),
@@ -101,6 +102,7 @@ def parse_latest(chunks: Sequence[Mapping[str, Any]]) -> list[Reading]:
                 value=math.nan if value is None else float(value),
                 quality=telemetry_quality(quality),
                 ts=ts,
+                text=text,
             )
         )
     readings.sort(key=lambda r: (r.site, r.line, r.machine, r.signal))

@@ -2,7 +2,7 @@
 
 Layout, driven by `core.schema`:
 - `telemetry` is normalised: `telemetry_series(id, site, line, machine, signal)` plus
-  `telemetry(series, time, value, quality)` keyed by (series, time). Rows stay small, and
+  `telemetry(series, time, value, quality, text)` keyed by (series, time). Rows stay small, and
   `latest` is one index probe per series instead of a scan of all history. The view
   `telemetry_points` joins them back for `points`.
 - every other measurement is one table: tag columns ('' for an absent tag), `time` in ns and
@@ -44,8 +44,8 @@ from core.storage import Historian, HistorianError, Reading
 
 T = TypeVar("T")
 SeriesKey = tuple[str, str, str, str]
-# (series key, time ns, value or None, quality or None)
-TelemetryRow = tuple[SeriesKey, int, float | None, int | None]
+# (series key, time ns, value or None, quality or None, text or None)
+TelemetryRow = tuple[SeriesKey, int, float | None, int | None, str | None]
 
 _SQL_TYPES = {float: "REAL", int: "INTEGER", bool: "INTEGER", str: "TEXT"}
 _TELEMETRY_VIEW = "telemetry_points"
@@ -66,10 +66,7 @@ def _schema() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS telemetry_series (id INTEGER PRIMARY KEY, {tag_defs},"
         f" UNIQUE ({_SERIES_COLUMNS}))",
         "CREATE TABLE IF NOT EXISTS telemetry (series INTEGER NOT NULL, time INTEGER NOT NULL,"
-        " value REAL, quality INTEGER, PRIMARY KEY (series, time)) WITHOUT ROWID",
-        f"CREATE VIEW IF NOT EXISTS {_TELEMETRY_VIEW} AS SELECT"
-        f" {', '.join(f's.{t}' for t in TELEMETRY.tags)}, t.time, t.value, t.quality"
-        " FROM telemetry t JOIN telemetry_series s ON s.id = t.series",
+        " value REAL, quality INTEGER, text TEXT, PRIMARY KEY (series, time)) WITHOUT ROWID",
     ]
     for model in MEASUREMENTS.values():
         if model is TELEMETRY:
@@ -87,17 +84,25 @@ def _schema() -> list[str]:
 
 def _added_fields(conn: sqlite3.Connection) -> list[str]:
     """ALTER TABLEs for fields the data model gained since the file was created (e.g.
-    `connector.spool_dropped`): an older file keeps working and keeps its data."""
+    `connector.spool_dropped`, `telemetry.text`): an older file keeps working and keeps its
+    data. The telemetry view is made again with every field."""
     statements = []
     for model in MEASUREMENTS.values():
-        if model is TELEMETRY:
-            continue
         table = _ident(model.name)
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         statements += [
             f"ALTER TABLE {table} ADD COLUMN {_ident(f)} {_SQL_TYPES[kind]}"
             for f, kind in model.fields.items()
             if f not in present
+        ]
+    view = {row[1] for row in conn.execute(f"PRAGMA table_info({_TELEMETRY_VIEW})")}
+    if not view.issuperset(TELEMETRY.fields):
+        fields = ", ".join(f"t.{_ident(f)}" for f in TELEMETRY.fields)
+        statements += [
+            f"DROP VIEW IF EXISTS {_TELEMETRY_VIEW}",
+            f"CREATE VIEW {_TELEMETRY_VIEW} AS SELECT"
+            f" {', '.join(f's.{t}' for t in TELEMETRY.tags)}, t.time, {fields}"
+            " FROM telemetry t JOIN telemetry_series s ON s.id = t.series",
         ]
     return statements
 
@@ -114,7 +119,7 @@ def _upsert(table: str, keys: Sequence[str], fields: Sequence[str]) -> str:
     )
 
 
-_INSERT_TELEMETRY = _upsert(TELEMETRY.name, ("series", "time"), ("value", "quality"))
+_INSERT_TELEMETRY = _upsert(TELEMETRY.name, ("series", "time"), tuple(TELEMETRY.fields))
 _INSERT_SERIES = f"INSERT OR IGNORE INTO telemetry_series ({_SERIES_COLUMNS}) VALUES (?, ?, ?, ?)"
 _SELECT_SERIES = "SELECT id FROM telemetry_series WHERE " + " AND ".join(
     f"{t} = ?" for t in TELEMETRY.tags
@@ -171,8 +176,8 @@ class _Store:
                 self.conn.executemany(
                     _INSERT_TELEMETRY,
                     [
-                        (series.get(key) or self.series_id(key), ts, value, quality)
-                        for key, ts, value, quality in rows
+                        (series.get(key) or self.series_id(key), ts, value, quality, text)
+                        for key, ts, value, quality, text in rows
                     ],
                 )
         except BaseException:
@@ -204,9 +209,15 @@ def _telemetry_rows(
     samples: Sequence[Sample],
 ) -> list[TelemetryRow]:
     return [
-        ((s.site, s.line, s.machine, s.signal), s.source_ts, s.value, int(s.quality))
+        ((s.site, s.line, s.machine, s.signal), s.source_ts, s.value, int(s.quality), None)
         if s.value - s.value == 0  # false for NaN and +-inf: no value, and bad
-        else ((s.site, s.line, s.machine, s.signal), s.source_ts, None, quality_without_value(s))
+        else (
+            (s.site, s.line, s.machine, s.signal),
+            s.source_ts,
+            None,
+            quality_without_value(s),
+            None,
+        )
         for s in samples
     ]
 
@@ -225,12 +236,14 @@ def _telemetry_point_rows(
                 point.tags.get("signal", ""),
             )
             value, quality = fields.get("value"), fields.get("quality")  # float, int: the model's
+            text = fields.get("text")
             rows.append(
                 (
                     key,
                     point.ts,
                     None if value is None else float(value),
                     None if quality is None else int(quality),
+                    None if text is None else str(text),
                 )
             )
     return rows
@@ -300,7 +313,7 @@ class SQLiteHistorian(Historian):
             newest += " AND time >= ?"
             params.insert(0, int(since_ns))
         sql = (
-            f"SELECT s.site, s.line, s.machine, s.signal, t.value, t.quality, t.time"
+            f"SELECT s.site, s.line, s.machine, s.signal, t.value, t.quality, t.time, t.text"
             f" FROM telemetry_series s JOIN telemetry t"
             f" ON t.series = s.id AND t.time = ({newest}){where}"
             f" ORDER BY s.site, s.line, s.machine, s.signal"
@@ -315,8 +328,9 @@ class SQLiteHistorian(Historian):
                 value=math.nan if value is None else value,
                 quality=telemetry_quality(quality),
                 ts=ts,
+                text=text,
             )
-            for site, line, machine_, signal_, value, quality, ts in rows
+            for site, line, machine_, signal_, value, quality, ts, text in rows
         ]
 
     async def points(

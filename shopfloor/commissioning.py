@@ -281,7 +281,9 @@ def _emit_config(
         variables, name=name, endpoint=endpoint, security=sec, auth=login
     )
     if not entry["tags"]:
-        raise CommandError("no readable numeric variable to write a config for; widen --filter")
+        raise CommandError(
+            "no readable variable of a stored type to write a config for; widen --filter"
+        )
     header = (
         f"# Connectors file written by `shopfloor browse {endpoint} --emit-config`.\n"
         "# machine = the parent object's browse name, signal = the variable's; rename freely.\n"
@@ -296,7 +298,7 @@ def _emit_config(
     path.write_text(text, encoding="utf-8")
     print(f"wrote {path}: {len(entry['tags'])} tags", file=sys.stderr)
     for node in skipped:
-        why = f"{node.data_type} is not numeric" if node.numeric is False else node.access
+        why = f"{node.data_type} is not stored" if not node.stored else f"access {node.access}"
         print(f"left out {node.node_id}: {why}", file=sys.stderr)
 
 
@@ -446,6 +448,8 @@ def _report(result: ConnectorCheck) -> str:
 
 def _row(tag: TagCheck) -> tuple[str, ...]:
     value = "-" if tag.value is None else repr(tag.value)  # exactly as stored
+    if tag.text is not None:
+        value = tag.text if tag.value is None else f"{value} {tag.text}"
     status = "ok" if tag.ok else "BAD"
     return (tag.machine, tag.signal, tag.address, status, value, tag.unit, tag.problem)
 

@@ -40,8 +40,14 @@ async def query(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no data in {args.historian_name} for these filters", file=sys.stderr)
         return 1
-    print(json.dumps(rows, indent=2) if args.json else table(rows))
+    print(json.dumps(rows, indent=2) if args.json else table([_quoted(r) for r in rows]))
     return 0
+
+
+def _quoted(row: Row) -> Row:
+    """A text value in quotes in the table, so that "" and " 7" read as what they are."""
+    text = row.get("text")
+    return {**row, "text": json.dumps(text, ensure_ascii=False)} if text is not None else row
 
 
 async def _latest(historian: Historian, args: argparse.Namespace) -> list[Row]:
@@ -58,6 +64,7 @@ def _reading(reading: Reading) -> Row:
         "machine": reading.machine,
         "signal": reading.signal,
         "value": float(shown) if math.isfinite(reading.value) else None,
+        "text": reading.text,
         "unit": unit_of(reading.signal),
         "quality": reading.quality.name.lower(),
         "time": iso(reading.ts),

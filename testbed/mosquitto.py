@@ -30,6 +30,7 @@ persistence true
 persistence_location {root}/
 autosave_interval 60
 max_queued_messages 0
+queue_qos0_messages true
 max_inflight_messages 100
 max_keepalive 60
 log_dest file {root}/mosquitto.log

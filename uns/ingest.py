@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 
 from core.inputs import ConnectorStats, Emit
 from core.reconnect import Backoff, Reconnect
-from core.sample import Point, Sample
+from core.sample import Point
 from uns import sparkplug
 from uns import topics as uns
 from uns.aiomqtt_gaps import Ack, login_refused, manual_acks, take_queued
@@ -60,6 +60,7 @@ class MqttIngest:
         receive_maximum: int = 2000,
         reconnect: Reconnect | None = None,
         timeout_s: float = 10.0,
+        slots: frozenset[str] = frozenset(),
     ) -> None:
         self.broker = broker
         self.name = f"ingest:{client_id}"
@@ -77,6 +78,8 @@ class MqttIngest:
         self._host = sparkplug.Host(births_file)
         self._waiting: list[aiomqtt.Message] = []
         self._asked: dict[tuple[str, str], float] = {}
+        self._told: set[str] = set()  # refusals logged, once each
+        self.slots = slots  # the client ids of the group's workers; empty: not checked
         self._ask, self._here = presence_topics(broker.share)
 
     async def run(self, emit: Emit) -> None:
@@ -117,10 +120,16 @@ class MqttIngest:
         client = self._client()
         ack = manual_acks(client)  # a PUBACK only once `emit` has the samples
         async with client:
+            await client.subscribe(f"{sparkplug.NAMESPACE}/{group}/NBIRTH/+", qos=1)
             await client.subscribe(f"{sparkplug.NAMESPACE}/{group}/DBIRTH/+/+", qos=1)
-            await client.subscribe(f"$share/{share}/{sparkplug.NAMESPACE}/{group}/DDATA/+/+", qos=1)
+            for kind in ("DDATA/+/+", "DDEATH/+/+", "NDEATH/+"):
+                await client.subscribe(
+                    f"$share/{share}/{sparkplug.NAMESPACE}/{group}/{kind}", qos=1
+                )
             await client.subscribe(f"$share/{share}/{uns.POINTS}/+", qos=1)
             await client.subscribe(self._ask, qos=0)
+            if self.slots:
+                await client.subscribe(self._here, qos=0)
             await self._say_here(client)
             self.stats.connected = True
             self.backoff.reset()
@@ -135,7 +144,7 @@ class MqttIngest:
         self, client: aiomqtt.Client, batch: list[aiomqtt.Message], emit: Emit, ack: Ack
     ) -> None:
         """Decode a batch, hand it on, and only then acknowledge it."""
-        samples: list[Sample] = []
+        readings = sparkplug.Readings()
         points: list[Point] = []
         done: list[aiomqtt.Message] = []
         births = False
@@ -143,14 +152,17 @@ class MqttIngest:
             levels = message.topic.value.split("/")
             payload = message.payload if isinstance(message.payload, bytes) else b""
             try:
-                if levels[0] == sparkplug.NAMESPACE and levels[2] == "DBIRTH":
-                    self._host.learn(levels[1], levels[3], levels[4], payload)  # in its file
-                    births = True
-                elif levels[0] == sparkplug.NAMESPACE:
+                if levels[0] == sparkplug.NAMESPACE and levels[2] == "DDATA":
                     self._waiting.append(message)
                     continue
+                if levels[0] == sparkplug.NAMESPACE:
+                    births |= levels[2] == "DBIRTH"
+                    self._state(levels, payload, readings)
                 elif message.topic.value == self._ask:
                     await self._say_here(client)
+                    continue  # QoS 0
+                elif message.topic.value == self._here:
+                    self._check_slot(payload.decode("utf-8", "replace"))
                     continue  # QoS 0
                 else:
                     points += uns.parse_points(levels[-1], payload)
@@ -160,15 +172,68 @@ class MqttIngest:
                 log.error("dropped a message on %s: %s", message.topic.value, exc)
             done.append(message)
         if births or self._waiting:
-            samples += await self._decode_waiting(client, done)
+            await self._decode_waiting(client, done, readings)
+        self._tell(readings.refused)
+        points += readings.points
         if points:
             await self.put_points(points)
-        if samples:
-            await emit(samples)
-        self.stats.samples += len(samples)
+        if readings.samples:
+            await emit(readings.samples)
+        self.stats.samples += len(readings)
         self.messages += len(done)
         for message in done:
             ack(message)
+
+    def _state(self, levels: list[str], payload: bytes, readings: sparkplug.Readings) -> None:
+        """A birth or death: what it teaches, and the readings it holds (a birth's values, a
+        death's bad markers)."""
+        group, kind, node = levels[1], levels[2], levels[3]
+        device = levels[4] if len(levels) > 4 else ""
+        if kind == "NBIRTH":
+            self._host.node_born(group, node, payload)
+            return
+        if kind == "DBIRTH":
+            born = self._host.learn(group, node, device, payload)  # in its file
+            for tag in [t for t in self.stats.bad_tags if t.startswith(f"{device}/")]:
+                del self.stats.bad_tags[tag]
+            readings.extend(born)
+            return
+        death = (
+            self._host.node_death(group, node, payload)
+            if kind == "NDEATH"
+            else self._host.device_death(group, node, device)
+        )
+        if death is None:
+            log.info("%s/%s: NDEATH of an earlier session, ignored", group, node)
+            return
+        markers, reason = death
+        for sample in markers.samples:
+            self.stats.bad_tags[f"{sample.machine}/{sample.signal}"] = reason
+        log.warning("%s: %d signals marked bad", reason, len(markers))
+        readings.extend(markers)
+
+    def _check_slot(self, worker: str) -> None:
+        """Report a worker of this share group whose client id is not a configured slot: its
+        session takes a share of the data, and nobody may ever take its queue out again."""
+        if worker in self.slots or f"worker {worker}" in self.stats.bad_tags:
+            return
+        why = (
+            f"not one of the configured slots ({', '.join(sorted(self.slots))}): it takes a "
+            "share of the data into its own session; stop it, or add it to --slots"
+        )
+        self.stats.bad_tags[f"worker {worker}"] = why
+        self.stats.errors += 1
+        self.stats.last_error = f"worker {worker}: {why}"
+        log.error("share group %s has a worker %s that is %s", self.broker.share, worker, why)
+
+    def _tell(self, refused: list[str]) -> None:
+        """Log and count each refused metric once (not on every message that carries it)."""
+        for text in refused:
+            if text not in self._told:
+                self._told.add(text)
+                self.stats.errors += 1
+                self.stats.last_error = text
+                log.error("not stored: %s", text)
 
     async def _say_here(self, client: aiomqtt.Client) -> None:
         """Tell publishers that this group is subscribed (a live message, never retained: it
@@ -176,9 +241,8 @@ class MqttIngest:
         await client.publish(self._here, self.client_id.encode(), qos=0, timeout=self.timeout_s)
 
     async def _decode_waiting(
-        self, client: aiomqtt.Client, done: list[aiomqtt.Message]
-    ) -> list[Sample]:
-        samples: list[Sample] = []
+        self, client: aiomqtt.Client, done: list[aiomqtt.Message], readings: sparkplug.Readings
+    ) -> None:
         still: list[aiomqtt.Message] = []
         for message in self._waiting:
             _, group, _, node, device = message.topic.value.split("/")
@@ -188,7 +252,7 @@ class MqttIngest:
                 await self._ask_rebirth(client, group, node)
                 continue
             try:
-                samples += self._host.samples(group, node, device, payload)
+                readings.extend(self._host.readings(group, node, device, payload))
             except sparkplug.SparkplugError as exc:
                 if "unknown alias" in str(exc):  # a signal born after the birth we hold
                     still.append(message)
@@ -198,7 +262,6 @@ class MqttIngest:
                 log.error("dropped a message on %s: %s", message.topic.value, exc)
             done.append(message)
         self._waiting = still
-        return samples
 
     async def _ask_rebirth(self, client: aiomqtt.Client, group: str, node: str) -> None:
         now = time.monotonic()

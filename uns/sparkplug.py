@@ -28,11 +28,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.private_files import replace_private
-from core.sample import Quality, Sample
+from core.sample import Point, Quality, Sample
+from core.schema import telemetry_point
 from core.units import unit_of
 from uns.sparkplug_schema import BOOLEAN, DOUBLE, INT32, INT64, STRING, Metric, Payload
+from uns.sparkplug_values import Element, elements, scalar_elements, signal_name
 
 NAMESPACE = "spBv1.0"
 REBIRTH = "Node Control/Rebirth"
@@ -211,27 +214,57 @@ def rebirth_request() -> bytes:
 
 
 @dataclass(slots=True)
+class _Metric:
+    """What a DBIRTH said of one metric: the signal it is stored as, its datatype, and the
+    element suffixes its last value had (one "" for a scalar, "[i]" per array element)."""
+
+    signal: str
+    datatype: int
+    elements: tuple[str, ...]
+
+
+@dataclass(slots=True)
 class _Known:
     site: str
     line: str
-    signals: dict[int, str]  # alias -> signal
+    metrics: dict[str, _Metric]  # metric name -> how it is stored
+    aliases: dict[int, str]  # alias -> metric name
+
+
+@dataclass(slots=True)
+class Readings:
+    """What a message holds for the data model: numbers as samples, texts as telemetry points
+    (core.schema.telemetry_point), and the metrics refused ("name: why")."""
+
+    samples: list[Sample] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples) + len(self.points)
+
+    def extend(self, other: Readings) -> None:
+        self.samples += other.samples
+        self.points += other.points
+        self.refused += other.refused
 
 
 class Host:
-    """What a consumer needs to decode DDATA: the aliases and device properties learned from
-    DBIRTHs, per (group, node, device). With a file, what was learned survives a restart: a
-    worker killed with data still queued for it decodes that data when it is back, even if the
-    edge node is gone by then."""
+    """A Sparkplug primary application's view of the edge nodes: per (group, node, device) the
+    metrics its DBIRTH declared (name, alias, datatype, engUnit), per node the bdSeq of its
+    NBIRTH. With a file, what the births taught survives a restart: a worker killed with data
+    still queued for it decodes that data when it is back, even if the edge node is gone by
+    then."""
 
     def __init__(self, file: Path | None = None) -> None:
         self._devices: dict[tuple[str, str, str], _Known] = {}
+        self._bd_seq: dict[tuple[str, str], int] = {}
         self._file = file
         if file is not None and file.exists():
             try:
                 for item in json.loads(file.read_text(encoding="utf-8")):
-                    signals = {int(alias): name for alias, name in item["signals"].items()}
                     key = (item["group"], item["node"], item["device"])
-                    self._devices[key] = _Known(item["site"], item["line"], signals)
+                    self._devices[key] = _from_json(item)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("%s: unreadable, births are learned again: %s", file, exc)
 
@@ -240,7 +273,8 @@ class Host:
             return
         items = [
             {"group": g, "node": n, "device": d, "site": k.site, "line": k.line}
-            | {"signals": {str(alias): name for alias, name in k.signals.items()}}
+            | {"aliases": {str(alias): name for alias, name in k.aliases.items()}}
+            | {"metrics": {name: [m.signal, m.datatype] for name, m in k.metrics.items()}}
             for (g, n, d), k in self._devices.items()
         ]
         replace_private(self._file, json.dumps(items))
@@ -248,48 +282,161 @@ class Host:
     def knows(self, group: str, node: str, device: str) -> bool:
         return (group, node, device) in self._devices
 
-    def learn(self, group: str, node: str, device: str, payload: bytes) -> None:
-        """Take a DBIRTH: its site, line and alias -> signal map."""
+    def node_born(self, group: str, node: str, payload: bytes) -> None:
+        """Take an NBIRTH: the bdSeq that this node's NDEATH will carry."""
+        for metric in _parse(payload).metrics:
+            if metric.name == BD_SEQ:
+                self._bd_seq[(group, node)] = metric.long_value or metric.int_value
+
+    def learn(self, group: str, node: str, device: str, payload: bytes) -> Readings:
+        """Take a DBIRTH: site, line and every metric's alias, datatype and signal name; and
+        the values it carries."""
         message = _parse(payload)
         site = line = ""
-        signals: dict[int, str] = {}
+        known = _Known("", "", {}, {})
+        refused: list[str] = []
         for metric in message.metrics:
             if metric.name == SITE:
                 site = metric.string_value
             elif metric.name == LINE:
                 line = metric.string_value
-            elif metric.HasField("alias"):
-                signals[metric.alias] = metric.name
-        known = _Known(site or group, line or node, signals)
+            elif not metric.name.startswith(_NOT_DATA):
+                refused += _declare(known, metric)
+        known.site, known.line = site or group, line or node
         if self._devices.get((group, node, device)) != known:
             self._devices[(group, node, device)] = known
             self._save()
+        readings = self.readings(group, node, device, payload, birth=True)
+        readings.refused[:0] = refused
+        return readings
 
-    def samples(self, group: str, node: str, device: str, payload: bytes) -> list[Sample]:
-        """The samples of a DDATA whose DBIRTH was learned (`knows`)."""
+    def readings(
+        self, group: str, node: str, device: str, payload: bytes, *, birth: bool = False
+    ) -> Readings:
+        """The readings of a DDATA (or DBIRTH) whose DBIRTH was learned (`knows`); an alias
+        that birth did not declare raises SparkplugError."""
         known = self._devices[(group, node, device)]
-        out = []
-        for metric in _parse(payload).metrics:
-            signal = metric.name or known.signals.get(metric.alias)
-            if signal is None:
+        message = _parse(payload)
+        out = Readings()
+        for metric in message.metrics:
+            name = metric.name or known.aliases.get(metric.alias)
+            if name is None:
                 raise SparkplugError(f"DDATA of {node}/{device} has unknown alias {metric.alias}")
-            quality = Quality.GOOD
-            for key, prop in zip(metric.properties.keys, metric.properties.values, strict=False):
-                if key == QUALITY:
-                    quality = _FROM_OPC.get(prop.int_value, Quality.UNCERTAIN)
-            value = math.nan if metric.is_null else metric.double_value
-            out.append(
-                Sample(
-                    known.line,
-                    device,
-                    signal,
-                    value,
-                    quality,
-                    metric.timestamp * 1_000_000,
-                    known.site,
-                )
-            )
+            declared = known.metrics.get(name)
+            if declared is None:
+                if not birth and not name.startswith(_NOT_DATA):
+                    out.refused.append(f"{name}: not declared in the DBIRTH")
+                continue
+            if birth and metric.is_null:
+                continue  # declared with no value yet: not a reading (a null DDATA is bad)
+            ts = (metric.timestamp if metric.HasField("timestamp") else message.timestamp) * 10**6
+            try:
+                values = elements(metric, metric.datatype or declared.datatype)
+            except ValueError as exc:  # UnsupportedDatatype, or an array of the wrong length
+                out.refused.append(f"{name}: {exc}")
+                continue
+            declared.elements = tuple(suffix for suffix, _ in values)
+            _add(out, known, device, declared.signal, values, _quality(metric), ts)
         return out
+
+    def device_death(self, group: str, node: str, device: str) -> tuple[Readings, str]:
+        """A DDEATH: every signal of the device bad now, and why."""
+        reason = f"{group}/{node}/{device}: DDEATH (the device is offline)"
+        return self._mark_bad([(device, self._devices.get((group, node, device)))]), reason
+
+    def node_death(self, group: str, node: str, payload: bytes) -> tuple[Readings, str] | None:
+        """An NDEATH: every signal of every device of the node bad now, and why; None for the
+        death of a session that an NBIRTH since has replaced (its bdSeq is not the current)."""
+        bd_seq = next((m.long_value for m in _parse(payload).metrics if m.name == BD_SEQ), None)
+        current = self._bd_seq.get((group, node))
+        if bd_seq is not None and current is not None and bd_seq != current:
+            return None
+        devices = [(d, k) for (g, n, d), k in self._devices.items() if (g, n) == (group, node)]
+        reason = f"{group}/{node}: NDEATH (bdSeq {bd_seq}: the edge node is offline)"
+        return self._mark_bad(devices), reason
+
+    def _mark_bad(self, devices: Iterable[tuple[str, _Known | None]]) -> Readings:
+        out = Readings()
+        now = time.time_ns()  # a will's own timestamp is when its session began
+        for device, known in devices:
+            if known is None:
+                continue
+            for declared in known.metrics.values():
+                for suffix in declared.elements:
+                    signal = declared.signal + suffix
+                    out.samples.append(
+                        Sample(known.line, device, signal, math.nan, Quality.BAD, now, known.site)
+                    )
+        return out
+
+
+# Metrics that are the session's, not a device's data: not stored.
+_NOT_DATA = ("Properties/", "Node Control/", "Device Control/", BD_SEQ)
+
+
+def _declare(known: _Known, metric: Metric) -> list[str]:
+    """Add a DBIRTH metric to `known`; the reason when it cannot be stored."""
+    unit = next(
+        (
+            v.string_value
+            for k, v in zip(metric.properties.keys, metric.properties.values, strict=False)
+            if k == ENG_UNIT
+        ),
+        "",
+    )
+    signal = signal_name(metric.name, unit)
+    taken = {m.signal for m in known.metrics.values()}
+    if not signal or signal in taken:
+        why = "no signal name left" if not signal else f"its signal {signal!r} is taken"
+        return [f"{metric.name}: {why} (docs/unified-namespace.md, names)"]
+    known.metrics[metric.name] = _Metric(signal, metric.datatype, scalar_elements(metric.datatype))
+    if metric.HasField("alias"):
+        known.aliases[metric.alias] = metric.name
+    return []
+
+
+def _quality(metric: Metric) -> Quality:
+    for key, prop in zip(metric.properties.keys, metric.properties.values, strict=False):
+        if key == QUALITY:
+            return _FROM_OPC.get(prop.int_value, Quality.UNCERTAIN)
+    return Quality.GOOD
+
+
+def _add(
+    out: Readings,
+    known: _Known,
+    device: str,
+    signal: str,
+    values: list[Element],
+    quality: Quality,
+    ts: int,
+) -> None:
+    """One reading per element: a number as a sample, a text as a telemetry point, null as a
+    bad sample."""
+    for suffix, value in values:
+        if isinstance(value, str):
+            key = (known.site, known.line, device, signal + suffix)
+            out.points.append(telemetry_point(key, ts, quality, text=value))
+        else:
+            number = math.nan if value is None else value
+            out.samples.append(
+                Sample(known.line, device, signal + suffix, number, quality, ts, known.site)
+            )
+
+
+def _from_json(item: dict[str, Any]) -> _Known:
+    """A device of the births file; one written before datatypes were kept has only the alias
+    map, and its metrics (all Double then) are read by the field that holds their value."""
+    if "metrics" not in item:
+        signals = {int(alias): name for alias, name in item["signals"].items()}
+        metrics = {name: _Metric(name, 0, ("",)) for name in signals.values()}
+        return _Known(item["site"], item["line"], metrics, signals)
+    metrics = {
+        name: _Metric(str(signal), int(kind), scalar_elements(int(kind)))
+        for name, (signal, kind) in item["metrics"].items()
+    }
+    aliases = {int(alias): str(name) for alias, name in item["aliases"].items()}
+    return _Known(item["site"], item["line"], metrics, aliases)
 
 
 def _parse(payload: bytes) -> Payload:

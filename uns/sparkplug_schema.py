@@ -4,15 +4,15 @@ Sparkplug B payloads are protobuf (proto2) messages whose field numbers and type
 specification fixes (Sparkplug 3.0, chapter "Payloads"). This module declares the part of that
 contract Shopfloor writes and reads: Payload (timestamp 1, metrics 2, seq 3), Metric (name 1,
 alias 2, timestamp 3, datatype 4, is_null 7, properties 9, and the value oneof: int 10, long 11,
-float 12, double 13, boolean 14, string 15), PropertySet (keys 1, values 2) and PropertyValue
-(type 1, is_null 2, int 3, long 4, float 5, double 6, boolean 7, string 8). Fields we do not
-declare (templates, datasets, metadata) are kept as unknown fields by protobuf, so a payload
-that carries them still parses. Declaring it here needs no protoc step and no generated file.
-For the type checker, the same messages are declared as classes (what protoc's type stubs would
-say); a test keeps their fields equal to the contract's.
+float 12, double 13, boolean 14, string 15, bytes 16 for arrays), PropertySet (keys 1, values 2)
+and PropertyValue (type 1, is_null 2, int 3, long 4, float 5, double 6, boolean 7, string 8).
+Fields we do not declare (templates, datasets, metadata) are kept as unknown fields by protobuf,
+so a payload that carries them still parses. Declaring it here needs no protoc step and no
+generated file. For the type checker, the same messages are declared as classes (what protoc's
+type stubs would say); a test keeps their fields equal to the contract's.
 
 Datatype codes are the specification's: Int32 3, Int64 4, Float 9, Double 10, Boolean 11,
-String 12.
+String 12 (uns.sparkplug_values reads every one).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ _MESSAGES: dict[str, list[tuple[str, int, int, int, str, bool]]] = {
         ("is_null", 7, _F.TYPE_BOOL, _F.LABEL_OPTIONAL, "", False),
         ("properties", 9, _F.TYPE_MESSAGE, _F.LABEL_OPTIONAL, "PropertySet", False),
         *_value_fields(10),
+        ("bytes_value", 16, _F.TYPE_BYTES, _F.LABEL_OPTIONAL, "", True),
     ],
     "Payload": [
         ("timestamp", 1, _F.TYPE_UINT64, _F.LABEL_OPTIONAL, "", False),
@@ -145,6 +146,7 @@ if TYPE_CHECKING:
         double_value: float
         boolean_value: bool
         string_value: str
+        bytes_value: bytes
 
         @property
         def properties(self) -> PropertySet: ...
@@ -163,6 +165,7 @@ if TYPE_CHECKING:
             double_value: float = ...,
             boolean_value: bool = ...,
             string_value: str = ...,
+            bytes_value: bytes = ...,
         ) -> None: ...
 
     class Payload(Message):

@@ -16,7 +16,8 @@ from typing import Any, Protocol, TypeGuard
 
 from asyncua import Client, ua
 
-from connectors.opcua.resolve import chunks, forward_element
+from connectors.opcua.enums import enum_names_of
+from connectors.opcua.resolve import chunks, forward_element, namespace_array
 from core.units import suffix_for, unit_of
 
 BATCH = 500
@@ -25,7 +26,7 @@ _Children = dict[str, list[_Child]]
 _HIERARCHICAL = ua.NodeId(ua.Int32(ua.ObjectIds.HierarchicalReferences))
 _HAS_PROPERTY = ua.NodeId(ua.Int32(ua.ObjectIds.HasProperty))
 _LISTED = ua.NodeClass.Object | ua.NodeClass.Variable
-_NUMERIC_TYPES = frozenset(
+_STORED_TYPES = frozenset(
     {
         ua.ObjectIds.Boolean,
         ua.ObjectIds.SByte,
@@ -38,6 +39,12 @@ _NUMERIC_TYPES = frozenset(
         ua.ObjectIds.UInt64,
         ua.ObjectIds.Float,
         ua.ObjectIds.Double,
+        # not numbers, stored as text (docs/data-model.md, "Values")
+        ua.ObjectIds.String,
+        ua.ObjectIds.LocalizedText,
+        ua.ObjectIds.QualifiedName,
+        ua.ObjectIds.Guid,
+        ua.ObjectIds.DateTime,
     }
 )
 
@@ -53,7 +60,8 @@ class BrowsedNode:
     data_type: str = ""
     unit: str = ""
     access: str = ""
-    numeric: bool = False
+    stored: bool = False  # a type the connector stores (a number, a text, an enumeration)
+    config_id: str = ""  # node_id with its namespace URI (nsu=), as a config should name it
 
     @property
     def depth(self) -> int:
@@ -79,6 +87,7 @@ async def browse_tree(
     Nodes of namespace 0 (the standard Server object and its kin) are left out unless
     `standard_nodes` is set.
     """
+    namespaces = await namespace_array(client, timeout_s)
     children: _Children = {}
     level: list[tuple[ua.NodeId, tuple[str, ...]]] = [(start, ())]
     seen = {start}
@@ -100,7 +109,7 @@ async def browse_tree(
     ordered = list(_in_tree_order(children, start.to_string()))
     variables = [ref.NodeId for ref, _ in ordered if ref.NodeClass == ua.NodeClass.Variable]
     details = await _variable_details(client, variables, timeout_s)
-    return [_node(ref, path, details.get(ref.NodeId)) for ref, path in ordered]
+    return [_node(ref, path, details.get(ref.NodeId), namespaces) for ref, path in ordered]
 
 
 async def _browse_level(
@@ -145,7 +154,7 @@ def _in_tree_order(children: _Children, key: str) -> Iterator[_Child]:
 @dataclass(frozen=True, slots=True)
 class _Details:
     data_type: str
-    numeric: bool
+    stored: bool
     access: str
     unit: str
 
@@ -154,21 +163,38 @@ async def _variable_details(
     client: Client, nodes: Sequence[ua.NodeId], timeout_s: float
 ) -> dict[ua.NodeId, _Details]:
     types = await _read(client, nodes, ua.AttributeIds.DataType, timeout_s)
+    ranks = await _read(client, nodes, ua.AttributeIds.ValueRank, timeout_s)
+    dimensions = await _read(client, nodes, ua.AttributeIds.ArrayDimensions, timeout_s)
     access = await _read(client, nodes, ua.AttributeIds.UserAccessLevel, timeout_s)
     units = await read_units(client, nodes, timeout_s=timeout_s)
-    names = await _type_names(client, [dv.Value.Value for dv in types if _good(dv)], timeout_s)
+    type_ids = {dv.Value.Value for dv in types if _good(dv)}
+    names = await _type_names(client, list(type_ids), timeout_s)
+    enums = await enum_names_of(client, list(type_ids), timeout_s=timeout_s)
     details = {}
-    for node, type_dv, access_dv, unit in zip(nodes, types, access, units, strict=True):
+    for node, type_dv, rank_dv, dims_dv, access_dv, unit in zip(
+        nodes, types, ranks, dimensions, access, units, strict=True
+    ):
         type_id = type_dv.Value.Value if _good(type_dv) else None
+        built_in = type_id is not None and type_id.NamespaceIndex == 0
+        shown = names.get(type_id, "?") if type_id is not None else "?"
+        if type_id in enums:
+            shown += " {" + ", ".join(f"{k}: {v}" for k, v in enums[type_id].items()) + "}"
         details[node] = _Details(
-            data_type=names.get(type_id, "?") if type_id is not None else "?",
-            numeric=type_id is not None
-            and type_id.NamespaceIndex == 0
-            and type_id.Identifier in _NUMERIC_TYPES,
+            data_type=shown + _dimensions(rank_dv, dims_dv),
+            stored=type_id in enums
+            or (built_in and type_id is not None and type_id.Identifier in _STORED_TYPES),
             access=_access(access_dv.Value.Value if _good(access_dv) else None),
             unit=unit,
         )
     return details
+
+
+def _dimensions(rank: ua.DataValue, dimensions: ua.DataValue) -> str:
+    """`[10]` for a Float[10], `[]` for an array of unknown length, '' for a scalar."""
+    if not _good(rank) or rank.Value.Value is None or rank.Value.Value < 1:
+        return ""
+    sizes = dimensions.Value.Value if _good(dimensions) else None
+    return "[" + ",".join(str(n) if n else "" for n in sizes or ()) + "]"
 
 
 class _GoodValue(Protocol):
@@ -262,13 +288,18 @@ def _expanded(target: ua.ExpandedNodeId) -> ua.NodeId:
 
 
 def _node(
-    ref: ua.ReferenceDescription, path: tuple[str, ...], details: _Details | None
+    ref: ua.ReferenceDescription,
+    path: tuple[str, ...],
+    details: _Details | None,
+    namespaces: Sequence[str],
 ) -> BrowsedNode:
     name = ref.BrowseName
+    node_id = ref.NodeId.to_string()
     common = {
-        "node_id": ref.NodeId.to_string(),
+        "node_id": node_id,
         "browse_name": f"{name.NamespaceIndex}:{name.Name}",
         "path": path,
+        "config_id": _with_uri(ref.NodeId, node_id, namespaces),
     }
     if details is None:
         return BrowsedNode(**common, is_variable=False)
@@ -278,8 +309,17 @@ def _node(
         data_type=details.data_type,
         unit=details.unit,
         access=details.access,
-        numeric=details.numeric,
+        stored=details.stored,
     )
+
+
+def _with_uri(node: ua.ExpandedNodeId, node_id: str, namespaces: Sequence[str]) -> str:
+    """`ns=3;s=x` as `nsu=URI;s=x`: an index can change when the server restarts, its URI
+    does not. Namespace 0 (the standard's) stays as it is."""
+    index = node.NamespaceIndex
+    if not index or index >= len(namespaces) or not node_id.startswith(f"ns={index};"):
+        return node_id
+    return f"nsu={namespaces[index]};" + node_id.split(";", 1)[1]
 
 
 def select(nodes: Sequence[BrowsedNode], pattern: str | None) -> list[BrowsedNode]:
@@ -314,8 +354,9 @@ def connector_entry(
     security: dict[str, Any],
     auth: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], list[BrowsedNode]]:
-    """A `type: opcua` connectors-file entry reading the numeric variables among `nodes`, and
-    the variables left out (not numeric or not readable).
+    """A `type: opcua` connectors-file entry reading the variables among `nodes` whose type the
+    connector stores, by namespace URI (`nsu=`), and the variables left out (a type it does not
+    store, or not readable).
 
     The machine is the browse name of a variable's parent object, the signal its own browse
     name, both in snake_case; a repeated pair gets a numeric suffix.
@@ -326,7 +367,7 @@ def connector_entry(
     for node in nodes:
         if not node.is_variable:
             continue
-        if not node.numeric or "read" not in node.access:
+        if not node.stored or "read" not in node.access:
             skipped.append(node)
             continue
         machine = signal_name(node.path[-2]) if len(node.path) > 1 else "plc"
@@ -336,7 +377,7 @@ def connector_entry(
             suffix += 1
             signal = f"{base}_{suffix}"
         taken.add((machine, signal))
-        tags.append({"machine": machine, "signal": signal, "node": node.node_id})
+        tags.append({"machine": machine, "signal": signal, "node": node.config_id})
     entry: dict[str, Any] = {"type": "opcua", "name": name, "endpoint": endpoint}
     entry["security"] = security
     if auth:

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-from core.inputs import ConnectorStats, Emit
-from core.sample import Sample, SampleBatch
+from core.inputs import ConnectorStats, Emit, EmitPoints
+from core.sample import Point, Sample, SampleBatch
 
 FINAL_FLUSH_TIMEOUT_S = 5.0
 
@@ -36,12 +36,21 @@ class SampleBuffer:
         self._batch_size = batch_size
         self._limit = limit
         self._pending = SampleBatch()  # columns: batches from the hot path append cheaply
+        self._points: list[Point] = []  # readings with text, arrays (core.schema.telemetry_point)
+        self.emit_points: EmitPoints | None = None
         self._due = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._points)
+
+    def put_points(self, points: Sequence[Point]) -> None:
+        """Queue telemetry points (readings that are not one number); they go out with the
+        next flush, counted like samples."""
+        self._points += points
+        if len(self) >= self._batch_size:
+            self._due.set()
 
     async def put(self, samples: Sequence[Sample], *, flush: bool = False) -> None:
         """Queue samples; `flush` asks for them to go out now. Waits while the buffer is full."""
@@ -72,6 +81,14 @@ class SampleBuffer:
     async def flush(self) -> None:
         """Hand everything pending to `emit` as one batch."""
         self._due.clear()
+        if self._points:
+            points, self._points = self._points, []
+            if self.emit_points is None:  # run without an agent: nowhere to put them
+                self._stats.errors += 1
+                self._stats.last_error = f"{len(points)} readings that are not numbers dropped"
+            else:
+                await self.emit_points(points)
+                self._stats.samples += len(points)
         if not self._pending:
             return
         batch, self._pending = self._pending, SampleBatch()

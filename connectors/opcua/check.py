@@ -7,6 +7,8 @@ passes here is read the same way by the running connector.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 
 from asyncua import Client, ua
@@ -15,10 +17,11 @@ from connectors.check import ConnectorCheck, TagCheck
 from connectors.opcua.browse import read_units
 from connectors.opcua.client import quiet_asyncua_loggers
 from connectors.opcua.config import Config
-from connectors.opcua.datavalue import Series, to_sample
+from connectors.opcua.datavalue import NotStored, Series, quality_of, readings, to_sample
 from connectors.opcua.resolve import chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
 from connectors.opcua.session import SESSION_FAILURES, close_session, explain, open_session
+from core.sample import Quality
 
 _log = logging.getLogger(__name__)
 _NO_NODE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
@@ -85,7 +88,27 @@ def _outcome(machine: str, signal: str, node: str, dv: ua.DataValue, unit: str) 
     if status is not None and status.value in _DENIED:
         problem = f"access denied ({status.name}): this login may not read the node"
         return TagCheck(machine, signal, node, problem=problem)
+    raw = None if dv.Value is None else dv.Value.Value
+    if (
+        raw is not None
+        and not isinstance(raw, int | float)
+        and quality_of(status) is not Quality.BAD
+    ):
+        return _other(TagCheck(machine, signal, node, unit=unit), raw)
     sample, reason = to_sample(Series("", "", machine, signal), dv)
     if reason is not None:
         return TagCheck(machine, signal, node, unit=unit, problem=reason)
     return TagCheck(machine, signal, node, value=sample.value, unit=unit)
+
+
+def _other(tag: TagCheck, raw: object) -> TagCheck:
+    """A value that is not one number, as the connector stores it (a text, an array's
+    elements), or the reason it does not."""
+    try:
+        found = readings(raw)
+    except NotStored as exc:
+        return dataclasses.replace(tag, problem=str(exc))
+    shown = ", ".join(json.dumps(t) if t is not None else repr(v) for _, v, t in found)
+    if len(found) > 1:
+        shown = f"{len(found)} elements: {shown}"
+    return dataclasses.replace(tag, text=shown if len(shown) <= 60 else shown[:57] + "...")

@@ -25,10 +25,19 @@ from asyncua.common.utils import NotEnoughData
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
-from connectors.opcua.datavalue import Decoded, Series, checked_value, decoded
+from connectors.opcua.datavalue import (
+    Decoded,
+    NotStored,
+    Other,
+    Series,
+    checked_value,
+    decoded,
+    readings,
+)
+from connectors.opcua.enums import Names, enum_names
 from connectors.opcua.latest import LatestValues
 from connectors.opcua.publish import Changes, use_fast_publish
-from connectors.opcua.resolve import chunks, resolve_all
+from connectors.opcua.resolve import Moved, chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
 from connectors.opcua.session import (
     SESSION_FAILURES,
@@ -39,9 +48,10 @@ from connectors.opcua.session import (
     is_refusal,
     open_session,
 )
-from core.inputs import ConnectorStats, Emit
+from core.inputs import ConnectorStats, Emit, EmitPoints
 from core.reconnect import Backoff
-from core.sample import Quality, Sample, SampleBatch, SeriesKey
+from core.sample import Point, Quality, Sample, SampleBatch, SeriesKey
+from core.schema import telemetry_point
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +63,15 @@ _NODE_ERRORS = frozenset(
         ua.StatusCodes.BadAttributeIdInvalid,
         ua.StatusCodes.BadNotReadable,
         ua.StatusCodes.BadUserAccessDenied,
+    }
+)
+# A session the server closed or forgot (restart, timeout): asyncua's publish loop logs a
+# traceback for it every second until the session is replaced.
+_SESSION_GONE = frozenset(
+    {
+        ua.StatusCodes.BadSessionClosed,
+        ua.StatusCodes.BadSessionIdInvalid,
+        ua.StatusCodes.BadSessionNotActivated,
     }
 )
 _DEADBAND_TYPES = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
@@ -71,8 +90,11 @@ class _KnownLossFilter(logging.Filter):
     each loss and refusal once itself, with the fix."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], ConnectionError | NotEnoughData):
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ConnectionError | NotEnoughData):
             return False  # NotEnoughData: a refused secure channel (session.ChannelRefused)
+        if isinstance(error, ua.UaStatusCodeError) and error.code in _SESSION_GONE:
+            return False  # the server closed the session: the watch reports it, one line
         message = record.getMessage()
         # A refused request (e.g. a wrong login) is reported by the caller, with its fix.
         return "connection is closed" not in message and not message.startswith(
@@ -144,6 +166,11 @@ class OpcUaInput:
             math.ceil(self.stale_after_s() * 1000 / sampling_ms),
         )
         self._reasons: dict[int, str] = {}
+        self._told: set[tuple[int, str]] = set()  # (tag, BAD reason) logged and counted once
+        self._said: set[str] = set()  # connector-wide problems logged once
+        self._enums: dict[int, Names] = {}  # tag index -> its enumeration's value names
+        self._namespaces: dict[int, str] = {}  # namespace index -> URI when first seen
+        self.emit_points: EmitPoints | None = None  # set by the agent (core.inputs.TextInput)
         self._keys = [series.key for series in self._series]
         self._latest = LatestValues(self._keys, [config.max_age_of(tag) for tag in config.tags])
         self._slots: list[_Slot] = []
@@ -161,6 +188,7 @@ class OpcUaInput:
             cfg.publishing_interval_ms / 1000 if cfg.mode == "subscribe" else cfg.poll_interval_s
         )
         buffer = SampleBuffer(emit, self.stats, flush_interval_s=flush_s)
+        buffer.emit_points = self.emit_points
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
@@ -273,6 +301,7 @@ class OpcUaInput:
         capacity = Capacity.of(limits, max_per_subscription=cfg.max_items_per_subscription)
         self._plan(slot, buffer, capacity, limits)
         items = await self._resolve(client, buffer, slot.indexes, capacity)
+        await self._read_enum_names(client, items, capacity)
         if cfg.mode == "subscribe":
             items = await self._subscribe(client, items, buffer, loss, capacity)
         poller = (
@@ -296,19 +325,51 @@ class OpcUaInput:
         cfg = self._config
         addresses = [cfg.tags[index].address() for index in indexes]
         resolved = await resolve_all(
-            client, addresses, timeout_s=cfg.timeout_s, batch=capacity.per_translate
+            client,
+            addresses,
+            timeout_s=cfg.timeout_s,
+            batch=capacity.per_translate,
+            pinned=self._namespaces,
         )
         items: list[Item] = []
         unresolved: list[Sample] = []
         now = time.time_ns()
         for index, target in zip(indexes, resolved, strict=True):
-            if isinstance(target, str):
+            if isinstance(target, Moved):  # said once below, for all its tags
+                self._note(index, target, quiet=True)
+                unresolved.append(self._marker(index, now))
+            elif isinstance(target, str):
                 self._note(index, f"{cfg.tags[index].node}: {target}")
                 unresolved.append(self._marker(index, now))
             else:
                 items.append((index, target))
+        self._say_moved([t for t in resolved if isinstance(t, Moved)])
         await buffer.put(unresolved, flush=True)
         return items
+
+    async def _read_enum_names(self, client: Client, items: list[Item], capacity: Capacity) -> None:
+        """The value names of the enumeration tags; a server that will not say stores their
+        codes only (logged once), the session goes on."""
+        timeout_s = self._config.timeout_s
+        try:
+            self._enums.update(
+                await enum_names(client, items, timeout_s=timeout_s, batch=capacity.per_read)
+            )
+        except (TimeoutError, ua.UaError) as exc:
+            why = f"enumeration names not read ({type(exc).__name__}: {exc}): codes only"
+            if why not in self._said:
+                self._said.add(why)
+                _log.warning("%s: %s", self.name, why)
+
+    def _say_moved(self, moved: list[Moved]) -> None:
+        """One line (and one error) per renumbered namespace, however many tags it holds."""
+        for reason in sorted(set(moved)):
+            if reason in self._said:  # said in an earlier session
+                continue
+            self._said.add(reason)
+            self.stats.errors += 1
+            self.stats.last_error = reason
+            _log.error("%s: %s; %d tags marked BAD", self.name, reason, moved.count(reason))
 
     async def _subscribe(
         self,
@@ -477,19 +538,24 @@ class OpcUaInput:
                 for indexes, params in requests:
                     async with asyncio.timeout(cfg.timeout_s):
                         values = await session.read(params)
-                    await buffer.put(self._samples(decoded(zip(indexes, values, strict=True))))
+                    others: list[Other] = []
+                    pairs = zip(indexes, values, strict=True)
+                    await buffer.put(self._samples(decoded(pairs, others), others))
+                    await self._put_others(buffer, others)
                 self.stats.latency_ms = (loop.time() - started) * 1000
                 await buffer.put((), flush=True)
                 await asyncio.sleep(max(0.0, cfg.poll_interval_s - (loop.time() - started)))
         except SESSION_FAILURES as exc:
             loss.report(f"poll failed: {type(exc).__name__}: {exc}")
 
-    def _samples(self, values: Iterable[Decoded]) -> SampleBatch:
+    def _samples(self, values: Iterable[Decoded], others: list[Other]) -> SampleBatch:
         """Samples for decoded values (the tag index first): the hot path of both modes. They go out
         as columns, one run per stretch of equal timestamp and quality (a PLC stamps the
-        changes of one scan alike), so no Sample object is made per value."""
+        changes of one scan alike), so no Sample object is made per value. The code of an
+        enumeration goes to `others`, to be stored with its name."""
         keys = self._keys
         reasons = self._reasons
+        enums = self._enums
         seen = self._latest.seen
         now = time.monotonic()
         batch = SampleBatch()
@@ -497,6 +563,9 @@ class OpcUaInput:
         run_values: list[float] = []
         run_ts, run_quality = 0, Quality.GOOD
         for index, value, quality, ts, reason in values:
+            if enums and index in enums and reason is None and value == value:  # not NaN
+                others.append((index, quality, ts, int(value)))
+                continue
             ts = seen(index, value, quality, ts, now)
             if ts != run_ts or quality is not run_quality:
                 if run_keys:
@@ -509,6 +578,34 @@ class OpcUaInput:
         if run_keys:
             batch.add(tuple(run_keys), run_values, run_quality, run_ts)
         return batch
+
+    async def _put_others(self, buffer: SampleBuffer, others: list[Other]) -> None:
+        """Readings of values that are not one number (docs/data-model.md, "Values"): texts,
+        arrays (one series per element) and enumerations (code and name); a type the data model
+        has no place for marks its tag BAD, logged once."""
+        if not others:
+            return
+        points: list[Point] = []
+        bad: list[Sample] = []
+        for index, quality, ts, raw in others:
+            ts = self._latest.not_numeric(index, quality, ts)
+            try:
+                found = readings(raw, self._enums.get(index))
+            except NotStored as exc:
+                self._note(index, str(exc))
+                bad.append(self._series[index].bad(ts))
+                continue
+            site, line, machine, signal = self._keys[index]
+            points += [
+                telemetry_point(
+                    (site, line, machine, signal + suffix), ts, quality, value=value, text=text
+                )
+                for suffix, value, text in found
+            ]
+            if index in self._reasons:
+                self._note(index, None)
+        buffer.put_points(points)
+        await buffer.put(bad)
 
     def stale_after_s(self) -> float:
         """How long a server may stay silent before the session counts as lost."""
@@ -619,8 +716,9 @@ class OpcUaInput:
         self._latest.marked(index, marker)
         return marker
 
-    def _note(self, index: int, reason: str | None) -> None:
-        """Count and log a tag's BAD reason when it changes, not on every notification."""
+    def _note(self, index: int, reason: str | None, *, quiet: bool = False) -> None:
+        """Count and log a tag's BAD reason once per tag and reason, not on every notification
+        (`quiet`: the caller says it for many tags at once)."""
         if reason is None:
             del self._reasons[index]
             self.stats.bad_tags.pop(self._tag_name(index), None)
@@ -628,6 +726,9 @@ class OpcUaInput:
         elif self._reasons.get(index) != reason:
             self._reasons[index] = reason
             self.stats.bad_tags[self._tag_name(index)] = reason
+            if quiet or (index, reason) in self._told:  # once per tag and cause
+                return
+            self._told.add((index, reason))
             self.stats.errors += 1
             self.stats.last_error = reason
             series = self._series[index]
@@ -648,14 +749,16 @@ class _Notifications:
         if not data:
             return  # keep-alive
         for notification in data:
+            others: list[Other] = []
             if isinstance(notification, Changes):  # the fast path (publish.py)
                 changes = notification.decoded(time.time_ns())
-                await self._buffer.put(self._owner._samples(changes))
+                await self._buffer.put(self._owner._samples(changes, others))
             elif isinstance(notification, ua.DataChangeNotification):
                 pairs = ((item.ClientHandle, item.Value) for item in notification.MonitoredItems)
-                await self._buffer.put(self._owner._samples(decoded(pairs)))
+                await self._buffer.put(self._owner._samples(decoded(pairs, others), others))
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._loss.report(f"subscription ended: {notification.Status.name}")
+            await self._owner._put_others(self._buffer, others)
 
 
 def deadband_filter(deadband: Deadband) -> ua.DataChangeFilter | None:

@@ -54,6 +54,13 @@ class LatestValues:
         self._store(index, value, quality, ts)
         return ts
 
+    def not_numeric(self, index: int, quality: Quality, ts: int) -> int:
+        """As `seen`, for a value kept out of these columns (a text, an array, an enumeration):
+        its tag gets no keep-alive, since there is no number to record again."""
+        ts = self.seen(index, float("nan"), quality, ts, time.monotonic())
+        self._stamps[index] = _NONE
+        return ts
+
     def _store(self, index: int, value: float, quality: Quality, ts: int) -> None:
         self._values[index] = value
         self._qualities[index] = quality

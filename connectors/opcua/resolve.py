@@ -38,16 +38,31 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 async def resolve_all(
-    client: Client, addresses: Sequence[NodeAddress], *, timeout_s: float, batch: int
+    client: Client,
+    addresses: Sequence[NodeAddress],
+    *,
+    timeout_s: float,
+    batch: int,
+    pinned: dict[int, str] | None = None,
 ) -> list[Resolved]:
-    """One NodeId or reason per address, in order, using one request per batch of paths."""
-    namespaces = await _namespace_array(client, addresses, timeout_s)
+    """One NodeId or reason per address, in order, using one request per batch of paths.
+
+    `pinned` (kept by the caller across sessions) holds the URI each namespace index an
+    address uses had when first seen: an address by index (`ns=3`, or a browse path's `3:Name`)
+    whose namespace has another URI now names another PLC's node, and is refused
+    (`NamespaceMoved`) instead of read."""
+    namespaces = await namespace_array(client, timeout_s)
     resolved: list[Resolved] = []
     paths: list[tuple[int, ua.BrowsePath]] = []
     for address in addresses:
         try:
             start = address.start if isinstance(address, BrowsePath) else address
+            if pinned is not None:
+                _check_indexes(address, namespaces, pinned)
             nodeid = to_ua_nodeid(start, namespaces)
+        except NamespaceMoved as exc:
+            resolved.append(Moved(exc))
+            continue
         except LookupError as exc:
             resolved.append(str(exc))
             continue
@@ -116,13 +131,36 @@ def to_ua_browse_path(start: ua.NodeId, path: BrowsePath) -> ua.BrowsePath:
     return ua.BrowsePath(StartingNode=start, RelativePath=ua.RelativePath(Elements=elements))
 
 
-async def _namespace_array(
-    client: Client, addresses: Sequence[NodeAddress], timeout_s: float
-) -> list[str]:
-    """The server's namespace URIs, read only when some address names a namespace by URI."""
-    refs = (a.start if isinstance(a, BrowsePath) else a for a in addresses)
-    if all(ref.namespace_uri is None for ref in refs):
-        return []
+class NamespaceMoved(LookupError):
+    """A namespace index that now holds another URI than when it was first seen."""
+
+
+class Moved(str):
+    """The reason an address was refused for a `NamespaceMoved`: the same for every address of
+    that namespace, so the caller can say it once."""
+
+    __slots__ = ()
+
+
+def _check_indexes(address: NodeAddress, namespaces: Sequence[str], pinned: dict[int, str]) -> None:
+    """Refuse an address whose namespace indexes no longer mean what they meant."""
+    start = address.start if isinstance(address, BrowsePath) else address
+    indexes = {start.namespace_index} if start.namespace_uri is None else set()
+    if isinstance(address, BrowsePath):
+        indexes |= {element.namespace_index for element in address.elements}
+    for index in sorted(indexes - {0}):  # 0 is the standard's own, the same on every server
+        now = namespaces[index] if index < len(namespaces) else None
+        first = pinned.setdefault(index, now) if now is not None else pinned.get(index)
+        if now != first:
+            raise NamespaceMoved(
+                f"namespace {index} was {first} and is {now or 'gone'} now (the server "
+                f"renumbered its namespaces): not read, to read no other node; write the id "
+                f"as nsu={first};... to follow it"
+            )
+
+
+async def namespace_array(client: Client, timeout_s: float) -> list[str]:
+    """The server's namespace URIs, read on every connect: a restart may renumber them."""
     async with asyncio.timeout(timeout_s):
         (value,) = await client.uaclient.read_attributes([_NAMESPACE_ARRAY], ua.AttributeIds.Value)
     return list(checked_value(value))

@@ -16,6 +16,7 @@ from analytics.windows import (
     read_telemetry,
 )
 from core.sample import Point, Quality, Sample
+from core.schema import telemetry_point
 from core.storage import Historian
 from historian import open_historian
 
@@ -103,3 +104,17 @@ def test_detection_signals_leave_out_states_flags_counters_and_constants() -> No
         np.arange(n, dtype=float), tuple(columns), np.column_stack(list(columns.values()))
     )
     assert detection_signals(frame) == ("current_a", "steam_valve_pct")
+
+
+async def test_text_readings_are_no_detector_input(historian: Historian) -> None:
+    key = ("plant", "line1", "filler", "batch_id")
+    await historian.write_points([telemetry_point(key, T0 * NS, Quality.GOOD, text="B-17")])
+    mode = ("plant", "line1", "filler", "mode")
+    await historian.write_points(
+        [telemetry_point(mode, T0 * NS, Quality.GOOD, value=1.0, text="Run")]
+    )
+    await historian.write_samples(
+        [Sample("line1", "filler", "speed", 2.0, Quality.GOOD, T0 * NS, "plant")]
+    )
+    (filler,) = (await read_telemetry(historian, T0, T0 + 1)).values()
+    assert sorted(filler.signals) == ["mode", "speed"]  # the enumeration's code is a number

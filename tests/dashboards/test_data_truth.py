@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from core.sample import Point, Quality, Sample
-from core.schema import KEEP_ALIVE_S, MachineState
+from core.schema import KEEP_ALIVE_S, MachineState, telemetry_point
 from dashboards.influxql import CONNECTOR_STALE_S, STALE_S
 from historian import open_historian
 from tests.conftest import fresh_database
@@ -97,6 +97,12 @@ def _points(now: int) -> Iterator[Point]:
             if t <= last:
                 fields = {"score": 2.0, "threshold": 1.0, "is_anomaly": True, "top_signal": "x"}
                 yield Point("anomaly", {**tags, "machine": machine}, fields, t * NS)
+    batch = ("plant", LINE, "filler", "batch_id")  # a String tag: two batches, then bad
+    yield telemetry_point(batch, (now - 600) * NS, Quality.GOOD, text="B-16")
+    yield telemetry_point(batch, (now - 300) * NS, Quality.GOOD, text='B-17 "new"')
+    yield telemetry_point(batch, (now - 100) * NS, Quality.BAD)
+    mode = ("plant", LINE, "filler", "mode")  # an enumeration: its code and its name
+    yield telemetry_point(mode, (now - 200) * NS, Quality.GOOD, value=1.0, text="Running")
     for machine in ("alive", "dead"):
         event_tags = {"site": SITE, "line": LINE, "machine": machine, "kind": "anomaly"}
         fields = {"text": "anomaly", "active": True, "top_signal": "x", "peak_score": 2.0}
@@ -192,3 +198,12 @@ def test_an_episode_whose_detector_went_silent_is_not_in_progress(timeline: Time
     scored = timeline.rows(f"{panel} B")
     assert set(opened) == {"alive", "dead"}  # both last events opened an episode
     assert set(opened) & set(scored) == {"alive"}  # the silent detector's episode has ended
+
+
+def test_latest_texts_show_the_newest_text_of_each_signal(timeline: Timeline) -> None:
+    rows = timeline.rows(
+        "machine-detail.json: panel 'Latest texts'", machine="filler", signal=["batch_id", "mode"]
+    )
+    newest = {signal: [text for _, text in found] for signal, found in rows.items()}
+    # the last text of the range, though a bad reading (no text) came after it
+    assert newest == {"batch_id": ['B-17 "new"'], "mode": ["Running"]}

@@ -72,11 +72,18 @@ def variable_values(line_run: LineRun) -> dict[str, list[str]]:
     return values
 
 
+# The simulated line's PLCs have no text tags (batch ids, recipe names): these queries run
+# without error on its data and return nothing; test_data_truth.py checks their answers on a
+# timeline that has texts.
+NO_DATA_ON_THE_SIMULATED_LINE = {"machine-detail.json: panel 'Latest texts' A"}
+
+
 def _check(run: LineRun, query: Query, values: Mapping[str, Sequence[str]], **kw: str) -> None:
     """Run as Grafana would have when the run ended (${__to} is its end: the latest-value
     queries look back from there, however long after the run this test runs)."""
     text = expand(query, values, to_ms=run.end_ms, **kw)
-    assert series_problems(text, run.query(text)) == [], f"{query.where}: {text}"
+    expected = ["no data"] if query.where in NO_DATA_ON_THE_SIMULATED_LINE else []
+    assert series_problems(text, run.query(text)) == expected, f"{query.where}: {text}"
 
 
 @pytest.mark.parametrize("query", DASHBOARD_QUERIES, ids=_id)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import sqlite3
+from pathlib import Path
 
 import pytest
 
+from core.schema import telemetry_point
 from historian import Historian, HistorianError, Point, Quality, Reading, Sample
+from historian.sqlite import SQLiteHistorian
 
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000  # one second in ns
@@ -196,3 +200,58 @@ async def test_points_outside_the_model_are_refused(
         await historian.write_points([point])
     with pytest.raises(HistorianError, match="no tag colour"):
         await historian.points("kpi", tags={"colour": "red"})
+
+
+TEXT_POINTS = [  # what the data model's "Values" table says non-numbers become
+    telemetry_point(("plant", "line1", "filler", "batch_id"), T0, Quality.GOOD, text='B-17 "x"'),
+    telemetry_point(
+        ("plant", "line1", "filler", "mode"), T0, Quality.GOOD, value=2.0, text="Running"
+    ),
+    telemetry_point(("plant", "line1", "filler", "batch_id"), T0 + S, Quality.BAD),
+]
+
+
+async def test_text_values_round_trip_with_quality_and_time(historian: Historian) -> None:
+    await historian.write_points(TEXT_POINTS)
+    await historian.write_samples([sample("filler", "speed_bpm", 1.5, T0)])
+    got = await historian.points("telemetry", tags={"machine": "filler"})
+    assert [(p.tags["signal"], p.fields, p.ts) for p in got] == [
+        ("batch_id", {"quality": 0, "text": 'B-17 "x"'}, T0),
+        ("mode", {"quality": 0, "value": 2.0, "text": "Running"}, T0),
+        ("speed_bpm", {"quality": 0, "value": 1.5}, T0),
+        ("batch_id", {"quality": 2}, T0 + S),
+    ]
+    latest = {r.signal: (r.text, r.quality) for r in await historian.latest()}
+    assert latest == {
+        "batch_id": (None, Quality.BAD),
+        "mode": ("Running", Quality.GOOD),
+        "speed_bpm": (None, Quality.GOOD),
+    }
+
+
+async def test_sqlite_file_of_the_numbers_only_model_gains_text(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the layout before `telemetry.text`
+        conn.executescript(
+            "CREATE TABLE telemetry_series (id INTEGER PRIMARY KEY, site TEXT NOT NULL,"
+            " line TEXT NOT NULL, machine TEXT NOT NULL, signal TEXT NOT NULL,"
+            " UNIQUE (site, line, machine, signal));"
+            "CREATE TABLE telemetry (series INTEGER NOT NULL, time INTEGER NOT NULL,"
+            " value REAL, quality INTEGER, PRIMARY KEY (series, time)) WITHOUT ROWID;"
+            "CREATE VIEW telemetry_points AS SELECT s.site, s.line, s.machine, s.signal,"
+            " t.time, t.value, t.quality FROM telemetry t JOIN telemetry_series s"
+            " ON s.id = t.series;"
+            "INSERT INTO telemetry_series VALUES (1, 'plant', 'line1', 'filler', 'speed_bpm');"
+            f"INSERT INTO telemetry VALUES (1, {T0}, 3.0, 0);"
+        )
+    conn.close()
+    store = SQLiteHistorian(str(path))
+    try:
+        await store.write_points(TEXT_POINTS[:1])
+        got = await store.points("telemetry")
+        assert [(p.tags["signal"], p.fields) for p in got] == [
+            ("batch_id", {"quality": 0, "text": 'B-17 "x"'}),
+            ("speed_bpm", {"quality": 0, "value": 3.0}),
+        ]
+    finally:
+        await store.close()

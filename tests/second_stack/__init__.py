@@ -6,6 +6,10 @@
   with the value. Variables (ns=1): oven.temperature (Double, °C, +0.5 every 200 ms),
   oven.mode (Int32 3), oven.running (Boolean true), oven.bottles (UInt32 4000000001),
   oven.setpoint (Double 12345.678), all constant but the first.
+- `node_opcua_s7_server`: node-opcua laid out like a Siemens S7-1500 (node_opcua/s7_server.js):
+  namespace http://www.siemens.com/simatic-s7-opcua at index 3 (4 with `extra_ns`, another
+  PLC's at 3), ids like ns=3;s="DB_Line"."Motor1"."Speed", one variable per built-in type, a
+  Float[10] and an enumeration with EnumStrings; open and anonymous.
 - `node_opcua_scale_server`: node-opcua again, open and anonymous, with N doubles ns=1;s=v0..
   that all change at every whole second, announcing (and enforcing) the limits it is given.
 - `libmodbus_server`: a C Modbus TCP server on Debian's libmodbus (bin/test installs
@@ -115,6 +119,19 @@ def node_opcua_server(folder: Path) -> Iterator[Running]:
         "OPCUA_USER": NODE_USER,
         "OPCUA_PASSWORD": NODE_PASSWORD,
     }
+    with _serving(["node", str(script)], folder, port, env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def node_opcua_s7_server(
+    folder: Path, *, extra_ns: bool = False, port: int | None = None
+) -> Iterator[Running]:
+    """node_opcua/s7_server.js on `port` (a free one by default)."""
+    script = HERE / "node_opcua" / "s7_server.js"
+    _check_node_opcua(script)
+    port = port or free_port()
+    env = {"PORT": str(port), "EXTRA_NS": "1" if extra_ns else "0"}
     with _serving(["node", str(script)], folder, port, env) as server:
         yield server
 

@@ -57,11 +57,17 @@ def ms_key(s: Sample) -> Key:
     return (s.site, s.line, s.machine, s.signal, s.source_ts // 1_000_000)
 
 
-async def stored(influxd: Influxd) -> set[Key]:
+async def stored(influxd: Influxd) -> dict[Key, dict[str, object]]:
     async with InfluxV1Historian(influxd.url, "faults") as historian:
         points = await historian.points("telemetry")
     return {
-        (p.tags["site"], p.tags["line"], p.tags["machine"], p.tags["signal"], p.ts // 1_000_000)
+        (
+            p.tags["site"],
+            p.tags["line"],
+            p.tags["machine"],
+            p.tags["signal"],
+            p.ts // 1_000_000,
+        ): dict(p.fields)
         for p in points
     }
 
@@ -99,6 +105,10 @@ class Worker:
 
     def historian_failures(self) -> int:
         return self.log.read_text().count("historian write failed")
+
+    def marked_bad(self) -> int:
+        """Signals it marked bad on an NDEATH or DDEATH (its log says how many each time)."""
+        return sum(map(int, re.findall(r"(\d+) signals marked bad", self.log.read_text())))
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -198,12 +208,17 @@ async def test_nothing_acknowledged_is_lost_through_broker_and_workers(
             assert writer.stats.rejected == 0
             await publisher.close()
         expected = {ms_key(s) for s in taken}
+        series = {key[:4] for key in expected}
         have: set[Key] = set()
+        deaths: dict[Key, dict[str, object]] = {}
 
         async def all_stored() -> bool:
-            nonlocal have
-            have = await stored(influxd)
-            return have >= expected
+            """Every sample taken, and the edges' NDEATHs: every series marked bad once."""
+            nonlocal have, deaths
+            fields = await stored(influxd)
+            have = set(fields)
+            deaths = {key: fields[key] for key in have - expected}
+            return have >= expected and {key[:4] for key in deaths} >= series
 
         for _ in range(120):  # the workers drain their spools; what is missing is said below
             if await all_stored():
@@ -212,7 +227,9 @@ async def test_nothing_acknowledged_is_lost_through_broker_and_workers(
     counts = [await asyncio.to_thread(w.stop) for w in workers]
     missing = expected - have
     assert not missing, f"{len(missing)} of {len(expected)} samples lost, e.g. {min(missing)}"
-    assert have == expected  # and nothing that was not taken
+    # and nothing that was not taken but the bad markers of the deaths the workers received
+    assert all(f == {"quality": 2} for f in deaths.values()), "a death marker with a value"
+    assert len(deaths) == sum(w.marked_bad() for w in workers)
     assert all(c > 0 for c in counts), f"samples stored per worker: {counts}"
     assert report["violations"] == []
     for node in ("edge-opcua", "edge-modbus"):

@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import subprocess
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
@@ -72,18 +73,25 @@ async def test_samples_reach_the_historian_and_sparkplug_is_valid(
             await eventually(lambda: writer.stats.samples_written >= len(sent), "all ingested", 20)
             await eventually(lambda: writer.stats.points_written >= 1, "the event ingested")
             await publisher.close()
-            stored = await store.points("telemetry")
-            for _ in range(100):  # points travel their own topic: wait for the event itself
-                if events := await store.points("events"):
+            last = max(s.source_ts for s in sent)
+            for _ in range(100):  # points and deaths travel their own topics: wait for them
+                stored = await store.points("telemetry")
+                deaths = [p for p in stored if p.ts > last]  # marked at the time received
+                events = await store.points("events")
+                if events and len(deaths) == 3 * len(SIGNALS):
                     break
                 await asyncio.sleep(0.1)
+    data = [p for p in stored if p.ts <= last]
     assert {
         (p.tags["site"], p.tags["line"], p.tags["machine"], p.tags["signal"], p.ts // 1_000_000)
-        for p in stored
+        for p in data
     } == {ms_key(s) for s in sent}
-    assert len(stored) == len(sent)
-    bad = [p for p in stored if p.fields["quality"] == Quality.BAD]
+    assert len(data) == len(sent)
+    bad = [p for p in data if p.fields["quality"] == Quality.BAD]
     assert len(bad) == len(SIGNALS)
+    # The capper's DDEATH, then the clean stop's NDEATH: every signal of the node, bad.
+    assert all(p.fields == {"quality": Quality.BAD} for p in deaths)
+    assert Counter(p.tags["machine"] for p in deaths) == {"capper": 6, "filler": 3}
     assert [e.fields["text"] for e in events] == ["x"]
     assert report["violations"] == []
     assert report["kinds"]["NBIRTH"] == 1 and report["kinds"]["DBIRTH"] == 2
@@ -202,9 +210,14 @@ async def test_a_worker_away_while_a_node_was_born_and_gone_decodes_what_waited_
     writer = HistorianWriter(store, spool=Spool(tmp_path / "ingest"), flush_interval_s=0.05)
     again = MqttIngest(broker, writer.put_points, client_id="w-away")
     async with store, running(Agent([again], writer).run()):
-        await eventually(lambda: writer.stats.samples_written >= len(sent), "decoded", 20)
+        # what was sent, then the NDEATH that waited behind it: every signal marked bad
+        await eventually(lambda: writer.stats.samples_written >= len(sent) + 3, "decoded", 20)
         stored = await store.points("telemetry")
-    assert {ms_key(s) for s in sent} == {stored_key(p) for p in stored}
+    last = max(s.source_ts for s in sent)
+    assert {ms_key(s) for s in sent} == {stored_key(p) for p in stored if p.ts <= last}
+    deaths = [p for p in stored if p.ts > last]
+    assert sorted(p.tags["signal"] for p in deaths) == sorted(SIGNALS)
+    assert all(p.fields == {"quality": Quality.BAD} for p in deaths)
     assert publisher.rebirths == 0 and again.rejected == 0
 
 

@@ -59,8 +59,10 @@ async def test_detect_from_mqtt_flags_the_stuck_sensor_on_its_machine(
         async with running(feed):
             for second in range(0, len(stretch), 500):
                 await edge.write_samples(stretch[second : second + 500])
-            await edge.close()
             await eventually(lambda: recent.samples_held == len(stretch), "the stream in", 20)
+        # Closed only now: its NDEATH would mark every signal bad at the time it arrives, and
+        # that time (today) is far after the recording's, which the stream would then drop.
+        await edge.close()
         detector = OnlineDetector(recent, models, lag_s=0.0, kpi_interval_s=None)
         for second in range(start + 1, round(sim.time_s) + 1):
             await detector.step(T0 + second)

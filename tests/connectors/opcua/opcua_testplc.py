@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from asyncua import Server, ua
 
-from core.sample import Quality, Sample
+from core.sample import Point, Quality, Sample
 
 NAMESPACE_URI = "urn:shopfloor:test-plc"
 SOURCE_TS = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
@@ -130,8 +130,14 @@ class Collector:
 
     def __init__(self) -> None:
         self.samples: list[Sample] = []
+        self.points: list[Point] = []  # readings that are not one number (emit_points)
         self.batches = 0
         self._changed = asyncio.Condition()
+
+    async def emit_points(self, points: Sequence[Point]) -> None:
+        async with self._changed:
+            self.points.extend(points)
+            self._changed.notify_all()
 
     async def emit(self, batch: Sequence[Sample]) -> None:
         async with self._changed:

@@ -96,7 +96,7 @@ def test_numeric_values_become_floats(
 def test_non_numeric_values_are_bad_with_a_reason(variant: ua.Variant) -> None:
     sample, reason = to_sample(SERIES, ua.DataValue(variant, SourceTimestamp=TS))
     assert sample.quality is Quality.BAD and math.isnan(sample.value)
-    assert reason is not None and "not numeric" in reason
+    assert reason is not None and "not a number" in reason
 
 
 def test_bad_status_carries_nan_and_uncertain_keeps_its_value() -> None:

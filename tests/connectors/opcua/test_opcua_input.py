@@ -39,12 +39,12 @@ TAGS = [
 ]
 READABLE = ["temp", "count", "running", "speed"]
 ALL = [tag["signal"] for tag in TAGS]
+NUMBERS = [signal for signal in ALL if signal != "label"]  # a String: a text reading
 EXPECTED: dict[str, tuple[float, Quality]] = {
     "temp": (72.25, Quality.GOOD),
     "count": (42.0, Quality.GOOD),
     "running": (1.0, Quality.GOOD),
     "speed": (3.5, Quality.GOOD),
-    "label": (math.nan, Quality.BAD),  # a String is not numeric
     "broken": (math.nan, Quality.BAD),  # BadSensorFailure
     "missing": (math.nan, Quality.BAD),  # BadNodeIdUnknown
     "nowhere": (math.nan, Quality.BAD),  # browse path to nothing
@@ -70,6 +70,7 @@ def make_input(endpoint: str, mode: str, **overrides: Any) -> OpcUaInput:
 
 @asynccontextmanager
 async def running(source: OpcUaInput, collector: Collector) -> AsyncIterator[asyncio.Task[None]]:
+    source.emit_points = collector.emit_points  # what the agent does
     task = asyncio.create_task(source.run(collector.emit))
     try:
         yield task
@@ -85,7 +86,9 @@ async def test_every_tag_arrives_with_value_quality_and_source_time(
 ) -> None:
     source = make_input(plc.endpoint, mode)
     async with running(source, collector):
-        await collector.wait_for(lambda: set(collector.latest()) == set(ALL))
+        await collector.wait_for(
+            lambda: set(collector.latest()) == set(NUMBERS) and collector.points
+        )
         assert source.stats.connected
 
     latest = collector.latest()
@@ -98,8 +101,11 @@ async def test_every_tag_arrives_with_value_quality_and_source_time(
         assert latest[signal].source_ts == SOURCE_TS_NS, signal
     assert latest["broken"].line == "line9"
     assert latest["temp"].line == "line1"
-    assert source.stats.samples == len(collector.samples)
-    assert source.stats.errors == 4  # label, broken, missing, nowhere: once each
+    label = collector.points[-1]
+    assert (label.tags["signal"], dict(label.fields)) == ("label", {"quality": 0, "text": "hello"})
+    assert label.ts == SOURCE_TS_NS
+    assert source.stats.samples == len(collector.samples) + len(collector.points)
+    assert source.stats.errors == 3  # broken, missing, nowhere: once each
 
 
 async def test_subscription_delivers_changes(plc: TestPlc, collector: Collector) -> None:
@@ -152,8 +158,8 @@ async def test_refused_subscriptions_fall_back_to_polling(
     source = make_input(plc.endpoint, "subscribe", max_items_per_subscription=2)
     with caplog.at_level(logging.WARNING, logger="connectors.opcua"):
         async with running(source, collector):
-            await collector.wait_for(lambda: set(collector.latest()) == set(ALL))
-            await collector.wait_for(lambda: len(collector.samples) > 3 * len(ALL))
+            await collector.wait_for(lambda: set(collector.latest()) == set(NUMBERS))
+            await collector.wait_for(lambda: len(collector.samples) > 3 * len(NUMBERS))
     latest = collector.latest()
     for signal in READABLE:
         assert (latest[signal].value, latest[signal].quality) == EXPECTED[signal]

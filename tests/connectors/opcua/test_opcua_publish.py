@@ -64,7 +64,7 @@ def test_numbers_statuses_and_timestamps_read_as_asyncua_reads_them() -> None:
     (columns,) = fast.NotificationMessage.NotificationData
     assert isinstance(columns, Changes)
     (expected,) = slow.NotificationMessage.NotificationData
-    want = list(decoded((m.ClientHandle, m.Value) for m in expected.MonitoredItems))
+    want = list(decoded(((m.ClientHandle, m.Value) for m in expected.MonitoredItems), []))
     got = list(columns.decoded(NOW_NS))
     assert [g[:1] + g[2:] for g in got] == [w[:1] + w[2:] for w in want]
     assert [g[1] for g in got[:6]] == [w[1] for w in want[:6]]  # the Bad one is NaN on both
