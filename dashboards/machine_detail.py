@@ -10,6 +10,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import statetimeline, timeseries
 
+from core.schema import STATE_SIGNAL
 from dashboards import anomalies, events, line_overview
 from dashboards.influxql import (
     LATEST,
@@ -21,10 +22,12 @@ from dashboards.influxql import (
     query_variable,
 )
 from dashboards.panels import (
+    ALARM_MAPPINGS,
     QUALITY_MAPPINGS,
     STATE_MAPPINGS,
     Json,
     build_dashboard,
+    props,
     stat,
     state_band,
     time_series,
@@ -34,6 +37,7 @@ from dashboards.panels import (
 UID = "shopfloor-machine-detail"
 MACHINE = f'{SITE_LINE} AND "machine" =~ /^$machine$/'
 SIGNALS = '"signal" =~ /^$signal$/'
+ALARM_PREFIX = "alarm_"  # PLC alarm bits (plc_sim's alarm_overload, alarm_overtemp, ...)
 
 
 def build() -> Json:
@@ -44,21 +48,22 @@ def build() -> Json:
         "Every signal of one machine, its anomaly score against the threshold, its events.",
         [
             ("State and latest values", [(_state(), 24, 4), (_latest(), 24, 5)]),
-            ("Signal quality", [(_quality(), 24, 5)]),
+            ("Signal quality", [(_quality(), 24, 8)]),
             ("Signals", [(_signal(), 8, 7)]),
             (
                 "Anomaly detection",
                 [
-                    (_score(), 16, 8),
+                    (_severity(), 14, 8),
                     (
-                        anomalies.latest_scores(
-                            "Latest score and top signal",
-                            "The newest score, its threshold, whether it is anomalous, which "
-                            "signal contributed most (where to look first) and how old it is.",
+                        anomalies.latest_severity(
+                            "Latest severity and top signal",
+                            "The newest severity (the score as a multiple of the limit, "
+                            "coloured by level), which signal contributed most (where to look "
+                            "first) and how old it is.",
                             group_by="detector",
                             machine_regex="$machine",
                         ),
-                        8,
+                        10,
                         8,
                     ),
                     (
@@ -88,7 +93,6 @@ def build() -> Json:
             ),
         ],
         annotations=events.annotations("$machine"),
-        time_from="now-30m",
     )
 
 
@@ -117,7 +121,9 @@ def _latest() -> stat_panel.Panel:
         no_value=f"no data in the last {STALE_S} s",
     )
     with_unit_overrides(panel)
-    return panel
+    return panel.override_by_name(STATE_SIGNAL, props(mappings=STATE_MAPPINGS)).override_by_regexp(
+        f"/^{ALARM_PREFIX}/", props(mappings=ALARM_MAPPINGS)
+    )
 
 
 def _signal() -> timeseries.Panel:
@@ -153,12 +159,10 @@ def _quality() -> statetimeline.Panel:
     )
 
 
-def _score() -> timeseries.Panel:
-    return time_series(
-        "Anomaly score / threshold",
-        f"The detector's {anomalies.SCORE_RATIO_DESCRIPTION} Enough anomalous windows open "
-        "an episode.",
-        InfluxQL(anomalies.score_ratio_query(MACHINE, "detector"), alias="$tag_detector"),
-        threshold_line=1.0,
-        log_axis=True,
+def _severity() -> timeseries.Panel:
+    return anomalies.severity_series(
+        "Anomaly severity",
+        f"The detector's {anomalies.SEVERITY_DESCRIPTION} Enough anomalous windows open an "
+        "episode.",
+        InfluxQL(anomalies.severity_query(MACHINE, "detector"), alias="$tag_detector"),
     )
