@@ -167,23 +167,26 @@ def open_episodes() -> table_panel.Panel:
         f'SELECT last("score") AS "scored" FROM {ANOMALY_Q} WHERE {SITE_LINE}'
         f' AND time > now() - {DETECTOR_SILENT_S}s GROUP BY "machine"'
     )
+    # Named before the join: joined fields are shown with their frame's name appended, which
+    # a rename or an override after the join would have to spell.
+    shown_a = organize(
+        order=["machine", "Time", "top_signal", "peak_severity"],
+        rename={"Time": "since", "top_signal": "top signal", "peak_severity": "severity at start"},
+        hide=["active"],
+    )
     transformations = [
         model.DataTransformerConfig(id_val="merge", filter_val=_by_ref("A"), options={}),
         model.DataTransformerConfig(id_val="merge", filter_val=_by_ref("B"), options={}),
         model.DataTransformerConfig(
-            id_val="organize", filter_val=_by_ref("B"), options={"excludeByName": {"Time": True}}
+            id_val="organize", filter_val=_by_ref("A"), options=shown_a.options
+        ),
+        model.DataTransformerConfig(
+            id_val="organize",
+            filter_val=_by_ref("B"),
+            options=organize(hide=["Time", "scored"]).options,
         ),
         model.DataTransformerConfig(
             id_val="joinByField", options={"byField": "machine", "mode": "inner"}
-        ),
-        organize(
-            order=["machine", "Time", "top_signal", "peak_severity"],
-            rename={
-                "Time": "since",
-                "top_signal": "top signal",
-                "peak_severity": "severity at start",
-            },
-            hide=["active", "scored"],
         ),
     ]
     return (

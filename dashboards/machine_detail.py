@@ -1,5 +1,5 @@
-"""Machine detail: every signal of one machine with its unit, its anomaly score against the
-threshold, and its fault and anomaly events as annotations.
+"""Machine detail: every signal of one machine with its unit, its anomaly severity (the score
+as a multiple of the limit), and its fault and anomaly events as annotations.
 
 `$site`, `$line`, `$machine` and `$signal` are read from the historian (SHOW TAG VALUES), so the
 machines and signals of whatever line writes there appear without editing the dashboard.
@@ -45,7 +45,7 @@ def build() -> Json:
     return build_dashboard(
         UID,
         "Machine detail",
-        "Every signal of one machine, its anomaly score against the threshold, its events.",
+        "Every signal of one machine, its anomaly severity, its events.",
         [
             ("State and latest values", [(_state(), 24, 4), (_latest(), 24, 5)]),
             ("Signal quality", [(_quality(), 24, 8)]),

@@ -85,7 +85,7 @@ def draw(
     colors: Sequence[str] = (),
 ) -> Drawn:
     """Draw `model` for the time range `window_ms` at WIDTH px in one page load, with the
-    InfluxDB results `answer` gives; a screenshot goes to `screenshot`; `colors` are named
+    InfluxDB results `answer` gives; a JPEG screenshot goes to `screenshot`; `colors` are named
     colours to resolve with Grafana's theme."""
     page = browser.new_page(viewport={"width": WIDTH, "height": 900})
     errors: list[str] = []
@@ -102,7 +102,7 @@ def draw(
         page.wait_for_timeout(300)
         clipped = page.evaluate("() => window.clippedTexts()")
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot), full_page=True)
+        page.screenshot(path=str(screenshot), full_page=True, type="jpeg", quality=80)
     finally:
         page.close()
     errors += [f"{p['title']}: {p['error']}" for p in report["panels"] if p.get("error")]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from playwright.sync_api import Browser
 
 from core.schema import MachineState
@@ -26,13 +27,21 @@ from core.severity import LEVEL_FLOORS, SEVERITY_CAP, severity_level
 from core.units import SUFFIXES
 from testbed.browser import chromium
 from tests.dashboards.conftest import LineRun, run_up
-from tests.dashboards.grafana_queries import MODELS, Query, absolute_time_filter, expand
+from tests.dashboards.grafana_queries import (
+    ALERT_RULES,
+    MODELS,
+    Query,
+    absolute_time_filter,
+    expand,
+)
 from tests.dashboards.grafana_render import Drawn, draw
 
 pytestmark = [pytest.mark.influxdb, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).parents[2]
 IMAGES = ROOT / "docs" / "images"
+DOC = ROOT / "docs" / "dashboards.md"
+MAX_IMAGE_BYTES = 400_000
 UPDATE = os.environ.get("SHOPFLOOR_UPDATE_DOC_IMAGES") == "1"
 OUTAGE_S = 40  # between the two runs: longer than a throughput bucket (10 s) several times
 MACHINE = "conveyor"  # the machine detail dashboard shows the jammed one
@@ -107,6 +116,10 @@ def _variables(history: History) -> dict[str, list[str]]:
     return values
 
 
+def _image_name(dashboard: str) -> str:
+    return f"dashboard-{dashboard.removesuffix('.json')}.jpg"
+
+
 def _window(model: Mapping[str, Any], to_ms: int) -> tuple[int, int]:
     found = RELATIVE.fullmatch(model["time"]["from"])
     assert found and model["time"]["to"] == "now", model["time"]
@@ -142,7 +155,7 @@ def _draw(
 
     answers: dict[str, list[dict[str, Any]]] = {}
 
-    image = folder / f"dashboard-{name.removesuffix('.json')}.png"
+    image = folder / _image_name(name)
     drawn = draw(browser, model, window, values, answer, image, COLOR_NAMES)
     ANSWERS[name] = answers
     return drawn
@@ -409,3 +422,60 @@ def test_stopped_is_grey(drawn: dict[str, Drawn]) -> None:
     stopped = mapping["options"][str(MachineState.STOPPED.value)]["color"]
     red, green, blue = _rgb(board.colors[stopped])
     assert max(red, green, blue) - min(red, green, blue) <= 16 and 96 <= red <= 176
+
+
+def _rule_firing(history: History, uid: str, at_ms: int) -> dict[str, bool]:
+    """Series name -> whether the rule `uid` fires at `at_ms`: its query over its look-back,
+    reduced to the last value, against its threshold (as Grafana evaluates it)."""
+    rules = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+    (rule,) = [r for g in rules["groups"] for r in g["rules"] if r["uid"] == uid]
+    (source,) = [d for d in rule["data"] if d["datasourceUid"] != "__expr__"]
+    (limit,) = [d for d in rule["data"] if d["model"].get("type") == "threshold"]
+    evaluator = limit["model"]["conditions"][0]["evaluator"]
+    since = at_ms - source["relativeTimeRange"]["from"] * 1000
+    text = expand(
+        Query(uid, source["model"]["query"]), {}, time_filter=absolute_time_filter(since, at_ms)
+    )
+    firing = {}
+    for series in history.query(text).get("series", []):
+        tags = series["tags"]
+        last = [row[1] for row in series["values"] if row[1] is not None][-1]
+        limit_value = evaluator["params"][0]
+        firing[tags.get("machine") or tags["connector"]] = (
+            last > limit_value if evaluator["type"] == "gt" else last < limit_value
+        )
+    return firing
+
+
+def test_alert_rules_fire_where_a_person_expects_on_the_same_data(history: History) -> None:
+    """The anomaly rule fires for the machines with an episode in its look-back (open or
+    closed there), no other; the connector rule is quiet while connectors deliver, and across
+    the outage too, which is shorter than its 3 minutes of silence."""
+    lookback_ms = 120_000
+    events = _series_points(
+        history,
+        'SELECT "active" FROM "events" WHERE "kind" = \'anomaly\''
+        f' AND time <= {history.at_ms}ms GROUP BY "machine"',
+    )
+    expected = {
+        machine
+        for (machine,), rows in events.items()
+        if any(t >= history.at_ms - lookback_ms for t, _ in rows)
+        or [active for t, active in rows if t < history.at_ms - lookback_ms][-1:] == [True]
+    }
+    firing = _rule_firing(history, "shopfloor-anomaly-episode", history.at_ms)
+    assert {machine for machine, fires in firing.items() if fires} == expected
+    for at_ms in (history.at_ms, history.second.start_ms - 1):
+        connectors = _rule_firing(history, "shopfloor-connector-stalled", at_ms)
+        assert connectors and not any(connectors.values()), (at_ms, connectors)
+
+
+def test_the_docs_show_every_dashboard_as_drawn(drawn: dict[str, Drawn]) -> None:
+    """docs/dashboards.md shows a picture of each dashboard that this test drew (written there
+    with SHOPFLOOR_UPDATE_DOC_IMAGES=1): a JPEG, not too large."""
+    text = DOC.read_text(encoding="utf-8")
+    for name in drawn:
+        image = IMAGES / _image_name(name)
+        assert f"(images/{image.name})" in text, f"{DOC.name} does not show {image.name}"
+        data = image.read_bytes()
+        assert data[:3] == b"\xff\xd8\xff" and len(data) <= MAX_IMAGE_BYTES, image
