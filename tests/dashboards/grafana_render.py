@@ -13,7 +13,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class Drawn:
     clipped: list[dict[str, Any]]
     errors: list[str]
     colors: dict[str, str]  # Grafana's colour for each name asked for
+    # The InfluxDB answers the page was given, per panel title, in the order it asked.
+    answers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def panel(self, title: str) -> dict[str, Any]:
         found = [p for p in self.panels if p["title"] == title]
@@ -89,9 +91,10 @@ def draw(
     colours to resolve with Grafana's theme."""
     page = browser.new_page(viewport={"width": WIDTH, "height": 900})
     errors: list[str] = []
+    answers: dict[str, list[dict[str, Any]]] = {}
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
-        page.expose_function("influxQuery", answer)
+        page.expose_function("influxQuery", lambda request: _kept(answers, request, answer))
         page.goto(bundle().as_uri())
         report = page.evaluate(
             "([model, from, to, vars, colors]) =>"
@@ -106,7 +109,15 @@ def draw(
     finally:
         page.close()
     errors += [f"{p['title']}: {p['error']}" for p in report["panels"] if p.get("error")]
-    return Drawn(report["panels"], clipped, errors, report["colors"])
+    return Drawn(report["panels"], clipped, errors, report["colors"], answers)
+
+
+def _kept(
+    answers: dict[str, list[dict[str, Any]]], request: Mapping[str, Any], answer: Answer
+) -> dict[str, Any]:
+    result = answer(request)
+    answers.setdefault(request["panel"], []).append(result)
+    return result
 
 
 def dumps(drawn: Drawn) -> str:
