@@ -137,15 +137,18 @@ def query_variable(
     return variable
 
 
-def site_line_variables() -> list[dash.QueryVariable]:
+def site_line_variables(*, hide: bool = False) -> list[dash.QueryVariable]:
     """$site and $line (one of each: machines are only unique within a line), from the
-    historian's telemetry."""
+    historian's telemetry; hidden ones only carry the choice through dashboard links."""
     return [
-        query_variable("site", "Site", f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "site"'),
+        query_variable(
+            "site", "Site", f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "site"', hide=hide
+        ),
         query_variable(
             "line",
             "Line",
             f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "line" WHERE "site" =~ /^$site$/',
+            hide=hide,
         ),
     ]
 

@@ -332,7 +332,8 @@ def build_dashboard(
 ) -> Json:
     """The dashboard model as Grafana loads it: rows of (panel, width, height) laid out left to
     right, panels numbered from 1, links to every other Shopfloor dashboard (by tag), $site
-    and $line first unless `site_line` is False."""
+    and $line first (hidden where `site_line` is False: the data has no such tags, but the
+    links keep the choice for the next dashboard)."""
     board = (
         dash.Dashboard(title)
         .uid(uid)
@@ -352,7 +353,7 @@ def build_dashboard(
             .include_vars(True)
             .keep_time(True)
         )
-        .variables([*(site_line_variables() if site_line else []), *variables])
+        .variables([*site_line_variables(hide=not site_line), *variables])
         .annotations(list(annotations))
     )
     for row_title, panels in rows:

@@ -305,12 +305,13 @@ def test_every_query_on_a_line_is_filtered_by_site_and_line() -> None:
 
 
 @pytest.mark.parametrize("name", [n for n, m in MODELS.items() if m["templating"]["list"]])
-def test_site_and_line_come_first_where_the_data_has_them(name: str) -> None:
-    names = [v["name"] for v in MODELS[name]["templating"]["list"]]
-    if name == "connectors-health.json":  # the connector measurement has neither tag
-        assert "site" not in names
-    else:
-        assert names[:2] == ["site", "line"]
+def test_site_and_line_come_first_and_are_kept_across_links(name: str) -> None:
+    """Every dashboard has $site and $line first, so its links carry the choice on; the
+    connector measurement has neither tag, so there they are hidden (they filter nothing)."""
+    variables = MODELS[name]["templating"]["list"]
+    assert [v["name"] for v in variables[:2]] == ["site", "line"]
+    hidden = [v.get("hide") == 2 for v in variables[:2]]
+    assert hidden == [name == "connectors-health.json"] * 2
 
 
 def _age_panels() -> list[dict[str, Any]]:
