@@ -45,6 +45,7 @@ MAX_IMAGE_BYTES = 400_000
 UPDATE = os.environ.get("SHOPFLOOR_UPDATE_DOC_IMAGES") == "1"
 OUTAGE_S = 40  # between the two runs: longer than a throughput bucket (10 s) several times
 MACHINE = "conveyor"  # the machine detail dashboard shows the jammed one
+STUDENT_RUN_S = 600  # what a student watches: a run of about ten minutes
 RELATIVE = re.compile(r"now-(\d+)([mhd])")
 UNIT_S = {"m": 60, "h": 3600, "d": 86400}
 
@@ -369,15 +370,12 @@ def test_machine_detail_reads_states_and_alarms_as_words(drawn: dict[str, Drawn]
     assert board.panel("Signal quality")["rowHeight"] >= 16
 
 
-def test_default_ranges_fit_a_run_and_durations_read_whole(
-    history: History, drawn: dict[str, Drawn]
-) -> None:
-    """Item 7: two runs of minutes fill a good part of every dashboard's time axis, and an
-    episode's duration reads in whole units, not "1.77 mins"."""
-    spanned = history.second.end_ms - history.first.start_ms
+def test_default_ranges_fit_a_run_and_durations_read_whole(drawn: dict[str, Drawn]) -> None:
+    """Item 7: a student's ten-minute run fills at least a third of every dashboard's time
+    axis, and an episode's duration reads in whole units, not "1.77 mins"."""
     for name, model in MODELS.items():
-        start, end = _window(model, history.at_ms)
-        assert spanned / (end - start) >= 1 / 15, f"{name} opens on {model['time']['from']}"
+        start, end = _window(model, 0)
+        assert STUDENT_RUN_S * 1000 / (end - start) >= 1 / 3, f"{name} opens on {model['time']}"
     panel = drawn["anomalies.json"].panel("Anomaly episodes (ended)")
     durations = _field(panel, "duration")["texts"]
     assert durations and all(re.fullmatch(r"\d+ \w+(, \d+ \w+)*", t) for t in durations), durations

@@ -4,8 +4,8 @@
 // of Grafana's InfluxDB datasource, the dashboard grid, panel repeats, and the state timeline
 // (drawn as coloured bands from Grafana's own display processor).
 //
-// The page calls window.influxQuery({query, refId, interval, scoped}) (given by the test) for
-// every target, and leaves a JSON report of what it drew in window.renderReport.
+// The page calls window.influxQuery({panel, refId, query, interval, scoped}) (given by the
+// test) for every target, and leaves a JSON report of what it drew in window.renderReport.
 //
 // require(), not import: esbuild then picks the packages' CommonJS builds (their .mjs builds
 // default-import CommonJS packages and React fails with "Element type is invalid").
