@@ -414,8 +414,7 @@ async function renderDashboard(model, fromMs, toMs, variables, colorNames) {
 }
 
 // Text that does not fit: an element whose content is wider than it is, or that reaches past
-// the right edge of its panel (a table wider than the panel; PanelChrome's own border and
-// padding reach 3 px past it, so 4 px are allowed).
+// the right edge of its panel (a table wider than the panel).
 function clipped() {
   const out = [];
   for (const panel of document.querySelectorAll('.panel')) {
@@ -424,7 +423,7 @@ function clipped() {
       if (el.children.length || !el.textContent.trim()) continue;
       const box = el.getBoundingClientRect();
       const cut = el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0;
-      if (cut || (box.width > 0 && box.right > right + 4)) {
+      if (cut || (box.width > 0 && box.right > right + 1)) {
         out.push({ panel: panel.dataset.title, text: el.textContent, width: el.clientWidth, needs: el.scrollWidth, right: box.right, panelRight: right });
       }
     }
