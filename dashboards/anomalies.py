@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from grafana_foundation_sdk.builders import table as table_panel
 from grafana_foundation_sdk.builders import timeseries
-from grafana_foundation_sdk.models import common as cm
 
 from core.schema import EventKind
+from core.severity import SEVERITY_CAP
 from dashboards import events
 from dashboards.influxql import ANOMALY_Q, SITE_LINE, STALE_S, InfluxQL
 from dashboards.panels import (
-    FLAG_MAPPINGS,
     MERGE,
+    SEVERITY_CELL,
+    SEVERITY_STEPS,
     Json,
     build_dashboard,
     organize,
@@ -23,10 +22,10 @@ from dashboards.panels import (
 )
 
 UID = "shopfloor-anomalies"
-SCORE_RATIO_DESCRIPTION = (
-    "score / threshold, so every detector shares one scale: 1 (dashed) is the limit, above it "
-    "a window is anomalous. Log axis: one huge score does not flatten the rest to zero. A gap "
-    f"is no score for over {STALE_S} s."
+SEVERITY_DESCRIPTION = (
+    "severity: the score as a multiple of the detector's limit, clipped to 0-"
+    f"{SEVERITY_CAP:g}, so every detector shares one scale: 1 is the limit (low), 2 high, 5 "
+    f"critical (dashed lines). A gap is no score for over {STALE_S} s."
 )
 
 
@@ -35,15 +34,15 @@ def build() -> Json:
     return build_dashboard(
         UID,
         "Anomalies",
-        "Anomaly episodes per machine (start, end, duration, top signal, peak score) and "
+        "Anomaly episodes per machine (start, end, duration, top signal, peak severity) and "
         "the injected faults they should match.",
         [
-            ("Now", [(_score_ratio(), 16, 8), (events.open_episodes(), 8, 8)]),
+            ("Now", [(_severity(), 14, 8), (events.open_episodes(), 10, 8)]),
             (
                 "Episodes",
                 [
                     (events.ended_episodes(), 24, 10),
-                    (_flagged_windows(), 12, 8),
+                    (_flagged_windows(), 24, 8),
                     (
                         events.event_log(
                             "Injected faults (ground truth)",
@@ -52,32 +51,34 @@ def build() -> Json:
                             "episode without a fault a false alarm or an unknown fault.",
                             kind=EventKind.FAULT,
                         ),
-                        12,
+                        24,
                         8,
                     ),
                 ],
             ),
         ],
         annotations=events.annotations(),
-        time_from="now-6h",
     )
 
 
-def score_ratio_query(where: str, group_by: str) -> str:
-    """The largest score/threshold per interval (a short spike is never averaged away)."""
+def severity_query(where: str, group_by: str) -> str:
+    """The highest severity per interval (a short spike is never averaged away)."""
     return (
-        f'SELECT max("score") / max("threshold") AS "score/threshold" FROM {ANOMALY_Q}'
+        f'SELECT max("severity") AS "severity" FROM {ANOMALY_Q}'
         f' WHERE {where} AND $timeFilter GROUP BY time($__interval), "{group_by}" fill(null)'
     )
 
 
-def _score_ratio() -> timeseries.Panel:
-    return time_series(
-        "Anomaly score / threshold per machine",
-        f"Each machine's {SCORE_RATIO_DESCRIPTION}",
-        InfluxQL(score_ratio_query(SITE_LINE, "machine"), alias="$tag_machine"),
-        threshold_line=1.0,
-        log_axis=True,
+def severity_series(title: str, description: str, query: InfluxQL) -> timeseries.Panel:
+    """Severity over time on its bounded axis, a dashed line at each level's floor."""
+    return time_series(title, description, query, steps=SEVERITY_STEPS).min(0.0).max(SEVERITY_CAP)
+
+
+def _severity() -> timeseries.Panel:
+    return severity_series(
+        "Anomaly severity per machine",
+        f"Each machine's {SEVERITY_DESCRIPTION}",
+        InfluxQL(severity_query(SITE_LINE, "machine"), alias="$tag_machine"),
     )
 
 
@@ -97,21 +98,20 @@ def _flagged_windows() -> timeseries.Panel:
     )
 
 
-def latest_scores(
+def latest_severity(
     title: str,
     description: str,
     *,
     group_by: str,
     machine_regex: str = "",
-    order: Sequence[str] = (),
     sort: str = "",
 ) -> table_panel.Panel:
-    """The newest score of each `group_by` tag value with its threshold, whether it is
-    anomalous (red), its top signal, and how old it is; `machine_regex` narrows it to
-    matching machines."""
+    """The newest severity of each `group_by` tag value, coloured by level, with its top
+    signal and how old it is; `machine_regex` narrows it to matching machines. No raw score:
+    one detector's score means nothing beside another's."""
     machine = events.machine_filter(machine_regex)
     query = (
-        'SELECT last("score") AS "score", "threshold", "is_anomaly", "top_signal"'
+        'SELECT last("severity") AS "severity", "top_signal"'
         f' FROM {ANOMALY_Q} WHERE {SITE_LINE}{machine} AND $timeFilter GROUP BY "{group_by}"'
     )
     return (
@@ -119,17 +119,15 @@ def latest_scores(
             title,
             description,
             InfluxQL(query, table=True),
-            [MERGE, organize(order=order, rename={"Time": "at", "is_anomaly": "anomalous"})],
+            [
+                MERGE,
+                organize(
+                    order=[group_by, "severity", "top_signal", "Time"],
+                    rename={"Time": "at", "top_signal": "top signal"},
+                ),
+            ],
             sort=sort,
         )
-        .override_by_name(
-            "anomalous",
-            props(
-                mappings=FLAG_MAPPINGS,
-                custom__cellOptions={"type": cm.TableCellDisplayMode.COLOR_BACKGROUND},
-            ),
-        )
-        .override_by_name("score", props(decimals=3))
-        .override_by_name("threshold", props(decimals=3))
+        .override_by_name("severity", SEVERITY_CELL)
         .override_by_name("at", props(unit="dateTimeFromNow"))
     )

@@ -19,6 +19,7 @@ from dashboards.influxql import (
     InfluxQL,
     age_query,
     query_variable,
+    rate_query,
 )
 from dashboards.panels import (
     MERGE,
@@ -50,12 +51,17 @@ def build() -> Json:
         "Connected, report age, samples/s, errors, reconnects, latency and spool of every "
         "connector.",
         [
-            ("Status", [(_connected(), 6, 5), (_report_age(), 6, 5), (_overview(), 12, 5)]),
+            ("Status", [(_connected(), 12, 5), (_report_age(), 12, 5), (_overview(), 24, 5)]),
             (
                 "Delivery",
                 [
                     (
-                        _series(_rate("samples"), "Samples/s", "Tag values delivered per second."),
+                        _series(
+                            _rate("samples"),
+                            "Samples/s",
+                            "Tag values delivered per second.",
+                            rate=True,
+                        ),
                         12,
                         8,
                     ),
@@ -75,6 +81,8 @@ def build() -> Json:
                             "Errors/s",
                             "Read errors, timeouts and rejected requests per second; any is "
                             "worth a look.",
+                            rate=True,
+                            soft_max=1.0,
                         ),
                         12,
                         7,
@@ -85,6 +93,8 @@ def build() -> Json:
                             "Reconnects/s",
                             "Connection losses followed by a new session (exponential backoff "
                             "between tries).",
+                            rate=True,
+                            soft_max=1.0,
                         ),
                         12,
                         7,
@@ -133,7 +143,6 @@ def build() -> Json:
             )
         ],
         site_line=False,
-        time_from="now-1h",
     )
 
 
@@ -180,6 +189,7 @@ def _overview() -> table_panel.Panel:
             InfluxQL(query, table=True),
             [MERGE, organize(rename={"Time": "reported"})],
         )
+        .override_by_name("endpoint", props(custom__minWidth=320))
         .override_by_name("latency_ms", props(unit="ms", decimals=1))
         .override_by_name("spool_bytes", props(unit="bytes"))
         .override_by_name("reported", props(unit="dateTimeFromNow"))
@@ -187,8 +197,8 @@ def _overview() -> table_panel.Panel:
 
 
 def _rate(field: str) -> str:
-    """Per second from a cumulative counter; a restart's reset is no negative spike."""
-    return f'non_negative_derivative(last("{field}"), 1s)'
+    """The newest report of a cumulative counter per interval, for rate_query."""
+    return f'last("{field}")'
 
 
 def _series(
@@ -197,13 +207,19 @@ def _series(
     description: str,
     *,
     unit: str = "cps",
+    rate: bool = False,
     threshold_line: float | None = None,
+    soft_max: float | None = None,
 ) -> timeseries.Panel:
-    """One line per connector of `select` over the `connector` reports, at their interval."""
-    query = (
-        f"SELECT {select} FROM {CONNECTOR_Q} WHERE {CONNECTORS} AND $timeFilter"
-        ' GROUP BY time($__interval), "connector" fill(null)'
-    )
+    """One line per connector of `select` over the `connector` reports, at their interval;
+    `rate`: per second of a cumulative counter (a restart's reset is no negative spike)."""
+    if rate:
+        query = rate_query(select, CONNECTOR_Q, CONNECTORS, ("connector",), per="1s")
+    else:
+        query = (
+            f"SELECT {select} FROM {CONNECTOR_Q} WHERE {CONNECTORS} AND $timeFilter"
+            ' GROUP BY time($__interval), "connector" fill(null)'
+        )
     return time_series(
         title,
         f"{description} A gap is no report for over {CONNECTOR_STALE_S} s.",
@@ -212,4 +228,5 @@ def _series(
         bridge_s=CONNECTOR_STALE_S,
         interval=REPORT_INTERVAL,
         threshold_line=threshold_line,
+        soft_max=soft_max,
     )

@@ -8,6 +8,8 @@ of the SDK's own kind; everything around it (panels, variables, annotations) is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
@@ -101,14 +103,15 @@ class _Target(cogbuilder.Builder[model.AnnotationTarget]):
         return self._internal
 
 
-def annotation(name: str, color: str, query: str) -> dash.AnnotationQuery:
-    """Events as annotations: the `text` field is the text, the machine tag the tag."""
+def annotation(name: str, color: str, query: str, *, enabled: bool = True) -> dash.AnnotationQuery:
+    """Events as annotations: the `text` field is the text, the machine tag the tag; a
+    disabled one is a toggle that starts off."""
     target = InfluxQLAnnotationTarget(query, text="text", tags="machine")
     return (
         dash.AnnotationQuery()
         .name(name)
         .datasource(DATASOURCE)
-        .enable(True)
+        .enable(enabled)
         .icon_color(color)
         .target(_Target(target))
     )
@@ -134,15 +137,18 @@ def query_variable(
     return variable
 
 
-def site_line_variables() -> list[dash.QueryVariable]:
+def site_line_variables(*, hide: bool = False) -> list[dash.QueryVariable]:
     """$site and $line (one of each: machines are only unique within a line), from the
-    historian's telemetry."""
+    historian's telemetry; hidden ones only carry the choice through dashboard links."""
     return [
-        query_variable("site", "Site", f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "site"'),
+        query_variable(
+            "site", "Site", f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "site"', hide=hide
+        ),
         query_variable(
             "line",
             "Line",
             f'SHOW TAG VALUES FROM {TELEMETRY_Q} WITH KEY = "line" WHERE "site" =~ /^$site$/',
+            hide=hide,
         ),
     ]
 
@@ -163,3 +169,18 @@ def age_query(
     seen = f'SELECT cumulative_sum("n") AS "seen" FROM ({counts}) {newest_first}'
     empty = f'SELECT floor(1 / (1 + "seen")) AS "empty" FROM ({seen}) {newest_first}'
     return f'SELECT sum("empty") * {bucket_s} AS "age_s" FROM ({empty}) {newest_first}'
+
+
+def rate_query(select: str, measurement: str, where: str, tags: Sequence[str], per: str) -> str:
+    """The non-negative rate of a counter per `per` and interval, an empty interval null: the
+    derivative alone returns no row for an empty interval, so an outage would be drawn as a
+    straight line; the outer query's fill(null) brings the empty intervals back."""
+    group = ", ".join(f'"{tag}"' for tag in tags)
+    inner = (
+        f'SELECT non_negative_derivative({select}, {per}) AS "rate" FROM {measurement}'
+        f" WHERE {where} AND $timeFilter GROUP BY time($__interval), {group}"
+    )
+    return (
+        f'SELECT mean("rate") FROM ({inner}) WHERE $timeFilter'
+        f" GROUP BY time($__interval), {group} fill(null)"
+    )

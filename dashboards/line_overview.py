@@ -7,6 +7,8 @@ a plant's own line shows up without editing the dashboard.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from grafana_foundation_sdk.builders import bargauge, statetimeline, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat as stat_panel
@@ -22,6 +24,7 @@ from dashboards.influxql import (
     TELEMETRY_Q,
     InfluxQL,
     age_query,
+    rate_query,
 )
 from dashboards.panels import (
     MERGE,
@@ -71,16 +74,15 @@ def build() -> Json:
                 "Anomalies and faults",
                 [
                     (
-                        anomalies.latest_scores(
+                        anomalies.latest_severity(
                             "Anomaly status per machine (latest)",
-                            "The newest anomaly score of each machine against its threshold; "
-                            "'anomalous' is red while the score is above it, the top signal is "
-                            "the one contributing most, and 'at' says how old the score is.",
+                            "The newest severity of each machine (its score as a multiple of "
+                            "the limit: 1 low, 2 high, 5 critical), the signal contributing "
+                            "most, and how old the score is.",
                             group_by="machine",
-                            order=["machine", "is_anomaly", "top_signal"],
-                            sort="score",
+                            sort="severity",
                         ),
-                        12,
+                        10,
                         8,
                     ),
                     (
@@ -90,13 +92,14 @@ def build() -> Json:
                             "or faults a plant records): started or ended, with their text.",
                             kind=EventKind.FAULT,
                         ),
-                        12,
+                        14,
                         8,
                     ),
                 ],
             ),
         ],
-        annotations=events.annotations(),
+        # Off here: every machine's faults and episodes on every chart hide the data.
+        annotations=events.annotations(enabled=False),
     )
 
 
@@ -138,10 +141,12 @@ def _data_age() -> stat_panel.Panel:
 
 
 def _throughput() -> timeseries.Panel:
-    query = (
-        f'SELECT non_negative_derivative(last("value"), 1m) FROM {TELEMETRY_Q}'
-        f" WHERE {OUTPUT_COUNTERS} AND {SITE_LINE} AND $timeFilter"
-        ' GROUP BY time($__interval), "machine", "signal" fill(null)'
+    query = rate_query(
+        'last("value")',
+        TELEMETRY_Q,
+        f"{OUTPUT_COUNTERS} AND {SITE_LINE}",
+        ("machine", "signal"),
+        per="1m",
     )
     return time_series(
         "Throughput (units/min)",
@@ -154,15 +159,27 @@ def _throughput() -> timeseries.Panel:
     )
 
 
-def _produced() -> stat_panel.Panel:
-    query = (
-        f'SELECT spread("value") FROM {TELEMETRY_Q} WHERE "signal" =~ /_total$/'
-        f' AND {SITE_LINE} AND $timeFilter GROUP BY "machine", "signal"'
+def counted_query(where: str, tags: Sequence[str]) -> str:
+    """How much a counter rose in the time range, restarts included: the sum of its
+    non-negative steps (a restart's drop to zero is no step; spread() would undercount)."""
+    group = ", ".join(f'"{tag}"' for tag in tags)
+    inner = (
+        f'SELECT non_negative_difference("value") AS "rise" FROM {TELEMETRY_Q}'
+        f" WHERE {where} AND {SITE_LINE} AND $timeFilter GROUP BY {group}"
     )
+    return f'SELECT sum("rise") FROM ({inner}) GROUP BY {group}'
+
+
+def _produced() -> stat_panel.Panel:
     return stat(
         "Produced in the time range",
-        "How much each counter rose in the selected time range (good and rejected units).",
-        InfluxQL(query, alias="$tag_machine $tag_signal"),
+        "How much each counter rose in the selected time range (good and rejected units), "
+        "summed over its steps, so a counter that restarted (PLC or line restart) still counts "
+        "everything.",
+        InfluxQL(
+            counted_query('"signal" =~ /_total$/', ("machine", "signal")),
+            alias="$tag_machine $tag_signal",
+        ),
         unit="short",
         decimals=0,
     )
@@ -201,16 +218,13 @@ def _oee_factors() -> table_panel.Panel:
 
 
 def _energy_used() -> stat_panel.Panel:
-    query = (
-        f'SELECT spread("value") FROM {TELEMETRY_Q} WHERE "signal" = \'energy_kwh\''
-        f' AND {SITE_LINE} AND $timeFilter GROUP BY "machine"'
-    )
     return stat(
         "Energy used in the time range",
-        "Rise of each energy meter's kWh counter over the selected time range.",
-        InfluxQL(query, alias="$tag_machine"),
+        "Rise of each energy meter's kWh counter over the selected time range, summed over its "
+        "steps (a meter restart still counts everything).",
+        InfluxQL(counted_query("\"signal\" = 'energy_kwh'", ("machine",)), alias="$tag_machine"),
         unit="kwatth",
-        decimals=1,
+        decimals=2,
     )
 
 

@@ -1,5 +1,5 @@
-"""Machine detail: every signal of one machine with its unit, its anomaly score against the
-threshold, and its fault and anomaly events as annotations.
+"""Machine detail: every signal of one machine with its unit, its anomaly severity (the score
+as a multiple of the limit), and its fault and anomaly events as annotations.
 
 `$site`, `$line`, `$machine` and `$signal` are read from the historian (SHOW TAG VALUES), so the
 machines and signals of whatever line writes there appear without editing the dashboard.
@@ -11,6 +11,7 @@ from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import statetimeline, timeseries
 from grafana_foundation_sdk.builders import table as table_panel
 
+from core.schema import STATE_SIGNAL
 from dashboards import anomalies, events, line_overview
 from dashboards.influxql import (
     LATEST,
@@ -22,12 +23,14 @@ from dashboards.influxql import (
     query_variable,
 )
 from dashboards.panels import (
+    ALARM_MAPPINGS,
     MERGE,
     QUALITY_MAPPINGS,
     STATE_MAPPINGS,
     Json,
     build_dashboard,
     organize,
+    props,
     stat,
     state_band,
     table,
@@ -38,6 +41,7 @@ from dashboards.panels import (
 UID = "shopfloor-machine-detail"
 MACHINE = f'{SITE_LINE} AND "machine" =~ /^$machine$/'
 SIGNALS = '"signal" =~ /^$signal$/'
+ALARM_PREFIX = "alarm_"  # PLC alarm bits (plc_sim's alarm_overload, alarm_overtemp, ...)
 
 
 def build() -> Json:
@@ -45,27 +49,28 @@ def build() -> Json:
     return build_dashboard(
         UID,
         "Machine detail",
-        "Every signal of one machine, its anomaly score against the threshold, its events.",
+        "Every signal of one machine, its anomaly severity, its events.",
         [
             (
                 "State and latest values",
                 [(_state(), 24, 4), (_latest(), 24, 5), (_texts(), 24, 5)],
             ),
-            ("Signal quality", [(_quality(), 24, 5)]),
+            ("Signal quality", [(_quality(), 24, 8)]),
             ("Signals", [(_signal(), 8, 7)]),
             (
                 "Anomaly detection",
                 [
-                    (_score(), 16, 8),
+                    (_severity(), 14, 8),
                     (
-                        anomalies.latest_scores(
-                            "Latest score and top signal",
-                            "The newest score, its threshold, whether it is anomalous, which "
-                            "signal contributed most (where to look first) and how old it is.",
+                        anomalies.latest_severity(
+                            "Latest severity and top signal",
+                            "The newest severity (the score as a multiple of the limit, "
+                            "coloured by level), which signal contributed most (where to look "
+                            "first) and how old it is.",
                             group_by="detector",
                             machine_regex="$machine",
                         ),
-                        8,
+                        10,
                         8,
                     ),
                     (
@@ -95,7 +100,6 @@ def build() -> Json:
             ),
         ],
         annotations=events.annotations("$machine"),
-        time_from="now-30m",
     )
 
 
@@ -124,7 +128,9 @@ def _latest() -> stat_panel.Panel:
         no_value=f"no data in the last {STALE_S} s",
     )
     with_unit_overrides(panel)
-    return panel
+    return panel.override_by_name(STATE_SIGNAL, props(mappings=STATE_MAPPINGS)).override_by_regexp(
+        f"/^{ALARM_PREFIX}/", props(mappings=ALARM_MAPPINGS)
+    )
 
 
 def _texts() -> table_panel.Panel:
@@ -175,12 +181,10 @@ def _quality() -> statetimeline.Panel:
     )
 
 
-def _score() -> timeseries.Panel:
-    return time_series(
-        "Anomaly score / threshold",
-        f"The detector's {anomalies.SCORE_RATIO_DESCRIPTION} Enough anomalous windows open "
-        "an episode.",
-        InfluxQL(anomalies.score_ratio_query(MACHINE, "detector"), alias="$tag_detector"),
-        threshold_line=1.0,
-        log_axis=True,
+def _severity() -> timeseries.Panel:
+    return anomalies.severity_series(
+        "Anomaly severity",
+        f"The detector's {anomalies.SEVERITY_DESCRIPTION} Enough anomalous windows open an "
+        "episode.",
+        InfluxQL(anomalies.severity_query(MACHINE, "detector"), alias="$tag_detector"),
     )

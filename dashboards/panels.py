@@ -20,6 +20,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from core.sample import Quality
 from core.schema import MachineState
+from core.severity import LEVEL_FLOORS, SEVERITY_CAP, SeverityLevel
 from core.units import SUFFIXES
 from dashboards.influxql import DATASOURCE, STALE_S, InfluxQL, site_line_variables
 
@@ -29,8 +30,10 @@ P = TypeVar(
 )
 Step = tuple[str, float | None]
 TAG = "shopfloor"
+# Grey on both themes: Grafana's "text" is near-white on the dark one, brighter than running.
+GREY = "#8e8e8e"
 STATE_COLORS = {
-    MachineState.STOPPED: "text",
+    MachineState.STOPPED: GREY,
     MachineState.IDLE: "yellow",
     MachineState.RUNNING: "green",
     MachineState.FAULTED: "red",
@@ -58,6 +61,20 @@ QUALITY_MAPPINGS = value_mappings(
     *((str(q.value), q.name.lower(), QUALITY_COLORS[q]) for q in Quality)
 )
 FLAG_MAPPINGS = value_mappings(("true", "yes", "red"), ("false", "no", "green"))
+# A PLC alarm bit (0/1, or a boolean) in words.
+ALARM_MAPPINGS = value_mappings(
+    ("0", "ok", "green"), ("1", "ALARM", "red"), ("false", "ok", "green"), ("true", "ALARM", "red")
+)
+LEVEL_COLORS = {
+    SeverityLevel.LOW: "yellow",
+    SeverityLevel.HIGH: "orange",
+    SeverityLevel.CRITICAL: "red",
+}
+# The bounded severity's colours: one step per level of core.severity, from its LEVEL_FLOORS.
+SEVERITY_STEPS: tuple[tuple[str, float | None], ...] = (
+    ("green", None),
+    *((LEVEL_COLORS[level], floor) for level, floor in LEVEL_FLOORS.items()),
+)
 
 
 def thresholds(*steps: Step) -> dash.ThresholdsConfig:
@@ -74,6 +91,22 @@ def props(**values: object) -> list[model.DynamicConfigValue]:
     return [
         model.DynamicConfigValue(id_val=k.replace("__", "."), value=v) for k, v in values.items()
     ]
+
+
+# A table column of severities: one decimal, its cell coloured by level.
+SEVERITY_CELL = props(
+    decimals=1,
+    min=0,
+    max=SEVERITY_CAP,
+    thresholds=thresholds(*SEVERITY_STEPS).build(),
+    color={"mode": "thresholds"},
+    custom__cellOptions={"type": cm.TableCellDisplayMode.COLOR_BACKGROUND},
+)
+# A table column of long texts: wide, and wrapped where even that is too narrow.
+WRAPPED = props(
+    custom__minWidth=400,
+    custom__cellOptions={"type": cm.TableCellDisplayMode.AUTO, "wrapText": True},
+)
 
 
 def organize(
@@ -135,12 +168,14 @@ def time_series(
     interval: str = "",
     threshold_line: float | None = None,
     bars: bool = False,
-    log_axis: bool = False,
+    steps: Sequence[Step] = (),
+    soft_max: float | None = None,
     bridge_s: int = STALE_S,
 ) -> timeseries.Panel:
     """A time series panel for `fill(null)` queries: a line bridges a gap shorter than
     `bridge_s` (a change-only signal between keep-alives) and breaks at a longer one (no data,
-    or bad samples); `threshold_line` draws a dashed red line there."""
+    or bad samples); `threshold_line` draws a dashed red line there, `steps` a dashed line per
+    step; `soft_max` keeps an all-zero series at the foot of a small axis, not of 0-100."""
     panel = (
         _on(title, description, query, timeseries.Panel())
         .draw_style(cm.GraphDrawStyle.BARS if bars else cm.GraphDrawStyle.LINE)
@@ -156,17 +191,16 @@ def time_series(
             .sort(cm.SortOrder.DESCENDING)
         )
     )
-    steps: list[Step] = [("green", None)]
+    drawn: list[Step] = list(steps) or [("green", None)]
     if threshold_line is not None:
-        steps.append(("red", threshold_line))
+        drawn.append(("red", threshold_line))
+    if len(drawn) > 1:
         panel.thresholds_style(
             common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)
         )
-    panel.thresholds(thresholds(*steps))
-    if log_axis:
-        panel.scale_distribution(
-            common.ScaleDistributionConfig().type(cm.ScaleDistribution.LOG).log(10)
-        )
+    panel.thresholds(thresholds(*drawn))
+    if soft_max is not None:
+        panel.axis_soft_min(0.0).axis_soft_max(soft_max)
     if unit:
         panel.unit(unit)
     if interval:
@@ -254,6 +288,7 @@ def bar_gauge(
         .reduce_options(_newest_of_every_field())
         .display_mode(cm.BarGaugeDisplayMode.BASIC)
         .orientation(cm.VizOrientation.HORIZONTAL)
+        .name_placement(cm.BarGaugeNamePlacement.TOP)  # beside the bar, a name is cut short
     )
 
 
@@ -293,11 +328,12 @@ def build_dashboard(
     variables: Sequence[dash.QueryVariable] = (),
     annotations: Sequence[dash.AnnotationQuery] = (),
     site_line: bool = True,
-    time_from: str = "now-1h",
+    time_from: str = "now-30m",  # a run started minutes ago fills a good part of it
 ) -> Json:
     """The dashboard model as Grafana loads it: rows of (panel, width, height) laid out left to
     right, panels numbered from 1, links to every other Shopfloor dashboard (by tag), $site
-    and $line first unless `site_line` is False."""
+    and $line first (hidden where `site_line` is False: the data has no such tags, but the
+    links keep the choice for the next dashboard)."""
     board = (
         dash.Dashboard(title)
         .uid(uid)
@@ -317,7 +353,7 @@ def build_dashboard(
             .include_vars(True)
             .keep_time(True)
         )
-        .variables([*(site_line_variables() if site_line else []), *variables])
+        .variables([*site_line_variables(hide=not site_line), *variables])
         .annotations(list(annotations))
     )
     for row_title, panels in rows:

@@ -12,6 +12,7 @@ more than a minute before an episode can close).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import subprocess
@@ -52,6 +53,8 @@ class LineRun:
     database: str
     start_ms: int
     end_ms: int
+    folder: Path | None = None  # the line file and models of a real run (run_up)
+    server: str = ""  # the historian URL without the database: influxdb://host:port
 
     def query(self, statement: str) -> dict[str, Any]:
         """The single statement's result of GET /query (epoch ms), as InfluxDB answers it."""
@@ -111,16 +114,24 @@ def line_run(influxdb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     saved, skipped = train_models(telemetry, TRAINING, folder / "models")
     assert saved and not skipped, skipped
     _post(http_url, f'CREATE DATABASE "{database}"')
-    start_ms = int(time.time() * 1000)
     try:
-        done = subprocess.run(
-            _up_command(line, f"{parts.scheme}://{parts.netloc}/{database}", folder),
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=RUN_S + 60,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        yield LineRun(http_url, database, start_ms, int(time.time() * 1000))
+        server = f"{parts.scheme}://{parts.netloc}"
+        yield run_up(LineRun(http_url, database, 0, 0, folder, server))
     finally:
         _post(http_url, f'DROP DATABASE "{database}"')
+
+
+def run_up(into: LineRun) -> LineRun:
+    """One more `shopfloor up` of RUN_S seconds into `into`'s database, with its line file and
+    models (made by `line_run`): the same run, with the times it started and ended."""
+    assert into.folder is not None, "run_up needs the folder of a line_run"
+    start_ms = int(time.time() * 1000)
+    done = subprocess.run(
+        _up_command(into.folder / "line.yaml", f"{into.server}/{into.database}", into.folder),
+        cwd=into.folder,
+        capture_output=True,
+        text=True,
+        timeout=RUN_S + 60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dataclasses.replace(into, start_ms=start_ms, end_ms=int(time.time() * 1000))

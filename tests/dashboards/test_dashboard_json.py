@@ -1,7 +1,7 @@
 """The generated dashboard JSON: current, well-formed for Grafana 11.6, and each of the screen
 truths the issue list named: Grafana's own unit ids, annotations in the target form, stats that
 keep booleans, bar gauges coloured by their thresholds, gaps that the descriptions promise,
-score/threshold on a log axis, $site/$line on every query, one source for states and units."""
+severity on its bounded axis, $site/$line on every query, one source for states and units."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from core import schema as data_model
+from core.severity import LEVEL_FLOORS, SEVERITY_CAP
 from core.units import SUFFIXES, grafana_unit_of, unit_of
 from dashboards import build
 from dashboards.influxql import DATASOURCE, SITE_LINE, STALE_S
@@ -279,14 +280,19 @@ def test_time_series_gaps_are_what_descriptions_say(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_scores_are_drawn_against_their_threshold_on_a_log_axis(name: str) -> None:
+def test_severity_is_drawn_on_its_bounded_axis_with_the_level_floors(name: str) -> None:
+    """No chart draws a raw score; severity charts run 0 to SEVERITY_CAP with a dashed step at
+    each level's floor (core.severity, the one source)."""
     for panel in _panels(name):
         queries = " ".join(t["query"] for t in panel.get("targets", []))
-        if panel["type"] == "timeseries" and '"score"' in queries and "count(" not in queries:
-            assert 'max("score") / max("threshold")' in queries, panel["title"]
+        if panel["type"] != "timeseries" or "count(" in queries:
+            continue
+        assert 'max("score")' not in queries, panel["title"]
+        if '"severity"' in queries:
             defaults = panel["fieldConfig"]["defaults"]
-            assert defaults["custom"]["scaleDistribution"] == {"type": "log", "log": 10}
-            assert [s["value"] for s in defaults["thresholds"]["steps"]] == [None, 1.0]
+            assert (defaults["min"], defaults["max"]) == (0, SEVERITY_CAP), panel["title"]
+            steps = [s["value"] for s in defaults["thresholds"]["steps"]]
+            assert steps == [None, *LEVEL_FLOORS.values()], panel["title"]
 
 
 def test_every_query_on_a_line_is_filtered_by_site_and_line() -> None:
@@ -305,12 +311,13 @@ def test_every_query_on_a_line_is_filtered_by_site_and_line() -> None:
 
 
 @pytest.mark.parametrize("name", [n for n, m in MODELS.items() if m["templating"]["list"]])
-def test_site_and_line_come_first_where_the_data_has_them(name: str) -> None:
-    names = [v["name"] for v in MODELS[name]["templating"]["list"]]
-    if name == "connectors-health.json":  # the connector measurement has neither tag
-        assert "site" not in names
-    else:
-        assert names[:2] == ["site", "line"]
+def test_site_and_line_come_first_and_are_kept_across_links(name: str) -> None:
+    """Every dashboard has $site and $line first, so its links carry the choice on; the
+    connector measurement has neither tag, so there they are hidden (they filter nothing)."""
+    variables = MODELS[name]["templating"]["list"]
+    assert [v["name"] for v in variables[:2]] == ["site", "line"]
+    hidden = [v.get("hide") == 2 for v in variables[:2]]
+    assert hidden == [name == "connectors-health.json"] * 2
 
 
 def _age_panels() -> list[dict[str, Any]]:
