@@ -52,17 +52,17 @@ def anomaly_severity(score: float, threshold: float) -> float:
 
 def severity_level(severity: float) -> SeverityLevel:
     """The level whose band holds `severity` (NaN reads NORMAL: nothing was flagged)."""
-    level = SeverityLevel.NORMAL
-    for candidate, floor in LEVEL_FLOORS.items():
-        if severity >= floor:
-            level = candidate
-    return level
+    return _band(severity, LEVEL_FLOORS)
 
 
 def opcua_severity_level(severity: int) -> SeverityLevel:
     """The level of an OPC UA condition's severity (1-1000; 0 or less is no alarm)."""
-    level = SeverityLevel.NORMAL
-    for candidate, floor in OPCUA_LEVEL_FLOORS.items():
-        if severity >= floor:
-            level = candidate
-    return level
+    return _band(severity, OPCUA_LEVEL_FLOORS)
+
+
+def _band(
+    value: float, floors: dict[SeverityLevel, float] | dict[SeverityLevel, int]
+) -> SeverityLevel:
+    """The highest level whose floor `value` reaches (NORMAL below every floor, and for NaN)."""
+    reached = [level for level, floor in floors.items() if value >= floor]
+    return max(reached, default=SeverityLevel.NORMAL)
