@@ -18,6 +18,7 @@ COPY historian historian
 COPY uns uns
 COPY analytics analytics
 COPY linelab linelab
+COPY liveview liveview
 COPY shopfloor shopfloor
 RUN pip install . \
     && useradd --system --home-dir /var/lib/shopfloor shopfloor \
