@@ -21,6 +21,14 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class ScoreTrace:
+    """Anomaly scores over time (higher = more anomalous, as written to `anomaly.score`)."""
+
+    times: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
 class Episode:
     """One anomaly episode on one machine (times in the scores' time base)."""
 

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics.episodes import Episode
+from analytics.episodes import Episode, ScoreTrace
 from analytics.model_store import MachineModel
-from analytics.report import ScoreTrace
 from analytics.training import frame_episodes
 from analytics.windows import MachineTelemetry
 from core.sample import Point

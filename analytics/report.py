@@ -9,7 +9,6 @@ and no figure registry to leak from in a long-running process.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from analytics.episodes import Episode
+from analytics.episodes import Episode, ScoreTrace
 from analytics.features import Frame
 from core.severity import LEVEL_FLOORS, SEVERITY_CAP, anomaly_severity
 
@@ -42,14 +41,6 @@ class FaultSpan(Protocol):
     def end(self) -> float: ...
     @property
     def fault(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class ScoreTrace:
-    """Anomaly scores over time (higher = more anomalous, as written to `anomaly.score`)."""
-
-    times: np.ndarray
-    values: np.ndarray
 
 
 def render_report(

@@ -26,7 +26,6 @@ from analytics.model_store import (
 )
 from analytics.online import KPI_LOOKBACK_S, OnlineDetector, OnlineStats
 from analytics.readback import fault_spans, offline_scores, stored_scores
-from analytics.report import render_report
 from analytics.training import (
     DEFAULT_ALARM,
     FALSE_ALARM_RATE,
@@ -119,7 +118,10 @@ def detection_summary(stats: OnlineStats) -> str:
 
 
 async def report(args: argparse.Namespace) -> int:
-    """Draw one machine's signals, anomaly score, episodes and true faults into a PNG."""
+    """Draw one machine's signals, anomaly severity, episodes and true faults into a PNG."""
+    # matplotlib (~30 MB) only for a report: `up` and `detect` share this module
+    from analytics.report import render_report
+
     since, until = _time_range(args)
     model = model_for(args.models, args.machine)
     async with open_historian(args.historian) as historian, asyncio.timeout(REPORT_TIMEOUT_S):

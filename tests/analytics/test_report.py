@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.episodes import Episode
+from analytics.episodes import Episode, ScoreTrace
 from analytics.features import Frame
-from analytics.report import ScoreTrace, render_report
+from analytics.report import render_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

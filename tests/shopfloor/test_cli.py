@@ -188,6 +188,19 @@ def test_the_list_shows_the_summaries_the_commands_register() -> None:
     assert light == full
 
 
+def test_up_loads_no_plotting_library() -> None:
+    """`up` and `detect` draw nothing: matplotlib (~30 MB of `up`'s memory) is for `report`."""
+    code = (
+        "import sys; from shopfloor.cli import main\n"
+        "try: main(['up', '--help'])\n"
+        "except SystemExit: pass\n"
+        "import shopfloor.line_detection\n"
+        "print('matplotlib' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "False", done.stderr
+
+
 def test_connect_starts_without_what_it_does_not_run() -> None:
     """Only the group of the command given is imported, and `connect` loads neither the
     simulator, numpy, an MQTT client nor SQLite until a connectors file or an option asks:
