@@ -57,7 +57,10 @@ CHUNK_ROWS = 64  # rows scored together while following drift: one model call ea
 RESOLUTION_STEPS = 2.0  # a deviation of two quantization steps or less is the register's noise
 EXPECTED_VARIANCE = 0.95  # of the training rows, explained by what the signals share
 LEARN_MODES = ("any", "consistent")  # which long episodes teach a new operating mode
-MAX_MODES = 8  # operating modes kept while scoring a run: the training one and the latest
+# a mode explains a chunk of rows when no more of them are above its threshold than this: a
+# mode fitted on a few hundred rows has a few normal rows above it in every chunk
+SWITCH_SHARE = 0.1
+MAX_MODES = 8  # modes learned from long episodes kept while scoring a run: the latest
 BELOW_LIMIT = 0.99  # the score of a row without a practically significant deviation, at most
 # interquartile ranges above the upper quartile beyond which a training row is taken for a
 # fault: wide for the rows the model learns from (the largest robust z of 50 signals has a long
@@ -108,11 +111,30 @@ class AnomalyDetector(BaseEstimator):
         self.signals_ = list(frame.columns)
         features = self._features(frame, None)
         self.mode_ = _Mode.fit(features, self, self._floor(frame))
+        self.taught_modes_: list[_Mode] = []  # what operators said was normal (learn_normal)
         self.trimmed_fit_rows_ = self.mode_.trimmed_fit_rows
         self.trimmed_calibration_rows_ = self.mode_.trimmed_calibration_rows
         self.history_ = frame.iloc[-(self.window - 1) :] if self.window > 1 else frame.iloc[:0]
         self.drift_rows_ = len(frame) if self.drift_rows == "auto" else int(self.drift_rows)
         self.relearn_rows_ = len(frame) if self.relearn_rows == "auto" else int(self.relearn_rows)
+        return self
+
+    def learn_normal(
+        self, X: pd.DataFrame, history: pd.DataFrame | None = None
+    ) -> AnomalyDetector:
+        """Take the rows of `X` as normal from now on (an operator labelled them a false
+        alarm): they become an operating mode of their own, with its own model and threshold,
+        that later rows are scored in when it explains them. Needs MIN_TRAINING_ROWS rows."""
+        check_is_fitted(self)
+        frame = _numeric(X)[self.signals_]
+        if len(frame) < MIN_TRAINING_ROWS:
+            raise ValueError(
+                f"{len(frame)} rows are too few to learn as normal; at least "
+                f"{MIN_TRAINING_ROWS} are needed"
+            )
+        features = self._features(frame, history)
+        floor = np.maximum(self.mode_.floor, self.floor_share * _level(features))
+        self.taught_modes_.append(_Mode.fit(features, self, floor))
         return self
 
     def new_operating_modes(
@@ -282,7 +304,8 @@ class _Follower:
     def __init__(self, detector: AnomalyDetector) -> None:
         self.detector = detector
         self.rate = 1.0 / detector.drift_rows_ if detector.drift_rows_ else 0.0
-        self.modes = [detector.mode_]
+        self.known = [detector.mode_, *detector.taught_modes_]  # trained or taught: kept
+        self.learned: list[_Mode] = []  # from long episodes: the latest MAX_MODES
         self.mode = detector.mode_
         self.offset = np.zeros(len(detector.signals_))
         self.frozen = 0  # rows an episode has been open for
@@ -316,13 +339,21 @@ class _Follower:
         self.offset = offsets[first]
         shifted[first:] = chunk[first:] - self.offset
         scores[first:] = self.mode.scores(shifted[first:])
-        return shifted, scores
+        return shifted, self._best_of_modes(chunk, scores)
+
+    def _best_of_modes(self, chunk: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Each row's score in the known mode that explains it best: a row another mode
+        explains is normal there, whichever mode the chunk as a whole is in."""
+        for mode in [*self.known, *self.learned]:
+            if mode is not self.mode:
+                scores = np.minimum(scores, mode.scores(chunk))
+        return scores
 
     def _switch(self, chunk: np.ndarray) -> bool:
-        """Make current another known mode in which no row of the chunk is above the
-        threshold, if there is one."""
-        for mode in self.modes:
-            if mode is not self.mode and not (mode.scores(chunk) > 1.0).any():
+        """Make current another known mode that explains the chunk (at most SWITCH_SHARE of
+        its rows above that mode's threshold), if there is one."""
+        for mode in [*self.known, *self.learned]:
+            if mode is not self.mode and (mode.scores(chunk) > 1.0).mean() <= SWITCH_SHARE:
                 self.mode, self.offset = mode, np.zeros_like(self.offset)
                 return True
         return False
@@ -356,7 +387,7 @@ class _Follower:
             return False
         floor = np.maximum(detector.mode_.floor, detector.floor_share * _level(recent))
         self.mode = _Mode.fit(recent, detector, floor)
-        self.modes = [*self.modes[-(MAX_MODES - 1) :], self.mode]
+        self.learned = [*self.learned[-(MAX_MODES - 1) :], self.mode]
         self.offset = np.zeros_like(self.offset)
         self.frozen, self.last_above = 0, -(10**12)
         return True

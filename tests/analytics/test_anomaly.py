@@ -196,3 +196,24 @@ def test_consistent_modes_never_learn_a_lasting_fault_that_breaks_the_correlatio
     detector = AnomalyDetector(learn_modes="consistent").fit(train)
     assert detector.predict(test, history=train)[510:].mean() > 0.95
     assert detector.new_operating_modes(test, history=train).sum() == 0
+
+
+def test_a_pattern_labelled_a_false_alarm_is_normal_afterwards_and_faults_still_flag() -> None:
+    """A daily cleaning cycle (every signal of the loop offset along its load, for 150 rows)
+    was flagged; once an operator labels it a false alarm, the next one is flagged for at most
+    a quarter of its rows (those at loads the labelled one never reached), while a real fault
+    (one signal off on its own) still is."""
+    train = plant(400, 11)
+    cleaning = plant(150, 12, start=400) + 6.0 * np.linspace(-1.5, 2.0, len(SIGNALS))
+    later = plant(1200, 13, start=550)
+    later.iloc[200:350] += 6.0 * np.linspace(-1.5, 2.0, len(SIGNALS))  # the next cleaning
+    later.iloc[800:, 3] += 2.5  # a fault
+    detector = AnomalyDetector().fit(train)
+    assert detector.predict(cleaning, history=train)[20:].mean() > 0.9  # flagged at first
+    before = detector.predict(later, history=cleaning)
+    detector.learn_normal(cleaning, history=train)
+    after = detector.predict(later, history=cleaning)
+    assert before[200:350].mean() > 0.9 and after[200:350].mean() < 0.25
+    assert after[810:].mean() > 0.9
+    with pytest.raises(ValueError, match="too few"):
+        detector.learn_normal(cleaning.iloc[:5])
