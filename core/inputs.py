@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from core.sample import Sample
+from core.sample import Point, Sample
 
 Emit = Callable[[Sequence[Sample]], Awaitable[None]]
+EmitPoints = Callable[[Sequence[Point]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -40,4 +41,14 @@ class Input(Protocol):
 
     async def run(self, emit: Emit) -> None:
         """Read tags forever, calling `emit` with each batch; clean up on cancellation."""
+        ...
+
+
+@runtime_checkable
+class PointInput(Protocol):
+    """An input that also produces points of other measurements (PLC alarms into `events`):
+    the agent hands it the writer's `put_points`, so they take the samples' spool."""
+
+    def emit_points_to(self, emit: EmitPoints) -> None:
+        """Where to hand points from now on; called before `run`."""
         ...

@@ -74,6 +74,18 @@ EVENTS = Measurement(
         "peak_score": float,
         "peak_severity": float,
         "duration_s": float,
+        # PLC alarms (kind `alarm`, OPC UA conditions): connectors/opcua/alarms.py
+        "acked": bool,
+        "comment": str,
+        "confirmed": bool,
+        "retain": bool,
+        "source": str,
+        "condition": str,
+        "condition_id": str,
+        "alarm_severity": int,
+        "severity_level": int,
+        "event_id": str,
+        "receive_time_ns": int,
     },
 )
 CONNECTOR = Measurement(
@@ -102,6 +114,7 @@ class EventKind(StrEnum):
 
     FAULT = "fault"  # an injected fault, written by the simulated line: detection's ground truth
     ANOMALY = "anomaly"  # an anomaly episode opened or closed by the online detector
+    ALARM = "alarm"  # a PLC alarm (OPC UA condition) as the PLC reported it, by a connector
 
 
 MEASUREMENTS: Mapping[str, Measurement] = {

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from core.inputs import Emit, Input
+from core.inputs import Emit, Input, PointInput
 from core.sample import Point, Sample
 from core.schema import CONNECTOR
 from delivery.spool import SpoolError
@@ -70,6 +70,8 @@ class Agent:
     async def _supervise(self, item: Input) -> None:
         """Keep one input running; a bug in one plugin must not stop the line's other data."""
         emit = self._emit_for(item)
+        if isinstance(item, PointInput):
+            item.emit_points_to(self.writer.put_points)
         while True:
             try:
                 await item.run(emit)

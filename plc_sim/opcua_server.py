@@ -46,6 +46,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from plc_sim.alarms import LineAlarms
 from plc_sim.faults import FaultError
 from plc_sim.machines import SignalKind
 from plc_sim.spec import UNITS, LineSpec
@@ -294,6 +295,7 @@ class OpcUaServer:
         self._machines_by_node: dict[ua.NodeId, str] = {}
         # (machine, signal) -> (node id, variant type, python conversion)
         self._variables: dict[tuple[str, str], tuple[ua.NodeId, ua.VariantType, Any]] = {}
+        self.alarms = LineAlarms(spec, OPCUA_NAMESPACE_INDEX)
 
     def drop_connections(self) -> None:
         """Close every client connection, as a PLC that reboots its network stack (chaos)."""
@@ -359,6 +361,7 @@ class OpcUaServer:
 
     async def _new_server(self, endpoint: str, iserver: InternalServer | None = None) -> Server:
         server = Server(iserver)
+        server.iserver.bind_condition_methods = True  # ConditionRefresh
         await server.init()
         server.set_endpoint(endpoint)
         await server.set_application_uri(APPLICATION_URI)
@@ -371,6 +374,7 @@ class OpcUaServer:
 
     async def stop(self) -> None:
         servers, self._servers = self._servers, []
+        self.alarms.forget()
         for server in servers:
             await server.stop()
 
@@ -389,6 +393,7 @@ class OpcUaServer:
                 await server.write_attribute_value(
                     node_id, ua.DataValue(variant, SourceTimestamp=stamp, ServerTimestamp=stamp)
                 )
+        await self.alarms.update(values, ts)
 
     async def _build(self, server: Server, ns: int) -> None:
         line = self.spec.line
@@ -399,6 +404,7 @@ class OpcUaServer:
             _string_node_id(f"{line}.Simulator", ns), ua.QualifiedName("Simulator", ns)
         )
         await self._add_methods(control, f"{line}.Simulator", ns, by_machine=True)
+        await self.alarms.serve(server, folder.nodeid)
         for name, machine in self.spec.machines.items():
             if machine.protocol != "opcua":
                 continue

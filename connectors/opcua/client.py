@@ -22,6 +22,7 @@ from asyncua import Client, ua
 from asyncua.client.ua_session import UaSession
 from asyncua.common.utils import NotEnoughData
 
+from connectors.opcua.alarms import AlarmEvents
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
@@ -39,7 +40,7 @@ from connectors.opcua.session import (
     is_refusal,
     open_session,
 )
-from core.inputs import ConnectorStats, Emit
+from core.inputs import ConnectorStats, Emit, EmitPoints
 from core.reconnect import Backoff
 from core.sample import Quality, Sample, SampleBatch, SeriesKey
 
@@ -150,6 +151,14 @@ class OpcUaInput:
         self._group: asyncio.TaskGroup | None = None  # where the sessions run
         self._slow_sampling_told = False
         self._closing: set[asyncio.Task[None]] = set()  # lost sessions being closed
+        self._alarms = (
+            None if config.alarms is None else AlarmEvents(config.alarms, site=site, line=line)
+        )
+
+    def emit_points_to(self, emit: EmitPoints) -> None:
+        """Where alarm events go (`core.inputs.PointInput`): the writer's spool."""
+        if self._alarms is not None:
+            self._alarms.emit = emit
 
     async def run(self, emit: Emit) -> None:
         """Connect, read, and on any failure mark all tags BAD and reconnect with backoff."""
@@ -275,6 +284,13 @@ class OpcUaInput:
         items = await self._resolve(client, buffer, slot.indexes, capacity)
         if cfg.mode == "subscribe":
             items = await self._subscribe(client, items, buffer, loss, capacity)
+        if self._alarms is not None and slot.number == 0:
+            await self._alarms.subscribe(
+                client,
+                publishing_interval_ms=cfg.publishing_interval_ms,
+                timeout_s=cfg.timeout_s,
+                on_publish=loss.answered,
+            )
         poller = (
             asyncio.create_task(self._poll(client, items, buffer, loss, capacity))
             if items

@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
+from connectors.opcua.alarms import AlarmsConfig
 from connectors.opcua.nodeid import NodeAddress, parse_node, parse_node_id
 from connectors.opcua.security import Auth, Security
 from core.reconnect import Reconnect
@@ -112,6 +113,8 @@ class Config(BaseModel):
     # a silent server (no publish answer, no probe answer) counts as lost after this
     stale_after_s: PositiveSeconds | None = None
     reconnect: Reconnect = Field(default_factory=Reconnect)
+    # PLC alarms and conditions into `events` (None: not subscribed)
+    alarms: AlarmsConfig | None = None
     tags: list[Tag] = Field(min_length=1)
 
     def max_age_of(self, tag: Tag) -> float:

@@ -1,0 +1,162 @@
+"""PLC alarms into `events`: the simulator's limit alarms and node-opcua's, over real sockets.
+
+The connector subscribes to the Server object's alarm events and calls ConditionRefresh on
+every connect; a fault injected into the simulated line raises a limit alarm, and an operator's
+Acknowledge shows in the next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+
+from connectors.opcua import Config, OpcUaInput
+from core.sample import Point, Sample
+from core.schema import EVENTS, EventKind
+from core.severity import SeverityLevel
+from plc_sim.opcua_server import OpcUaServer
+from plc_sim.process import Simulator
+from plc_sim.spec import load_line
+from testbed.influxd import free_port
+
+pytestmark = pytest.mark.timeout(120)
+START_TIMEOUT_S = 40
+
+
+class Events:
+    """The points emitted by the connector; waiters wake on each batch."""
+
+    def __init__(self) -> None:
+        self.points: list[Point] = []
+        self._changed = asyncio.Condition()
+
+    async def emit(self, points: Sequence[Point]) -> None:
+        async with self._changed:
+            self.points.extend(points)
+            self._changed.notify_all()
+
+    async def wait_for(self, match: Callable[[Point], bool], within_s: float = 20.0) -> Point:
+        async with asyncio.timeout(within_s), self._changed:
+            await self._changed.wait_for(lambda: any(match(p) for p in self.points))
+        return next(p for p in reversed(self.points) if match(p))
+
+
+async def _ignore(samples: Sequence[Sample]) -> None:
+    pass
+
+
+@contextlib.asynccontextmanager
+async def connector(config: dict[str, Any], events: Events) -> AsyncIterator[OpcUaInput]:
+    source = OpcUaInput(Config.model_validate(config), site="plant", line="line1")
+    source.emit_points_to(events.emit)
+    task = asyncio.create_task(source.run(_ignore))
+    try:
+        yield source
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def simulated_line() -> AsyncIterator[tuple[Simulator, OpcUaServer]]:
+    """The default line's OPC UA server, ticking 1 s of process time every 0.1 s."""
+    spec = load_line()
+    sim = Simulator(spec, seed=5)
+    sim.warm_up(120)
+    server = OpcUaServer(
+        spec, host="127.0.0.1", port=free_port(), inject=sim.inject, clear=sim.clear
+    )
+    async with asyncio.timeout(START_TIMEOUT_S):
+        await server.start()
+
+    async def tick() -> None:
+        while True:
+            sim.step(1.0)
+            await server.publish(sim.values(), datetime.now(UTC))
+            await asyncio.sleep(0.1)
+
+    ticking = asyncio.create_task(tick())
+    try:
+        yield sim, server
+    finally:
+        ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
+        await server.stop()
+
+
+def sim_config(endpoint: str) -> dict[str, Any]:
+    return {
+        "type": "opcua",
+        "name": "sim",
+        "endpoint": endpoint,
+        "security": "none",
+        "publishing_interval_ms": 100,
+        "alarms": {},
+        "tags": [
+            {"machine": "pasteurizer", "signal": "state", "node": "ns=2;s=line1.pasteurizer.state"}
+        ],
+    }
+
+
+def overcurrent(active: bool, acked: bool) -> Callable[[Point], bool]:
+    def match(point: Point) -> bool:
+        return (
+            point.tags["machine"] == "conveyor"
+            and point.fields["condition"] == "Overcurrent"
+            and point.fields["active"] is active
+            and point.fields["acked"] is acked
+        )
+
+    return match
+
+
+async def acknowledge(endpoint: str, condition_id: str, event_id: str, comment: str) -> None:
+    async with Client(endpoint, timeout=5) as client:
+        await client.get_node(condition_id).call_method(
+            ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
+            ua.Variant(bytes.fromhex(event_id), ua.VariantType.ByteString),
+            ua.LocalizedText(comment),
+        )
+
+
+async def test_a_fault_raises_a_limit_alarm_that_a_restarted_connector_sees_active() -> None:
+    events = Events()
+    async with simulated_line() as (sim, server):
+        async with connector(sim_config(server.endpoint), events):
+            await asyncio.sleep(2)  # connected, nothing active yet
+            assert not [p for p in events.points if p.fields["active"]]
+            sim.inject("conveyor", "conveyor_jam", 1.0, None)
+            raised = await events.wait_for(overcurrent(active=True, acked=False))
+        assert raised.measurement == EVENTS.name
+        assert raised.tags == {
+            "site": "plant",
+            "line": "line1",
+            "machine": "conveyor",
+            "kind": EventKind.ALARM.value,
+        }
+        assert raised.fields["alarm_severity"] == 850
+        assert raised.fields["severity_level"] == SeverityLevel.CRITICAL
+        assert raised.fields["retain"] is True
+        assert "current_a" in str(raised.fields["text"])
+
+        # a new connector, the alarm still active and unchanged: only ConditionRefresh tells it
+        again = Events()
+        async with connector(sim_config(server.endpoint), again):
+            refreshed = await again.wait_for(overcurrent(active=True, acked=False))
+            assert refreshed.fields["event_id"] == raised.fields["event_id"]
+            assert refreshed.ts == raised.ts
+
+            await acknowledge(
+                server.endpoint,
+                str(raised.fields["condition_id"]),
+                str(raised.fields["event_id"]),
+                "belt cleared",
+            )
+            acked = await again.wait_for(overcurrent(active=True, acked=True))
+            assert acked.fields["comment"] == "belt cleared"
