@@ -6,6 +6,8 @@
   with the value. Variables (ns=1): oven.temperature (Double, °C, +0.5 every 200 ms),
   oven.mode (Int32 3), oven.running (Boolean true), oven.bottles (UInt32 4000000001),
   oven.setpoint (Double 12345.678), all constant but the first.
+- `node_opcua_alarm_server`: node-opcua, open and anonymous, with a limit alarm and an off-normal
+  alarm on writable variables of Objects/tank (node_opcua/alarm_server.js).
 - `node_opcua_scale_server`: node-opcua again, open and anonymous, with N doubles ns=1;s=v0..
   that all change at every whole second, announcing (and enforcing) the limits it is given.
 - `libmodbus_server`: a C Modbus TCP server on Debian's libmodbus (bin/test installs
@@ -116,6 +118,16 @@ def node_opcua_server(folder: Path) -> Iterator[Running]:
         "OPCUA_PASSWORD": NODE_PASSWORD,
     }
     with _serving(["node", str(script)], folder, port, env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def node_opcua_alarm_server(folder: Path) -> Iterator[Running]:
+    """node-opcua with alarms (node_opcua/alarm_server.js), open and anonymous, on a free port."""
+    script = HERE / "node_opcua" / "alarm_server.js"
+    _check_node_opcua(script)
+    port = free_port()
+    with _serving(["node", str(script)], folder, port, {"PORT": str(port)}) as server:
         yield server
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from plc_sim.opcua_server import OpcUaServer
 from plc_sim.process import Simulator
 from plc_sim.spec import load_line
 from testbed.influxd import free_port
+from tests.second_stack import Running, node_opcua_alarm_server
 
 pytestmark = pytest.mark.timeout(120)
 START_TIMEOUT_S = 40
@@ -160,3 +161,54 @@ async def test_a_fault_raises_a_limit_alarm_that_a_restarted_connector_sees_acti
             )
             acked = await again.wait_for(overcurrent(active=True, acked=True))
             assert acked.fields["comment"] == "belt cleared"
+
+
+@pytest.fixture(scope="module")
+def node_alarms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with node_opcua_alarm_server(tmp_path_factory.mktemp("node-alarms")) as server:
+        yield server
+
+
+def node_config(endpoint: str) -> dict[str, Any]:
+    return {
+        **sim_config(endpoint),
+        "name": "node",
+        "alarms": {"machines": {"1:tank": "filler"}},  # node-opcua: the browse name
+        "tags": [{"machine": "filler", "signal": "level", "node": "ns=1;s=tank.level"}],
+    }
+
+
+async def write(endpoint: str, node: str, variant: ua.Variant) -> None:
+    async with Client(endpoint, timeout=5) as client:
+        await client.get_node(node).write_value(variant)
+
+
+def condition(name: str, *, active: bool) -> Callable[[Point], bool]:
+    return lambda p: p.fields["condition"] == name and p.fields["active"] is active
+
+
+async def test_node_opcua_limit_and_off_normal_alarms_arrive_with_their_states(
+    node_alarms: Running,
+) -> None:
+    endpoint = node_alarms.endpoint
+    events = Events()
+    async with connector(node_config(endpoint), events):
+        await asyncio.sleep(1)
+        await write(endpoint, "ns=1;s=tank.level", ua.Variant(95.0, ua.VariantType.Double))
+        level = await events.wait_for(condition("LevelAlarm", active=True))
+        await write(endpoint, "ns=1;s=tank.door_open", ua.Variant(True, ua.VariantType.Boolean))
+        door = await events.wait_for(condition("DoorOpen", active=True))
+        for point in (level, door):
+            assert point.tags["machine"] == "filler"  # SourceName 1:tank, mapped
+            assert point.tags["kind"] == EventKind.ALARM.value
+            assert point.fields["acked"] is False
+            assert point.fields["retain"] is True
+            assert 1 <= int(point.fields["alarm_severity"]) <= 1000
+        await write(endpoint, "ns=1;s=tank.door_open", ua.Variant(False, ua.VariantType.Boolean))
+        await events.wait_for(condition("DoorOpen", active=False))
+
+    # the level alarm is still active: a new connector learns it from ConditionRefresh alone
+    again = Events()
+    async with connector(node_config(endpoint), again):
+        refreshed = await again.wait_for(condition("LevelAlarm", active=True))
+        assert refreshed.fields["event_id"] == level.fields["event_id"]
