@@ -37,6 +37,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "shopfloor.detection": ("train", "detect", "report"),
     "shopfloor.detection_eval": ("eval",),
     "shopfloor.ingest": ("ingest",),
+    "shopfloor.alarms": ("ack",),
 }
 
 

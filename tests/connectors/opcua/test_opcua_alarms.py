@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from asyncua import Client, ua
 
 from connectors.opcua import Config, OpcUaInput
@@ -117,16 +121,24 @@ def overcurrent(active: bool, acked: bool) -> Callable[[Point], bool]:
     return match
 
 
-async def acknowledge(endpoint: str, condition_id: str, event_id: str, comment: str) -> None:
-    async with Client(endpoint, timeout=5) as client:
-        await client.get_node(condition_id).call_method(
-            ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
-            ua.Variant(bytes.fromhex(event_id), ua.VariantType.ByteString),
-            ua.LocalizedText(comment),
-        )
+async def shopfloor_ack(config: Path, entry: dict[str, Any], *ack: str) -> tuple[int, str]:
+    """`shopfloor ack` in its own process against a connectors file holding `entry`."""
+    text = yaml.safe_dump({"line": "line1", "connectors": [entry]})
+    await asyncio.to_thread(config.write_text, text)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "shopfloor.cli", "ack", "--config", str(config),
+        "--connector", entry["name"], *ack,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        output, _ = await process.communicate()
+    return process.returncode or 0, output.decode()
 
 
-async def test_a_fault_raises_a_limit_alarm_that_a_restarted_connector_sees_active() -> None:
+async def test_a_fault_raises_a_limit_alarm_that_a_restarted_connector_sees_active(
+    tmp_path: Path,
+) -> None:
     events = Events()
     async with simulated_line() as (sim, server):
         async with connector(sim_config(server.endpoint), events):
@@ -153,12 +165,24 @@ async def test_a_fault_raises_a_limit_alarm_that_a_restarted_connector_sees_acti
             assert refreshed.fields["event_id"] == raised.fields["event_id"]
             assert refreshed.ts == raised.ts
 
-            await acknowledge(
-                server.endpoint,
-                str(raised.fields["condition_id"]),
-                str(raised.fields["event_id"]),
-                "belt cleared",
+            ids = (
+                "--condition", str(raised.fields["condition_id"]),
+                "--event", str(raised.fields["event_id"]),
+                "--comment", "belt cleared",
+            )  # fmt: skip
+            code, output = await shopfloor_ack(
+                tmp_path / "off.yaml", sim_config(server.endpoint), *ids
             )
+            assert code == 2
+            assert "does not allow acknowledging alarms" in output
+            assert "acknowledge: true" in output  # the fix
+            await asyncio.sleep(1)
+            assert not [p for p in again.points if p.fields["acked"]]
+
+            allowed = {**sim_config(server.endpoint), "alarms": {"acknowledge": True}}
+            code, output = await shopfloor_ack(tmp_path / "on.yaml", allowed, *ids)
+            assert code == 0, output
+            assert f"by {getpass.getuser()} at " in output
             acked = await again.wait_for(overcurrent(active=True, acked=True))
             assert acked.fields["comment"] == "belt cleared"
 
