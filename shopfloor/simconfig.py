@@ -35,6 +35,8 @@ def sim_connectors(spec: LineSpec, host: str, opcua_port: int, modbus_port: int)
                 "security": "none",  # the simulator's open endpoint; see `shopfloor certs`
                 "publishing_interval_ms": interval_ms,
                 "sampling_interval_ms": max(50, interval_ms // 2),
+                # the line's limit alarms; a student's line may be acknowledged with `ack`
+                "alarms": {"acknowledge": True},
                 "tags": [
                     {"machine": t.machine, "signal": t.signal, "node": t.node_id} for t in opcua
                 ],

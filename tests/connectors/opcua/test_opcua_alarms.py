@@ -24,10 +24,15 @@ from connectors.opcua import Config, OpcUaInput
 from core.sample import Point, Sample
 from core.schema import EVENTS, EventKind
 from core.severity import SeverityLevel
+from delivery.agent import Agent
+from delivery.spool import Spool
+from delivery.writer import HistorianWriter
+from historian import Historian, open_historian
 from plc_sim.opcua_server import OpcUaServer
 from plc_sim.process import Simulator
 from plc_sim.spec import load_line
 from testbed.influxd import free_port
+from tests.eventually import eventually
 from tests.second_stack import Running, node_opcua_alarm_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -236,3 +241,37 @@ async def test_node_opcua_limit_and_off_normal_alarms_arrive_with_their_states(
     async with connector(node_config(endpoint), again):
         refreshed = await again.wait_for(condition("LevelAlarm", active=True))
         assert refreshed.fields["event_id"] == level.fields["event_id"]
+
+
+async def low_pressure(historian: Historian) -> list[Point]:
+    stored = await historian.points(EVENTS.name, tags={"kind": EventKind.ALARM.value})
+    return [p for p in stored if p.fields["condition"] == "LowPressure"]
+
+
+async def test_alarm_events_reach_the_historian_through_the_spool(tmp_path: Path) -> None:
+    """`shopfloor connect`'s pipeline: the agent hands the connector the writer, whose spool
+    takes the alarm points as it takes samples; a refresh after a reconnect overwrites."""
+    async with (
+        simulated_line() as (sim, server),
+        open_historian(f"sqlite:{tmp_path / 'h.db'}") as historian,
+    ):
+        writer = HistorianWriter(historian, spool=Spool(tmp_path / "spool"), flush_interval_s=0.1)
+        config = Config.model_validate(sim_config(server.endpoint))
+        inputs = [OpcUaInput(config, site="plant", line="line1")]
+        agent = asyncio.create_task(Agent(inputs, writer, health_interval_s=1).run())
+        try:
+            sim.inject("air_compressor", "air_leak", 1.0, None)
+            async with asyncio.timeout(60):
+                while not await low_pressure(historian):  # noqa: ASYNC110 (a query, no event)
+                    await asyncio.sleep(0.2)
+            server.drop_connections()  # the connector reconnects and refreshes
+            await eventually(lambda: inputs[0].stats.reconnects, "a reconnect", 30)
+            await asyncio.sleep(1)
+        finally:
+            agent.cancel()
+            await asyncio.gather(agent, return_exceptions=True)
+        (low,) = await low_pressure(historian)  # the refresh overwrote it: still one point
+        assert low.tags["machine"] == "air_compressor"
+        assert low.fields["active"] is True
+        assert low.fields["alarm_severity"] == 600
+        assert low.fields["severity_level"] == SeverityLevel.HIGH
