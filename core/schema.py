@@ -86,6 +86,10 @@ EVENTS = Measurement(
         "severity_level": int,
         "event_id": str,
         "receive_time_ns": int,
+        # history backfills (kind `backfill`): connectors/opcua/backfill.py
+        "backfilled": int,
+        "unfilled": int,
+        "unfilled_s": float,
     },
 )
 CONNECTOR = Measurement(
@@ -115,6 +119,7 @@ class EventKind(StrEnum):
     FAULT = "fault"  # an injected fault, written by the simulated line: detection's ground truth
     ANOMALY = "anomaly"  # an anomaly episode opened or closed by the online detector
     ALARM = "alarm"  # a PLC alarm (OPC UA condition) as the PLC reported it, by a connector
+    BACKFILL = "backfill"  # a connector filled an outage from the server's history
 
 
 MEASUREMENTS: Mapping[str, Measurement] = {

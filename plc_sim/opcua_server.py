@@ -19,6 +19,9 @@ channel: asyncua alone would serve reads on a None channel and take a clear-text
 With a trust list (`trusted_clients`), an unknown client certificate is refused and saved to
 `rejected_clients` until someone moves it to the trust list, as on a real PLC.
 
+History: every variable keeps its last `history` changes (default 3600) in memory for
+HistoryRead (raw), as a historizing PLC or gateway does.
+
 Timestamps: as on real servers, a variable's source timestamp changes only when its value
 changes (`timestamps="change"`); `timestamps="tick"` restamps every variable on every tick.
 """
@@ -63,6 +66,7 @@ SECURE_POLICIES = [
     ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
 ]
 
+HISTORY_VALUES = 3600  # changes kept per variable: an hour of a signal that changes every second
 InjectFault = Callable[[str, str, float, float | None], None]
 ClearFault = Callable[[str, str], None]
 
@@ -281,6 +285,7 @@ class OpcUaServer:
         clear: ClearFault,
         secure: SecureEndpoint | None = None,
         timestamps: Literal["change", "tick"] = "change",
+        history: int = HISTORY_VALUES,
     ) -> None:
         self.spec = spec
         self.endpoint = f"opc.tcp://{host}:{port}/shopfloor/"
@@ -289,6 +294,7 @@ class OpcUaServer:
         )
         self._secure = secure
         self._timestamps = timestamps
+        self._history = history
         self._published: dict[tuple[str, str], Any] = {}  # the value each variable holds
         self._inject, self._clear = inject, clear
         self._servers: list[Server] = []
@@ -333,7 +339,14 @@ class OpcUaServer:
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         server.set_identity_tokens([ua.AnonymousIdentityToken])
         await server.start()
+        await self._historize(server)
         return server
+
+    async def _historize(self, server: Server) -> None:
+        """Keep the last `history` changes of every variable for HistoryRead (in memory)."""
+        if self._history:
+            nodes = [server.get_node(node_id) for node_id, _, _ in self._variables.values()]
+            await server.historize_node_data_change(nodes, count=self._history)
 
     async def _start_secured(self, secure: SecureEndpoint) -> Server:
         assert self.secure_endpoint is not None
@@ -356,6 +369,7 @@ class OpcUaServer:
             )
         )
         await server.start()
+        await self._historize(server)
         _require_encrypted_passwords(server)
         return server
 

@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from connectors.opcua.alarms import AlarmsConfig
+from connectors.opcua.backfill import BackfillConfig
 from connectors.opcua.nodeid import NodeAddress, parse_node, parse_node_id
 from connectors.opcua.security import Auth, Security
 from core.reconnect import Reconnect
@@ -115,6 +116,8 @@ class Config(BaseModel):
     reconnect: Reconnect = Field(default_factory=Reconnect)
     # PLC alarms and conditions into `events` (None: not subscribed)
     alarms: AlarmsConfig | None = None
+    # after an outage, read the gap from the server's history (None: off)
+    backfill: BackfillConfig | None = None
     tags: list[Tag] = Field(min_length=1)
 
     def max_age_of(self, tag: Tag) -> float:
