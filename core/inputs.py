@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 from core.sample import Point, Sample
 
 Emit = Callable[[Sequence[Sample]], Awaitable[None]]
+# Readings that are not one number (a text, an enumeration's name, an array's elements) travel
+# as telemetry points (core.schema.telemetry_point): `SampleBatch` holds numbers only.
 EmitPoints = Callable[[Sequence[Point]], Awaitable[None]]
 
 
@@ -45,10 +47,8 @@ class Input(Protocol):
 
 
 @runtime_checkable
-class PointInput(Protocol):
-    """An input that also produces points of other measurements (PLC alarms into `events`):
-    the agent hands it the writer's `put_points`, so they take the samples' spool."""
+class TextInput(Input, Protocol):
+    """An input that also reads values that are not numbers: the agent sets `emit_points`
+    (the writer's `put_points`) before it runs it; None drops them, counted as errors."""
 
-    def emit_points_to(self, emit: EmitPoints) -> None:
-        """Where to hand points from now on; called before `run`."""
-        ...
+    emit_points: EmitPoints | None

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from core.inputs import Emit, Input, PointInput
+from core.inputs import Emit, Input, TextInput
 from core.sample import Point, Sample
 from core.schema import CONNECTOR
 from delivery.spool import SpoolError
@@ -40,6 +40,9 @@ class Agent:
         self.health_interval_s = health_interval_s
         self.restart_delay_s = restart_delay_s
         self.observers = list(observers)
+        for item in self.inputs:
+            if isinstance(item, TextInput):
+                item.emit_points = writer.put_points
 
     async def run(self) -> None:
         """Run every input, the writer and the health reporter until cancelled.
@@ -70,8 +73,6 @@ class Agent:
     async def _supervise(self, item: Input) -> None:
         """Keep one input running; a bug in one plugin must not stop the line's other data."""
         emit = self._emit_for(item)
-        if isinstance(item, PointInput):
-            item.emit_points_to(self.writer.put_points)
         while True:
             try:
                 await item.run(emit)

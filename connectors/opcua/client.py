@@ -160,13 +160,7 @@ class OpcUaInput:
             None if config.alarms is None else AlarmEvents(config.alarms, site=site, line=line)
         )
         self._site, self._line = site, line
-        self._emit_points: EmitPoints | None = None
-
-    def emit_points_to(self, emit: EmitPoints) -> None:
-        """Where alarm and backfill events go (`core.inputs.PointInput`): the writer's spool."""
-        self._emit_points = emit
-        if self._alarms is not None:
-            self._alarms.emit = emit
+        self.emit_points: EmitPoints | None = None  # set by the agent (core.inputs.TextInput)
 
     async def run(self, emit: Emit) -> None:
         """Connect, read, and on any failure mark all tags BAD and reconnect with backoff."""
@@ -178,6 +172,8 @@ class OpcUaInput:
             cfg.publishing_interval_ms / 1000 if cfg.mode == "subscribe" else cfg.poll_interval_s
         )
         buffer = SampleBuffer(emit, self.stats, flush_interval_s=flush_s)
+        if self._alarms is not None:  # alarm and backfill events: the writer's spool
+            self._alarms.emit = self.emit_points
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
@@ -349,7 +345,7 @@ class OpcUaInput:
             f"be read, {filled.cut_s:.1f} s older than backfill.max_span_s not asked for"
         )
         _log.info("%s: %s", self.name, text)
-        if self._emit_points is None:
+        if self.emit_points is None:
             return
         tags_of = {"site": self._site, "line": self._line, "machine": self.name}
         fields: dict[str, float | int | bool | str] = {
@@ -361,7 +357,7 @@ class OpcUaInput:
             "duration_s": span_s,
         }
         point = Point(EVENTS.name, {**tags_of, "kind": EventKind.BACKFILL.value}, fields, gap[1])
-        await self._emit_points([point])
+        await self.emit_points([point])
 
     async def _resolve(
         self, client: Client, buffer: SampleBuffer, indexes: list[int], capacity: Capacity

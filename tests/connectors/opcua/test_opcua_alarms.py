@@ -64,7 +64,7 @@ async def _ignore(samples: Sequence[Sample]) -> None:
 @contextlib.asynccontextmanager
 async def connector(config: dict[str, Any], events: Events) -> AsyncIterator[OpcUaInput]:
     source = OpcUaInput(Config.model_validate(config), site="plant", line="line1")
-    source.emit_points_to(events.emit)
+    source.emit_points = events.emit
     task = asyncio.create_task(source.run(_ignore))
     try:
         yield source
