@@ -106,6 +106,7 @@ class AlarmEvents:
         client: Client,
         *,
         publishing_interval_ms: float,
+        keepalive_count: int,
         timeout_s: float,
         on_publish: Callable[[], None],
     ) -> None:
@@ -125,8 +126,8 @@ class AlarmEvents:
 
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=publishing_interval_ms,
-            RequestedMaxKeepAliveCount=10,
-            RequestedLifetimeCount=100,
+            RequestedMaxKeepAliveCount=keepalive_count,  # the session's liveness, as the tags'
+            RequestedLifetimeCount=10 * keepalive_count,
             PublishingEnabled=True,
         )
         async with asyncio.timeout(timeout_s):

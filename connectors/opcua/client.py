@@ -104,11 +104,11 @@ class _Loss:
         self.event = asyncio.Event()
         self.reason = ""
         self.last_answer: float | None = None  # loop time of the last publish answer
-        self.last_answer_ns = 0  # and its wall time: where a backfill starts
+        self.heard_ns = 0  # wall time of the last answer of any kind: where a backfill starts
 
     def answered(self) -> None:
         self.last_answer = asyncio.get_running_loop().time()
-        self.last_answer_ns = time.time_ns()
+        self.heard_ns = time.time_ns()
 
     def report(self, reason: str) -> None:
         if not self.event.is_set():
@@ -271,8 +271,8 @@ class OpcUaInput:
             # A lost session: its tags are marked bad now, not after a close that a frozen
             # server makes wait for timeout_s.
             self._disconnected(slot)
-            if loss.last_answer_ns:  # all before it was delivered
-                slot.gap_from_ns = loss.last_answer_ns
+            if loss.heard_ns:  # all before it was delivered
+                slot.gap_from_ns = loss.heard_ns
             closing = asyncio.create_task(close_session(client, cfg.timeout_s))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
@@ -294,6 +294,7 @@ class OpcUaInput:
             await self._alarms.subscribe(
                 client,
                 publishing_interval_ms=cfg.publishing_interval_ms,
+                keepalive_count=self.keepalive_count(),
                 timeout_s=cfg.timeout_s,
                 on_publish=loss.answered,
             )
@@ -396,9 +397,7 @@ class OpcUaInput:
         session = client.uaclient.session
         use_fast_publish(session)
         handler = _Notifications(self, buffer, loss)
-        # Three keep-alives per stale_after_s, so that a silent server is noticed in time.
-        keepalive_s = self.stale_after_s() / 3
-        keepalive_count = max(1, math.floor(keepalive_s * 1000 / cfg.publishing_interval_ms))
+        keepalive_count = self.keepalive_count()
         polled: list[Item] = []
         loss.answered()  # the clock of silence starts now
         for part in chunks(items, capacity.per_subscription):
@@ -548,6 +547,7 @@ class OpcUaInput:
                 for indexes, params in requests:
                     async with asyncio.timeout(cfg.timeout_s):
                         values = await session.read(params)
+                    loss.heard_ns = time.time_ns()
                     await buffer.put(self._samples(decoded(zip(indexes, values, strict=True))))
                 self.stats.latency_ms = (loop.time() - started) * 1000
                 await buffer.put((), flush=True)
@@ -580,6 +580,12 @@ class OpcUaInput:
         if run_keys:
             batch.add(tuple(run_keys), run_values, run_quality, run_ts)
         return batch
+
+    def keepalive_count(self) -> int:
+        """Publishing intervals per keep-alive: three keep-alives per stale_after_s, so that a
+        silent server is noticed in time."""
+        keepalive_s = self.stale_after_s() / 3
+        return max(1, math.floor(keepalive_s * 1000 / self._config.publishing_interval_ms))
 
     def stale_after_s(self) -> float:
         """How long a server may stay silent before the session counts as lost."""
