@@ -84,6 +84,22 @@ EVENTS = Measurement(
         "note": str,
         "by": str,
         "episode": str,
+        # PLC alarms (kind `alarm`, OPC UA conditions): connectors/opcua/alarms.py
+        "acked": bool,
+        "comment": str,
+        "confirmed": bool,
+        "retain": bool,
+        "source": str,
+        "condition": str,
+        "condition_id": str,
+        "alarm_severity": int,
+        "severity_level": int,
+        "event_id": str,
+        "receive_time_ns": int,
+        # history backfills (kind `backfill`): connectors/opcua/backfill.py
+        "backfilled": int,
+        "unfilled": int,
+        "unfilled_s": float,
     },
 )
 CONNECTOR = Measurement(
@@ -112,6 +128,8 @@ class EventKind(StrEnum):
 
     FAULT = "fault"  # an injected fault, written by the simulated line: detection's ground truth
     ANOMALY = "anomaly"  # an anomaly episode opened or closed by the online detector
+    ALARM = "alarm"  # a PLC alarm (OPC UA condition) as the PLC reported it, by a connector
+    BACKFILL = "backfill"  # a connector filled an outage from the server's history
     # overlapping episodes of a line as one (tag `machine`: the likely origin), opened, grown
     # (`machines`: every machine it reached, in the order they joined) and closed
     INCIDENT = "incident"

@@ -19,6 +19,9 @@ channel: asyncua alone would serve reads on a None channel and take a clear-text
 With a trust list (`trusted_clients`), an unknown client certificate is refused and saved to
 `rejected_clients` until someone moves it to the trust list, as on a real PLC.
 
+History: every variable keeps its last `history` changes (default 3600) in memory for
+HistoryRead (raw), as a historizing PLC or gateway does.
+
 Timestamps: as on real servers, a variable's source timestamp changes only when its value
 changes (`timestamps="change"`); `timestamps="tick"` restamps every variable on every tick.
 """
@@ -46,6 +49,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from plc_sim.alarms import LineAlarms
 from plc_sim.faults import FaultError
 from plc_sim.machines import SignalKind
 from plc_sim.spec import UNITS, LineSpec
@@ -62,6 +66,7 @@ SECURE_POLICIES = [
     ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
 ]
 
+HISTORY_VALUES = 3600  # changes kept per variable: an hour of a signal that changes every second
 InjectFault = Callable[[str, str, float, float | None], None]
 ClearFault = Callable[[str, str], None]
 
@@ -280,6 +285,7 @@ class OpcUaServer:
         clear: ClearFault,
         secure: SecureEndpoint | None = None,
         timestamps: Literal["change", "tick"] = "change",
+        history: int = HISTORY_VALUES,
     ) -> None:
         self.spec = spec
         self.endpoint = f"opc.tcp://{host}:{port}/shopfloor/"
@@ -288,12 +294,14 @@ class OpcUaServer:
         )
         self._secure = secure
         self._timestamps = timestamps
+        self._history = history
         self._published: dict[tuple[str, str], Any] = {}  # the value each variable holds
         self._inject, self._clear = inject, clear
         self._servers: list[Server] = []
         self._machines_by_node: dict[ua.NodeId, str] = {}
         # (machine, signal) -> (node id, variant type, python conversion)
         self._variables: dict[tuple[str, str], tuple[ua.NodeId, ua.VariantType, Any]] = {}
+        self.alarms = LineAlarms(spec, OPCUA_NAMESPACE_INDEX)
 
     def drop_connections(self) -> None:
         """Close every client connection, as a PLC that reboots its network stack (chaos)."""
@@ -331,7 +339,14 @@ class OpcUaServer:
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         server.set_identity_tokens([ua.AnonymousIdentityToken])
         await server.start()
+        await self._historize(server)
         return server
+
+    async def _historize(self, server: Server) -> None:
+        """Keep the last `history` changes of every variable for HistoryRead (in memory)."""
+        if self._history:
+            nodes = [server.get_node(node_id) for node_id, _, _ in self._variables.values()]
+            await server.historize_node_data_change(nodes, count=self._history)
 
     async def _start_secured(self, secure: SecureEndpoint) -> Server:
         assert self.secure_endpoint is not None
@@ -354,11 +369,13 @@ class OpcUaServer:
             )
         )
         await server.start()
+        await self._historize(server)
         _require_encrypted_passwords(server)
         return server
 
     async def _new_server(self, endpoint: str, iserver: InternalServer | None = None) -> Server:
         server = Server(iserver)
+        server.iserver.bind_condition_methods = True  # ConditionRefresh
         await server.init()
         server.set_endpoint(endpoint)
         await server.set_application_uri(APPLICATION_URI)
@@ -371,6 +388,7 @@ class OpcUaServer:
 
     async def stop(self) -> None:
         servers, self._servers = self._servers, []
+        self.alarms.forget()
         for server in servers:
             await server.stop()
 
@@ -389,6 +407,7 @@ class OpcUaServer:
                 await server.write_attribute_value(
                     node_id, ua.DataValue(variant, SourceTimestamp=stamp, ServerTimestamp=stamp)
                 )
+        await self.alarms.update(values, ts)
 
     async def _build(self, server: Server, ns: int) -> None:
         line = self.spec.line
@@ -399,6 +418,7 @@ class OpcUaServer:
             _string_node_id(f"{line}.Simulator", ns), ua.QualifiedName("Simulator", ns)
         )
         await self._add_methods(control, f"{line}.Simulator", ns, by_machine=True)
+        await self.alarms.serve(server, folder.nodeid)
         for name, machine in self.spec.machines.items():
             if machine.protocol != "opcua":
                 continue

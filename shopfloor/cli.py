@@ -39,6 +39,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "shopfloor.detection_eval": ("eval",),
     "shopfloor.episodes": ("episodes", "label"),
     "shopfloor.ingest": ("ingest",),
+    "shopfloor.alarms": ("ack",),
 }
 
 

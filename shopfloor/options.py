@@ -61,6 +61,7 @@ SUMMARIES: dict[str, str] = {
     "browse": "Show an OPC UA server's objects and variables as a tree; --emit-config writes a "
     "connectors file for them.",
     "probe": "Read Modbus registers once and show them decoded every way, side by side.",
+    "ack": "Acknowledge a PLC alarm with a comment, where the connectors file allows it.",
     "check": "Read every tag of a connectors file once and say what is wrong with each.",
     "train": "Fit an anomaly model per machine on a normal period and save it.",
     "detect": "Score every machine that has a model, online: anomalies, episodes and OEE.",

@@ -37,6 +37,8 @@ def sim_connectors(spec: LineSpec, host: str, opcua_port: int, modbus_port: int)
                 # the simulator changes its values once a tick and samples at that rate:
                 # asking for faster sampling would only earn a warning from the connector
                 "sampling_interval_ms": interval_ms,
+                # the line's limit alarms; a student's line may be acknowledged with `ack`
+                "alarms": {"acknowledge": True},
                 "tags": [
                     {"machine": t.machine, "signal": t.signal, "node": t.node_id} for t in opcua
                 ],

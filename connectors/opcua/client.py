@@ -22,6 +22,8 @@ from asyncua import Client, ua
 from asyncua.client.ua_session import UaSession
 from asyncua.common.utils import NotEnoughData
 
+from connectors.opcua.alarms import AlarmEvents
+from connectors.opcua.backfill import Filled, backfill
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
@@ -51,7 +53,7 @@ from connectors.opcua.session import (
 from core.inputs import ConnectorStats, Emit, EmitPoints
 from core.reconnect import Backoff
 from core.sample import Point, Quality, Sample, SampleBatch, SeriesKey
-from core.schema import telemetry_point
+from core.schema import EVENTS, EventKind, telemetry_point
 
 _log = logging.getLogger(__name__)
 
@@ -123,9 +125,11 @@ class _Loss:
         self.event = asyncio.Event()
         self.reason = ""
         self.last_answer: float | None = None  # loop time of the last publish answer
+        self.heard_ns = 0  # wall time of the last answer of any kind: where a backfill starts
 
     def answered(self) -> None:
         self.last_answer = asyncio.get_running_loop().time()
+        self.heard_ns = time.time_ns()
 
     def report(self, reason: str) -> None:
         if not self.event.is_set():
@@ -142,6 +146,7 @@ class _Slot:
     connected: bool = False
     was_connected: bool = False
     marked_bad: bool = False
+    gap_from_ns: int = 0  # wall time from which the server's history is to be read (0: none)
 
 
 class OpcUaInput:
@@ -177,6 +182,10 @@ class OpcUaInput:
         self._group: asyncio.TaskGroup | None = None  # where the sessions run
         self._slow_sampling_told = False
         self._closing: set[asyncio.Task[None]] = set()  # lost sessions being closed
+        self._alarms = (
+            None if config.alarms is None else AlarmEvents(config.alarms, site=site, line=line)
+        )
+        self._site, self._line = site, line
 
     async def run(self, emit: Emit) -> None:
         """Connect, read, and on any failure mark all tags BAD and reconnect with backoff."""
@@ -189,6 +198,8 @@ class OpcUaInput:
         )
         buffer = SampleBuffer(emit, self.stats, flush_interval_s=flush_s)
         buffer.emit_points = self.emit_points
+        if self._alarms is not None:  # alarm and backfill events: the writer's spool
+            self._alarms.emit = self.emit_points
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(buffer.run(), name=f"opcua-flush-{self.name}")
@@ -286,6 +297,8 @@ class OpcUaInput:
             # A lost session: its tags are marked bad now, not after a close that a frozen
             # server makes wait for timeout_s.
             self._disconnected(slot)
+            if loss.heard_ns:  # all before it was delivered
+                slot.gap_from_ns = loss.heard_ns
             closing = asyncio.create_task(close_session(client, cfg.timeout_s))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
@@ -300,22 +313,79 @@ class OpcUaInput:
         limits = await read_limits(client, cfg.timeout_s)
         capacity = Capacity.of(limits, max_per_subscription=cfg.max_items_per_subscription)
         self._plan(slot, buffer, capacity, limits)
-        items = await self._resolve(client, buffer, slot.indexes, capacity)
+        resolved = items = await self._resolve(client, buffer, slot.indexes, capacity)
         await self._read_enum_names(client, items, capacity)
         if cfg.mode == "subscribe":
             items = await self._subscribe(client, items, buffer, loss, capacity)
-        poller = (
-            asyncio.create_task(self._poll(client, items, buffer, loss, capacity))
-            if items
-            else None
-        )
+        if self._alarms is not None and slot.number == 0:
+            await self._alarms.subscribe(
+                client,
+                publishing_interval_ms=cfg.publishing_interval_ms,
+                keepalive_count=self.keepalive_count(),
+                timeout_s=cfg.timeout_s,
+                on_publish=loss.answered,
+            )
+        tasks = []
+        if items:
+            tasks.append(asyncio.create_task(self._poll(client, items, buffer, loss, capacity)))
+        if cfg.backfill is not None and slot.gap_from_ns and resolved:
+            gap = (slot.gap_from_ns, time.time_ns())
+            tasks.append(asyncio.create_task(self._backfill(client, slot, resolved, gap, buffer)))
         try:
             self._connected(backoff, slot)
             await self._watch(client, loss)
         finally:
-            if poller is not None:
-                poller.cancel()
-                await asyncio.wait([poller])
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+
+    async def _backfill(
+        self,
+        client: Client,
+        slot: _Slot,
+        items: list[Item],
+        gap: tuple[int, int],
+        buffer: SampleBuffer,
+    ) -> None:
+        """Fill the outage from the server's history (backfill.py), then say what was done."""
+        cfg = self._config
+        assert cfg.backfill is not None
+
+        async def put(batch: SampleBatch) -> None:
+            await buffer.put(batch, flush=True)
+
+        try:
+            filled = await backfill(
+                client, cfg.backfill, items, self._series, gap, cfg.timeout_s, put
+            )
+        except SESSION_FAILURES as exc:  # the session's loss is the watch's to report
+            _log.debug("%s: backfill stopped: %s", self.name, exc)
+            return
+        slot.gap_from_ns = 0
+        await self._report_backfill(filled, len(items), gap)
+
+    async def _report_backfill(self, filled: Filled, tags: int, gap: tuple[int, int]) -> None:
+        span_s = (gap[1] - gap[0]) / 1e9
+        text = (
+            f"backfilled {filled.values} values of {tags - filled.unfilled_tags} tags over "
+            f"{span_s:.1f} s from the server's history; {filled.unfilled_tags} tags could not "
+            f"be read, {filled.cut_s:.1f} s older than backfill.max_span_s not asked for"
+        )
+        _log.info("%s: %s", self.name, text)
+        if self.emit_points is None:
+            return
+        tags_of = {"site": self._site, "line": self._line, "machine": self.name}
+        fields: dict[str, float | int | bool | str] = {
+            "text": text,
+            "active": False,
+            "backfilled": filled.values,
+            "unfilled": filled.unfilled_tags,
+            "unfilled_s": filled.cut_s,
+            "duration_s": span_s,
+        }
+        point = Point(EVENTS.name, {**tags_of, "kind": EventKind.BACKFILL.value}, fields, gap[1])
+        await self.emit_points([point])
 
     async def _resolve(
         self, client: Client, buffer: SampleBuffer, indexes: list[int], capacity: Capacity
@@ -386,9 +456,7 @@ class OpcUaInput:
         session = client.uaclient.session
         use_fast_publish(session)
         handler = _Notifications(self, buffer, loss)
-        # Three keep-alives per stale_after_s, so that a silent server is noticed in time.
-        keepalive_s = self.stale_after_s() / 3
-        keepalive_count = max(1, math.floor(keepalive_s * 1000 / cfg.publishing_interval_ms))
+        keepalive_count = self.keepalive_count()
         polled: list[Item] = []
         loss.answered()  # the clock of silence starts now
         for part in chunks(items, capacity.per_subscription):
@@ -538,6 +606,7 @@ class OpcUaInput:
                 for indexes, params in requests:
                     async with asyncio.timeout(cfg.timeout_s):
                         values = await session.read(params)
+                    loss.heard_ns = time.time_ns()
                     others: list[Other] = []
                     pairs = zip(indexes, values, strict=True)
                     await buffer.put(self._samples(decoded(pairs, others), others))
@@ -606,6 +675,12 @@ class OpcUaInput:
                 self._note(index, None)
         buffer.put_points(points)
         await buffer.put(bad)
+
+    def keepalive_count(self) -> int:
+        """Publishing intervals per keep-alive: three keep-alives per stale_after_s, so that a
+        silent server is noticed in time."""
+        keepalive_s = self.stale_after_s() / 3
+        return max(1, math.floor(keepalive_s * 1000 / self._config.publishing_interval_ms))
 
     def stale_after_s(self) -> float:
         """How long a server may stay silent before the session counts as lost."""

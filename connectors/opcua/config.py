@@ -19,6 +19,8 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
+from connectors.opcua.alarms import AlarmsConfig
+from connectors.opcua.backfill import BackfillConfig
 from connectors.opcua.nodeid import NodeAddress, parse_node, parse_node_id
 from connectors.opcua.security import Auth, Security
 from core.reconnect import Reconnect
@@ -112,6 +114,10 @@ class Config(BaseModel):
     # a silent server (no publish answer, no probe answer) counts as lost after this
     stale_after_s: PositiveSeconds | None = None
     reconnect: Reconnect = Field(default_factory=Reconnect)
+    # PLC alarms and conditions into `events` (None: not subscribed)
+    alarms: AlarmsConfig | None = None
+    # after an outage, read the gap from the server's history (None: off)
+    backfill: BackfillConfig | None = None
     tags: list[Tag] = Field(min_length=1)
 
     def max_age_of(self, tag: Tag) -> float:

@@ -10,6 +10,8 @@
   namespace http://www.siemens.com/simatic-s7-opcua at index 3 (4 with `extra_ns`, another
   PLC's at 3), ids like ns=3;s="DB_Line"."Motor1"."Speed", one variable per built-in type, a
   Float[10] and an enumeration with EnumStrings; open and anonymous.
+- `node_opcua_alarm_server`: node-opcua, open and anonymous, with a limit alarm and an off-normal
+  alarm on writable variables of Objects/tank (node_opcua/alarm_server.js).
 - `node_opcua_scale_server`: node-opcua again, open and anonymous, with N doubles ns=1;s=v0..
   that all change at every whole second, announcing (and enforcing) the limits it is given.
 - `libmodbus_server`: a C Modbus TCP server on Debian's libmodbus (bin/test installs
@@ -133,6 +135,16 @@ def node_opcua_s7_server(
     port = port or free_port()
     env = {"PORT": str(port), "EXTRA_NS": "1" if extra_ns else "0"}
     with _serving(["node", str(script)], folder, port, env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def node_opcua_alarm_server(folder: Path) -> Iterator[Running]:
+    """node-opcua with alarms (node_opcua/alarm_server.js), open and anonymous, on a free port."""
+    script = HERE / "node_opcua" / "alarm_server.js"
+    _check_node_opcua(script)
+    port = free_port()
+    with _serving(["node", str(script)], folder, port, {"PORT": str(port)}) as server:
         yield server
 
 

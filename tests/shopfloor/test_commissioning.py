@@ -29,6 +29,7 @@ from connectors.opcua.browse import browse_tree
 from connectors.opcua.security import Auth, Security
 from connectors.opcua.session import open_session
 from core.sample import Quality, Sample
+from plc_sim.alarms import alarms_of
 from plc_sim.modbus_server import ModbusServer
 from plc_sim.opcua_server import OpcUaServer
 from plc_sim.process import Simulator
@@ -176,7 +177,10 @@ async def test_browse_shows_exactly_what_the_line_file_defines(line: Line) -> No
     assert variables == expected
     objects = {n.path for n in nodes if not n.is_variable}
     opcua_machines = {t.machine for t in exposed_tags(line.spec) if t.protocol == "opcua"}
-    assert objects == {("line1",), ("line1", "Simulator")} | {("line1", m) for m in opcua_machines}
+    alarms = {("line1", "Alarms", f"{a.machine}.{a.name}") for a in alarms_of(line.spec)}
+    assert objects == {("line1",), ("line1", "Simulator"), ("line1", "Alarms")} | alarms | {
+        ("line1", m) for m in opcua_machines
+    }
 
 
 @ON_MODULE_LOOP
