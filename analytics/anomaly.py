@@ -21,14 +21,18 @@ does, and why (docs/anomaly-detection.md has the measurements):
 - Drift: each signal's baseline follows the rows judged normal (an exponentially weighted mean
   of the offsets, time constant `drift_rows`, by default as many rows as trained), rows above
   the threshold left out, so that slow drift of normal running does not become a flood of
-  alarms, and a fault is not learned as normal. A process does not stay in one operating point for
-  ever: a baseline frozen for `relearn_rows` (by default as many rows as trained) is re-seated
-  on the current rows, a new operating point, so that one change of mode costs one episode,
-  not an alarm that never closes.
+  alarms, and a fault is not learned as normal.
+- Operating modes: a process does not stay in one operating point for ever. An episode open for
+  `relearn_rows` (by default as many rows as trained) teaches a new mode from its last rows
+  (with `learn_modes="consistent"` only if they keep the training correlations); rows an
+  operator labels a false alarm become one too (`learn_normal`). Each row is scored in the known
+  mode that explains it best, so one change of mode costs one episode, not an alarm that never
+  closes.
 - Practical significance: a row whose every signal is within `floor_share` of its level or
-  range (or two steps of its resolution) of its baseline is never above the threshold, however
-  unusual the combination: a signal constant in training that later moves by its last digit,
-  or a correlation broken by noise-sized deviations, is not a fault a plant acts on.
+  range (or two steps of its resolution) of its training range and of what the other signals
+  predict for it is never above the threshold, however unusual the combination: a signal
+  constant in training that later moves by its last digit, or a correlation broken by
+  noise-sized deviations, is not a fault a plant acts on.
 - Verdicts: `k` of the last `n` rows above the threshold open an episode; it stays open across
   gaps of fewer than `bridge` rows below it (a fault's score dips under the threshold now and
   then). Every row of an episode, from the one that opened it to its last above the threshold,
