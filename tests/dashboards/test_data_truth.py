@@ -175,8 +175,10 @@ def test_latest_values_look_back_past_a_short_range_but_not_to_a_dead_line(
 
 def test_sample_age_per_machine_is_red_past_the_limit(timeline: Timeline) -> None:
     ages = {m: rows[0][1] for m, rows in timeline.rows("line-overview.json: panel 'Newest").items()}
+    # "alive" wrote at the timeline's `now`: its age is the time since then, in 10 s buckets
+    since_written = time.time() - timeline.now
     assert ages["dead"] >= DEAD_FOR_S - 10 > STALE_S, ages
-    assert ages["alive"] < 10 and ages["opcua"] < STALE_S, ages
+    assert ages["alive"] <= since_written + 10 and ages["opcua"] < STALE_S, ages
 
 
 def test_a_connector_that_stopped_reporting_is_not_connected_and_its_age_is_red(
