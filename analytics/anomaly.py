@@ -123,9 +123,7 @@ class AnomalyDetector(BaseEstimator):
         self.relearn_rows_ = len(frame) if self.relearn_rows == "auto" else int(self.relearn_rows)
         return self
 
-    def learn_normal(
-        self, X: pd.DataFrame, history: pd.DataFrame | None = None
-    ) -> AnomalyDetector:
+    def learn_normal(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> AnomalyDetector:
         """Take the rows of `X` as normal from now on (an operator labelled them a false
         alarm): they become an operating mode of their own, with its own model and threshold,
         that later rows are scored in when it explains them. Needs MIN_TRAINING_ROWS rows."""

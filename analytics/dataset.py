@@ -368,7 +368,7 @@ def score_verdicts(run: Run, verdicts: np.ndarray, raw: np.ndarray | None = None
     result.fn = int(np.sum(~verdict & truth))
     result.tn = int(np.sum(~verdict & ~truth))
     result.raw_fp = int(np.sum(raw & ~truth))
-    events, episodes = _segments(truth), _segments(verdict)
+    events, episodes = segments(truth), segments(verdict)
     result.events, result.episodes = len(events), len(episodes)
     for start, end in events:
         hits = np.flatnonzero(verdict[start:end])
@@ -379,7 +379,7 @@ def score_verdicts(run: Run, verdicts: np.ndarray, raw: np.ndarray | None = None
     return result
 
 
-def _segments(flags: np.ndarray) -> list[tuple[int, int]]:
+def segments(flags: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) of each run of consecutive True values."""
     edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))

@@ -24,7 +24,7 @@ import pandas as pd
 from measure import machine_description
 
 from analytics.anomaly import MIN_TRAINING_ROWS, AnomalyDetector
-from analytics.dataset import Run, read_dataset
+from analytics.dataset import Run, read_dataset, segments
 
 
 @dataclass
@@ -76,12 +76,6 @@ def replay(run: Run) -> Replay:
 
 def _joined(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([first, second])
-
-
-def segments(flags: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of consecutive True values."""
-    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
 def _false_episodes(verdict: np.ndarray, truth: np.ndarray) -> int:
