@@ -20,10 +20,18 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.ensemble import IsolationForest
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from analytics.scoring import (
+    TINY,
+    BaselineStatistic,
+    CombinedStatistic,
+    PCAStatistic,
+    RobustZStatistic,
+    part_states,
+    reconstruction_contributions,
+)
 from analytics.thresholds import calibrate
 
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation per median absolute deviation
-_TINY = 1e-12  # floor for limits and scales in standardized units: avoids 0/0, never binds
 CALIBRATION_SHARE = 0.25  # the last rows of the training data, held out to set the threshold
 MIN_FIT_ROWS = 4  # three to fit, one to calibrate
 
@@ -100,7 +108,7 @@ def calibration_split(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 SATURATED_SHARE = 0.01  # share of normal rows at a feature's extreme that makes it uninformative
 
 
-class _RobustZ(_Detector):
+class _RobustZ(RobustZStatistic, _Detector):
     """Per-feature robust |z| against the training median and MAD, each divided by its own
     limit at the false-alarm rate (center_, scale_, limits_): the baseline's statistic and
     the forest's contributions.
@@ -115,10 +123,10 @@ class _RobustZ(_Detector):
         # a feature constant most of the time has MAD 0: fall back to its standard deviation,
         # and to 1 (sklearn's choice for zero variance) if it never moved at all
         sd = X.std(axis=0)
-        self.scale_ = np.where(mad > _TINY, mad, np.where(sd > _TINY, sd, 1.0))
+        self.scale_ = np.where(mad > TINY, mad, np.where(sd > TINY, sd, 1.0))
         z = np.abs(X - self.center_) / self.scale_
         self.limits_ = np.array(
-            [max(calibrate(column, self.false_alarm_rate), _TINY) for column in z.T]
+            [max(calibrate(column, self.false_alarm_rate), TINY) for column in z.T]
         )
         # A feature whose most extreme normal value is also a common one (the 2 s spread of a
         # register that rounds to 0.1 °C is 0 in most windows) can flag nothing beyond it, yet
@@ -127,11 +135,8 @@ class _RobustZ(_Detector):
         at_top = (z >= top * (1.0 - 1e-9)).mean(axis=0)
         self.weights_ = np.where(at_top >= SATURATED_SHARE, 0.0, 1.0)
 
-    def _contributions(self, X: np.ndarray) -> np.ndarray:
-        return np.abs(X - self.center_) / (self.scale_ * self.limits_) * self.weights_
 
-
-class BaselineDetector(_RobustZ):
+class BaselineDetector(BaselineStatistic, _RobustZ):
     """Per-feature robust baseline: the statistic is the largest |robust z| of a row, each
     feature's in units of its own limit.
 
@@ -144,9 +149,6 @@ class BaselineDetector(_RobustZ):
 
     def _fit(self, X: np.ndarray) -> None:
         self._fit_robust(X)
-
-    def _statistic(self, X: np.ndarray) -> np.ndarray:
-        return self._contributions(X).max(axis=1)
 
 
 class ForestDetector(_RobustZ):
@@ -201,7 +203,7 @@ class ForestDetector(_RobustZ):
         return -self.forest_.score_samples(X) + np.maximum(beyond, 0.0).max(axis=1)
 
 
-class PCADetector(_Detector):
+class PCADetector(PCAStatistic, _Detector):
     """Multivariate statistical process control: PCA on standardized features with Hotelling's
     T^2 (unusual along the normal correlations) and SPE/Q (off them: a broken correlation).
 
@@ -227,16 +229,17 @@ class PCADetector(_Detector):
 
     def t2_contributions(self, X: Any) -> np.ndarray:
         """Reconstruction-based contributions to T^2 per feature."""
-        return _rbc(self._scaled(self._validated(X)), self.t2_metric_)
+        return reconstruction_contributions(self._scaled(self._validated(X)), self.t2_metric_)
 
     def spe_contributions(self, X: Any) -> np.ndarray:
         """Reconstruction-based contributions to SPE per feature."""
-        return _rbc(self._scaled(self._validated(X)), self.residual_projector_)
+        Z = self._scaled(self._validated(X))
+        return reconstruction_contributions(Z, self.residual_projector_)
 
     def _fit(self, X: np.ndarray) -> None:
         self.mean_ = X.mean(axis=0)
         sd = X.std(axis=0, ddof=1)
-        self.scale_ = np.where(sd > _TINY, sd, 1.0) if self.standardize else np.ones(X.shape[1])
+        self.scale_ = np.where(sd > TINY, sd, 1.0) if self.standardize else np.ones(X.shape[1])
         Z = self._scaled(X)
         _, singular, vt = np.linalg.svd(Z, full_matrices=False)
         variances = singular**2 / (len(Z) - 1)
@@ -246,12 +249,12 @@ class PCADetector(_Detector):
         self.t2_metric_ = (self.components_.T / self.explained_variance_) @ self.components_
         self.residual_projector_ = np.eye(X.shape[1]) - self.components_.T @ self.components_
         t2, spe = self._t2_spe(Z)
-        self.t2_limit_ = max(calibrate(t2, self.false_alarm_rate), _TINY)
-        self.spe_limit_ = max(calibrate(spe, self.false_alarm_rate), _TINY)
+        self.t2_limit_ = max(calibrate(t2, self.false_alarm_rate), TINY)
+        self.spe_limit_ = max(calibrate(spe, self.false_alarm_rate), TINY)
 
     def _kept(self, variances: np.ndarray) -> int:
         """How many components: a count, or the fewest explaining that share of variance."""
-        usable = int(np.sum(variances > _TINY * max(float(variances[0]), 1.0)))
+        usable = int(np.sum(variances > TINY * max(float(variances[0]), 1.0)))
         wanted = self.n_components
         if isinstance(wanted, (int, np.integer)) and not isinstance(wanted, bool):
             if not 1 <= wanted <= len(variances):
@@ -269,36 +272,6 @@ class PCADetector(_Detector):
         shares = np.cumsum(variances[:usable]) / variances[:usable].sum()
         return min(int(np.searchsorted(shares, wanted - 1e-12)) + 1, usable)
 
-    def _scaled(self, X: np.ndarray) -> np.ndarray:
-        return (X - self.mean_) / self.scale_
-
-    def _t2_spe(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        t2 = np.einsum("ij,ij->i", Z @ self.t2_metric_, Z)
-        residual = Z @ self.residual_projector_
-        return t2, np.einsum("ij,ij->i", residual, residual)
-
-    def _ratios(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        t2, spe = self._t2_spe(Z)
-        return t2 / self.t2_limit_, spe / self.spe_limit_
-
-    def _statistic(self, X: np.ndarray) -> np.ndarray:
-        return np.maximum(*self._ratios(self._scaled(X)))
-
-    def _contributions(self, X: np.ndarray) -> np.ndarray:
-        """The contributions of whichever statistic is further over its limit in each row,
-        in units of that limit."""
-        Z = self._scaled(X)
-        t2_ratio, spe_ratio = self._ratios(Z)
-        t2 = _rbc(Z, self.t2_metric_) / self.t2_limit_
-        spe = _rbc(Z, self.residual_projector_) / self.spe_limit_
-        return np.where((t2_ratio >= spe_ratio)[:, None], t2, spe)
-
-
-def _rbc(Z: np.ndarray, metric: np.ndarray) -> np.ndarray:
-    """Reconstruction-based contribution of each feature to the quadratic form z' M z: the
-    amount by which reconstructing that feature alone would lower the index."""
-    return (Z @ metric) ** 2 / np.maximum(np.diag(metric), _TINY)
-
 
 DETECTORS: dict[str, type[_Detector]] = {
     "pca": PCADetector,
@@ -308,7 +281,7 @@ DETECTORS: dict[str, type[_Detector]] = {
 DEFAULT_DETECTOR = "baseline+pca"
 
 
-class CombinedDetector(_Detector):
+class CombinedDetector(CombinedStatistic, _Detector):
     """Several detectors as one: a row is as anomalous as the detector furthest over its own
     threshold says, and that detector's contributions name the signal.
 
@@ -333,13 +306,11 @@ class CombinedDetector(_Detector):
         return state
 
     def restore_fitted_state(self, state: dict[str, Any]) -> None:
+        own, states = part_states(state)
         parts = self._parts()
-        for i, part in enumerate(parts):
-            prefix = f"{i}."
-            part.restore_fitted_state(
-                {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-            )
-        super().restore_fitted_state({k: v for k, v in state.items() if "." not in k})
+        for part, part_state in zip(parts, states, strict=True):
+            part.restore_fitted_state(part_state)
+        super().restore_fitted_state(own)
         self.detectors_ = parts
 
     def _parts(self) -> list[_Detector]:
@@ -355,26 +326,6 @@ class CombinedDetector(_Detector):
         self.detectors_ = [part.fit(X) for part in self._parts()]
         self.offset_ = -calibrate(self._statistic(calibration_split(X)[1]), self.false_alarm_rate)
         return self
-
-    def _ratios(self, X: np.ndarray) -> np.ndarray:
-        """(parts, rows): each part's statistic in units of its threshold."""
-        return np.vstack([part._statistic(X) / _threshold(part) for part in self.detectors_])
-
-    def _statistic(self, X: np.ndarray) -> np.ndarray:
-        return self._ratios(X).max(axis=0)
-
-    def _contributions(self, X: np.ndarray) -> np.ndarray:
-        winner = self._ratios(X).argmax(axis=0)
-        out = np.empty_like(X)
-        for i, part in enumerate(self.detectors_):
-            rows = winner == i
-            if rows.any():
-                out[rows] = part._contributions(X[rows]) / _threshold(part)
-        return out
-
-
-def _threshold(detector: _Detector) -> float:
-    return max(-float(detector.offset_), _TINY)
 
 
 def make_detector(name: str, **params: Any) -> _Detector:

@@ -29,7 +29,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -65,6 +64,14 @@ class OnlineStats:
     failed_cycles: int = 0
     pending_points: int = 0
     last_error: str = ""
+
+    def summary(self) -> str:
+        """One line on what the detector did, for the end of a run."""
+        return (
+            f"{self.scored} windows scored, {self.anomalies} above threshold, "
+            f"{self.episodes_opened} episodes, {self.kpi_points} kpi points, "
+            f"{self.failed_cycles} failed cycles"
+        )
 
 
 @dataclass
@@ -249,7 +256,7 @@ class OnlineDetector:
     async def _score(self, rows: Sequence[_Row], now_s: float) -> list[Point]:
         models = [self._machines[r.machine].model for r in rows]
         scored = await asyncio.to_thread(
-            lambda: [score_rows(m.estimator, r.features) for m, r in zip(models, rows, strict=True)]
+            lambda: [m.scorer.score_rows(r.features) for m, r in zip(models, rows, strict=True)]
         )
         points = []
         for row, (scores, top) in zip(rows, scored, strict=True):
@@ -406,16 +413,3 @@ def _incident_event(line: Mapping[str, str], incident: Incident, *, active: bool
         ts = incident.end
     tags = {**line, "machine": incident.origin, "kind": EventKind.INCIDENT.value}
     return Point(EVENTS.name, tags, {"text": text, **fields}, round(ts * 1e9))
-
-
-def score_rows(estimator: Any, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(anomaly scores, index of the top-contributing feature) per row, for a detector or a
-    Pipeline ending in one (its contributions are taken on the transformed features). Any:
-    MachineModel.estimator's type, sklearn's objects (scikit-learn ships no type information)."""
-    scores = -estimator.score_samples(features)
-    detector, transformed = estimator, features
-    if hasattr(estimator, "steps"):
-        detector = estimator[-1]
-        transformed = estimator[:-1].transform(features)
-    contributions = detector.contributions(transformed)
-    return scores, np.argmax(contributions, axis=1)

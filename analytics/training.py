@@ -15,7 +15,6 @@ from analytics.detectors import DEFAULT_DETECTOR, make_detector
 from analytics.episodes import AlarmLogic, AlarmSettings, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.model_store import MODEL_SUFFIX, MachineModel, save_model
-from analytics.online import score_rows
 from analytics.windows import MachineTelemetry, detection_signals, select_signals
 
 # The tuned configuration (shopfloor eval; docs/anomaly-detection.md): train, detect, up and
@@ -62,12 +61,12 @@ def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings
         )
     estimator = make_detector(settings.detector, false_alarm_rate=settings.false_alarm_rate)
     estimator.fit(np.vstack([X for _, X in rows]))
-    return MachineModel(
+    return MachineModel.fitted(
+        estimator,
         machine=machine,
         signals=signals,
         window=settings.window,
         detector=settings.detector,
-        estimator=estimator,
         threshold=float(-estimator.offset_),
         alarm=(settings.alarm or DEFAULT_ALARM).copy(),
         trained_from=float(times.min()),
@@ -81,7 +80,7 @@ def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarr
     times, features, names = window_features(frame, model.window)
     if len(times) == 0:
         return times, times, []
-    scores, top = score_rows(model.estimator, features)
+    scores, top = model.scorer.score_rows(features)
     return times, scores, [feature_signal(names[i]) for i in top]
 
 

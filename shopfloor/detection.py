@@ -24,7 +24,7 @@ from analytics.model_store import (
     load_models,
     model_for,
 )
-from analytics.online import KPI_LOOKBACK_S, OnlineDetector, OnlineStats
+from analytics.online import KPI_LOOKBACK_S, OnlineDetector
 from analytics.readback import fault_spans, offline_scores, stored_scores
 from analytics.training import (
     DEFAULT_ALARM,
@@ -104,17 +104,8 @@ async def detect(args: argparse.Namespace) -> int:
             await run_for(args.duration, detector.run(), *feed)
         finally:
             await detector.close()
-            print(detection_summary(detector.stats))
+            print(detector.stats.summary())
     return 0
-
-
-def detection_summary(stats: OnlineStats) -> str:
-    """One line on what an online detector did, for the end of a run."""
-    return (
-        f"{stats.scored} windows scored, {stats.anomalies} above threshold, "
-        f"{stats.episodes_opened} episodes, {stats.kpi_points} kpi points, "
-        f"{stats.failed_cycles} failed cycles"
-    )
 
 
 async def report(args: argparse.Namespace) -> int:

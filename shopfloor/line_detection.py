@@ -2,7 +2,9 @@
 
 `up` runs the simulated line, so when its models folder is empty it trains them itself, on a
 fresh fault-free run of the same line's process model with another seed (a few seconds, no
-sockets), and keeps them for the next start. The online detector then scores the line as it
+sockets), and keeps them for the next start. It trains in a child process: fitting needs
+scikit-learn (with scipy and pandas, about 130 MB), scoring does not (analytics.scoring), so
+`up` never holds it. The online detector then scores the line as it
 runs and writes `anomaly`, `events` (kind anomaly) and `kpi`, as `shopfloor detect` does.
 """
 
@@ -10,18 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from analytics.model_store import MODEL_SUFFIX, MachineModel, load_models
 from analytics.online import OnlineDetector
-from analytics.training import TrainingSettings, train_models
 from core.storage import Historian
 from historian.sqlite import SQLiteHistorian
 from linelab.simulated import simulated_telemetry
 from plc_sim.spec import LineSpec
-from shopfloor.detection import detection_summary
 
 TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
 TRAINING_SEED_OFFSET = 1000  # train on another seed than the line that is scored
@@ -59,10 +61,18 @@ def line_models(folder: Path, line: Path | None, seed: int) -> dict[str, Machine
             flush=True,
         )
         started = time.monotonic()
-        telemetry = simulated_telemetry(TRAINING_S, seed=training_seed, line=line)
-        train_models(telemetry, TrainingSettings(), folder)
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter, not a fork of `up`
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+            child.submit(train_line_models, folder, line, training_seed).result()
         print(f"set-up: done in {time.monotonic() - started:.1f} s", file=sys.stderr)
     return load_models(folder)
+
+
+def train_line_models(folder: Path, line: Path | None, seed: int) -> None:
+    """Fit and save every machine's model on a simulated fault-free run (in the child)."""
+    from analytics.training import TrainingSettings, train_models
+
+    train_models(simulated_telemetry(TRAINING_S, seed=seed, line=line), TrainingSettings(), folder)
 
 
 class LineDetection:
@@ -111,4 +121,4 @@ class LineDetection:
 
     def summary(self) -> str:
         """One line on what the detector did ('' if it never started)."""
-        return "" if self.detector is None else detection_summary(self.detector.stats)
+        return "" if self.detector is None else self.detector.stats.summary()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -34,12 +36,12 @@ def _rows(n: int, seed: int) -> np.ndarray:
 
 def _model(estimator: object, detector: str = "pca") -> MachineModel:
     estimator.fit(_rows(3000, 0))  # type: ignore[attr-defined]
-    return MachineModel(
+    return MachineModel.fitted(
+        estimator,
         machine="conveyor",
         signals=SIGNALS,
         window=WindowSpec(window_s=20.0),
         detector=detector,
-        estimator=estimator,
         threshold=2.5,
         alarm={"k": 3, "n": 5, "hold_off_s": 30.0},
         trained_from=1000.0,
@@ -69,7 +71,7 @@ def test_round_trip_gives_identical_scores(tmp_path: Path, name: str) -> None:
 
 
 def test_a_pipeline_with_a_scaler_round_trips(tmp_path: Path) -> None:
-    pipe = Pipeline([("scale", StandardScaler()), ("detect", make_detector("pca"))])
+    pipe = _pipeline("pca")
     save_model(tmp_path / "m.npz", _model(pipe))
     loaded = load_model(tmp_path / "m.npz").estimator
     assert [name for name, _ in loaded.steps] == ["scale", "detect"]
@@ -155,9 +157,8 @@ def test_a_forest_that_does_not_regrow_identically_is_refused(tmp_path: Path) ->
 
 
 def test_unsupported_estimators_are_not_saved(tmp_path: Path) -> None:
-    model = _model(IsolationForest(random_state=0))
     with pytest.raises(ModelError, match="cannot save a IsolationForest"):
-        save_model(tmp_path / "m.npz", model)
+        save_model(tmp_path / "m.npz", _model(IsolationForest(random_state=0)))
     assert not list(tmp_path.iterdir())
 
 
@@ -168,3 +169,41 @@ def test_feature_count_must_match_the_signals(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="takes 15 features but 2 signals give 10"):
         load_model(tmp_path / "m.npz")
     assert len(feature_names(SIGNALS)) == 15
+
+
+def _pipeline(name: str) -> Pipeline:
+    return Pipeline([("scale", StandardScaler()), ("detect", make_detector(name))])
+
+
+@pytest.mark.parametrize("pipeline", [False, True], ids=["detector", "pipeline"])
+@pytest.mark.parametrize("name", NAMES)
+def test_loaded_scorer_scores_as_the_estimator(tmp_path: Path, name: str, pipeline: bool) -> None:
+    """What the online detector runs after loading (numpy alone, but for the forest) gives the
+    scores and top features of the scikit-learn estimator it was saved from."""
+    model = _model(_pipeline(name) if pipeline else make_detector(name), name)
+    save_model(tmp_path / "m.npz", model)
+    fresh = _rows(500, 1)
+    scores, top = load_model(tmp_path / "m.npz").scorer.score_rows(fresh)
+    estimator = model.estimator
+    detector = estimator[-1] if pipeline else estimator
+    transformed = estimator[:-1].transform(fresh) if pipeline else fresh
+    np.testing.assert_allclose(scores, -estimator.score_samples(fresh), rtol=1e-12)
+    np.testing.assert_array_equal(top, detector.contributions(transformed).argmax(axis=1))
+
+
+def test_scoring_a_loaded_model_needs_no_scikit_learn(tmp_path: Path) -> None:
+    """`up` and `detect` only score: a saved default model loads and scores without importing
+    scikit-learn, scipy or pandas (about 130 MB of memory)."""
+    save_model(tmp_path / "m.npz", _model(make_detector("baseline+pca"), "baseline+pca"))
+    script = (
+        "import sys, numpy as np\n"
+        "from analytics.model_store import load_model\n"
+        f"model = load_model({str(tmp_path / 'm.npz')!r})\n"
+        "scores, top = model.scorer.score_rows(np.ones((3, model.n_features)))\n"
+        "assert len(scores) == 3 and len(top) == 3\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
