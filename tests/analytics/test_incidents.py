@@ -77,3 +77,10 @@ def test_an_incident_under_way_ends_when_detection_stops() -> None:
     tracker.opened("filler", ep(10, 10))
     ended = tracker.ended(20, stopping=True)
     assert ended is not None and ended.origin == "filler"
+
+
+def test_an_incident_holds_its_episodes_so_a_reader_can_tell_which_one_an_episode_is_in() -> None:
+    episodes = {"pasteurizer": [ep(0, 3600)], "air_compressor": [ep(2400, 2600)]}
+    first, second = group_incidents(episodes)
+    assert first.episodes == (("pasteurizer", ep(0, 3600)),)
+    assert second.episodes == (("air_compressor", ep(2400, 2600)),)
