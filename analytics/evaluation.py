@@ -66,6 +66,7 @@ class ScoredRun:
     end: float
     sample_s: float
     line_order: tuple[str, ...] = ()  # the line's machines, upstream first, where known
+    hold_off_s: float = 0.0  # the alarm logic's: how long after its last row an episode closes
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ def tally_run(run: ScoredRun, grace_s: float) -> Tally:
     """Match one run's episodes to its faults."""
     faults = [f for f in run.faults if f.end > run.start and f.start < run.end]
     episodes = [(m, i, ep) for m, eps in run.episodes.items() for i, ep in enumerate(eps)]
-    incidents = group_incidents(run.episodes, run.line_order)
+    incidents = group_incidents(run.episodes, run.line_order, hold_off_s=run.hold_off_s)
     matched: set[tuple[str, int]] = set()
     outcomes = []
     for fault in faults:

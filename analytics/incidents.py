@@ -48,16 +48,19 @@ def group_incidents(
     join_s: float = JOIN_S,
     tie_s: float = TIE_S,
     spread_s: float = SPREAD_S,
+    hold_off_s: float = 0.0,
 ) -> list[Incident]:
     """The incidents of a line's episodes (per machine), in time order: the IncidentTracker
-    replayed over every opening and closing, so that a batch and a live run agree."""
+    replayed over every opening and closing, so that a batch and a live run agree. A live run
+    learns that an episode closed `hold_off_s` after its last anomalous row (the alarm logic's
+    hold-off); until then another machine's episode still joins its incident."""
     tracker = IncidentTracker(line_order, join_s=join_s, tie_s=tie_s, spread_s=spread_s)
     changes = sorted(
         (
             (moment, closing, machine, episode)
             for machine, eps in episodes.items()
             for episode in eps
-            for moment, closing in ((episode.start, False), (episode.end, True))
+            for moment, closing in ((episode.start, False), (episode.end + hold_off_s, True))
         ),
         key=lambda change: change[:3],  # openings before closings at the same moment
     )
