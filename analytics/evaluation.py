@@ -18,9 +18,10 @@ How an episode is counted (the rules `shopfloor eval` prints its numbers by):
   really does starve the filler): reported, but neither a hit nor a false alarm.
 - Any other episode is a *false alarm*. False alarms per day are per day of fault-free time:
   the observed span less every fault window on any machine.
-- Episodes are grouped into incidents (analytics.incidents). A caught fault whose incident
-  reached other machines *spread*; its incident's origin is *right* when it names the fault's
-  machine.
+- Episodes are grouped into incidents (analytics.incidents). A caught fault *spread* when the
+  incident holding its first catching episode holds another machine's episode that opened after
+  the fault began (one opened before it is no effect of it: a knock-on episode of an earlier
+  fault, still open); its incident's origin is *right* when it names the fault's machine.
 
 Precision = caught / (caught + duplicates + false alarms), recall = caught / faults. False alarms
 belong to no fault type, so per fault type precision only counts duplicates and the false-alarm
@@ -65,6 +66,7 @@ class ScoredRun:
     end: float
     sample_s: float
     line_order: tuple[str, ...] = ()  # the line's machines, upstream first, where known
+    hold_off_s: float = 0.0  # the alarm logic's: how long after its last row an episode closes
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,7 @@ def tally_run(run: ScoredRun, grace_s: float) -> Tally:
     """Match one run's episodes to its faults."""
     faults = [f for f in run.faults if f.end > run.start and f.start < run.end]
     episodes = [(m, i, ep) for m, eps in run.episodes.items() for i, ep in enumerate(eps)]
-    incidents = group_incidents(run.episodes, run.line_order)
+    incidents = group_incidents(run.episodes, run.line_order, hold_off_s=run.hold_off_s)
     matched: set[tuple[str, int]] = set()
     outcomes = []
     for fault in faults:
@@ -208,13 +210,17 @@ def _outcome(
 def _with_incident(
     outcome: FaultOutcome, hits: list[Episode], incidents: list[Incident]
 ) -> FaultOutcome:
-    """The outcome with what the incident of its first catching episode says."""
+    """The outcome with what the incident that holds its first catching episode says (not
+    merely one under way then: a long episode's incident can overlap the next fault's). The
+    fault spread when that incident holds another machine's episode that opened after the
+    fault began: one opened before it is no knock-on effect of it."""
     if not hits:
         return outcome
-    first = min(hits, key=lambda ep: ep.start)
-    incident = next(i for i in incidents if i.start <= first.start <= i.end)
-    right = incident.origin == outcome.fault.machine
-    return replace(outcome, spread=incident.spread, origin_right=incident.spread and right)
+    fault = outcome.fault
+    first = (fault.machine, min(hits, key=lambda ep: ep.start))
+    incident = next(i for i in incidents if first in i.episodes)
+    spread = any(m != fault.machine and ep.start >= fault.start for m, ep in incident.episodes)
+    return replace(outcome, spread=spread, origin_right=spread and incident.origin == fault.machine)
 
 
 def _covered(windows: list[tuple[float, float]], start: float, end: float) -> float:

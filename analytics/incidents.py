@@ -33,6 +33,7 @@ class Incident:
     origin: str
     origin_signal: str
     machines: tuple[str, ...]
+    episodes: tuple[tuple[str, Episode], ...] = ()  # (machine, episode), in opening order
 
     @property
     def spread(self) -> bool:
@@ -47,18 +48,32 @@ def group_incidents(
     join_s: float = JOIN_S,
     tie_s: float = TIE_S,
     spread_s: float = SPREAD_S,
+    hold_off_s: float = 0.0,
 ) -> list[Incident]:
-    """The incidents of a line's episodes (per machine), in time order."""
-    ordered = sorted((ep.start, machine, ep) for machine, eps in episodes.items() for ep in eps)
-    groups: list[list[tuple[str, Episode]]] = []
-    end = -float("inf")
-    for start, machine, episode in ordered:
-        if not groups or start > end + join_s or start > groups[-1][0][1].start + spread_s:
-            groups.append([])
-            end = episode.end
-        groups[-1].append((machine, episode))
-        end = max(end, episode.end)
-    return [_incident(group, line_order, tie_s) for group in groups]
+    """The incidents of a line's episodes (per machine), in time order: the IncidentTracker
+    replayed over every opening and closing, so that a batch and a live run agree. A live run
+    learns that an episode closed `hold_off_s` after its last anomalous row (the alarm logic's
+    hold-off); until then another machine's episode still joins its incident."""
+    tracker = IncidentTracker(line_order, join_s=join_s, tie_s=tie_s, spread_s=spread_s)
+    changes = sorted(
+        (
+            (moment, closing, machine, episode)
+            for machine, eps in episodes.items()
+            for episode in eps
+            for moment, closing in ((episode.start, False), (episode.end + hold_off_s, True))
+        ),
+        key=lambda change: change[:3],  # openings before closings at the same moment
+    )
+    incidents: list[Incident] = []
+    for moment, closing, machine, episode in changes:
+        if closing:
+            tracker.closed(machine, episode)
+            continue
+        ended = tracker.ended(moment)
+        before, _ = tracker.opened(machine, episode)
+        incidents += [i for i in (ended, before) if i is not None]
+    last = tracker.ended(float("inf"), stopping=True)
+    return incidents + ([last] if last is not None else [])
 
 
 def _incident(
@@ -75,6 +90,7 @@ def _incident(
         origin=origin,
         origin_signal=episode.top_signal,
         machines=machines,
+        episodes=tuple(group),
     )
 
 

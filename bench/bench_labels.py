@@ -1,15 +1,15 @@
-"""Operator feedback, replayed on real labelled data: does a false alarm labelled as such stop
+"""Operator feedback, replayed on real labelled data: do false alarms labelled as such stop
 coming back, without hiding faults?
 
     .venv/bin/python bench/bench_labels.py FOLDER [FOLDER ...]   # bench_datasets.py's OUT/NAME
 
-Per run (file) of each folder: the defaults are fitted on its `train` rows and score the rest.
-An operator then labels the first false alarm episode (flagged rows with no faulty row among
-them) as a false alarm: `AnomalyDetector.learn_normal` on its rows (at least the 20 rows a mode
-needs, ending where it ends). The rows after it are scored again, by the detector before and
-after the label, each from the same point (history: the rows before it), and compared: false
-alarm episodes (flagged stretches without a faulty row) and event recall (faulty stretches with
-a flagged row) after the label. Prints the machine, then a row per folder.
+Per run (file) of each folder: the defaults are fitted on its `train` rows and score the rest in
+one pass, as a running detector would. An operator labels the first LABELS false alarm episodes
+(flagged rows with no faulty row among them) as false alarms; their rows and top signals make an
+analytics.labels.FalseAlarmMemory beside the unchanged model. After the last label, the flags
+without and with the memory are compared: false alarm episodes (flagged stretches without a
+faulty row) and event recall (faulty stretches with a flagged row). Prints the machine, then a
+row per folder. The memory's parameters and LABELS were chosen on `batadal` only.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from measure import machine_description
 
-from analytics.anomaly import MIN_TRAINING_ROWS, AnomalyDetector
+from analytics.anomaly import AnomalyDetector
 from analytics.dataset import Run, read_dataset, segments
+from analytics.labels import FalseAlarmMemory
+
+LABELS = 3  # false alarm episodes the operator labels per run, the first ones
 
 
 @dataclass
 class Replay:
-    """False alarm episodes and events after each run's label, without and with it."""
+    """False alarm episodes and events after each run's labels, without and with them."""
 
     runs: int = 0
     labelled: int = 0
@@ -45,37 +47,35 @@ class Replay:
 
 
 def replay(run: Run) -> Replay:
-    """One run: label its first false alarm, score what follows with and without it."""
+    """One run: label its first false alarms, compare what follows with and without them."""
     train, scored = run.signals.iloc[: run.fit_rows], run.signals.iloc[run.fit_rows :]
     truth = run.labels[run.fit_rows :].astype(bool)
     detector = AnomalyDetector().fit(train)
-    verdict = detector.predict(scored, history=train).astype(bool)
-    false = [(a, b) for a, b in segments(verdict) if not truth[a:b].any()]
-    if not false:
+    explained = detector.explain(scored, history=train)
+    flags = explained["anomaly"].to_numpy().astype(bool)
+    index = {name: i for i, name in enumerate(detector.signals_)}
+    top = np.array([index.get(name, -1) for name in explained["top_signal"]])
+    values = scored[detector.signals_].to_numpy(dtype=float)
+    labelled = [(a, b) for a, b in segments(flags) if not truth[a:b].any()][:LABELS]
+    end = labelled[-1][1] if labelled else len(flags)
+    if end == len(flags):
         return Replay(runs=1)
-    start, end = false[0]
-    history, rest = _joined(train, scored.iloc[:end]), scored.iloc[end:]
-    if len(rest) == 0:
-        return Replay(runs=1)
-    unlabelled = detector.predict(rest, history=history).astype(bool)
-    taught = max(end - start, MIN_TRAINING_ROWS)  # the episode, or the rows ending with it
-    detector.learn_normal(history.iloc[-taught:], history=history.iloc[:-taught])
-    labelled = detector.predict(rest, history=history).astype(bool)
+    rows = np.concatenate([np.arange(a, b) for a, b in labelled])
+    scale = train[detector.signals_].std().to_numpy(dtype=float)
+    memory = FalseAlarmMemory().fit(values[rows], top[rows], scale)
+    before = flags[end:]
+    after = memory.quiet(before, values[end:], top[end:])
     later = truth[end:]
     events = segments(later)
     return Replay(
         runs=1,
         labelled=1,
-        false_before=_false_episodes(unlabelled, later),
-        false_after=_false_episodes(labelled, later),
+        false_before=_false_episodes(before, later),
+        false_after=_false_episodes(after, later),
         events=len(events),
-        caught_before=sum(unlabelled[a:b].any() for a, b in events),
-        caught_after=sum(labelled[a:b].any() for a, b in events),
+        caught_before=sum(before[a:b].any() for a, b in events),
+        caught_after=sum(after[a:b].any() for a, b in events),
     )
-
-
-def _joined(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([first, second])
 
 
 def _false_episodes(verdict: np.ndarray, truth: np.ndarray) -> int:
@@ -88,8 +88,9 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_description())
     print(
-        "| dataset | runs with a false alarm labelled | false alarm episodes after it: "
-        "without the label / with it | event recall after it: without / with |"
+        f"| dataset | runs with false alarms labelled (the first {LABELS}) | false alarm "
+        "episodes after them: without the labels / with them | event recall after them: "
+        "without / with |"
     )
     print("| --- | --- | --- | --- |")
     for folder in args.folders:

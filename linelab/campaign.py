@@ -156,6 +156,7 @@ def run_eval(
             run.times[-1],
             run.dt_s,
             tuple(spec.machines),
+            max((model.alarm["hold_off_s"] for model in models.values()), default=0.0),
         )
         for run in runs
     ]

@@ -173,3 +173,26 @@ def test_a_fault_that_spreads_is_scored_on_the_origin_its_incident_names():
         assert result.overall.incident_origin_accuracy == accuracy
     alone = evaluate([run({"conveyor": [ep(1003, 1400)]}, faults=[JAM])], grace_s=600)
     assert (alone.overall.spread_faults, alone.overall.incident_origin_accuracy) == (0, None)
+
+
+def test_a_fault_is_scored_on_its_own_incident_not_on_a_long_one_still_under_way():
+    """The compressor's episode from an earlier upset is still open when the conveyor jams,
+    but began more than SPREAD_S before: the jam starts an incident of its own, which names
+    the conveyor, and the jam is scored on that one."""
+    episodes = {
+        "air_compressor": [ep(0, 1500, "pressure_bar")],
+        "conveyor": [ep(1003, 1400)],
+        "filler": [ep(1004, 1350, "fill_rate")],
+    }
+    o = evaluate([run(episodes, faults=[JAM])], grace_s=600).overall
+    assert (o.spread_faults, o.incident_origin_accuracy) == (1, 1.0)
+
+
+def test_a_fault_caught_by_an_episode_open_since_before_it_did_not_spread():
+    """A knock-on episode of the filler's upset is still open when the capper's own sensor
+    sticks; the capper joins that incident, whose origin is the filler. The other machines'
+    episodes all opened before the fault: they are no effect of it, so it did not spread."""
+    stuck = TrueFault("capper", "stuck_sensor", "torque_nm", 1000.0, 1300.0, "abrupt")
+    episodes = {"filler": [ep(900, 1200, "fill_rate")], "capper": [ep(950, 1400, "torque_nm")]}
+    o = evaluate([run(episodes, faults=[stuck])], grace_s=600).overall
+    assert (o.caught, o.spread_faults, o.incident_origin_accuracy) == (1, 0, None)

@@ -77,3 +77,23 @@ def test_an_incident_under_way_ends_when_detection_stops() -> None:
     tracker.opened("filler", ep(10, 10))
     ended = tracker.ended(20, stopping=True)
     assert ended is not None and ended.origin == "filler"
+
+
+def test_an_incident_holds_its_episodes_so_a_reader_can_tell_which_one_an_episode_is_in() -> None:
+    episodes = {"pasteurizer": [ep(0, 3600)], "air_compressor": [ep(2400, 2600)]}
+    first, second = group_incidents(episodes)
+    assert first.episodes == (("pasteurizer", ep(0, 3600)),)
+    assert second.episodes == (("air_compressor", ep(2400, 2600)),)
+
+
+def test_grouping_afterwards_closes_episodes_when_a_live_run_learns_of_it() -> None:
+    """Live, the filler's episode is reported closed only after the alarm's 300 s hold-off, so
+    the capper's episode 100 s after the filler's last anomalous row joins its incident."""
+    tracker = IncidentTracker()
+    tracker.opened("filler", ep(0, 0))
+    _, live = tracker.opened("capper", ep(200, 200))  # the filler's closing not reported yet
+    assert live.machines == ("filler", "capper")
+    episodes = {"filler": [ep(0, 100)], "capper": [ep(200, 250)]}
+    (batch,) = group_incidents(episodes, hold_off_s=300)
+    assert batch.machines == ("filler", "capper")
+    assert [i.machines for i in group_incidents(episodes)] == [("filler",), ("capper",)]
