@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from analytics.anomaly import MIN_TRAINING_ROWS, AnomalyDetector
+from analytics.episodes import segments
 
 LABEL = "label"
 TRAIN = "train"  # optional: 1 for the leading rows that train, overriding --fit-rows/--fit-until
@@ -377,12 +378,6 @@ def score_verdicts(run: Run, verdicts: np.ndarray, raw: np.ndarray | None = None
             result.delays_s.append(float(times[start + hits[0]] - times[start]))
     result.episodes_on_events = sum(1 for start, end in episodes if truth[start:end].any())
     return result
-
-
-def segments(flags: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of consecutive True values."""
-    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
 TABLE_COLUMNS = (

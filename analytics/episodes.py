@@ -118,3 +118,9 @@ class AlarmLogic:
             self._open = None
             return episode
         return None
+
+
+def segments(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of consecutive True values."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))

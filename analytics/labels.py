@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from analytics.dataset import segments
+from analytics.episodes import segments
 from core.sample import Point
 from core.schema import EVENTS, EventKind, Verdict
 

@@ -23,7 +23,8 @@ import numpy as np
 from measure import machine_description
 
 from analytics.anomaly import AnomalyDetector
-from analytics.dataset import Run, read_dataset, segments
+from analytics.dataset import Run, read_dataset
+from analytics.episodes import segments
 from analytics.labels import FalseAlarmMemory
 
 LABELS = 3  # false alarm episodes the operator labels per run, the first ones
