@@ -58,7 +58,7 @@ def _where(unit: int, tag: Tag) -> str:
 
 async def _check_device(session: Session, device: Device, timeout_s: float) -> list[TagCheck]:
     results: list[TagCheck] = []
-    for request in plan_device(device):
+    for request in plan_device(device.model_copy(update={"alarms": []})):  # tags are checked
         try:
             results += await _check_request(session, device, request, timeout_s)
         except ReadFailed as exc:

@@ -181,6 +181,71 @@ class Tag(_Strict):
         return REGISTER_WIDTH[self.dtype]
 
 
+class Alarm(_Strict):
+    """One PLC alarm read from a device: a coil or discrete input, one bit of a register, or
+    a whole register compared with a value (`equals`) or tested against a mask (`mask`)."""
+
+    condition: str = Field(min_length=1)
+    table: Table
+    address: int = Field(ge=0, le=65535)
+    bit: int | None = Field(default=None, ge=0, le=15)
+    equals: int | None = Field(default=None, ge=0, le=65535)
+    mask: int | None = Field(default=None, ge=1, le=65535, validate_default=True)
+    message: str = ""
+    severity: int = Field(ge=1, le=1000)  # as an OPC UA condition's: the same levels apply
+    source: str | None = None  # the `source` field; default: the machine
+    machine: str | None = None  # the machine tag; default: the device's
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _known_table(cls, value: Any) -> Any:
+        return _choice(value, Table, "table")
+
+    @field_validator("mask")
+    @classmethod
+    def _one_test(cls, value: int | None, info: ValidationInfo) -> int | None:
+        table = info.data.get("table")
+        tests = [
+            name
+            for name, given in (("bit", info.data.get("bit")), ("equals", info.data.get("equals")))
+            if given is not None
+        ] + (["mask"] if value is not None else [])
+        if table is None or "bit" not in info.data or "equals" not in info.data:
+            return value  # an error above says what to fix first
+        if table.holds_bits and tests:
+            raise ValueError(f"a {table} is one bit already: remove {' and '.join(tests)}")
+        if not table.holds_bits and len(tests) != 1:
+            raise ValueError(
+                f"an alarm in a {table} register needs exactly one of bit: 0..15 (one bit of "
+                "the word), equals: VALUE (the whole word equals it) or mask: BITS (any of them "
+                f"set); it has {', '.join(tests) or 'none'}"
+            )
+        return value
+
+    def active(self, word: int) -> bool:
+        """Whether the alarm is active, given its register's word (or its bit, 0 or 1)."""
+        if self.bit is not None:
+            return bool(word >> self.bit & 1)
+        if self.equals is not None:
+            return word == self.equals
+        if self.mask is not None:
+            return bool(word & self.mask)
+        return bool(word)
+
+    def where(self, unit: int) -> str:
+        """Where the alarm is read, as its `condition_id`: unit/table/address and the test."""
+        test = (
+            f".{self.bit}"
+            if self.bit is not None
+            else f"={self.equals}"
+            if self.equals is not None
+            else f"&0x{self.mask:04X}"
+            if self.mask is not None
+            else ""
+        )
+        return f"{unit}/{self.table}/{self.address}{test}"
+
+
 class Device(_Strict):
     """One Modbus unit id behind the endpoint, with its read limits and tags."""
 
@@ -195,7 +260,9 @@ class Device(_Strict):
     retries: int = Field(default=0, ge=0, le=5)
     pause_s: float = Field(default=0.0, ge=0, le=10)
     max_in_flight: int = 1  # requests outstanding to this unit at once (Modbus TCP only)
-    tags: list[Tag]
+    # PLC alarms read in the same requests as the tags (connectors/modbus/alarms.py)
+    alarms: list[Alarm] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list)
 
     @field_validator("unit")
     @classmethod
@@ -249,8 +316,10 @@ class Device(_Strict):
     @field_validator("tags")
     @classmethod
     def _tags_fit(cls, tags: list[Tag], info: ValidationInfo) -> list[Tag]:
-        if not tags:
-            raise ValueError("a device needs at least one tag: add tags or remove the device")
+        if not tags and not info.data.get("alarms"):
+            raise ValueError(
+                "a device needs at least one tag or alarm: add tags or remove the device"
+            )
         limit = info.data.get("max_registers_per_read")
         for tag in tags:
             if limit is not None and not tag.table.holds_bits and tag.width > limit:
@@ -278,6 +347,21 @@ def _refuse_overlaps(tags: list[Tag]) -> None:
                     f"{other.signal} ({table} {other.address}) overlap: "
                     "fix one address or type"
                 )
+
+
+def _unique_conditions(devices: list[Device]) -> None:
+    """One condition name per machine: it is how a reader tells its alarms apart."""
+    seen: dict[tuple[str | None, str, str], int] = {}
+    for index, device in enumerate(devices):
+        for alarm in device.alarms:
+            key = (device.line, alarm.machine or device.machine, alarm.condition)
+            if key in seen:
+                where = "twice" if seen[key] == index else f"in devices[{seen[key]}] too"
+                raise ValueError(
+                    f"alarm {alarm.condition!r} of machine {key[1]!r} is defined {where} "
+                    f"(devices[{index}]): rename one"
+                )
+            seen[key] = index
 
 
 class Config(_Strict):
@@ -365,6 +449,7 @@ class Config(_Strict):
                         f"{where} (devices[{index}]): rename one"
                     )
                 seen[key] = index
+        _unique_conditions(devices)
         return devices
 
     @property
