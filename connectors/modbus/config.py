@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder
@@ -187,12 +188,12 @@ class Alarm(_Strict):
 
     condition: str = Field(min_length=1)
     table: Table
-    address: int = Field(ge=0, le=65535)
-    bit: int | None = Field(default=None, ge=0, le=15)
-    equals: int | None = Field(default=None, ge=0, le=65535)
-    mask: int | None = Field(default=None, ge=1, le=65535, validate_default=True)
+    address: int
+    bit: int | None = None
+    equals: int | None = None
+    mask: int | None = None
     message: str = ""
-    severity: int = Field(ge=1, le=1000)  # as an OPC UA condition's: the same levels apply
+    severity: int  # 1-1000 as an OPC UA condition's: the same levels apply (core.severity)
     source: str | None = None  # the `source` field; default: the machine
     machine: str | None = None  # the machine tag; default: the device's
 
@@ -201,26 +202,56 @@ class Alarm(_Strict):
     def _known_table(cls, value: Any) -> Any:
         return _choice(value, Table, "table")
 
-    @field_validator("mask")
+    @field_validator("address")
     @classmethod
-    def _one_test(cls, value: int | None, info: ValidationInfo) -> int | None:
-        table = info.data.get("table")
-        tests = [
-            name
-            for name, given in (("bit", info.data.get("bit")), ("equals", info.data.get("equals")))
-            if given is not None
-        ] + (["mask"] if value is not None else [])
-        if table is None or "bit" not in info.data or "equals" not in info.data:
-            return value  # an error above says what to fix first
-        if table.holds_bits and tests:
-            raise ValueError(f"a {table} is one bit already: remove {' and '.join(tests)}")
-        if not table.holds_bits and len(tests) != 1:
+    def _address_in_range(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
             raise ValueError(
-                f"an alarm in a {table} register needs exactly one of bit: 0..15 (one bit of "
-                "the word), equals: VALUE (the whole word equals it) or mask: BITS (any of them "
-                f"set); it has {', '.join(tests) or 'none'}"
+                f"address {value} is outside 0..65535: use the 0-based protocol address "
+                "(a manual's 40001 is holding address 0)"
             )
         return value
+
+    @field_validator("bit")
+    @classmethod
+    def _bit_in_range(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 15:
+            raise ValueError(f"bit {value} is outside 0..15: a register has 16 bits, 0 = LSB")
+        return value
+
+    @field_validator("equals", "mask")
+    @classmethod
+    def _word_in_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = 1 if info.field_name == "mask" else 0
+        if value is not None and not low <= value <= 65535:
+            raise ValueError(
+                f"{info.field_name} {value} is outside {low}..65535 (0x{low:X}..0xFFFF): "
+                "a register holds 16 bits"
+            )
+        return value
+
+    @field_validator("severity")
+    @classmethod
+    def _severity_in_range(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError(
+                f"severity {value} is outside 1..1000 (OPC UA's scale: 1-500 low, 501-800 "
+                "high, 801-1000 critical): use e.g. 700"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Alarm:
+        tests = [n for n in ("bit", "equals", "mask") if getattr(self, n) is not None]
+        if self.table.holds_bits and tests:
+            raise ValueError(f"a {self.table} is one bit already: remove {' and '.join(tests)}")
+        if not self.table.holds_bits and len(tests) != 1:
+            raise ValueError(
+                f"an alarm read from the {self.table} table needs exactly one of bit: 0..15 "
+                "(one bit of the word), equals: VALUE (the whole word equals it) or mask: BITS "
+                f"(any of them set); it has {', '.join(tests) or 'none'}"
+            )
+        return self
 
     def active(self, word: int) -> bool:
         """Whether the alarm is active, given its register's word (or its bit, 0 or 1)."""
