@@ -33,7 +33,7 @@ from plc_sim.machines import (
     PasteurizerParams,
     SignalKind,
 )
-from plc_sim.registers import DTYPE_LIMITS, REGISTER_WIDTH
+from plc_sim.registers import ALARM_WORD, DTYPE_LIMITS, REGISTER_WIDTH
 
 DEFAULT_LINE = Path(__file__).parent / "lines" / "food_beverage.yaml"
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"  # no dots: node ids join names with dots
@@ -273,6 +273,11 @@ def _mapping_problems(s: SignalSpec, kind: SignalKind) -> list[str]:
         return []
     if mb.dtype is None or mb.dtype == "bool":
         return ["registers need `type:` one of int16, uint16, int32, uint32, float32"]
+    if mb.table == "holding" and mb.address <= ALARM_WORD < mb.address + mb.width:
+        return [
+            f"holding {ALARM_WORD} is the device's alarm word (docs/simulator.md): move this "
+            "signal to another address"
+        ]
     if mb.scale == 0:
         return ["scale must not be 0 (engineering value = raw * scale)"]
     limits = DTYPE_LIMITS.get(mb.dtype)
