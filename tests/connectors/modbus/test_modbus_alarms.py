@@ -1,14 +1,15 @@
 """Modbus alarm bits and words into `events` (kind `alarm`), against the C libmodbus server
-(a stack we did not write) and through `shopfloor connect`'s pipeline into a real SQLite
-historian: a bit set is an active event, cleared a clear one, a restarted connector sends what
-is active, and an alarm that cannot be read is neither raised nor cleared."""
+(a stack we did not write) and the simulator, through `shopfloor connect`'s pipeline into a
+real historian (SQLite, InfluxDB): a bit set is an active event, cleared a clear one, a
+restarted or reconnected connector sends what is active, and an alarm that cannot be read is
+neither raised nor cleared."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ from delivery.agent import Agent
 from delivery.spool import Spool
 from delivery.writer import HistorianWriter
 from historian import Historian, open_historian
+from plc_sim.modbus_server import ModbusServer
+from plc_sim.process import Simulator
+from plc_sim.spec import load_line
+from shopfloor.simconfig import sim_connectors
+from testbed.influxd import free_port
 from tests.connectors.opcua.opcua_testplc import Collector
 from tests.eventually import eventually
 from tests.second_stack import Running, libmodbus_binary, libmodbus_server
@@ -94,9 +100,11 @@ async def write(
 
 
 @contextlib.asynccontextmanager
-async def connect(url: str, historian: Historian, spool: Path) -> AsyncIterator[ModbusInput]:
+async def connect(
+    url: str, historian: Historian, spool: Path, settings: Config | None = None
+) -> AsyncIterator[ModbusInput]:
     """`shopfloor connect`: the input, the agent, the writer and its spool."""
-    source = ModbusInput(config(url), site="plant", line="line1")
+    source = ModbusInput(settings or config(url), site="plant", line="line1")
     writer = HistorianWriter(historian, spool=Spool(spool), flush_interval_s=0.05)
     agent = asyncio.create_task(Agent([source], writer, health_interval_s=1).run())
     try:
@@ -212,3 +220,80 @@ async def test_an_unreadable_alarm_is_counted_and_logged_once_never_cleared(
     assert len(logged) == 1, logged
     assert "exception 2, illegal data address" in logged[0]
     assert "keeps its last state" in logged[0]
+
+
+@contextlib.asynccontextmanager
+async def simulated_line() -> AsyncIterator[tuple[Simulator, ModbusServer]]:
+    """The default line's Modbus server, ticking 1 s of process time every 0.1 s."""
+    spec = load_line()
+    sim = Simulator(spec, seed=5)
+    sim.warm_up(120)
+    server = ModbusServer(spec, host="127.0.0.1", port=free_port(), on_run=sim.set_running)
+    server.publish(sim.values())
+    await server.start()
+
+    async def tick() -> None:
+        while True:
+            sim.step(1.0)
+            server.publish(sim.values())
+            await asyncio.sleep(0.1)
+
+    ticking = asyncio.create_task(tick())
+    try:
+        yield sim, server
+    finally:
+        ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
+        await server.stop()
+
+
+def generated(server: ModbusServer) -> Config:
+    """The Modbus entry `shopfloor sim-config` writes for the line, polled faster."""
+    host, port = server.address
+    entry = sim_connectors(load_line(), host, 4840, port)["connectors"][1]
+    return Config.model_validate(
+        {**entry, "poll_interval_s": 0.2, "reconnect": {"min_s": 0.1, "max_s": 0.3}}
+    )
+
+
+async def test_a_fault_in_the_simulator_raises_and_clears_its_alarm_in_influxdb(
+    influx_db_url: str, tmp_path: Path
+) -> None:
+    sent: list[Point] = []
+    async with (
+        simulated_line() as (sim, server),
+        open_historian(influx_db_url) as historian,
+        connect("", historian, tmp_path / "spool", generated(server)) as source,
+    ):
+        put = source.emit_points
+        assert put is not None
+
+        async def spy(points: Sequence[Point]) -> None:
+            sent.extend(points)
+            await put(points)
+
+        source.emit_points = spy
+        await asyncio.sleep(1)
+        assert not await stored(historian, "Overcurrent")
+        sim.inject("conveyor", "conveyor_jam", 1.0, None)
+        (raised,) = await until_stored(historian, "Overcurrent", 1)
+
+        await server.stop()  # the connection drops; the connector reconnects and refreshes
+        await server.start()
+        await eventually(lambda: source.stats.reconnects, "a reconnect", WAIT_S)
+        await eventually(lambda: len(overcurrent(sent)) == 2, "the refresh", WAIT_S)
+        assert len(await stored(historian, "Overcurrent")) == 1  # overwritten, not doubled
+
+        sim.clear("conveyor", "conveyor_jam")
+        raised, cleared = await until_stored(historian, "Overcurrent", 2)
+    assert raised.tags["machine"] == "conveyor"
+    assert raised.fields["active"] is True
+    assert raised.fields["alarm_severity"] == 850
+    assert raised.fields["severity_level"] == SeverityLevel.CRITICAL
+    assert raised.fields["text"] == "current_a above 13"
+    assert raised.fields["condition_id"] == "1/holding/20.1"
+    assert cleared.fields["active"] is False
+
+
+def overcurrent(points: list[Point]) -> list[Point]:
+    return [p for p in points if p.fields["condition"] == "Overcurrent" and p.fields["active"]]
