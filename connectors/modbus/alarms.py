@@ -47,7 +47,9 @@ class AlarmStates:
 
     def __init__(self, config: Config, *, site: str, line: str) -> None:
         self._name = config.name
-        self._states: dict[tuple[int, Alarm], _State] = {}
+        # by id() of the configured alarm, which every read of it carries (hashing the model
+        # itself costs more than the rest of a read)
+        self._states: dict[int, _State] = {}
         for device in config.devices:
             for alarm in device.alarms:
                 tags = {
@@ -58,7 +60,7 @@ class AlarmStates:
                 }
                 offset = len(self._states)
                 state = _State(alarm, tags, alarm.where(device.unit), offset)
-                self._states[(device.unit, alarm)] = state
+                self._states[id(alarm)] = state
         self.read_errors = 0  # reads of an alarm's register that failed
         self.due: list[Point] = []  # events not handed on yet
 
@@ -72,17 +74,18 @@ class AlarmStates:
 
     def read(self, request: ReadRequest, data: bytes, ts: int) -> None:
         """The answer to `request` (its raw data): record every change of its alarms."""
+        bits = request.table.holds_bits
         for planned in request.alarms:
-            state = self._states[(request.unit, planned.alarm)]
+            state = self._states[id(planned.alarm)]
             if state.unread:
                 _log.info("%s: alarm %s reads again", self._name, state.condition_id)
                 state.unread = ""
-            self._seen(state, planned.alarm.active(_word(request, data, planned.start)), ts)
+            self._seen(state, planned.alarm.active(_word(bits, data, planned.start)), ts)
 
     def unread(self, request: ReadRequest, reason: str) -> None:
         """`request` failed: its alarms keep their states; counted, logged once per outage."""
         for planned in request.alarms:
-            state = self._states[(request.unit, planned.alarm)]
+            state = self._states[id(planned.alarm)]
             self.read_errors += 1
             if not state.unread:
                 _log.warning(
@@ -127,8 +130,8 @@ class AlarmStates:
         return due
 
 
-def _word(request: ReadRequest, data: bytes, start: int) -> int:
-    """The register (0..65535) or bit (0 or 1) at `start` of a read's raw answer."""
-    if request.table.holds_bits:
-        return data[start // 8] >> (start % 8) & 1
-    return int.from_bytes(data[2 * start : 2 * start + 2], "big")
+def _word(bits: bool, data: bytes, start: int) -> int:
+    """The bit (0 or 1) or register (0..65535) at `start` of a read's raw answer."""
+    if bits:
+        return data[start >> 3] >> (start & 7) & 1
+    return data[2 * start] << 8 | data[2 * start + 1]
