@@ -1,7 +1,7 @@
 """The line's PLC alarms: OPC UA limit alarms (Part 9 conditions) on the machines' signals.
 
 The line's OPC UA server carries the alarms of every machine (the Modbus ones too), as a line
-controller does; each Modbus device also shows its own in its alarm word (plc_sim.registers,
+controller does; each Modbus device also shows its own as alarm bits (plc_sim.registers,
 `modbus_alarms`), as drives and controllers do. Each alarm is an ExclusiveLimitAlarmType
 condition evaluated on every tick: it turns active when its signal passes the limit (a fault
 injection that drives the signal there raises it), inactive when the signal is back, and needs
@@ -73,7 +73,7 @@ def alarms_of(spec: LineSpec) -> list[LimitAlarm]:
 
 
 def modbus_alarms(spec: LineSpec) -> dict[str, list[LimitAlarm]]:
-    """Each Modbus machine's alarms, in the order of their bits in its alarm word."""
+    """Each Modbus machine's alarms, in the order of their alarm bits."""
     return {
         name: [alarm for alarm in alarms_of(spec) if alarm.machine == name]
         for name, machine in spec.machines.items()
@@ -81,13 +81,9 @@ def modbus_alarms(spec: LineSpec) -> dict[str, list[LimitAlarm]]:
     }
 
 
-def alarm_word(alarms: list[LimitAlarm], values: Mapping[tuple[str, str], float]) -> int:
-    """The alarm word of one device: bit N set while alarms[N] is active."""
-    return sum(
-        1 << bit
-        for bit, alarm in enumerate(alarms)
-        if alarm.passed(values[(alarm.machine, alarm.signal)])
-    )
+def alarm_bits(alarms: list[LimitAlarm], values: Mapping[tuple[str, str], float]) -> list[bool]:
+    """The alarm bits of one device: bit N on while alarms[N] is active."""
+    return [alarm.passed(values[(alarm.machine, alarm.signal)]) for alarm in alarms]
 
 
 @dataclass(slots=True)

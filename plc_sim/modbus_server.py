@@ -5,8 +5,8 @@ highest address the line file uses; gaps inside read as 0, so a client may coale
 across them, while a table the device does not have at all answers ILLEGAL ADDRESS. Registers
 are read-only; the only writable points are the coils of `command` signals (run/stop), which
 call `on_run`. `publish` re-encodes the engineering values into a per-block image each tick, and
-each device's alarm word (holding ALARM_WORD, plc_sim.registers: bit N while its N-th limit alarm
-is active); the device's access hook copies that image into pymodbus's registers on every
+each device's alarm bits (discrete ALARM_BITS + N, plc_sim.registers: on while its N-th limit
+alarm is active); the device's access hook copies that image into pymodbus's registers on every
 request.
 
 Device faults make one unit id misbehave the way field devices do, while the others on the same
@@ -34,9 +34,9 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from plc_sim.alarms import LimitAlarm, alarm_word, modbus_alarms
+from plc_sim.alarms import LimitAlarm, alarm_bits, modbus_alarms
 from plc_sim.machines import SignalKind
-from plc_sim.registers import ALARM_WORD, encode
+from plc_sim.registers import ALARM_BITS, encode
 from plc_sim.spec import BIT_TABLES, LineSpec, ModbusMap
 
 OnRun = Callable[[str, bool], None]
@@ -125,7 +125,7 @@ class _Device:
     unit_id: int
     blocks: dict[str, _Block]
     commands: set[int]  # coil addresses of run/stop commands: the only writable points
-    alarms: list[LimitAlarm]  # bit N of its alarm word is alarms[N]
+    alarms: list[LimitAlarm]  # its alarm bit N (discrete ALARM_BITS + N) is alarms[N]
     fault: DeviceFault = field(default_factory=DeviceFault)
 
 
@@ -139,12 +139,15 @@ def _devices(spec: LineSpec) -> list[_Device]:
         for signal, s in machine.signals.items():
             assert s.modbus is not None  # the spec guarantees a mapping on modbus machines
             by_table.setdefault(s.modbus.table, []).append((signal, s.modbus))
-        by_table.setdefault("holding", [])  # the alarm word is a holding register
+        # the alarm bits are discrete inputs, from ALARM_BITS on
+        reserved = range(ALARM_BITS, ALARM_BITS + len(alarms[name]))
+        if reserved:
+            by_table.setdefault("discrete", [])
         blocks = {}
         for table, points in by_table.items():
-            word = [ALARM_WORD] if table == "holding" else []
-            start = min([mb.address for _, mb in points] + word)
-            end = max([mb.address + mb.width for _, mb in points] + [a + 1 for a in word])
+            extra = list(reserved) if table == "discrete" else []
+            start = min([mb.address for _, mb in points] + extra)
+            end = max([mb.address + mb.width for _, mb in points] + [a + 1 for a in extra])
             block = _Block(table, start, end - start, sorted(points, key=lambda p: p[1].address))
             words = (end - 1) // 16 - block.first_word + 1 if block.bits else block.size
             block.image = [0] * words
@@ -284,8 +287,8 @@ class ModbusServer:
                     offset = mb.address - block.start
                     words = encode(value, mb.dtype, mb.word_order, mb.scale)
                     block.image[offset : offset + len(words)] = words
-            holding = device.blocks["holding"]
-            holding.image[ALARM_WORD - holding.start] = alarm_word(device.alarms, values)
+            for bit, on in enumerate(alarm_bits(device.alarms, values)):
+                device.blocks["discrete"].set_bit(ALARM_BITS + bit, on)
 
     def _sim_device(self, device: _Device) -> SimDevice:
         def sim_table(table: str) -> list[SimData]:

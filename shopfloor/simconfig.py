@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from plc_sim.alarms import LimitAlarm, modbus_alarms
-from plc_sim.registers import ALARM_WORD
+from plc_sim.registers import ALARM_BITS
 from plc_sim.spec import LineSpec
 from plc_sim.tags import ExposedTag, exposed_tags
 
@@ -84,7 +84,7 @@ def _device(machine: str, tags: list[ExposedTag], alarms: list[LimitAlarm]) -> d
         "machine": machine,
         "max_gap": SIM_MAX_GAP,
     }
-    if alarms:  # the bits of the device's alarm word
+    if alarms:  # the device's alarm bits
         device["alarms"] = [_modbus_alarm(bit, alarm) for bit, alarm in enumerate(alarms)]
     device["tags"] = [_modbus_tag(t) for t in tags]
     return device
@@ -93,9 +93,8 @@ def _device(machine: str, tags: list[ExposedTag], alarms: list[LimitAlarm]) -> d
 def _modbus_alarm(bit: int, alarm: LimitAlarm) -> dict[str, Any]:
     return {
         "condition": alarm.name,
-        "table": "holding",
-        "address": ALARM_WORD,
-        "bit": bit,
+        "table": "discrete",
+        "address": ALARM_BITS + bit,
         "severity": alarm.severity,
         "message": alarm.description,
     }

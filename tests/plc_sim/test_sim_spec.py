@@ -102,9 +102,9 @@ CASES: dict[str, tuple[Edit, list[str]]] = {
         _set(f"{SIGNALS}.power_kw.modbus.address", 17),
         ["holding address", "overlaps", "power_kw", "vibration_mm_s", "move it to 19"],
     ),
-    "signal on the alarm word": (
-        _set(f"{SIGNALS}.vibration_mm_s.modbus.address", 19),
-        [f"{SIGNALS}.vibration_mm_s.modbus", "holding 20 is the device's alarm word"],
+    "signal on the alarm bits": (
+        _set(f"{SIGNALS}.alarm_overload.modbus.address", 17),
+        [f"{SIGNALS}.alarm_overload.modbus", "discrete 16..31 are the device's alarm bits"],
     ),
     "bad protocol": (
         _set("machines.capper.protocol", "profinet"),
