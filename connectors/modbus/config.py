@@ -293,7 +293,7 @@ class Device(_Strict):
     max_in_flight: int = 1  # requests outstanding to this unit at once (Modbus TCP only)
     # PLC alarms read in the same requests as the tags (connectors/modbus/alarms.py)
     alarms: list[Alarm] = Field(default_factory=list)
-    tags: list[Tag] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list, validate_default=True)
 
     @field_validator("unit")
     @classmethod
