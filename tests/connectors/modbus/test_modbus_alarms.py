@@ -17,6 +17,7 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from connectors.modbus import Config, ModbusInput
+from connectors.modbus.plan import ReadRequest
 from core.sample import Point
 from core.schema import EVENTS, EventKind
 from core.severity import SeverityLevel
@@ -201,8 +202,16 @@ async def test_a_restarted_connector_sends_what_is_active(device: Running, tmp_p
 async def test_an_unreadable_alarm_is_counted_and_logged_once_never_cleared(
     device: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Holding 20 does not exist on the device; read across the hole with the tags and the
+    other alarms (max_gap), the device refuses the whole read, which is then split: the
+    readable alarms go on, the ghost is counted and logged once, never raised or cleared."""
     ghost = {"condition": "Ghost", "table": "holding", "address": 20, "bit": 0, "severity": 500}
-    source = ModbusInput(config(device.url, [*ALARMS, ghost]), site="s", line="l")
+    settings = config(device.url, [*ALARMS, ghost], max_gap=16)
+    assert [(r.table.value, r.address, r.count) for r in settings_requests(settings)] == [
+        ("holding", 0, 21),
+        ("coil", 0, 1),
+    ]
+    source = ModbusInput(settings, site="s", line="l")
     collector = Collector()
     source.emit_points = collector.emit_points
     await write(device.url, coil=True)
@@ -256,6 +265,10 @@ def generated(server: ModbusServer, *, alarms: bool = True) -> Config:
     return Config.model_validate(
         {**entry, "poll_interval_s": 0.2, "reconnect": {"min_s": 0.1, "max_s": 0.3}}
     )
+
+
+def settings_requests(settings: Config) -> list[ReadRequest]:
+    return ModbusInput(settings, site="s", line="l").requests
 
 
 def shape(source: ModbusInput) -> list[tuple[int, str, int]]:
