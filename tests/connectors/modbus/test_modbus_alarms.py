@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from connectors.modbus import Config, ModbusInput
+from connectors.modbus import Config, ModbusInput, check
 from connectors.modbus.plan import ReadRequest
 from core.sample import Point
 from core.schema import EVENTS, EventKind
@@ -215,6 +215,10 @@ async def test_an_unreadable_alarm_is_counted_and_logged_once_never_cleared(
     collector = Collector()
     source.emit_points = collector.emit_points
     await write(device.url, coil=True)
+    checked = {t.signal: t for t in (await check(settings)).tags}  # `shopfloor check`
+    assert (checked["alarm EStop"].value, checked["alarm EStop"].text) == (1.0, "active")
+    assert (checked["alarm Manual"].value, checked["alarm Manual"].text) == (0.0, "not active")
+    assert "exception 2" in checked["alarm Ghost"].problem
     task = asyncio.create_task(source.run(collector.emit))
     try:
         with caplog.at_level(logging.INFO):
