@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from connectors.modbus.config import Alarm, Config
@@ -82,21 +83,24 @@ class AlarmStates:
                 state.unread = ""
             self._seen(state, planned.alarm.active(_word(bits, data, planned.start)), ts)
 
-    def unread(self, request: ReadRequest, reason: str) -> None:
-        """`request` failed: its alarms keep their states; counted, logged once per outage."""
-        for planned in request.alarms:
-            state = self._states[id(planned.alarm)]
-            self.read_errors += 1
-            if not state.unread:
-                _log.warning(
-                    "%s: alarm %s (%s) could not be read: %s; it keeps its last state until "
-                    "it reads again",
-                    self._name,
-                    planned.alarm.condition,
-                    state.condition_id,
-                    reason,
-                )
-            state.unread = reason
+    def unread(self, requests: Iterable[ReadRequest], reason: str) -> None:
+        """`requests` failed: their alarms keep their states; each is counted, and logged
+        once until it reads again (those that fail together in one line)."""
+        newly = []
+        for request in requests:
+            for planned in request.alarms:
+                state = self._states[id(planned.alarm)]
+                self.read_errors += 1
+                if not state.unread:
+                    newly.append(f"{planned.alarm.condition} ({state.condition_id})")
+                state.unread = reason
+        if newly:
+            _log.warning(
+                "%s: alarm %s could not be read: %s; it keeps its last state until it reads again",
+                self._name,
+                ", ".join(newly),
+                reason,
+            )
 
     def _seen(self, state: _State, active: bool, ts: int) -> None:
         """An event when the state changed (the first read counts when active), and the

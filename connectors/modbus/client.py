@@ -347,8 +347,7 @@ class ModbusInput:
             _log.debug("%s: %s; reconnecting", self.name, reason)
         self._count_error(reason)
         polls = self._all_polls()
-        for poll in polls:
-            self.alarms.unread(poll.request, reason)
+        self.alarms.unread((poll.request for poll in polls), reason)
         self.stats.bad_tags = dict(name for poll in polls for name in poll.names(reason))
         samples = lost.samples
         if samples or not self._marked_bad:
@@ -458,7 +457,7 @@ class ModbusInput:
             cycle.silent.append((unit, str(no_answer), unit.silent))
             cycle.longest_timeout_s = max(cycle.longest_timeout_s, timeout_s)
             unit.fell_silent(loop.time(), str(no_answer))
-            self.alarms.unread(poll.request, str(no_answer))
+            self.alarms.unread([poll.request], str(no_answer))
             cycle.bad.update(poll.names(str(no_answer)))
             return poll.bad(time.time_ns())
         except MalformedAnswer as exc:
@@ -483,7 +482,7 @@ class ModbusInput:
     def _failed(self, poll: _Poll, reason: str, cycle: _Cycle) -> SampleBatch:
         """The device answered, but not with values: its tags are bad for `reason`."""
         self._refused(poll, reason)
-        self.alarms.unread(poll.request, reason)
+        self.alarms.unread([poll.request], reason)
         cycle.bad.update(poll.names(reason))
         return poll.bad(time.time_ns())
 
@@ -582,7 +581,7 @@ class ModbusInput:
             got = len(reply.data) * 8 if request.table.holds_bits else len(reply.data) // 2
             reason = f"{request.describe()}: short response ({got} of {request.count})"
             self._count_error(reason)
-            self.alarms.unread(request, reason)
+            self.alarms.unread([request], reason)
             return poll.bad(ts)
         if poll.request.alarms:
             self.alarms.read(poll.request, reply.data, ts)

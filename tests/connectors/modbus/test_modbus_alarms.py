@@ -281,7 +281,7 @@ def shape(source: ModbusInput) -> list[tuple[int, str, int]]:
 
 
 async def test_a_fault_in_the_simulator_raises_and_clears_its_alarm_in_influxdb(
-    influx_db_url: str, tmp_path: Path
+    influx_db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sent: list[Point] = []
     async with (
@@ -302,9 +302,16 @@ async def test_a_fault_in_the_simulator_raises_and_clears_its_alarm_in_influxdb(
         sim.inject("conveyor", "conveyor_jam", 1.0, None)
         (raised,) = await until_stored(historian, "Overcurrent", 1)
 
-        await server.stop()  # the connection drops; the connector reconnects and refreshes
-        await server.start()
-        await eventually(lambda: source.stats.reconnects, "a reconnect", WAIT_S)
+        with caplog.at_level(logging.WARNING, "connectors.modbus.alarms"):
+            await server.stop()  # the connection drops; the connector reconnects, refreshes
+            await eventually(lambda: not source.stats.connected, "the drop", WAIT_S)
+            await asyncio.sleep(1)  # a few attempts to reconnect
+            await server.start()
+            await eventually(lambda: source.stats.reconnects, "a reconnect", WAIT_S)
+        (unread,) = [
+            r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()
+        ]
+        assert "HighTemperature (1/discrete/16), Overcurrent (1/discrete/17)" in unread
         await eventually(lambda: len(overcurrent(sent)) == 2, "the refresh", WAIT_S)
         assert len(await stored(historian, "Overcurrent")) == 1  # overwritten, not doubled
 
