@@ -65,9 +65,6 @@ class AlarmStates:
         self.read_errors = 0  # reads of an alarm's register that failed
         self.due: list[Point] = []  # events not handed on yet
 
-    def __bool__(self) -> bool:
-        return bool(self._states)
-
     def refresh(self) -> None:
         """A new connection: send every active alarm again at its next read."""
         for state in self._states.values():
