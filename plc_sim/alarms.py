@@ -1,11 +1,13 @@
 """The line's PLC alarms: OPC UA limit alarms (Part 9 conditions) on the machines' signals.
 
 The line's OPC UA server carries the alarms of every machine (the Modbus ones too), as a line
-controller does. Each alarm is an ExclusiveLimitAlarmType condition evaluated on every tick: it
-turns active when its signal passes the limit (a fault injection that drives the signal there
-raises it), inactive when the signal is back, and needs an operator's Acknowledge (with a
-comment); it is retained (ConditionRefresh re-sends it) while active or unacknowledged. Events
-come from the Server object; the condition objects live in Objects/<line>/Alarms.
+controller does; each Modbus device also shows its own as alarm bits (plc_sim.registers,
+`modbus_alarms`), as drives and controllers do. Each alarm is an ExclusiveLimitAlarmType
+condition evaluated on every tick: it turns active when its signal passes the limit (a fault
+injection that drives the signal there raises it), inactive when the signal is back, and needs
+an operator's Acknowledge (with a comment); it is retained (ConditionRefresh re-sends it) while
+active or unacknowledged. Events come from the Server object; the condition objects live in
+Objects/<line>/Alarms.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ class LimitAlarm:
         side = "above" if self.high else "below"
         return f"{self.machine} {self.signal} {value:.2f} {side} {self.limit:g}"
 
+    @property
+    def description(self) -> str:
+        """What the alarm means, without a value: a Modbus alarm's configured message."""
+        return f"{self.signal} {'above' if self.high else 'below'} {self.limit:g}"
+
 
 # The default line's alarms (an alarm whose machine or signal a line lacks is left out). Limits
 # sit clear of normal operation (a 5-minute run: motor 37-45 °C, current 7.8-9.3 A, air 6.5-7.5
@@ -63,6 +70,20 @@ def alarms_of(spec: LineSpec) -> list[LimitAlarm]:
         for alarm in LIMIT_ALARMS
         if alarm.machine in spec.machines and alarm.signal in spec.machines[alarm.machine].signals
     ]
+
+
+def modbus_alarms(spec: LineSpec) -> dict[str, list[LimitAlarm]]:
+    """Each Modbus machine's alarms, in the order of their alarm bits."""
+    return {
+        name: [alarm for alarm in alarms_of(spec) if alarm.machine == name]
+        for name, machine in spec.machines.items()
+        if machine.protocol == "modbus"
+    }
+
+
+def alarm_bits(alarms: list[LimitAlarm], values: Mapping[tuple[str, str], float]) -> list[bool]:
+    """The alarm bits of one device: bit N on while alarms[N] is active."""
+    return [alarm.passed(values[(alarm.machine, alarm.signal)]) for alarm in alarms]
 
 
 @dataclass(slots=True)

@@ -4,8 +4,10 @@ Built on pymodbus's SimDevice API. Each (unit, table) is one block spanning the 
 highest address the line file uses; gaps inside read as 0, so a client may coalesce reads
 across them, while a table the device does not have at all answers ILLEGAL ADDRESS. Registers
 are read-only; the only writable points are the coils of `command` signals (run/stop), which
-call `on_run`. `publish` re-encodes the engineering values into a per-block image each tick; the
-device's access hook copies that image into pymodbus's registers on every request.
+call `on_run`. `publish` re-encodes the engineering values into a per-block image each tick, and
+each device's alarm bits (discrete ALARM_BITS + N, plc_sim.registers: on while its N-th limit
+alarm is active); the device's access hook copies that image into pymodbus's registers on every
+request.
 
 Device faults make one unit id misbehave the way field devices do, while the others on the same
 server answer as usual (several devices behind one gateway): `delay_s` answers every request of
@@ -32,8 +34,9 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from plc_sim.alarms import LimitAlarm, alarm_bits, modbus_alarms
 from plc_sim.machines import SignalKind
-from plc_sim.registers import encode
+from plc_sim.registers import ALARM_BITS, encode
 from plc_sim.spec import BIT_TABLES, LineSpec, ModbusMap
 
 OnRun = Callable[[str, bool], None]
@@ -89,6 +92,7 @@ def parse_device_fault(text: str) -> tuple[str, DeviceFault]:
 class _Block:
     """One table of one device: its address span and the register image clients read."""
 
+    table: str
     start: int  # first address (registers) or first bit address, as the line file says
     size: int  # registers or bits
     points: list[tuple[str, ModbusMap]] = field(default_factory=list)
@@ -96,7 +100,7 @@ class _Block:
 
     @property
     def bits(self) -> bool:
-        return self.points[0][1].table in BIT_TABLES
+        return self.table in BIT_TABLES
 
     @property
     def first_word(self) -> int:
@@ -121,11 +125,13 @@ class _Device:
     unit_id: int
     blocks: dict[str, _Block]
     commands: set[int]  # coil addresses of run/stop commands: the only writable points
+    alarms: list[LimitAlarm]  # its alarm bit N (discrete ALARM_BITS + N) is alarms[N]
     fault: DeviceFault = field(default_factory=DeviceFault)
 
 
 def _devices(spec: LineSpec) -> list[_Device]:
     devices = []
+    alarms = modbus_alarms(spec)
     for name, machine in spec.machines.items():
         if machine.protocol != "modbus" or machine.unit_id is None:
             continue
@@ -133,11 +139,16 @@ def _devices(spec: LineSpec) -> list[_Device]:
         for signal, s in machine.signals.items():
             assert s.modbus is not None  # the spec guarantees a mapping on modbus machines
             by_table.setdefault(s.modbus.table, []).append((signal, s.modbus))
+        # the alarm bits are discrete inputs, from ALARM_BITS on
+        reserved = range(ALARM_BITS, ALARM_BITS + len(alarms[name]))
+        if reserved:
+            by_table.setdefault("discrete", [])
         blocks = {}
         for table, points in by_table.items():
-            start = min(mb.address for _, mb in points)
-            end = max(mb.address + mb.width for _, mb in points)
-            block = _Block(start, end - start, sorted(points, key=lambda p: p[1].address))
+            extra = list(reserved) if table == "discrete" else []
+            start = min([mb.address for _, mb in points] + extra)
+            end = max([mb.address + mb.width for _, mb in points] + [a + 1 for a in extra])
+            block = _Block(table, start, end - start, sorted(points, key=lambda p: p[1].address))
             words = (end - 1) // 16 - block.first_word + 1 if block.bits else block.size
             block.image = [0] * words
             blocks[table] = block
@@ -146,7 +157,7 @@ def _devices(spec: LineSpec) -> list[_Device]:
             for signal, s in machine.signals.items()
             if s.modbus is not None and spec.signal_kind(name, signal) is SignalKind.COMMAND
         }
-        devices.append(_Device(name, machine.unit_id, blocks, commands))
+        devices.append(_Device(name, machine.unit_id, blocks, commands, alarms[name]))
     return devices
 
 
@@ -276,6 +287,8 @@ class ModbusServer:
                     offset = mb.address - block.start
                     words = encode(value, mb.dtype, mb.word_order, mb.scale)
                     block.image[offset : offset + len(words)] = words
+            for bit, on in enumerate(alarm_bits(device.alarms, values)):
+                device.blocks["discrete"].set_bit(ALARM_BITS + bit, on)
 
     def _sim_device(self, device: _Device) -> SimDevice:
         def sim_table(table: str) -> list[SimData]:

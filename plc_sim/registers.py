@@ -4,6 +4,11 @@
 big-endian, CDAB swaps the 16-bit words ("little-endian word order", common on meters and drives),
 BADC swaps the bytes inside each word and DCBA reverses all four. A 16-bit value has bytes AB:
 ABCD/CDAB keep them, BADC/DCBA swap them. Raw = value / scale, so value = raw * scale.
+
+Every Modbus unit with limit alarms also shows them as alarm bits, as drives and controllers do:
+discrete input ALARM_BITS + N (10017 + N in a manual's numbering) is on while the unit's N-th
+limit alarm (plc_sim.alarms.modbus_alarms) is active. They sit near the devices' own status bits,
+so a client reads them with those, at no extra request; a line file may not map a signal there.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ DTYPE_LIMITS: dict[str, tuple[int, int]] = {
     "int32": (-(2**31), 2**31 - 1),
     "uint32": (0, 2**32 - 1),
 }
+ALARM_BITS = 16  # discrete input of each Modbus unit's first limit alarm
+MAX_ALARM_BITS = 16  # discrete inputs ALARM_BITS.. reserved for them
 _FORMATS = {
     dtype: struct.Struct(">" + code)
     for dtype, code in (("int16", "h"), ("uint16", "H"), ("int32", "i"), ("uint32", "I"))

@@ -33,7 +33,7 @@ from plc_sim.machines import (
     PasteurizerParams,
     SignalKind,
 )
-from plc_sim.registers import DTYPE_LIMITS, REGISTER_WIDTH
+from plc_sim.registers import ALARM_BITS, DTYPE_LIMITS, MAX_ALARM_BITS, REGISTER_WIDTH
 
 DEFAULT_LINE = Path(__file__).parent / "lines" / "food_beverage.yaml"
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"  # no dots: node ids join names with dots
@@ -265,6 +265,12 @@ def _mapping_problems(s: SignalSpec, kind: SignalKind) -> list[str]:
     bits = mb.table in BIT_TABLES
     if kind is SignalKind.COMMAND and mb.table != "coil":
         return ["a command (run/stop) must be a coil, so clients can write it; use table: coil"]
+    if mb.table == "discrete" and ALARM_BITS <= mb.address < ALARM_BITS + MAX_ALARM_BITS:
+        end = ALARM_BITS + MAX_ALARM_BITS - 1
+        return [
+            f"discrete {ALARM_BITS}..{end} are the device's alarm bits (docs/simulator.md): "
+            "move this signal to another address"
+        ]
     if bits:
         if kind not in (SignalKind.FLAG, SignalKind.COMMAND):
             return [f"a {mb.table} holds one bit; put this {kind.value} signal in a register"]

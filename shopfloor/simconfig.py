@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from plc_sim.alarms import LimitAlarm, modbus_alarms
+from plc_sim.registers import ALARM_BITS
 from plc_sim.spec import LineSpec
 from plc_sim.tags import ExposedTag, exposed_tags
 
@@ -45,6 +47,7 @@ def sim_connectors(spec: LineSpec, host: str, opcua_port: int, modbus_port: int)
             }
         )
     if modbus:
+        alarms = modbus_alarms(spec)
         connectors.append(
             {
                 "type": "modbus",
@@ -52,7 +55,7 @@ def sim_connectors(spec: LineSpec, host: str, opcua_port: int, modbus_port: int)
                 "url": f"modbus://{host}:{modbus_port}",
                 "poll_interval_s": spec.tick_s,
                 "devices": [
-                    _device(machine, list(group))
+                    _device(machine, list(group), alarms[machine])
                     for machine, group in groupby(modbus, key=lambda t: t.machine)
                 ],
             }
@@ -75,12 +78,25 @@ def render_sim_connectors(
     return header + yaml.safe_dump(body, sort_keys=False)
 
 
-def _device(machine: str, tags: list[ExposedTag]) -> dict[str, Any]:
-    return {
+def _device(machine: str, tags: list[ExposedTag], alarms: list[LimitAlarm]) -> dict[str, Any]:
+    device: dict[str, Any] = {
         "unit": tags[0].unit_id,
         "machine": machine,
         "max_gap": SIM_MAX_GAP,
-        "tags": [_modbus_tag(t) for t in tags],
+    }
+    if alarms:  # the device's alarm bits
+        device["alarms"] = [_modbus_alarm(bit, alarm) for bit, alarm in enumerate(alarms)]
+    device["tags"] = [_modbus_tag(t) for t in tags]
+    return device
+
+
+def _modbus_alarm(bit: int, alarm: LimitAlarm) -> dict[str, Any]:
+    return {
+        "condition": alarm.name,
+        "table": "discrete",
+        "address": ALARM_BITS + bit,
+        "severity": alarm.severity,
+        "message": alarm.description,
     }
 
 

@@ -1,5 +1,8 @@
 """`shopfloor check` for a Modbus connector: connect, read every tag once, say what went wrong.
 
+Each configured alarm is checked as a tag of its own (`alarm <condition>`): its register's word,
+or its bit, and whether that makes it active.
+
 A read the device refuses is retried tag by tag, so that each exception code lands on the tag
 that causes it rather than on all its neighbours. Reads go through the connector's own session
 (the pipelined client for Modbus TCP), so a device that turns the connection away, or answers
@@ -9,10 +12,12 @@ with a malformed frame, is reported as such, as the connector would see it.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 from connectors.check import ConnectorCheck, TagCheck
 from connectors.modbus.client import EXCEPTION_MEANINGS, decoder_for
-from connectors.modbus.config import Config, Device, Tag
+from connectors.modbus.codec import DataType
+from connectors.modbus.config import Alarm, Config, Device, Tag
 from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device
 from connectors.modbus.transport import ConnectError, ReadFailed, Session, new_session, read_once
 from core.units import unit_of
@@ -47,7 +52,7 @@ def _all_failed(config: Config, problem: str) -> ConnectorCheck:
     tags = [
         TagCheck(device.machine, tag.signal, _where(device.unit, tag), problem=problem)
         for device in config.devices
-        for tag in device.tags
+        for tag in _with_alarms(device)[0].tags
     ]
     return ConnectorCheck(config.name, config.url, tags, [])
 
@@ -57,6 +62,7 @@ def _where(unit: int, tag: Tag) -> str:
 
 
 async def _check_device(session: Session, device: Device, timeout_s: float) -> list[TagCheck]:
+    device, alarms = _with_alarms(device)
     results: list[TagCheck] = []
     for request in plan_device(device):
         try:
@@ -65,7 +71,30 @@ async def _check_device(session: Session, device: Device, timeout_s: float) -> l
             results += [_tag(device, p, problem=str(exc)) for p in request.tags]
             if not session.pipelined:  # a late RTU answer must not pass for the next
                 await _reconnect(session, timeout_s)
-    return results
+    return [_alarm_state(result, alarms.get(result.signal)) for result in results]
+
+
+def _with_alarms(device: Device) -> tuple[Device, dict[str, Alarm]]:
+    """The device with each alarm as a tag named `alarm <condition>` (a register alarm reads
+    its whole word), and the alarms by those names."""
+    alarms = {f"alarm {alarm.condition}": alarm for alarm in device.alarms}
+    tags = [
+        Tag(
+            signal=name,
+            table=alarm.table,
+            address=alarm.address,
+            type=None if alarm.table.holds_bits else DataType.UINT16,
+        )
+        for name, alarm in alarms.items()
+    ]
+    return device.model_copy(update={"alarms": [], "tags": [*device.tags, *tags]}), alarms
+
+
+def _alarm_state(result: TagCheck, alarm: Alarm | None) -> TagCheck:
+    """An alarm's check says whether the value read makes it active."""
+    if alarm is None or result.value is None:
+        return result
+    return replace(result, text="active" if alarm.active(int(result.value)) else "not active")
 
 
 async def _reconnect(session: Session, timeout_s: float) -> None:

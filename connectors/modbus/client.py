@@ -29,12 +29,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import repeat
 
+from connectors.modbus.alarms import AlarmStates
 from connectors.modbus.codec import BitBlockDecoder, Field, RegisterBlockDecoder
 from connectors.modbus.config import Config, Device
 from connectors.modbus.pipeline import MalformedAnswer, Reply
-from connectors.modbus.plan import PlannedTag, ReadRequest, plan_device, split_request
+from connectors.modbus.plan import Block, ReadRequest, plan_device, split_request
 from connectors.modbus.transport import ConnectError, Session, new_session
-from core.inputs import ConnectorStats, Emit
+from core.inputs import ConnectorStats, Emit, EmitPoints
 from core.reconnect import Backoff, Reconnect
 from core.sample import Quality, Sample, SampleBatch, Series, SeriesKey
 from delivery.handover import Handover
@@ -87,11 +88,12 @@ class _Poll:
         return cls(request, decoder_for(request), series, *timeouts, device.retries, device.pause_s)
 
     def split(self) -> list[_Poll]:
-        """One poll per tag: for a device that refuses reads across some of its addresses."""
-        unit = self.request.unit
+        """One poll per tag and alarm: for a device that refuses reads across some of its
+        addresses."""
+        request = self.request
         return self.parts(
-            ReadRequest(unit, p.tag.table, p.tag.address, p.tag.width, (PlannedTag(p.tag, 0),))
-            for p in self.request.tags
+            request.part(Block(span.address, span.width, (index,)))
+            for index, span in enumerate(request.spans())
         )
 
     def parts(self, requests: Iterable[ReadRequest]) -> list[_Poll]:
@@ -212,6 +214,8 @@ class ModbusInput:
         self.name = config.name
         self.endpoint = config.url
         self.stats = ConnectorStats()
+        self.alarms = AlarmStates(config, site=site, line=line)
+        self.emit_points: EmitPoints | None = None  # set by the agent (core.inputs.TextInput)
         self._config = config
         self._polls: dict[int, list[_Poll]] = {}  # by unit id, each in plan order
         self._unit_in_flight: dict[int, int] = {}
@@ -281,6 +285,7 @@ class ModbusInput:
         """A fresh connection: every device is asked again, no late answer can arrive."""
         self._late_answer_possible = False
         self._dropped = self._wrong = 0
+        self.alarms.refresh()
         self._slots = asyncio.Semaphore(self._config.in_flight if session.pipelined else 1)
         bounds = self._config.reconnect
         self._units = {
@@ -315,6 +320,7 @@ class ModbusInput:
                 backoff.reset()
             if samples:
                 await emit.put(samples)
+            await self._emit_alarms()
             due += interval
             now = loop.time()
             if due < now:
@@ -341,6 +347,7 @@ class ModbusInput:
             _log.debug("%s: %s; reconnecting", self.name, reason)
         self._count_error(reason)
         polls = self._all_polls()
+        self.alarms.unread((poll.request for poll in polls), reason)
         self.stats.bad_tags = dict(name for poll in polls for name in poll.names(reason))
         samples = lost.samples
         if samples or not self._marked_bad:
@@ -348,6 +355,7 @@ class ModbusInput:
             samples = samples + self._all_bad()
         if samples:
             await emit.put(samples)
+        await self._emit_alarms()
 
     async def _poll_once(self, session: Session, deadline: float) -> SampleBatch:
         """Read every request once, the units side by side; a device that does not answer
@@ -449,6 +457,7 @@ class ModbusInput:
             cycle.silent.append((unit, str(no_answer), unit.silent))
             cycle.longest_timeout_s = max(cycle.longest_timeout_s, timeout_s)
             unit.fell_silent(loop.time(), str(no_answer))
+            self.alarms.unread([poll.request], str(no_answer))
             cycle.bad.update(poll.names(str(no_answer)))
             return poll.bad(time.time_ns())
         except MalformedAnswer as exc:
@@ -473,6 +482,7 @@ class ModbusInput:
     def _failed(self, poll: _Poll, reason: str, cycle: _Cycle) -> SampleBatch:
         """The device answered, but not with values: its tags are bad for `reason`."""
         self._refused(poll, reason)
+        self.alarms.unread([poll.request], reason)
         cycle.bad.update(poll.names(reason))
         return poll.bad(time.time_ns())
 
@@ -526,7 +536,7 @@ class ModbusInput:
         around an illegal address; halves (and every other read of the unit's table as large)
         for a device that refuses this many registers with "illegal data value"."""
         request = poll.request
-        if len(request.tags) < 2 or code not in (ILLEGAL_ADDRESS, ILLEGAL_VALUE):
+        if request.served < 2 or code not in (ILLEGAL_ADDRESS, ILLEGAL_VALUE):
             return []
         polls = self._polls[unit]
         if code == ILLEGAL_ADDRESS:
@@ -569,8 +579,12 @@ class ModbusInput:
         if len(reply.data) < size:
             request = poll.request
             got = len(reply.data) * 8 if request.table.holds_bits else len(reply.data) // 2
-            self._count_error(f"{request.describe()}: short response ({got} of {request.count})")
+            reason = f"{request.describe()}: short response ({got} of {request.count})"
+            self._count_error(reason)
+            self.alarms.unread([request], reason)
             return poll.bad(ts)
+        if poll.request.alarms:
+            self.alarms.read(poll.request, reply.data, ts)
         return poll.samples(poll.decoder.decode_wire(reply.data[:size]), ts)
 
     async def _read(self, session: Session, poll: _Poll, timeout_s: float) -> Reply:
@@ -608,6 +622,16 @@ class ModbusInput:
         for poll in self._all_polls():
             batch += poll.bad(ts)
         return batch
+
+    async def _emit_alarms(self) -> None:
+        """Hand the alarm events due to the writer (its spool: the samples' guarantee)."""
+        due = self.alarms.take()
+        if not due:
+            return
+        if self.emit_points is None:  # no writer to take them: a loss, counted
+            self._count_error(f"{len(due)} alarm events dropped: no writer takes events")
+            return
+        await self.emit_points(due)
 
     def _count_error(self, reason: str) -> None:
         self.stats.errors += 1

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder
@@ -181,6 +182,101 @@ class Tag(_Strict):
         return REGISTER_WIDTH[self.dtype]
 
 
+class Alarm(_Strict):
+    """One PLC alarm read from a device: a coil or discrete input, one bit of a register, or
+    a whole register compared with a value (`equals`) or tested against a mask (`mask`)."""
+
+    condition: str = Field(min_length=1)
+    table: Table
+    address: int
+    bit: int | None = None
+    equals: int | None = None
+    mask: int | None = None
+    message: str = ""
+    severity: int  # 1-1000 as an OPC UA condition's: the same levels apply (core.severity)
+    source: str | None = None  # the `source` field; default: the machine
+    machine: str | None = None  # the machine tag; default: the device's
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _known_table(cls, value: Any) -> Any:
+        return _choice(value, Table, "table")
+
+    @field_validator("address")
+    @classmethod
+    def _address_in_range(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError(
+                f"address {value} is outside 0..65535: use the 0-based protocol address "
+                "(a manual's 40001 is holding address 0)"
+            )
+        return value
+
+    @field_validator("bit")
+    @classmethod
+    def _bit_in_range(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 15:
+            raise ValueError(f"bit {value} is outside 0..15: a register has 16 bits, 0 = LSB")
+        return value
+
+    @field_validator("equals", "mask")
+    @classmethod
+    def _word_in_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = 1 if info.field_name == "mask" else 0
+        if value is not None and not low <= value <= 65535:
+            raise ValueError(
+                f"{info.field_name} {value} is outside {low}..65535 (0x{low:X}..0xFFFF): "
+                "a register holds 16 bits"
+            )
+        return value
+
+    @field_validator("severity")
+    @classmethod
+    def _severity_in_range(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError(
+                f"severity {value} is outside 1..1000 (OPC UA's scale: 1-500 low, 501-800 "
+                "high, 801-1000 critical): use e.g. 700"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Alarm:
+        tests = [n for n in ("bit", "equals", "mask") if getattr(self, n) is not None]
+        if self.table.holds_bits and tests:
+            raise ValueError(f"a {self.table} is one bit already: remove {' and '.join(tests)}")
+        if not self.table.holds_bits and len(tests) != 1:
+            raise ValueError(
+                f"an alarm read from the {self.table} table needs exactly one of bit: 0..15 "
+                "(one bit of the word), equals: VALUE (the whole word equals it) or mask: BITS "
+                f"(any of them set); it has {', '.join(tests) or 'none'}"
+            )
+        return self
+
+    def active(self, word: int) -> bool:
+        """Whether the alarm is active, given its register's word (or its bit, 0 or 1)."""
+        if self.bit is not None:
+            return bool(word >> self.bit & 1)
+        if self.equals is not None:
+            return word == self.equals
+        if self.mask is not None:
+            return bool(word & self.mask)
+        return bool(word)
+
+    def where(self, unit: int) -> str:
+        """Where the alarm is read, as its `condition_id`: unit/table/address and the test."""
+        test = (
+            f".{self.bit}"
+            if self.bit is not None
+            else f"={self.equals}"
+            if self.equals is not None
+            else f"&0x{self.mask:04X}"
+            if self.mask is not None
+            else ""
+        )
+        return f"{unit}/{self.table}/{self.address}{test}"
+
+
 class Device(_Strict):
     """One Modbus unit id behind the endpoint, with its read limits and tags."""
 
@@ -195,7 +291,9 @@ class Device(_Strict):
     retries: int = Field(default=0, ge=0, le=5)
     pause_s: float = Field(default=0.0, ge=0, le=10)
     max_in_flight: int = 1  # requests outstanding to this unit at once (Modbus TCP only)
-    tags: list[Tag]
+    # PLC alarms read in the same requests as the tags (connectors/modbus/alarms.py)
+    alarms: list[Alarm] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list, validate_default=True)
 
     @field_validator("unit")
     @classmethod
@@ -249,8 +347,10 @@ class Device(_Strict):
     @field_validator("tags")
     @classmethod
     def _tags_fit(cls, tags: list[Tag], info: ValidationInfo) -> list[Tag]:
-        if not tags:
-            raise ValueError("a device needs at least one tag: add tags or remove the device")
+        if not tags and not info.data.get("alarms"):
+            raise ValueError(
+                "a device needs at least one tag or alarm: add tags or remove the device"
+            )
         limit = info.data.get("max_registers_per_read")
         for tag in tags:
             if limit is not None and not tag.table.holds_bits and tag.width > limit:
@@ -278,6 +378,21 @@ def _refuse_overlaps(tags: list[Tag]) -> None:
                     f"{other.signal} ({table} {other.address}) overlap: "
                     "fix one address or type"
                 )
+
+
+def _unique_conditions(devices: list[Device]) -> None:
+    """One condition name per machine: it is how a reader tells its alarms apart."""
+    seen: dict[tuple[str | None, str, str], int] = {}
+    for index, device in enumerate(devices):
+        for alarm in device.alarms:
+            key = (device.line, alarm.machine or device.machine, alarm.condition)
+            if key in seen:
+                where = "twice" if seen[key] == index else f"in devices[{seen[key]}] too"
+                raise ValueError(
+                    f"alarm {alarm.condition!r} of machine {key[1]!r} is defined {where} "
+                    f"(devices[{index}]): rename one"
+                )
+            seen[key] = index
 
 
 class Config(_Strict):
@@ -365,6 +480,7 @@ class Config(_Strict):
                         f"{where} (devices[{index}]): rename one"
                     )
                 seen[key] = index
+        _unique_conditions(devices)
         return devices
 
     @property

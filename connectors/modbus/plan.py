@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from connectors.modbus.config import Device, Table, Tag
+from connectors.modbus.config import Alarm, Device, Table, Tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +68,52 @@ class PlannedTag:
 
 
 @dataclass(frozen=True, slots=True)
+class PlannedAlarm:
+    """An alarm and the offset of its register (or bit) from the start of its request."""
+
+    alarm: Alarm
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReadRequest:
-    """One Modbus read and the tags it serves."""
+    """One Modbus read and the tags and alarms it serves."""
 
     unit: int
     table: Table
     address: int
     count: int
     tags: tuple[PlannedTag, ...]
+    alarms: tuple[PlannedAlarm, ...] = ()
+
+    @property
+    def served(self) -> int:
+        """How many tags and alarms the read serves."""
+        return len(self.tags) + len(self.alarms)
+
+    def spans(self) -> list[Span]:
+        """Where its tags, then its alarms, lie."""
+        return [Span(p.tag.address, p.tag.width) for p in self.tags] + [
+            Span(p.alarm.address, 1) for p in self.alarms
+        ]
+
+    def part(self, block: Block) -> ReadRequest:
+        """The read of `block`, serving the tags and alarms at its members (indices into
+        `spans`)."""
+        members = block.members
+        first_alarm = len(self.tags)
+        tags = tuple(
+            PlannedTag(self.tags[i].tag, self.tags[i].tag.address - block.address)
+            for i in members
+            if i < first_alarm
+        )
+        alarms = tuple(
+            PlannedAlarm(alarm, alarm.address - block.address)
+            for i in members
+            if i >= first_alarm
+            for alarm in (self.alarms[i - first_alarm].alarm,)
+        )
+        return ReadRequest(self.unit, self.table, block.address, block.count, tags, alarms)
 
     def describe(self) -> str:
         """Where the read went, for error messages."""
@@ -83,28 +121,28 @@ class ReadRequest:
 
 
 def plan_device(device: Device) -> list[ReadRequest]:
-    """The requests that read every tag of one device, by table then address."""
+    """The requests that read every tag and alarm of one device, by table then address; an
+    alarm in a register that a tag reads (or next to one) costs no request of its own."""
     requests: list[ReadRequest] = []
     for table in Table:
-        tags = [tag for tag in device.tags if tag.table is table]
+        whole = ReadRequest(
+            device.unit,
+            table,
+            0,
+            0,
+            tuple(PlannedTag(tag, 0) for tag in device.tags if tag.table is table),
+            tuple(PlannedAlarm(alarm, 0) for alarm in device.alarms if alarm.table is table),
+        )
         limit = device.max_bits_per_read if table.holds_bits else device.max_registers_per_read
-        spans = [Span(tag.address, tag.width) for tag in tags]
-        for block in coalesce(spans, max_count=limit, max_gap=device.max_gap):
-            planned = tuple(
-                PlannedTag(tags[i], tags[i].address - block.address) for i in block.members
-            )
-            requests.append(ReadRequest(device.unit, table, block.address, block.count, planned))
+        for block in coalesce(whole.spans(), max_count=limit, max_gap=device.max_gap):
+            requests.append(whole.part(block))
     return requests
 
 
 def split_request(request: ReadRequest, limit: int) -> list[ReadRequest]:
     """`request` as reads of at most `limit` (or its widest tag), for a device that refuses
     larger ones; the tags stay whole and in order."""
-    spans = [Span(p.tag.address, p.tag.width) for p in request.tags]
+    spans = request.spans()
     limit = max(limit, *(span.width for span in spans))
-    parts = []
-    for block in coalesce(spans, max_count=limit, max_gap=request.count):
-        tags = [request.tags[i].tag for i in block.members]
-        planned = tuple(PlannedTag(tag, tag.address - block.address) for tag in tags)
-        parts.append(ReadRequest(request.unit, request.table, block.address, block.count, planned))
-    return parts
+    blocks = coalesce(spans, max_count=limit, max_gap=request.count)
+    return [request.part(block) for block in blocks]

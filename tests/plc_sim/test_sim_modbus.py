@@ -12,7 +12,7 @@ from pymodbus.exceptions import ModbusIOException
 from plc_sim.machines import MachineState
 from plc_sim.modbus_server import ModbusServer
 from plc_sim.process import Simulator
-from plc_sim.registers import REGISTER_WIDTH, encode
+from plc_sim.registers import ALARM_BITS, REGISTER_WIDTH, encode
 from plc_sim.spec import LineSpec
 from plc_sim.tags import ExposedTag, exposed_tags
 
@@ -147,3 +147,32 @@ async def test_server_restarts_on_the_same_port(served: tuple[Simulator, ModbusS
         assert reply.registers == [MachineState.RUNNING]
     finally:
         second.close()
+
+
+async def _alarm_bits(client: AsyncModbusTcpClient, unit: int) -> list[bool]:
+    async with asyncio.timeout(TIMEOUT_S):
+        answer = await client.read_discrete_inputs(ALARM_BITS, count=2, device_id=unit)
+    assert not answer.isError(), answer
+    return list(answer.bits[:2])
+
+
+async def test_a_fault_raises_its_limit_alarm_bit(
+    served: tuple[Simulator, ModbusServer], client: AsyncModbusTcpClient
+):
+    """A conveyor jam drives the motor current past its limit: Overcurrent, the conveyor's
+    second alarm bit (discrete 17), turns on, and off once the jam is cleared."""
+    sim, server = served
+    assert await _alarm_bits(client, 1) == await _alarm_bits(client, 2) == [False, False]
+    sim.inject("conveyor", "conveyor_jam", 1.0, None)
+    for _ in range(120):
+        sim.step(1.0)
+        if sim.values()[("conveyor", "current_a")] > 13.0:
+            break
+    server.publish(sim.values())
+    assert (await _alarm_bits(client, 1))[1]  # Overcurrent
+    assert await _alarm_bits(client, 2) == [False, False]  # the compressor is fine
+    sim.clear("conveyor", "conveyor_jam")
+    for _ in range(300):
+        sim.step(1.0)
+    server.publish(sim.values())
+    assert not (await _alarm_bits(client, 1))[1]

@@ -102,6 +102,10 @@ CASES: dict[str, tuple[Edit, list[str]]] = {
         _set(f"{SIGNALS}.power_kw.modbus.address", 17),
         ["holding address", "overlaps", "power_kw", "vibration_mm_s", "move it to 19"],
     ),
+    "signal on the alarm bits": (
+        _set(f"{SIGNALS}.alarm_overload.modbus.address", 17),
+        [f"{SIGNALS}.alarm_overload.modbus", "discrete 16..31 are the device's alarm bits"],
+    ),
     "bad protocol": (
         _set("machines.capper.protocol", "profinet"),
         ["machines.capper.protocol", "'opcua' or 'modbus'"],

@@ -6,7 +6,7 @@ import pytest
 
 from connectors.modbus import Config, build
 from connectors.modbus.config import Device, Table
-from connectors.modbus.plan import Block, Span, coalesce, plan_device
+from connectors.modbus.plan import Block, Span, coalesce, plan_device, split_request
 
 # (case, spans as (address, width), max_count, max_gap, expected blocks)
 # where a block is (address, count, indices of its spans)
@@ -112,6 +112,31 @@ def test_tables_are_never_merged_and_offsets_are_known():
     ]
     offsets = {p.tag.signal: p.start for r in requests for p in r.tags}
     assert offsets == {"a": 0, "c": 3, "b": 0, "d": 0, "f": 5, "e": 0}
+
+
+def test_alarms_share_the_reads_of_the_tags_and_stay_with_them_when_split():
+    tags = [
+        {"signal": "a", "table": "holding", "address": 0, "type": "int16"},
+        {"signal": "b", "table": "holding", "address": 4, "type": "float32"},
+    ]
+    alarms = [
+        {"condition": "Hot", "table": "holding", "address": 4, "bit": 2, "severity": 700},
+        {"condition": "Word", "table": "holding", "address": 7, "equals": 3, "severity": 300},
+        {"condition": "Stop", "table": "discrete", "address": 9, "severity": 900},
+    ]
+    device = Device.model_validate({"machine": "m", "tags": tags, "alarms": alarms, "max_gap": 3})
+    holding, discrete = plan_device(device)
+    assert (holding.address, holding.count, len(holding.tags)) == (0, 8, 2)
+    assert [(p.alarm.condition, p.start) for p in holding.alarms] == [("Hot", 4), ("Word", 7)]
+    assert (discrete.table, discrete.address, discrete.count, discrete.tags) == (
+        Table.DISCRETE,
+        9,
+        1,
+        (),
+    )
+    parts = split_request(holding, 4)
+    assert [(r.address, r.count) for r in parts] == [(0, 1), (4, 4)]
+    assert [(p.alarm.condition, p.start) for p in parts[1].alarms] == [("Hot", 0), ("Word", 3)]
 
 
 def test_bit_tables_use_the_bit_limit():

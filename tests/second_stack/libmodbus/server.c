@@ -3,8 +3,9 @@
  *
  * Usage: server PORT            holding registers 0..9 (any unit id), for the tests:
  *   0: 1234 (uint16)   1-2: 12.5 as float32 ABCD   3-4: 4000000001 as uint32 ABCD
- *   5: 0xFFFF (int16 -1)   6..9: 0
+ *   5: 0xFFFF (int16 -1)   6..9: 0 (a test writes alarm bits and words there)
  *   Addresses from 10 on are answered with exception 2 (illegal data address) by libmodbus.
+ *   Coils 0..7: off, writable (alarm bits).
  *        server PORT --moving   holding registers 0..124 (any unit id), for the bench: every
  *   answer moves the values on (register i holds (reads + i) mod 65536), so each read stores
  *   changing data.
@@ -40,7 +41,7 @@ int main(int argc, char **argv) {
     }
     int registers = moving ? MOVING_REGISTERS : 10;
     modbus_t *ctx = modbus_new_tcp("127.0.0.1", atoi(argv[1]));
-    modbus_mapping_t *map = modbus_mapping_new(0, 0, registers, 0);
+    modbus_mapping_t *map = modbus_mapping_new(moving ? 0 : 8, 0, registers, 0);
     if (ctx == NULL || map == NULL) {
         fprintf(stderr, "libmodbus: %s\n", modbus_strerror(errno));
         return 1;
