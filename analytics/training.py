@@ -13,6 +13,7 @@ import numpy as np
 
 from analytics.detectors import DEFAULT_DETECTOR, make_detector
 from analytics.episodes import AlarmLogic, AlarmSettings, Episode
+from analytics.errors import ModelError
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.model_store import MODEL_SUFFIX, MachineModel, save_model
 from analytics.windows import MachineTelemetry, detection_signals, select_signals
@@ -97,15 +98,21 @@ def frame_episodes(
 def train_models(
     telemetry: dict[str, MachineTelemetry], settings: TrainingSettings, folder: Path
 ) -> tuple[list[MachineModel], dict[str, str]]:
-    """Fit and save a model per machine; (saved models, {skipped machine: why})."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Fit and save a model per machine; (saved models, {skipped machine: why}). A folder
+    that cannot be written is a ModelError naming it."""
     saved, skipped = [], {}
-    for name in sorted(telemetry):
-        try:
-            model = fit_machine_model(telemetry[name], settings)
-        except TrainingError as exc:
-            skipped[name] = str(exc)
-            continue
-        save_model(folder / f"{name}{MODEL_SUFFIX}", model)
-        saved.append(model)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in sorted(telemetry):
+            try:
+                model = fit_machine_model(telemetry[name], settings)
+            except TrainingError as exc:
+                skipped[name] = str(exc)
+                continue
+            save_model(folder / f"{name}{MODEL_SUFFIX}", model)
+            saved.append(model)
+    except OSError as exc:
+        raise ModelError(
+            f"cannot write models into {folder}: {exc.strerror or exc}; pick another --models"
+        ) from None
     return saved, skipped

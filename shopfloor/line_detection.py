@@ -2,9 +2,9 @@
 
 `up` runs the simulated line, so when its models folder is empty it trains them itself, on a
 fresh fault-free run of the same line's process model with another seed (a few seconds, no
-sockets), and keeps them for the next start. It trains in a child process: fitting needs
-scikit-learn (with scipy and pandas, about 130 MB), scoring does not (analytics.scoring), so
-`up` never holds it. The online detector then scores the line as it
+sockets), and keeps them for the next start. It trains with `shopfloor train --simulate` in a
+child process: fitting needs scikit-learn (with scipy and pandas, about 130 MB), scoring does
+not (analytics.scoring), so `up` never holds it. The online detector then scores the line as it
 runs and writes `anomaly`, `events` (kind anomaly) and `kpi`, as `shopfloor detect` does.
 """
 
@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from analytics.errors import ModelError
 from analytics.model_store import MODEL_SUFFIX, MachineModel, load_models
 from analytics.online import OnlineDetector
 from core.storage import Historian
 from historian.sqlite import SQLiteHistorian
-from linelab.simulated import simulated_telemetry
 from plc_sim.spec import LineSpec
 
 TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
@@ -50,9 +48,9 @@ def rated_outputs(spec: LineSpec) -> dict[str, float]:
     }
 
 
-def line_models(folder: Path, line: Path | None, seed: int) -> dict[str, MachineModel]:
-    """The folder's models; trained first (and said so) if it holds none. Blocking: seconds."""
-    if not any(folder.glob(f"*{MODEL_SUFFIX}")):
+async def line_models(folder: Path, line: Path | None, seed: int) -> dict[str, MachineModel]:
+    """The folder's models; trained first (and said so) if it holds none."""
+    if not await asyncio.to_thread(lambda: any(folder.glob(f"*{MODEL_SUFFIX}"))):
         training_seed = seed + TRAINING_SEED_OFFSET
         print(
             f"set-up: training anomaly models on {TRAINING_S / 3600:.0f} h of simulated "
@@ -61,18 +59,31 @@ def line_models(folder: Path, line: Path | None, seed: int) -> dict[str, Machine
             flush=True,
         )
         started = time.monotonic()
-        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter, not a fork of `up`
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-            child.submit(train_line_models, folder, line, training_seed).result()
+        await train_in_child(folder, line, training_seed)
         print(f"set-up: done in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    return load_models(folder)
+    return await asyncio.to_thread(load_models, folder)
 
 
-def train_line_models(folder: Path, line: Path | None, seed: int) -> None:
-    """Fit and save every machine's model on a simulated fault-free run (in the child)."""
-    from analytics.training import TrainingSettings, train_models
-
-    train_models(simulated_telemetry(TRAINING_S, seed=seed, line=line), TrainingSettings(), folder)
+async def train_in_child(folder: Path, line: Path | None, seed: int) -> None:
+    """`shopfloor train --simulate` in a child process (the one training path); its output
+    is shown only if it fails. Cancelled (Ctrl-C), the child is stopped too."""
+    command = [
+        *(sys.executable, "-m", "shopfloor.cli", "--log-level", "warning", "train"),
+        *("--simulate", f"{TRAINING_S:.0f}s", "--seed", str(seed), "--models", str(folder)),
+        *(("--line", str(line)) if line is not None else ()),
+    ]
+    child = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        output, _ = await child.communicate()
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    if child.returncode != 0:
+        said = output.decode(errors="replace").strip()
+        raise ModelError(f"training the line's models failed (exit {child.returncode}): {said}")
 
 
 class LineDetection:
@@ -90,9 +101,7 @@ class LineDetection:
         starts: training is CPU-bound and would starve the line's event loop)."""
         if not self.args.no_detect:
             folder = models_folder(self.args, self.historian)
-            self.models = await asyncio.to_thread(
-                line_models, folder, self.args.line, self.args.seed
-            )
+            self.models = await line_models(folder, self.args.line, self.args.seed)
 
     async def run(self, ready: asyncio.Event) -> None:
         """Score from the first complete window on, until cancelled; nothing without models."""

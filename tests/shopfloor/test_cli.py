@@ -188,17 +188,34 @@ def test_the_list_shows_the_summaries_the_commands_register() -> None:
     assert light == full
 
 
-def test_up_loads_no_plotting_library() -> None:
-    """`up` and `detect` draw nothing: matplotlib (~30 MB of `up`'s memory) is for `report`."""
+def test_up_loads_neither_plotting_nor_fitting_libraries() -> None:
+    """`up` and `detect` draw nothing and fit nothing in their own process: matplotlib (~30 MB)
+    is for `report`; scikit-learn with scipy and pandas (~130 MB) for fitting, which `up` runs
+    as `shopfloor train` in a child process."""
     code = (
         "import sys; from shopfloor.cli import main\n"
         "try: main(['up', '--help'])\n"
         "except SystemExit: pass\n"
         "import shopfloor.line_detection\n"
-        "print('matplotlib' in sys.modules)"
+        "print(sorted(m for m in ('matplotlib', 'sklearn', 'scipy', 'pandas') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stdout.splitlines()[-1] == "False", done.stderr
+    assert done.stdout.splitlines()[-1] == "[]", done.stderr
+
+
+def test_models_that_cannot_be_written_are_one_clear_line(tmp_path: Path) -> None:
+    """The first start trains in a child process; its failure is the user's error, not a
+    traceback."""
+    (tmp_path / "a_file").write_text("")
+    up = shopfloor(
+        "up",
+        *("--models", str(tmp_path / "a_file" / "models"), "--duration", "5s"),
+        *("--historian", f"sqlite:{tmp_path / 'h.db'}", *ports()),
+        timeout=120,
+    )
+    assert up.returncode == 2
+    assert "Traceback" not in up.stderr
+    assert f"cannot write models into {tmp_path / 'a_file' / 'models'}" in up.stderr
 
 
 def test_connect_starts_without_what_it_does_not_run() -> None:
