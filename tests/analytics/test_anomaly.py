@@ -203,6 +203,19 @@ def test_a_new_operating_point_is_one_episode_that_closes() -> None:
     assert verdict[1000:].mean() < 2 * detector.false_alarm_rate
 
 
+def test_a_lasting_fault_that_keeps_moving_is_not_learnt_as_an_operating_mode() -> None:
+    """A control loop hunting (every signal oscillating, far more than in training) for four
+    times the training length: still moving, not a new steady state, so it stays flagged
+    (learnt as a mode after 400 rows before, it was flagged 27 % of its rows)."""
+    train, test = plant(400, 1), plant(2000, 2, start=400)
+    gains = np.random.default_rng(5).uniform(0.5, 1.5, len(SIGNALS))
+    test.iloc[400:] += (4 * np.sin(np.arange(1600) / 15.0))[:, None] * gains
+    explained = AnomalyDetector().fit(train).explain(test, history=train)
+    assert explained["anomaly"].iloc[:400].mean() < 0.05
+    assert explained["anomaly"].iloc[400:].mean() > 0.95
+    assert explained["new_mode"].sum() == 0
+
+
 def test_consistent_modes_never_learn_a_lasting_fault_that_breaks_the_correlations() -> None:
     """With learn_modes="consistent" (for plants whose faults last longer than the training),
     a signal that leaves the others' correlation for good stays a fault."""
