@@ -241,13 +241,19 @@ class _Mode:
     """One operating mode: a detector fitted on rows of it, its threshold (split-conformal on
     held-out rows of it), its centre, range, correlations and significance floor."""
 
-    def __init__(self, model: Any, threshold: float, rows: np.ndarray, floor: np.ndarray) -> None:
-        self.model, self.threshold, self.floor = model, threshold, floor
+    def __init__(
+        self,
+        model: Any,
+        threshold: float,
+        rows: np.ndarray,
+        floor: np.ndarray,
+        wobble: np.ndarray,
+    ) -> None:
+        self.model, self.threshold, self.floor, self.wobble = model, threshold, floor, wobble
         self.center = np.median(rows, axis=0)
         self.low, self.high = rows.min(axis=0), rows.max(axis=0)
         self.expected = _Expected().fit(rows)
         self.trimmed_fit_rows = self.trimmed_calibration_rows = 0
-        self.lag, self.wobble = 1, floor  # the window and _wobble of the rows: fit sets them
 
     @classmethod
     def fit(cls, features: np.ndarray, params: AnomalyDetector, floor: np.ndarray) -> _Mode:
@@ -264,9 +270,9 @@ class _Mode:
         calm = _below_fence(raw, CALIBRATION_FENCE)
         rate = params.false_alarm_rate / DRIFT_MARGIN
         threshold = max(_conformal_quantile(raw[calm], rate), 1e-12)
-        mode = cls(model, threshold, fit_rows[clean], floor)
-        wobble = _wobble(features, params.window)  # a signal constant in training: its floor
-        mode.lag, mode.wobble = params.window, np.where(wobble > 0, wobble, floor)
+        wobble = _wobble(features, params.window)
+        steady = np.where(wobble > 0, wobble, floor)  # a signal constant in training: its floor
+        mode = cls(model, threshold, fit_rows[clean], floor, steady)
         mode.trimmed_fit_rows, mode.trimmed_calibration_rows = (
             int((~clean).sum()),
             int((~calm).sum()),
@@ -279,10 +285,10 @@ class _Mode:
         off = np.abs(rows - self.expected.predict(rows)) > self.floor
         return bool(np.mean(off.any(axis=1)) < 0.5)
 
-    def steady(self, rows: np.ndarray) -> bool:
+    def steady(self, rows: np.ndarray, window: int) -> bool:
         """Whether `rows` vary like a steady state of this mode: the median signal's
         short-term variation (_wobble) at most STEADY_SPREAD times its own in the mode."""
-        ratio = _wobble(rows, self.lag) / np.maximum(self.wobble, 1e-12)
+        ratio = _wobble(rows, window) / np.maximum(self.wobble, 1e-12)
         return bool(np.median(ratio) <= STEADY_SPREAD)
 
     def scores(self, shifted: np.ndarray) -> np.ndarray:
@@ -407,7 +413,7 @@ class _Follower:
         if detector.learn_modes == "consistent" and not self.mode.consistent(recent):
             self.frozen = 0  # a fault that breaks the correlations: it stays one
             return False
-        if not self.mode.steady(recent):
+        if not self.mode.steady(recent, detector.window):
             self.frozen = 0  # still moving: a fault, not a new steady operating point
             return False
         floor = np.maximum(detector.mode_.floor, detector.floor_share * _level(recent))
