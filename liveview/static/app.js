@@ -122,6 +122,40 @@ function drawEpisodes(rows) {
   }
 }
 
+function levelBadge(name) {
+  return el("span", { class: `sev ${name}`, title: "the PLC's severity as a level" }, name);
+}
+
+function alarmRow(alarm, cells) {
+  const tr = el("tr", { "data-machine": alarm.machine, "data-condition": alarm.condition });
+  for (const [cls, content] of cells) {
+    const td = el("td", { class: cls });
+    if (content instanceof Node) td.appendChild(content); else td.textContent = content;
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function acked(alarm) {
+  return ["acked " + (alarm.acked ? "ok" : "bad"), alarm.acked ? "yes" : "no"];
+}
+
+function drawAlarms(alarms) {
+  const active = document.querySelector("#alarms-active tbody");
+  active.replaceChildren(...alarms.active.map((a) => alarmRow(a, [
+    ["level", levelBadge(a.level)], ["", a.machine], ["muted", a.source], ["condition", a.condition],
+    ["message", a.message], ["since", a.since === null ? "before the look-back" : clock(a.since)], acked(a),
+  ])));
+  document.getElementById("alarms-empty").hidden = alarms.active.length > 0;
+  document.getElementById("alarms-active").hidden = alarms.active.length === 0;
+  const journal = document.querySelector("#alarms-journal tbody");
+  journal.replaceChildren(...alarms.journal.map((a) => alarmRow(a, [
+    ["at", clock(a.time)], ["level", levelBadge(a.level)], ["", a.machine], ["condition", a.condition],
+    [a.active ? "state bad" : "state ok", a.active ? "ACTIVE" : "cleared"], acked(a),
+    ["message", a.message], ["comment muted", a.comment],
+  ])));
+}
+
 function drawConnectors(connectors) {
   const body = document.querySelector("#connectors tbody");
   body.replaceChildren();
@@ -222,6 +256,7 @@ async function pollOverview() {
   for (const row of view.ground_truth) if (row.episode) row.current_severity = severities[row.episode.machine];
   drawLine(view.machines);
   drawLegend();
+  drawAlarms(view.alarms);
   drawEpisodes(view.ground_truth);
   drawConnectors(view.connectors);
 }

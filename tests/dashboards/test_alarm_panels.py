@@ -17,97 +17,18 @@ from typing import Any
 
 import pytest
 
-from core.sample import Point
-from core.schema import EVENTS, EventKind
 from core.severity import opcua_severity_level
 from dashboards.panels import LEVEL_COLORS
 from historian import open_historian
 from testbed.browser import chromium
+from tests.alarm_events import LINE, SITE, TIMELINE, active_at, raised
 from tests.conftest import fresh_database
 from tests.dashboards.conftest import LineRun
 from tests.dashboards.grafana_queries import MODELS, Query, absolute_time_filter, expand
 from tests.dashboards.grafana_render import Drawn, draw
 
 pytestmark = [pytest.mark.influxdb, pytest.mark.timeout(300)]
-NS = 10**9
-SITE, LINE = "plant", "L1"
 WINDOW_S = 1800  # both dashboards open on the last 30 minutes
-
-
-@dataclass(frozen=True)
-class AlarmEvent:
-    """One event of a condition as the PLC reported it, `at` seconds from the drawing time."""
-
-    at: int
-    machine: str
-    condition: str
-    active: bool
-    acked: bool
-    severity: int
-    line: str = LINE
-    comment: str = ""
-
-    @property
-    def condition_id(self) -> str:
-        return f"ns=2;s={self.line}.{self.machine}.{self.condition}"
-
-    def point(self, now: int) -> Point:
-        tags = {"site": SITE, "line": self.line, "machine": self.machine, "kind": EventKind.ALARM}
-        fields: dict[str, float | int | bool | str] = {
-            "text": f"{self.machine} {self.condition}",
-            "active": self.active,
-            "acked": self.acked,
-            "confirmed": False,
-            "retain": self.active or not self.acked,
-            "source": self.machine,
-            "condition": self.condition,
-            "condition_id": self.condition_id,
-            "alarm_severity": self.severity,
-            "severity_level": int(opcua_severity_level(self.severity)),
-            "event_id": f"{self.at + 10**6:x}",
-            "comment": self.comment,
-        }
-        return Point(EVENTS.name, tags, fields, (now + self.at) * NS)
-
-
-TIMELINE = (
-    # raised, acknowledged while active: active, acked, since its raise
-    AlarmEvent(-600, "conveyor", "Overcurrent", True, False, 850),
-    AlarmEvent(-500, "conveyor", "Overcurrent", True, True, 850, comment="belt cleared"),
-    # raised, cleared, acknowledged: over
-    AlarmEvent(-900, "conveyor", "HighTemperature", True, False, 700),
-    AlarmEvent(-800, "conveyor", "HighTemperature", False, False, 700),
-    AlarmEvent(-700, "conveyor", "HighTemperature", False, True, 700, comment="ok"),
-    # raised and not acknowledged; it clears only after the end of the range
-    AlarmEvent(-300, "air_compressor", "LowPressure", True, False, 600),
-    AlarmEvent(60, "air_compressor", "LowPressure", False, False, 600),
-    # raised, cleared, raised again: active since the second raise
-    AlarmEvent(-1500, "pasteurizer", "LowHoldingTemperature", True, False, 900),
-    AlarmEvent(-1400, "pasteurizer", "LowHoldingTemperature", False, False, 900),
-    AlarmEvent(-200, "pasteurizer", "LowHoldingTemperature", True, False, 900),
-    # raised two days ago, long before the time range, and unchanged since
-    AlarmEvent(-2 * 86400, "filler", "LowBottleSupply", True, False, 100),
-    # another line's machine of the same name
-    AlarmEvent(-400, "conveyor", "Overcurrent", True, False, 850, line="L2"),
-)
-
-
-def _active_at(events: tuple[AlarmEvent, ...], line: str, machine: str = "") -> dict[str, Any]:
-    """condition -> its newest event up to the drawing time, if that is active (the truth)."""
-    newest: dict[str, AlarmEvent] = {}
-    for event in sorted(events, key=lambda e: e.at):
-        if event.at <= 0 and event.line == line and machine in ("", event.machine):
-            newest[event.condition_id] = event
-    return {e.condition: e for e in newest.values() if e.active}
-
-
-def _raised(condition: str) -> int:
-    """When the condition was raised last before the drawing time (an active, unacked event)."""
-    return max(
-        e.at
-        for e in TIMELINE
-        if e.condition == condition and e.line == LINE and e.at <= 0 and e.active and not e.acked
-    )
 
 
 @dataclass(frozen=True)
@@ -176,17 +97,16 @@ def test_active_alarms_are_exactly_the_active_conditions(
     drawn = alarms.drawn[name]
     assert drawn.errors == []
     rows = _table(drawn, "Active alarms")
-    truth = _active_at(TIMELINE, LINE, machine)
-    assert {row["condition"][0] for row in rows} == set(truth)
-    assert len(rows) == len(truth)
+    truth = {e.condition: e for e in active_at(LINE, machine)}
+    assert sorted(row["condition"][0] for row in rows) == sorted(truth)
     for row in rows:
         event = truth[row["condition"][0]]
         level = opcua_severity_level(event.severity)
         assert row["level"][1] == level.name.lower()
         assert row["level"][2] == drawn.colors[LEVEL_COLORS[level]]
         assert row["source"][0] == event.machine
-        assert row["message"][0] == f"{event.machine} {event.condition}"
-        assert row["since"][0] == (alarms.now + _raised(event.condition)) * 1000
+        assert row["message"][0] == event.message
+        assert row["since"][0] == (alarms.now + raised(event)) * 1000
         assert row["acked"][1] == ("yes" if event.acked else "no")
         assert ("machine" in row) == (not machine)
 
