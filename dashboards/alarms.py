@@ -33,9 +33,11 @@ CONDITION = ("machine", "source", "condition", "condition_id")
 ACTIVE_MAPPINGS = value_mappings(("true", "ACTIVE", "red"), ("false", "cleared", "green"))
 YES_NO_MAPPINGS = value_mappings(("true", "yes", "green"), ("false", "no", "orange"))
 RENAMED = {"text": "message", "severity_level": "level"}
-# Column widths in px (Grafana shares the rest out evenly): narrow words, wide texts.
-WIDTHS = {"level": 90, "active": 80, "acked": 70, "confirmed": 95, "at": 170, "since": 170}
-MIN_WIDTHS = {"condition": 200, "message": 280}
+# Column widths in px: every column but the message has one, so the message gets the rest.
+WIDTHS = {
+    **{"level": 90, "active": 80, "acked": 70, "confirmed": 95, "at": 170, "since": 170},
+    **{"machine": 140, "source": 140, "condition": 210, "comment": 220},
+}
 
 
 def _where(machine_regex: str) -> str:
@@ -86,8 +88,6 @@ def _styled(panel: table_panel.Panel, states: Mapping[str, list[model.ValueMappi
         panel.override_by_name(name, props(mappings=mappings, custom__cellOptions=colored))
     for name, px in WIDTHS.items():
         panel.override_by_name(name, props(custom__width=px))
-    for name, px in MIN_WIDTHS.items():
-        panel.override_by_name(name, props(custom__minWidth=px))
 
 
 def active_alarms(machine_regex: str = "") -> table_panel.Panel:
