@@ -33,7 +33,7 @@ HISTORY_S = 3600.0  # faults and episodes of the last hour: one student session
 ANOMALY_FRESH_S = 10.0  # a machine's newest anomaly point older than this is not "now"
 CONNECTOR_WINDOW_S = 35.0  # the agent writes one `connector` point per input every 10 s
 TREND_S = 600.0  # the trends' first load: ten minutes of one machine's signals
-JOURNAL_ROWS = 20  # the newest alarm events the page lists
+JOURNAL_ROWS = 10  # the newest alarm events the page lists
 
 Json = dict[str, Any]
 

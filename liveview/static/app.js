@@ -34,6 +34,13 @@ function clock(seconds) {
   return seconds === null ? "under way" : new Date(seconds * 1000).toLocaleTimeString([], { hour12: false });
 }
 
+// A time of day today, with its date on another day (an alarm raised days ago).
+function stamp(seconds) {
+  const at = new Date(seconds * 1000);
+  if (at.toDateString() === new Date().toDateString()) return clock(seconds);
+  return at.toLocaleString([], { hour12: false, dateStyle: "short", timeStyle: "medium" });
+}
+
 function level(severity) {
   let name = "normal";
   for (const [candidate, floor] of Object.entries(levels)) if (severity >= floor) name = candidate;
@@ -144,13 +151,13 @@ function drawAlarms(alarms) {
   const active = document.querySelector("#alarms-active tbody");
   active.replaceChildren(...alarms.active.map((a) => alarmRow(a, [
     ["level", levelBadge(a.level)], ["", a.machine], ["muted", a.source], ["condition", a.condition],
-    ["message", a.message], ["since", a.since === null ? "before the look-back" : clock(a.since)], acked(a),
+    ["message", a.message], ["since", a.since === null ? "before the look-back" : stamp(a.since)], acked(a),
   ])));
   document.getElementById("alarms-empty").hidden = alarms.active.length > 0;
   document.getElementById("alarms-active").hidden = alarms.active.length === 0;
   const journal = document.querySelector("#alarms-journal tbody");
   journal.replaceChildren(...alarms.journal.map((a) => alarmRow(a, [
-    ["at", clock(a.time)], ["level", levelBadge(a.level)], ["", a.machine], ["condition", a.condition],
+    ["at", stamp(a.time)], ["level", levelBadge(a.level)], ["", a.machine], ["condition", a.condition],
     [a.active ? "state bad" : "state ok", a.active ? "ACTIVE" : "cleared"], acked(a),
     ["message", a.message], ["comment muted", a.comment],
   ])));
