@@ -191,11 +191,11 @@ def ground_truth(faults: Sequence[Json], episodes: Sequence[Json]) -> list[Json]
     return sorted(rows, key=lambda r: (r["fault"] or r["episode"])["start"])
 
 
-def alarms(events: Sequence[Point], journal_rows: int = JOURNAL_ROWS) -> Json:
+def alarms(events: Sequence[Point]) -> Json:
     """PLC alarms (events of kind `alarm`, in time order): `active`, one entry per condition
     whose newest event is active, newest raise first, `since` its newest raise (an active,
     unacknowledged event; None if that is older than the events given); `journal`, the newest
-    `journal_rows` events, newest first, each a state the PLC reported."""
+    JOURNAL_ROWS events, newest first, each a state the PLC reported."""
     newest: dict[tuple[str, ...], Point] = {}
     raised: dict[tuple[str, ...], float] = {}
     for event in events:
@@ -209,7 +209,7 @@ def alarms(events: Sequence[Point], journal_rows: int = JOURNAL_ROWS) -> Json:
         if event.fields.get("active")
     ]
     active.sort(key=lambda a: a["since"] or 0.0, reverse=True)
-    journal = [_alarm(event) for event in reversed(events[-journal_rows:])] if journal_rows else []
+    journal = [_alarm(event) for event in reversed(events[-JOURNAL_ROWS:])]
     return {"active": active, "journal": journal}
 
 
