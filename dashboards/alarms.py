@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from grafana_foundation_sdk.builders import common
+from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import table as table_panel
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as model
@@ -18,11 +20,13 @@ from core.schema import ALARM_LOOKBACK_S, EventKind
 from dashboards.events import machine_filter
 from dashboards.influxql import EVENTS_Q, SITE_LINE, InfluxQL
 from dashboards.panels import (
+    LEVEL_COLORS,
     LEVEL_MAPPINGS,
     MERGE,
     organize,
     props,
     sort_by,
+    stat,
     table,
     value_mappings,
 )
@@ -36,7 +40,7 @@ RENAMED = {"text": "message", "severity_level": "level"}
 # Column widths in px: every column but the message has one, so the message gets the rest.
 WIDTHS = {
     **{"level": 90, "active": 80, "acked": 70, "confirmed": 95, "at": 170, "since": 170},
-    **{"machine": 140, "source": 140, "condition": 210, "comment": 220},
+    **{"machine": 140, "source": 140, "condition": 210, "comment": 180},
 }
 
 
@@ -80,7 +84,8 @@ def _shown(columns: Sequence[str], machine_regex: str) -> tuple[list[str], list[
 
 
 def _styled(panel: table_panel.Panel, states: Mapping[str, list[model.ValueMapping]]) -> None:
-    """The level as a cell in its colour, states as coloured words, widths per column."""
+    """The level as a cell in its colour, states as coloured words, widths per column, the
+    message wrapped."""
     background = {"type": cm.TableCellDisplayMode.COLOR_BACKGROUND}
     panel.override_by_name("level", props(mappings=LEVEL_MAPPINGS, custom__cellOptions=background))
     for name, mappings in states.items():
@@ -88,6 +93,28 @@ def _styled(panel: table_panel.Panel, states: Mapping[str, list[model.ValueMappi
         panel.override_by_name(name, props(mappings=mappings, custom__cellOptions=colored))
     for name, px in WIDTHS.items():
         panel.override_by_name(name, props(custom__width=px))
+    # a long message (a clear's "...: back to normal") wraps rather than being cut
+    wrapped = {"type": cm.TableCellDisplayMode.AUTO, "wrapText": True}
+    panel.override_by_name("message", props(custom__cellOptions=wrapped))
+
+
+SPAN = f"time > ${{__to}}ms - {ALARM_LOOKBACK_S}s AND time <= ${{__to}}ms"
+STATE = ("text", "active", "acked", "severity_level")
+
+
+def _newest(machine_regex: str) -> tuple[InfluxQL, list[model.DataTransformerConfig]]:
+    """Query A, every alarm event of the look-back, and the steps that keep each condition's
+    newest event, its fields named as shown (even as themselves: a join appends the frame's
+    name to the fields that have none)."""
+    query = (
+        f"SELECT {_select([*CONDITION, *STATE])} FROM {EVENTS_Q}"
+        f" WHERE {_where(machine_regex)} AND {SPAN}"
+    )
+    names = {key: key for key in CONDITION} | {
+        f"{name} (last)": RENAMED.get(name, name) for name in STATE
+    }
+    steps = [_group_by(CONDITION, STATE), organize(rename=names)]
+    return InfluxQL(query, table=True), [_on_ref("A", step) for step in steps]
 
 
 def active_alarms(machine_regex: str = "") -> table_panel.Panel:
@@ -96,27 +123,16 @@ def active_alarms(machine_regex: str = "") -> table_panel.Panel:
     whether someone acknowledged it. Query A is every alarm event of the look-back, grouped to
     each condition's newest; B the raises, grouped to each condition's newest; A is joined
     with B on condition_id, then filtered to the active rows (B's rows alone have none)."""
-    span = f"time > ${{__to}}ms - {ALARM_LOOKBACK_S}s AND time <= ${{__to}}ms"
-    state = ("text", "active", "acked", "severity_level")
-    events = (
-        f"SELECT {_select([*CONDITION, *state])} FROM {EVENTS_Q}"
-        f" WHERE {_where(machine_regex)} AND {span}"
-    )
+    events, newest = _newest(machine_regex)
     raises = (
         f'SELECT "condition_id", "active" FROM {EVENTS_Q} WHERE {_where(machine_regex)}'
-        f' AND "active" = true AND "acked" = false AND {span}'
+        f' AND "active" = true AND "acked" = false AND {SPAN}'
     )
-    # Every field of A named before the join, even as itself: the join appends the frame's
-    # name to the fields that have none.
-    names = {key: key for key in CONDITION} | {
-        f"{name} (last)": RENAMED.get(name, name) for name in state
-    }
     order, hidden = _shown(
         ["level", "machine", "source", "condition", "message", "since", "acked"], machine_regex
     )
     transformations = [
-        _on_ref("A", _group_by(CONDITION, state)),
-        _on_ref("A", organize(rename=names)),
+        *newest,
         _on_ref("B", _group_by(["condition_id"], ["Time"])),
         _on_ref("B", organize(rename={"Time (last)": "since"})),
         model.DataTransformerConfig(
@@ -136,7 +152,7 @@ def active_alarms(machine_regex: str = "") -> table_panel.Panel:
             "acknowledged them. An alarm whose last event is older than "
             f"{ALARM_LOOKBACK_S // 86400} days is left out; a reconnecting connector writes "
             "every active alarm again (ConditionRefresh).",
-            InfluxQL(events, table=True),
+            events,
             transformations,
             sort="since",
         )
@@ -144,6 +160,45 @@ def active_alarms(machine_regex: str = "") -> table_panel.Panel:
         .override_by_name("since", props(unit="dateTimeAsIso"))
     )
     _styled(panel, {"acked": YES_NO_MAPPINGS})
+    return panel
+
+
+def active_counts() -> stat_panel.Panel:
+    """How many alarms are active per level, a tile per level in its colour (none: no tile):
+    the newest event per condition as in active_alarms, the active ones counted per level."""
+    events, newest = _newest("")
+    count = model.DataTransformerConfig(
+        id_val="groupBy",
+        options={
+            "fields": {
+                "level": {"operation": "groupby", "aggregations": []},
+                "condition_id": {"operation": "aggregate", "aggregations": ["count"]},
+            }
+        },
+    )
+    # the level as a word, so that it names its tile (a stat names a row by its strings)
+    as_text = model.DataTransformerConfig(
+        id_val="convertFieldType",
+        options={"conversions": [{"targetField": "level", "destinationType": "string"}]},
+    )
+    panel = (
+        stat(
+            "Active alarms per level",
+            "How many PLC alarms of the line are active at the end of the time range, per level "
+            "(critical red, high orange, low yellow); the table beside lists them.",
+            events,
+            no_value="none active",
+        )
+        .transformations([*newest, _only_active(), count, as_text, sort_by("level")])
+        .reduce_options(common.ReduceDataOptions().values(True).calcs([]).fields("/ \\(count\\)$/"))
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .decimals(0)
+        .override_by_name("level", props(mappings=LEVEL_MAPPINGS))
+    )
+    for level, color in LEVEL_COLORS.items():
+        fixed = {"mode": "fixed", "fixedColor": color}
+        panel.override_by_name(level.name.lower(), props(color=fixed))
     return panel
 
 

@@ -71,7 +71,14 @@ def build() -> Json:
             ),
             ("OEE", [(_oee(), 8, 8), (_oee_factors(), 16, 8)]),
             ("Energy", [(_energy_used(), 6, 8), (_power(), 9, 8), (_voltages(), 9, 8)]),
-            ("PLC alarms", [(alarms.active_alarms(), 24, 7), (alarms.alarm_journal(), 24, 8)]),
+            (
+                "PLC alarms",
+                [
+                    (alarms.active_counts(), 5, 7),
+                    (alarms.active_alarms(), 19, 7),
+                    (alarms.alarm_journal(), 24, 8),
+                ],
+            ),
             (
                 "Anomalies and faults",
                 [

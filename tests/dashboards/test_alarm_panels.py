@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.severity import opcua_severity_level
+from core.severity import SeverityLevel, opcua_severity_level
 from dashboards.panels import LEVEL_COLORS
 from historian import open_historian
 from testbed.browser import chromium
@@ -96,6 +97,7 @@ def test_active_alarms_are_exactly_the_active_conditions(
     only after the end of the range counted as cleared."""
     drawn = alarms.drawn[name]
     assert drawn.errors == []
+    assert [c for c in drawn.clipped if "larm" in c["panel"]] == []  # no text cut off
     rows = _table(drawn, "Active alarms")
     truth = {e.condition: e for e in active_at(LINE, machine)}
     assert sorted(row["condition"][0] for row in rows) == sorted(truth)
@@ -132,3 +134,15 @@ def test_the_journal_lists_every_event_of_the_range_newest_first(
         for e in expected
     ]
     assert [row["comment"][0] for row in rows] == [e.comment for e in expected]
+
+
+def test_the_overview_counts_the_active_alarms_per_level_in_its_colour(alarms: Alarms) -> None:
+    drawn = alarms.drawn["line-overview.json"]
+    levels = Counter(opcua_severity_level(e.severity) for e in active_at(LINE))
+    tiles = drawn.panel("Active alarms per level")["values"]
+    assert {t["title"]: t["numeric"] for t in tiles} == {
+        level.name.lower(): count for level, count in levels.items()
+    }
+    for tile in tiles:
+        level = SeverityLevel[tile["title"].upper()]
+        assert tile["color"] == drawn.colors[LEVEL_COLORS[level]], tile
