@@ -58,7 +58,7 @@ def build() -> Json:
             (
                 "PLC alarms",
                 [
-                    (alarms.active_alarms("$machine"), 24, 5),
+                    (alarms.active_alarms("$machine"), 24, 6),
                     (alarms.alarm_journal("$machine"), 24, 7),
                 ],
             ),
