@@ -47,6 +47,11 @@ STATE_SIGNAL = "state"
 # silent for longer is stale (dead line, dead connector), not "still the same".
 KEEP_ALIVE_S = 60.0
 
+# How far back the dashboards and the live view look for a PLC alarm's newest event: an alarm
+# raised earlier and unchanged since is not listed as active (a connector's ConditionRefresh
+# on reconnect writes it again), and the look-back bounds what each refresh reads.
+ALARM_LOOKBACK_S = 7 * 86400
+
 # `value` holds every number (booleans as 0/1, enumerations as their code); `text` holds what
 # is not a number (strings, DateTime as ISO 8601 UTC, an enumeration's name): one field per
 # type, since InfluxDB fixes a field's type per measurement (docs/data-model.md, "Values").

@@ -15,7 +15,7 @@ from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import table as table_panel
 
 from core.schema import STATE_SIGNAL, TELEMETRY, EventKind
-from dashboards import anomalies, events
+from dashboards import alarms, anomalies, events
 from dashboards.influxql import (
     KPI_Q,
     LOOKBACK,
@@ -57,7 +57,8 @@ def build() -> Json:
     return build_dashboard(
         UID,
         "Line overview",
-        "States, data age, throughput, OEE, energy, anomalies and faults of the whole line.",
+        "States, data age, throughput, OEE, energy, PLC alarms, anomalies and faults of the whole "
+        "line.",
         [
             (
                 "Machines",
@@ -70,6 +71,14 @@ def build() -> Json:
             ),
             ("OEE", [(_oee(), 8, 8), (_oee_factors(), 16, 8)]),
             ("Energy", [(_energy_used(), 6, 8), (_power(), 9, 8), (_voltages(), 9, 8)]),
+            (
+                "PLC alarms",
+                [
+                    (alarms.active_counts(), 5, 7),
+                    (alarms.active_alarms(), 19, 7),
+                    (alarms.alarm_journal(), 24, 8),
+                ],
+            ),
             (
                 "Anomalies and faults",
                 [

@@ -12,7 +12,7 @@ from grafana_foundation_sdk.builders import statetimeline, timeseries
 from grafana_foundation_sdk.builders import table as table_panel
 
 from core.schema import STATE_SIGNAL
-from dashboards import anomalies, events, line_overview
+from dashboards import alarms, anomalies, events, line_overview
 from dashboards.influxql import (
     LATEST,
     LOOKBACK,
@@ -49,11 +49,18 @@ def build() -> Json:
     return build_dashboard(
         UID,
         "Machine detail",
-        "Every signal of one machine, its anomaly severity, its events.",
+        "Every signal of one machine, its PLC alarms, its anomaly severity, its events.",
         [
             (
                 "State and latest values",
                 [(_state(), 24, 4), (_latest(), 24, 5), (_texts(), 24, 5)],
+            ),
+            (
+                "PLC alarms",
+                [
+                    (alarms.active_alarms("$machine"), 24, 6),
+                    (alarms.alarm_journal("$machine"), 24, 7),
+                ],
             ),
             ("Signal quality", [(_quality(), 24, 8)]),
             ("Signals", [(_signal(), 8, 7)]),

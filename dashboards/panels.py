@@ -70,6 +70,11 @@ LEVEL_COLORS = {
     SeverityLevel.HIGH: "orange",
     SeverityLevel.CRITICAL: "red",
 }
+# A PLC alarm's level (core.severity's SeverityLevel, the `severity_level` of an alarm event) as
+# its name in its level's colour.
+LEVEL_MAPPINGS = value_mappings(
+    *((str(level.value), level.name.lower(), color) for level, color in LEVEL_COLORS.items())
+)
 # The bounded severity's colours: one step per level of core.severity, from its LEVEL_FLOORS.
 SEVERITY_STEPS: tuple[tuple[str, float | None], ...] = (
     ("green", None),

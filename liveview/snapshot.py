@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from core.sample import Point, Quality
 from core.schema import (
+    ALARM_LOOKBACK_S,
     ANOMALY,
     CONNECTOR,
     EVENTS,
@@ -23,7 +24,7 @@ from core.schema import (
     EventKind,
     MachineState,
 )
-from core.severity import LEVEL_FLOORS, severity_level
+from core.severity import LEVEL_FLOORS, SeverityLevel, opcua_severity_level, severity_level
 from core.storage import Historian, Reading
 from core.units import unit_of
 
@@ -32,6 +33,7 @@ HISTORY_S = 3600.0  # faults and episodes of the last hour: one student session
 ANOMALY_FRESH_S = 10.0  # a machine's newest anomaly point older than this is not "now"
 CONNECTOR_WINDOW_S = 35.0  # the agent writes one `connector` point per input every 10 s
 TREND_S = 600.0  # the trends' first load: ten minutes of one machine's signals
+JOURNAL_ROWS = 10  # the newest alarm events the page lists
 
 Json = dict[str, Any]
 
@@ -46,6 +48,9 @@ async def overview(historian: Historian, order: Sequence[str] = ()) -> Json:
     scores = await historian.points(ANOMALY.name, start_ns=now - int(ANOMALY_FRESH_S * NS))
     events = await historian.points(EVENTS.name, start_ns=now - int(HISTORY_S * NS))
     health = await historian.points(CONNECTOR.name, start_ns=now - int(CONNECTOR_WINDOW_S * NS))
+    plc_alarms = await historian.points(
+        EVENTS.name, tags={"kind": EventKind.ALARM.value}, start_ns=now - ALARM_LOOKBACK_S * NS
+    )
     return {
         "now": now / NS,
         "machines": machines(readings, scores, order),
@@ -53,6 +58,7 @@ async def overview(historian: Historian, order: Sequence[str] = ()) -> Json:
         "ground_truth": ground_truth(
             spans(events, EventKind.FAULT), spans(events, EventKind.ANOMALY)
         ),
+        "alarms": alarms(plc_alarms),
         "levels": {level.name.lower(): floor for level, floor in LEVEL_FLOORS.items()},
     }
 
@@ -183,6 +189,60 @@ def ground_truth(faults: Sequence[Json], episodes: Sequence[Json]) -> list[Json]
         if i not in explained
     ]
     return sorted(rows, key=lambda r: (r["fault"] or r["episode"])["start"])
+
+
+def alarms(events: Sequence[Point]) -> Json:
+    """PLC alarms (events of kind `alarm`, in time order): `active`, one entry per condition
+    whose newest event is active, newest raise first, `since` its newest raise (an active,
+    unacknowledged event; None if that is older than the events given); `journal`, the newest
+    JOURNAL_ROWS events, newest first, each a state the PLC reported."""
+    newest: dict[tuple[str, ...], Point] = {}
+    raised: dict[tuple[str, ...], float] = {}
+    for event in events:
+        key = _condition(event)
+        newest[key] = event
+        if event.fields.get("active") and not event.fields.get("acked"):
+            raised[key] = event.ts / NS
+    active = [
+        {**_alarm(event), "since": raised.get(key)}
+        for key, event in newest.items()
+        if event.fields.get("active")
+    ]
+    active.sort(key=lambda a: a["since"] or 0.0, reverse=True)
+    journal = [_alarm(event) for event in reversed(events[-JOURNAL_ROWS:])]
+    return {"active": active, "journal": journal}
+
+
+def _condition(event: Point) -> tuple[str, ...]:
+    """An alarm's identity: its condition id, and (for a server without ids) where and what."""
+    fields = event.fields
+    names = ("source", "condition", "condition_id")
+    return (event.tags.get("machine", ""), *(str(fields.get(n, "")) for n in names))
+
+
+def _alarm(event: Point) -> Json:
+    fields = event.fields
+    return {
+        "time": event.ts / NS,
+        "machine": event.tags.get("machine", ""),
+        "source": str(fields.get("source", "")),
+        "condition": str(fields.get("condition", "")),
+        "message": str(fields.get("text", "")),
+        "level": _alarm_level(fields).name.lower(),
+        "active": bool(fields.get("active")),
+        "acked": bool(fields.get("acked")),
+        "confirmed": bool(fields.get("confirmed")),
+        "comment": str(fields.get("comment", "")),
+    }
+
+
+def _alarm_level(fields: Mapping[str, object]) -> SeverityLevel:
+    """The level the connector stored; from the PLC's severity for an event without one."""
+    stored = fields.get("severity_level")
+    if isinstance(stored, int) and stored in {level.value for level in SeverityLevel}:
+        return SeverityLevel(stored)
+    severity = fields.get("alarm_severity")
+    return opcua_severity_level(severity if isinstance(severity, int) else 0)
 
 
 def _span(machine: str, event: Point) -> Json:

@@ -34,6 +34,13 @@ function clock(seconds) {
   return seconds === null ? "under way" : new Date(seconds * 1000).toLocaleTimeString([], { hour12: false });
 }
 
+// A time of day today, with its date on another day (an alarm raised days ago).
+function stamp(seconds) {
+  const at = new Date(seconds * 1000);
+  if (at.toDateString() === new Date().toDateString()) return clock(seconds);
+  return at.toLocaleString([], { hour12: false, dateStyle: "short", timeStyle: "medium" });
+}
+
 function level(severity) {
   let name = "normal";
   for (const [candidate, floor] of Object.entries(levels)) if (severity >= floor) name = candidate;
@@ -120,6 +127,40 @@ function drawEpisodes(rows) {
     tr.appendChild(el("td", { class: "num" }, row.delay_s === null ? "" : `${row.delay_s.toFixed(1)} s`));
     body.appendChild(tr);
   }
+}
+
+function levelBadge(name) {
+  return el("span", { class: `sev ${name}`, title: "the PLC's severity as a level" }, name);
+}
+
+function alarmRow(alarm, cells) {
+  const tr = el("tr", { "data-machine": alarm.machine, "data-condition": alarm.condition });
+  for (const [cls, content] of cells) {
+    const td = el("td", { class: cls });
+    if (content instanceof Node) td.appendChild(content); else td.textContent = content;
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function acked(alarm) {
+  return ["acked " + (alarm.acked ? "ok" : "bad"), alarm.acked ? "yes" : "no"];
+}
+
+function drawAlarms(alarms) {
+  const active = document.querySelector("#alarms-active tbody");
+  active.replaceChildren(...alarms.active.map((a) => alarmRow(a, [
+    ["level", levelBadge(a.level)], ["", a.machine], ["muted", a.source], ["condition", a.condition],
+    ["message", a.message], ["since", a.since === null ? "before the look-back" : stamp(a.since)], acked(a),
+  ])));
+  document.getElementById("alarms-empty").hidden = alarms.active.length > 0;
+  document.getElementById("alarms-active").hidden = alarms.active.length === 0;
+  const journal = document.querySelector("#alarms-journal tbody");
+  journal.replaceChildren(...alarms.journal.map((a) => alarmRow(a, [
+    ["at", stamp(a.time)], ["level", levelBadge(a.level)], ["", a.machine], ["condition", a.condition],
+    [a.active ? "state bad" : "state ok", a.active ? "ACTIVE" : "cleared"], acked(a),
+    ["message", a.message], ["comment muted", a.comment],
+  ])));
 }
 
 function drawConnectors(connectors) {
@@ -222,6 +263,7 @@ async function pollOverview() {
   for (const row of view.ground_truth) if (row.episode) row.current_severity = severities[row.episode.machine];
   drawLine(view.machines);
   drawLegend();
+  drawAlarms(view.alarms);
   drawEpisodes(view.ground_truth);
   drawConnectors(view.connectors);
 }

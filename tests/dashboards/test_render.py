@@ -229,6 +229,22 @@ def test_episodes_in_progress_are_the_open_ones(history: History, drawn: dict[st
     assert sorted(_field(panel, "machine")["values"]) == open_now
 
 
+def test_active_alarms_are_the_plc_conditions_active_at_the_end(
+    history: History, drawn: dict[str, Drawn]
+) -> None:
+    """The simulator's alarms that the runs' jams raised, as the connector stored them: the
+    panel lists each condition whose newest event up to the end of the range is active."""
+    found = history.query(
+        'SELECT "condition_id", "condition", "active" FROM "events" WHERE "kind" = \'alarm\''
+        f" AND time <= {history.at_ms}ms"
+    )
+    newest = {row[1]: row for s in found.get("series", []) for row in s["values"]}
+    active = sorted(condition for _, _, condition, is_active in newest.values() if is_active)
+    assert active, f"no PLC alarm active when drawn: {found}"
+    panel = drawn["line-overview.json"].panel("Active alarms")
+    assert sorted(_field(panel, "condition")["values"]) == active
+
+
 def _rise(values: Sequence[float | None]) -> float:
     """What a counter rose by: the sum of its non-negative steps (a restart is no step)."""
     seen = [v for v in values if v is not None]

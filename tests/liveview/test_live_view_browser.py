@@ -5,8 +5,8 @@ the SQLite historian, detection with models it trains on first start), with a li
 schedules a conveyor jam FAULT_AT_S into the run. Headless chromium opens the URL `up` prints
 and must see what a student would: the machines of the line with their states, values that
 change, the injected fault and, within the detection delay, the anomaly episode beside it with
-its top signal and severity, and the connectors' delivery figures. Ctrl-C then stops `up` with
-its summary.
+its top signal and severity, the PLC alarm the jam raises, and the connectors' delivery
+figures. Ctrl-C then stops `up` with its summary.
 
 The screenshot of the page with the episode on it is the picture at the top of README.md: with
 SHOPFLOOR_UPDATE_DOC_IMAGES=1 it is written to docs/images/; otherwise the committed one is
@@ -169,6 +169,19 @@ def test_the_injected_jam_becomes_an_episode_beside_it_within_the_detection_dela
     )
     conveyor = page.locator('svg#line g.machine[data-machine="conveyor"]')
     expect(conveyor).to_contain_text("ANOMALY")
+
+
+def test_the_jam_raises_the_conveyors_overcurrent_alarm_on_the_page(page: Page) -> None:
+    """The simulator's limit alarm, through the OPC UA connector's alarm subscription and the
+    historian: active, critical (OPC UA severity 850), not acknowledged, in the journal too."""
+    active = page.locator(
+        '#alarms-active tbody tr[data-machine="conveyor"][data-condition="Overcurrent"]'
+    )
+    expect(active).to_have_count(1, timeout=30_000)
+    expect(active.locator("td.level .sev")).to_have_text("critical")
+    expect(active.locator("td.acked")).to_have_text("no")
+    raised = page.locator('#alarms-journal tbody tr[data-condition="Overcurrent"] td.state')
+    expect(raised.first).to_have_text("ACTIVE")
 
 
 def test_default_settings_do_not_warn_about_themselves(run: Run) -> None:

@@ -239,7 +239,7 @@ async def test_nobody_looking_costs_no_historian_reads_and_tabs_share_them(
         await asyncio.sleep(2.5)
         assert counting.reads == 0
         await asyncio.gather(*(get_json(f"{view.url}api/overview") for _ in range(5)))
-    assert counting.reads == 4  # one overview: latest values, anomaly, events, connectors
+    assert counting.reads == 5  # one overview: latest values, anomaly, events, connectors, alarms
 
 
 def test_connect_serves_the_view_when_asked(tmp_path: Path) -> None:
