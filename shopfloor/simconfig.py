@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from plc_sim.alarms import LimitAlarm, modbus_alarms
+from plc_sim.alarms import LimitAlarm, alarms_of, modbus_alarms
 from plc_sim.registers import ALARM_BITS
 from plc_sim.spec import LineSpec
 from plc_sim.tags import ExposedTag, exposed_tags
@@ -28,6 +28,7 @@ def sim_connectors(spec: LineSpec, host: str, opcua_port: int, modbus_port: int)
     opcua = [t for t in tags if t.protocol == "opcua"]
     modbus = [t for t in tags if t.protocol == "modbus"]
     interval_ms = max(100, int(spec.tick_s * 1000))
+    alarmed = {alarm.machine for alarm in alarms_of(spec)}
     if opcua:
         connectors.append(
             {
@@ -39,8 +40,13 @@ def sim_connectors(spec: LineSpec, host: str, opcua_port: int, modbus_port: int)
                 # the simulator changes its values once a tick and samples at that rate:
                 # asking for faster sampling would only earn a warning from the connector
                 "sampling_interval_ms": interval_ms,
-                # the line's limit alarms; a student's line may be acknowledged with `ack`
-                "alarms": {"acknowledge": True},
+                # the limit alarms of the machines served here (the server carries every
+                # machine's: the Modbus devices' come from their own alarm bits below, once);
+                # a student may acknowledge them with `ack`
+                "alarms": {
+                    "acknowledge": True,
+                    "sources": sorted(alarmed & {t.machine for t in opcua}),
+                },
                 "tags": [
                     {"machine": t.machine, "signal": t.signal, "node": t.node_id} for t in opcua
                 ],

@@ -65,6 +65,9 @@ class AlarmsConfig(BaseModel):
     notifiers: list[str] = Field(default_factory=lambda: [SERVER_OBJECT], min_length=1)
     # SourceName -> machine tag; a source not listed is stored under its own name
     machines: dict[str, str] = Field(default_factory=dict)
+    # only the alarms of these SourceNames are stored (None: every source), e.g. where another
+    # connector brings a device's alarms from the device itself
+    sources: list[str] | None = None
     # `shopfloor ack` may acknowledge this server's conditions (off: refused)
     acknowledge: bool = False
 
@@ -99,6 +102,7 @@ class AlarmEvents:
     def __init__(self, config: AlarmsConfig, *, site: str, line: str) -> None:
         self.config = config
         self._tags = {"site": site, "line": line, "kind": EventKind.ALARM.value}
+        self._left_out: set[str] = set()  # sources not in `sources`, logged once each
         self.emit: EmitPoints | None = None  # the pipeline's, set before the first connect
 
     async def subscribe(
@@ -190,6 +194,8 @@ class AlarmEvents:
         if event["active"] is None:  # a server that ignores the where-clause
             return None
         source = str(event["source"] or "")
+        if not self._wanted(source):
+            return None
         severity = int(event["severity"] or 0)
         values: dict[str, float | int | bool | str] = {
             "text": _text(event["message"]),
@@ -213,6 +219,14 @@ class AlarmEvents:
             return None
         tags = {**self._tags, "machine": self.config.machines.get(source, source or "server")}
         return Point(EVENTS.name, tags, values, ts)
+
+    def _wanted(self, source: str) -> bool:
+        if self.config.sources is None or source in self.config.sources:
+            return True
+        if source not in self._left_out:
+            self._left_out.add(source)
+            _log.info("alarms: %r is not in `alarms.sources`: its alarms are not stored", source)
+        return False
 
 
 async def refresh(client: Client, subscription_id: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -190,6 +191,29 @@ async def test_a_fault_raises_a_limit_alarm_that_a_restarted_connector_sees_acti
             assert f"by {getpass.getuser()} at " in output
             acked = await again.wait_for(overcurrent(active=True, acked=True))
             assert acked.fields["comment"] == "belt cleared"
+
+
+async def test_alarms_of_sources_not_listed_are_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    """`alarms.sources` keeps a device's alarms out where another connector brings them from
+    the device itself (the simulated line's Modbus bits); the listed ones still arrive, and a
+    left-out source is logged once. A second connector without the list sees both."""
+    kept, every = Events(), Events()
+    caplog.set_level(logging.INFO, logger="connectors.opcua.alarms")
+    async with simulated_line() as (sim, server):
+        listed = {**sim_config(server.endpoint), "alarms": {"sources": ["conveyor"]}}
+        async with connector(listed, kept), connector(sim_config(server.endpoint), every):
+            await asyncio.sleep(2)
+            sim.inject("conveyor", "conveyor_jam", 1.0, None)
+            sim.inject("air_compressor", "air_leak", 1.0, None)
+            sim.inject("air_compressor", "motor_overheat", 1.0, None)
+            await kept.wait_for(overcurrent(active=True, acked=False))
+            await every.wait_for(lambda p: p.tags["machine"] == "air_compressor", within_s=60)
+            await asyncio.sleep(1)
+    assert {p.tags["machine"] for p in kept.points} == {"conveyor"}
+    left_out = [
+        r for r in caplog.records if "'air_compressor' is not in `alarms.sources`" in r.msg % r.args
+    ]
+    assert len(left_out) == 1
 
 
 @pytest.fixture(scope="module")
