@@ -11,11 +11,17 @@ over `--seconds` the samples stamped in that window that InfluxDB holds once the
 s to catch up (stored samples/s), the connector process's CPU-seconds (/proc/PID/stat utime +
 stime, user and system shown apart), its peak RSS (VmHWM) and the load average; `--device-json`
 and `--connector-json` set e.g. the requests in flight (`{"max_in_flight": 1}`).
+Then it runs the C reference client (bench/c_reference/modbus_influx.c, built with cc against
+libmodbus: the same reads and lines, as many points a POST, one keep-alive connection) on the
+same workload, measured the same way, and prints our figures as ratios to it (`--no-reference`
+skips it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import json
 import os
 import shutil
@@ -24,12 +30,15 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from measure import child_cpu_seconds, descendants, machine_description
 from processes import child, free_port, run_main, shopfloor_connect, wait_listening
 
+from delivery.writer import HistorianWriter
 from testbed.influxd import Influxd
 
 UNITS = 12
@@ -39,19 +48,26 @@ CATCH_UP_S = 3.0
 START_TIMEOUT_S = 60.0
 # the libmodbus server of the tests, in its bench mode (`--moving`: 125 registers that change)
 SERVER_SOURCE = Path(__file__).parents[1] / "tests" / "second_stack" / "libmodbus" / "server.c"
+REFERENCE_SOURCE = Path(__file__).parent / "c_reference" / "modbus_influx.c"
+# as many points a POST as `shopfloor connect` writes (its writer's default batch)
+POINTS_PER_POST = inspect.signature(HistorianWriter).parameters["batch_size"].default
 
 
-def build_server(folder: Path) -> Path:
-    """Compile the C server against libmodbus (pkg-config gives the flags)."""
+def compile_c(source: Path, binary: Path, *extra: str) -> Path:
+    """Compile `source` against libmodbus (pkg-config gives the flags)."""
     flags = subprocess.run(
         ["pkg-config", "--cflags", "--libs", "libmodbus"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    binary = folder / "modbus_server"
-    subprocess.run(["cc", "-O2", "-o", str(binary), str(SERVER_SOURCE), *flags], check=True)
+    subprocess.run(["cc", "-O2", "-o", str(binary), str(source), *flags, *extra], check=True)
     return binary
+
+
+def build_server(folder: Path) -> Path:
+    """The C Modbus server of the tests."""
+    return compile_c(SERVER_SOURCE, folder / "modbus_server")
 
 
 def connectors_file(
@@ -186,22 +202,84 @@ def measure(
     )
 
 
-def run(
-    seconds: float, warmup_s: float, device: dict[str, object], connector: dict[str, object]
-) -> Window:
-    """One run of `shopfloor connect` against the C server into a fresh influxd, measured."""
-    with tempfile.TemporaryDirectory(prefix="bench-mbinflux-") as tmp:
+@dataclass(frozen=True, slots=True)
+class Bench:
+    """The servers of one run: the C Modbus server on `port`, a fresh influxd, a temp folder."""
+
+    folder: Path
+    port: int
+    server: subprocess.Popen[bytes]
+    influx: Influxd
+
+
+@contextlib.contextmanager
+def servers(prefix: str) -> Iterator[Bench]:
+    """The libmodbus server (built in a temp folder) and a throwaway influxd, for one client."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         folder = Path(tmp)
         port = free_port()
         server_argv = [str(build_server(folder)), str(port), "--moving"]
         with child(server_argv) as server, Influxd() as influx:
             wait_listening(server, port, 10)
-            config = connectors_file(folder, port, device, connector)
-            http = urllib.parse.urlsplit(influx.url).netloc
-            argv = shopfloor_connect(config, f"influxdb://{http}/bench", folder / "spool")
-            with child(argv) as process:
-                wait_storing(influx.url, process)
-                return measure(influx.url, process.pid, influx.pid, server.pid, warmup_s, seconds)
+            yield Bench(folder, port, server, influx)
+
+
+def influx_query(url: str, query: str, method: str = "GET") -> list[dict[str, Any]]:
+    """The series of one InfluxQL statement on database `bench` (POST for the ones that write)."""
+    params = urllib.parse.urlencode({"db": "bench", "q": query})
+    if method == "POST":
+        request = urllib.request.Request(f"{url}/query", data=params.encode(), method="POST")
+    else:
+        request = urllib.request.Request(f"{url}/query?{params}")
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        doc = json.load(resp)
+    result = doc["results"][0]
+    if "error" in result:
+        raise RuntimeError(f"{query}: {result['error']}")
+    return list(result.get("series", []))
+
+
+def measure_client(bench: Bench, argv: list[str], warmup_s: float, seconds: float) -> Window:
+    """Run `argv` against `bench`'s servers and measure it once it stores."""
+    with child(argv) as process:
+        wait_storing(bench.influx.url, process)
+        return measure(
+            bench.influx.url, process.pid, bench.influx.pid, bench.server.pid, warmup_s, seconds
+        )
+
+
+def run(
+    seconds: float, warmup_s: float, device: dict[str, object], connector: dict[str, object]
+) -> Window:
+    """One run of `shopfloor connect` against the C server into a fresh influxd, measured."""
+    with servers("bench-mbinflux-") as bench:
+        config = connectors_file(bench.folder, bench.port, device, connector)
+        http = urllib.parse.urlsplit(bench.influx.url).netloc
+        argv = shopfloor_connect(config, f"influxdb://{http}/bench", bench.folder / "spool")
+        return measure_client(bench, argv, warmup_s, seconds)
+
+
+def run_reference(seconds: float, warmup_s: float) -> Window:
+    """One run of the C reference client (bench/c_reference) on the same workload, measured
+    the same way: what a lean client costs, to give ours (and Node-RED's) figures as ratios."""
+    with servers("bench-creference-") as bench:
+        influx_query(bench.influx.url, "CREATE DATABASE bench", method="POST")
+        binary = compile_c(REFERENCE_SOURCE, bench.folder / "modbus_influx", "-lpthread")
+        influx_port = urllib.parse.urlsplit(bench.influx.url).port
+        poll_us = round(POLL_S * 1e6)
+        workload = (UNITS, REGISTERS, poll_us, POINTS_PER_POST)
+        argv = [str(binary), str(bench.port), str(influx_port), "bench", *map(str, workload)]
+        return measure_client(bench, argv, warmup_s, seconds)
+
+
+def print_ratios(client: str, window: Window, reference: Window, name: str) -> None:
+    """`window`'s figures as multiples of `reference`'s (measured on the same machine)."""
+    print(f"{client} / {name}")
+    stored = window.stored / window.wall_s / (reference.stored / reference.wall_s)
+    print(f"  stored/s      {stored:>11.2f}x")
+    per_cpu = window.stored / window.cpu_s / (reference.stored / reference.cpu_s)
+    print(f"  per CPU-s     {per_cpu:>11.2f}x")
+    print(f"  peak RSS      {window.rss_mb / reference.rss_mb:>11.2f}x")
 
 
 def describe(
@@ -215,6 +293,14 @@ def describe(
     )
 
 
+def describe_reference(window: Window, warmup_s: float) -> str:
+    return (
+        f"C reference (bench/c_reference: libmodbus, one read per unit id in flight, "
+        f"{POINTS_PER_POST:,} points a POST on one keep-alive connection), the same workload, "
+        f"{window.wall_s:.0f} s after {warmup_s:g} s warm-up"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -225,6 +311,9 @@ def main() -> int:
     parser.add_argument(
         "--connector-json", default="{}", help='extra connector settings, e.g. {"max_in_flight": 1}'
     )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the C reference client's run"
+    )
     args = parser.parse_args()
     if shutil.which("cc") is None:
         print("needs cc and libmodbus-dev: apt-get install gcc libmodbus-dev pkg-config")
@@ -234,6 +323,11 @@ def main() -> int:
     window = run(args.seconds, args.warmup, device, connector)
     print(describe(window, args.warmup, device, connector))
     window.print("connector")
+    if not args.no_reference:
+        reference = run_reference(args.seconds, args.warmup)
+        print(describe_reference(reference, args.warmup))
+        reference.print("C client")
+        print_ratios("shopfloor connect", window, reference, "C reference")
     return 0
 
 
