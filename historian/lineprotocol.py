@@ -62,11 +62,14 @@ def series_key(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
     return ",".join(parts)
 
 
+def _series_prefix(key: tuple[str, str, str, str]) -> str:
+    return series_key(TELEMETRY.name, zip(TELEMETRY.tags, key, strict=True)) + " "
+
+
 def _telemetry_prefix(key: tuple[str, str, str, str]) -> str:
     if len(_telemetry_prefixes) >= _MAX_CACHED_SERIES:
         _telemetry_prefixes.clear()
-    tags = zip(TELEMETRY.tags, key, strict=True)
-    prefix = _telemetry_prefixes[key] = series_key(TELEMETRY.name, tags) + " "
+    prefix = _telemetry_prefixes[key] = _series_prefix(key)
     return prefix
 
 
@@ -97,9 +100,8 @@ def _prefixes_of(series: tuple[SeriesKey, ...]) -> tuple[str, ...]:
     if found is None:
         if len(_run_prefixes) >= _MAX_CACHED_RUNS:
             _run_prefixes.clear()
-        found = _run_prefixes[series] = tuple(
-            (_telemetry_prefixes.get(key) or _telemetry_prefix(key)) + "value=" for key in series
-        )
+        # not through the per-sample cache: a read's prefixes are kept once, not twice
+        found = _run_prefixes[series] = tuple(_series_prefix(key) + "value=" for key in series)
     return found
 
 
