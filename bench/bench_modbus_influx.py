@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import inspect
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -44,6 +45,7 @@ from testbed.influxd import Influxd
 UNITS = 12
 REGISTERS = 125
 POLL_S = 0.002
+MAX_UNIT = 247  # devices past this many share unit ids (the C server answers any)
 CATCH_UP_S = 3.0
 START_TIMEOUT_S = 60.0
 # the libmodbus server of the tests, in its bench mode (`--moving`: 125 registers that change)
@@ -70,21 +72,42 @@ def build_server(folder: Path) -> Path:
     return compile_c(SERVER_SOURCE, folder / "modbus_server")
 
 
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """`devices` devices of REGISTERS uint16 holding registers each, polled every `poll_s`:
+    the bench's 12 x 125 every 2 ms by default; more devices and a slower poll for memory."""
+
+    devices: int = UNITS
+    poll_s: float = POLL_S
+
+    @property
+    def registers(self) -> int:
+        return self.devices * REGISTERS
+
+    def describe(self) -> str:
+        return f"{self.devices} devices x {REGISTERS} uint16 FC3, poll {self.poll_s * 1000:g} ms"
+
+
 def connectors_file(
-    folder: Path, port: int, extra: dict[str, object], connector: dict[str, object]
+    folder: Path,
+    port: int,
+    extra: dict[str, object],
+    connector: dict[str, object],
+    workload: Workload = Workload(),
 ) -> Path:
-    """One connector, UNITS devices of REGISTERS uint16 tags each (JSON is valid YAML)."""
+    """One connector, `workload.devices` devices of REGISTERS uint16 tags each, unit ids 1, 2,
+    ... (again from 1 past MAX_UNIT) and machines unit01, unit02, ... (JSON is valid YAML)."""
     devices = [
         {
-            "unit": unit,
-            "machine": f"unit{unit:02d}",
+            "unit": index % MAX_UNIT + 1,
+            "machine": f"unit{index + 1:02d}",
             "tags": [
                 {"signal": f"r{i:03d}", "table": "holding", "address": i, "type": "uint16"}
                 for i in range(REGISTERS)
             ],
             **extra,
         }
-        for unit in range(1, UNITS + 1)
+        for index in range(workload.devices)
     ]
     config = {
         "site": "bench",
@@ -94,7 +117,7 @@ def connectors_file(
                 "type": "modbus",
                 "name": "bench",
                 "url": f"modbus://127.0.0.1:{port}",
-                "poll_interval_s": POLL_S,
+                "poll_interval_s": workload.poll_s,
                 "devices": devices,
                 **connector,
             }
@@ -132,9 +155,10 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, which: str = "VmHWM") -> float:
+    """Peak RSS of `pid` (VmHWM), or its RSS now (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{which}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -148,7 +172,8 @@ class Window:
     stored: int
     user_s: float
     system_s: float
-    rss_mb: float
+    rss_mb: float  # peak (VmHWM)
+    rss_end_mb: float  # at the end of the window (VmRSS)
     load: tuple[float, float, float]
     influxd_cpu_s: float
     server_cpu_s: float
@@ -158,20 +183,25 @@ class Window:
     def cpu_s(self) -> float:
         return self.user_s + self.system_s
 
-    def print(self, client: str) -> None:
+    def print(self, client: str, workload: Workload = Workload()) -> None:
         """The figures, in the same layout for every client so two runs read side by side."""
         wall, cpu = self.wall_s, self.cpu_s
         print(f"  load average  {self.load[0]:>11.2f} (1 min), {self.load[1]:.2f} (5 min)")
         print(f"  stored        {self.stored / wall:>11,.0f} samples/s")
-        per_unit = self.stored / wall / (UNITS * REGISTERS)
-        print(f"  answers       {per_unit:>11,.0f} per unit id per second (of {1 / POLL_S:g})")
+        per_unit = self.stored / wall / workload.registers
+        of = 1 / workload.poll_s
+        print(f"  answers       {per_unit:>11,.0f} per device per second (of {of:g})")
         share = (
             f"{cpu / wall:.0%} of a core: user {self.user_s:.1f} s, system {self.system_s:.1f} s"
         )
         if self.processes > 1:
             share += f", {self.processes} processes"
-        print(f"  {client:<13} {self.stored / cpu:>11,.0f} samples per CPU-second ({share})")
-        print(f"  {client:<13} {self.rss_mb:>11,.0f} MB peak RSS")
+        per_cpu = self.stored / cpu if cpu else math.inf  # under a clock tick
+        print(f"  {client:<13} {per_cpu:>11,.0f} samples per CPU-second ({share})")
+        print(
+            f"  {client:<13} {self.rss_mb:>11,.0f} MB peak RSS, {self.rss_end_mb:,.0f} MB at "
+            "the end of the window"
+        )
         print(f"  influxd       {self.influxd_cpu_s / wall:>11.0%} of a core")
         print(f"  C server      {self.server_cpu_s:>11,.1f} CPU-seconds in all")
 
@@ -187,14 +217,15 @@ def measure(
     cpu0, influx0, t0 = [cpu_split(pid) for pid in pids], child_cpu_seconds(influxd), time.time_ns()
     time.sleep(seconds)
     cpu1, influx1, t1 = [cpu_split(pid) for pid in pids], child_cpu_seconds(influxd), time.time_ns()
-    load = os.getloadavg()
+    load, rss_end = os.getloadavg(), rss_mb(client, "VmRSS")
     time.sleep(CATCH_UP_S)
     return Window(
         wall_s=(t1 - t0) / 1e9,
         stored=stored_between(url, t0, t1),
         user_s=sum(end[0] - start[0] for start, end in zip(cpu0, cpu1, strict=True)),
         system_s=sum(end[1] - start[1] for start, end in zip(cpu0, cpu1, strict=True)),
-        rss_mb=peak_rss_mb(client),
+        rss_mb=rss_mb(client),
+        rss_end_mb=rss_end,
         load=load,
         influxd_cpu_s=influx1 - influx0,
         server_cpu_s=child_cpu_seconds(server),
@@ -249,26 +280,30 @@ def measure_client(bench: Bench, argv: list[str], warmup_s: float, seconds: floa
 
 
 def run(
-    seconds: float, warmup_s: float, device: dict[str, object], connector: dict[str, object]
+    seconds: float,
+    warmup_s: float,
+    device: dict[str, object],
+    connector: dict[str, object],
+    workload: Workload = Workload(),
 ) -> Window:
     """One run of `shopfloor connect` against the C server into a fresh influxd, measured."""
     with servers("bench-mbinflux-") as bench:
-        config = connectors_file(bench.folder, bench.port, device, connector)
+        config = connectors_file(bench.folder, bench.port, device, connector, workload)
         http = urllib.parse.urlsplit(bench.influx.url).netloc
         argv = shopfloor_connect(config, f"influxdb://{http}/bench", bench.folder / "spool")
         return measure_client(bench, argv, warmup_s, seconds)
 
 
-def run_reference(seconds: float, warmup_s: float) -> Window:
+def run_reference(seconds: float, warmup_s: float, workload: Workload = Workload()) -> Window:
     """One run of the C reference client (bench/c_reference) on the same workload, measured
     the same way: what a lean client costs, to give ours (and Node-RED's) figures as ratios."""
     with servers("bench-creference-") as bench:
         influx_query(bench.influx.url, "CREATE DATABASE bench", method="POST")
         binary = compile_c(REFERENCE_SOURCE, bench.folder / "modbus_influx", "-lpthread")
         influx_port = urllib.parse.urlsplit(bench.influx.url).port
-        poll_us = round(POLL_S * 1e6)
-        workload = (UNITS, REGISTERS, poll_us, POINTS_PER_POST)
-        argv = [str(binary), str(bench.port), str(influx_port), "bench", *map(str, workload)]
+        poll_us = round(workload.poll_s * 1e6)
+        shape = (workload.devices, REGISTERS, poll_us, POINTS_PER_POST)
+        argv = [str(binary), str(bench.port), str(influx_port), "bench", *map(str, shape)]
         return measure_client(bench, argv, warmup_s, seconds)
 
 
@@ -277,18 +312,22 @@ def print_ratios(client: str, window: Window, reference: Window, name: str) -> N
     print(f"{client} / {name}")
     stored = window.stored / window.wall_s / (reference.stored / reference.wall_s)
     print(f"  stored/s      {stored:>11.2f}x")
-    per_cpu = window.stored / window.cpu_s / (reference.stored / reference.cpu_s)
+    per_cpu = window.stored * reference.cpu_s / (window.cpu_s * reference.stored or math.nan)
     print(f"  per CPU-s     {per_cpu:>11.2f}x")
     print(f"  peak RSS      {window.rss_mb / reference.rss_mb:>11.2f}x")
 
 
 def describe(
-    window: Window, warmup_s: float, device: dict[str, object], connector: dict[str, object]
+    window: Window,
+    warmup_s: float,
+    device: dict[str, object],
+    connector: dict[str, object],
+    workload: Workload = Workload(),
 ) -> str:
     in_flight = {**connector, **device}.get("max_in_flight", "default")
     return (
-        f"shopfloor connect, {UNITS} units x {REGISTERS} uint16 FC3, poll {POLL_S * 1000:g} ms, "
-        f"spool on, InfluxDB 1.x, {window.wall_s:.0f} s after {warmup_s:g} s warm-up, "
+        f"shopfloor connect, {workload.describe()}, spool on, InfluxDB 1.x, "
+        f"{window.wall_s:.0f} s after {warmup_s:g} s warm-up, "
         f"max_in_flight {in_flight} (connector {connector}, devices {device})"
     )
 
@@ -314,19 +353,24 @@ def main() -> int:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the C reference client's run"
     )
+    parser.add_argument(
+        "--devices", type=int, default=UNITS, help="devices of 125 registers (memory: 480)"
+    )
+    parser.add_argument("--poll-s", type=float, default=POLL_S, help="poll interval")
     args = parser.parse_args()
     if shutil.which("cc") is None:
         print("needs cc and libmodbus-dev: apt-get install gcc libmodbus-dev pkg-config")
         return 2
     print(machine_description())
     device, connector = json.loads(args.device_json), json.loads(args.connector_json)
-    window = run(args.seconds, args.warmup, device, connector)
-    print(describe(window, args.warmup, device, connector))
-    window.print("connector")
+    workload = Workload(args.devices, args.poll_s)
+    window = run(args.seconds, args.warmup, device, connector, workload)
+    print(describe(window, args.warmup, device, connector, workload))
+    window.print("connector", workload)
     if not args.no_reference:
-        reference = run_reference(args.seconds, args.warmup)
+        reference = run_reference(args.seconds, args.warmup, workload)
         print(describe_reference(reference, args.warmup))
-        reference.print("C client")
+        reference.print("C client", workload)
         print_ratios("shopfloor connect", window, reference, "C reference")
     return 0
 

@@ -1,9 +1,10 @@
 /* The C reference of the Modbus -> InfluxDB benches: what a lean client costs doing the job of
  * `shopfloor connect` on the same workload, so that our figures can be given as a ratio to it.
  *
- * Usage: modbus_influx MODBUS_PORT INFLUX_PORT DB UNITS REGISTERS POLL_US POINTS_PER_POST
+ * Usage: modbus_influx MODBUS_PORT INFLUX_PORT DB DEVICES REGISTERS POLL_US POINTS_PER_POST
  *
- * Every POLL_US it reads REGISTERS holding registers from address 0 of unit ids 1..UNITS
+ * Every POLL_US it reads REGISTERS holding registers from address 0 of DEVICES devices, unit
+ * ids 1, 2, ... (after 247 they start again at 1, as the bench's connectors file does)
  * (libmodbus, FC3, one connection to 127.0.0.1): the cycle's requests go out together, one per
  * unit id in flight as `shopfloor connect` does by default, and the answers are taken in order
  * (libmodbus' raw request and confirmation calls). Each read is stamped with the time its answer
@@ -179,27 +180,26 @@ static long long now_ns(clockid_t clock) {
 int main(int argc, char **argv) {
     if (argc != 8) {
         fprintf(stderr,
-                "usage: %s MODBUS_PORT INFLUX_PORT DB UNITS REGISTERS POLL_US POINTS_PER_POST\n",
+                "usage: %s MODBUS_PORT INFLUX_PORT DB DEVICES REGISTERS POLL_US POINTS_PER_POST\n",
                 argv[0]);
         return 2;
     }
     int modbus_port = atoi(argv[1]);
     influx_port = atoi(argv[2]);
     database = argv[3];
-    int units = atoi(argv[4]), registers = atoi(argv[5]);
+    int devices = atoi(argv[4]), registers = atoi(argv[5]);
     long long poll_ns = atoll(argv[6]) * 1000LL;
     int per_post = atoi(argv[7]);
-    if (units < 1 || units > 247 || registers < 1 || registers > 125 || poll_ns <= 0 ||
-        per_post < 1) {
-        fprintf(stderr, "UNITS 1..247, REGISTERS 1..125, POLL_US and POINTS_PER_POST > 0\n");
+    if (devices < 1 || registers < 1 || registers > 125 || poll_ns <= 0 || per_post < 1) {
+        fprintf(stderr, "DEVICES > 0, REGISTERS 1..125, POLL_US and POINTS_PER_POST > 0\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
 
     /* "telemetry,line=bench,machine=unitNN,signal=rNNN,site=bench value=" per register */
-    char **prefix = malloc(sizeof(char *) * (size_t)(units * registers));
-    size_t *prefix_length = malloc(sizeof(size_t) * (size_t)(units * registers));
-    for (int u = 0; u < units; u++)
+    char **prefix = malloc(sizeof(char *) * (size_t)(devices * registers));
+    size_t *prefix_length = malloc(sizeof(size_t) * (size_t)(devices * registers));
+    for (int u = 0; u < devices; u++)
         for (int r = 0; r < registers; r++) {
             char line[MAX_LINE];
             int n = snprintf(line, sizeof line,
@@ -225,17 +225,17 @@ int main(int argc, char **argv) {
     long long due = now_ns(CLOCK_MONOTONIC);
     for (;;) {
         /* the cycle's reads all go out before the first answer is awaited */
-        for (int u = 0; u < units; u++) {
-            uint8_t request[] = {(uint8_t)(u + 1), 3, 0, 0, 0, (uint8_t)registers};
+        for (int u = 0; u < devices; u++) {
+            uint8_t request[] = {(uint8_t)(u % 247 + 1), 3, 0, 0, 0, (uint8_t)registers};
             if (modbus_send_raw_request(ctx, request, sizeof request) < 0) read_errors++;
         }
-        for (int u = 0; u < units; u++) {
+        for (int u = 0; u < devices; u++) {
             int length = modbus_receive_confirmation(ctx, answer);
             /* the server has Nagle's algorithm on: acknowledge at once, or each further answer
              * waits for our delayed ACK (ours does the same) */
             int on = 1;
             setsockopt(modbus_get_socket(ctx), IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
-            if (length != 9 + 2 * registers || answer[6] != u + 1 || answer[7] != 3) {
+            if (length != 9 + 2 * registers || answer[6] != u % 247 + 1 || answer[7] != 3) {
                 read_errors++;
                 fprintf(stderr, "read failed: %s, %lu so far\n",
                         length < 0 ? modbus_strerror(errno) : "unexpected answer", read_errors);
