@@ -190,7 +190,7 @@ class Window:
         print(f"  stored        {self.stored / wall:>11,.0f} samples/s")
         per_unit = self.stored / wall / workload.registers
         of = 1 / workload.poll_s
-        print(f"  answers       {per_unit:>11,.0f} per device per second (of {of:g})")
+        print(f"  answers       {per_unit:>11,.1f} per device per second (of {of:g})")
         share = (
             f"{cpu / wall:.0%} of a core: user {self.user_s:.1f} s, system {self.system_s:.1f} s"
         )
