@@ -22,20 +22,24 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import bench_modbus_influx as ours
-from bench_modbus_influx import Window, build_server, measure, stored_between, wait_storing
+from bench_modbus_influx import (
+    Window,
+    influx_query,
+    measure,
+    print_ratios,
+    servers,
+    stored_between,
+    wait_storing,
+)
 from measure import machine_description
-from processes import HOST, child, free_port, run_main, wait_listening
-
-from testbed.influxd import Influxd
+from processes import HOST, child, free_port, run_main
 
 NODE_RED = Path(__file__).parent / "nodered"
 RED_JS = NODE_RED / "node_modules" / "node-red" / "red.js"
@@ -66,21 +70,6 @@ def install() -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-
-
-def influx_query(url: str, query: str, method: str = "GET") -> list[dict[str, Any]]:
-    """The series of one InfluxQL statement on database `bench` (POST for the ones that write)."""
-    params = urllib.parse.urlencode({"db": "bench", "q": query})
-    if method == "POST":
-        request = urllib.request.Request(f"{url}/query", data=params.encode(), method="POST")
-    else:
-        request = urllib.request.Request(f"{url}/query?{params}")
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        doc = json.load(resp)
-    result = doc["results"][0]
-    if "error" in result:
-        raise RuntimeError(f"{query}: {result['error']}")
-    return list(result.get("series", []))
 
 
 def points_made(port: int) -> tuple[int, int, int]:
@@ -162,27 +151,26 @@ def run(
 ) -> tuple[Window, Check, dict[str, object]]:
     """One run of Node-RED's flow against the C server into a fresh influxd, measured; with the
     Modbus-Client's queue settings."""
-    with tempfile.TemporaryDirectory(prefix="bench-nodered-") as tmp:
-        folder = Path(tmp)
-        port, ui_port = free_port(), free_port()
-        server_argv = [str(build_server(folder)), str(port), "--moving"]
-        with child(server_argv) as server, Influxd() as influx:
-            wait_listening(server, port, 10)
-            influx_query(influx.url, "CREATE DATABASE bench", method="POST")
-            flow, settings = flow_file(folder, client, join)
-            env = {
-                **os.environ,
-                "NODE_RED_PORT": str(ui_port),
-                "NODE_RED_USER_DIR": str(folder),
-                "NODE_RED_FLOW_FILE": str(flow),
-                "MODBUS_PORT": str(port),
-                "INFLUX_PORT": str(urllib.parse.urlsplit(influx.url).port),
-            }
-            argv = ["node", str(RED_JS), "--settings", str(NODE_RED / "settings.js")]
-            with child(argv, env) as process:
-                wait_storing(influx.url, process)
-                window = measure(influx.url, process.pid, influx.pid, server.pid, warmup_s, seconds)
-                return window, check(influx.url, ui_port), settings
+    with servers("bench-nodered-") as bench:
+        influx = bench.influx
+        ui_port = free_port()
+        influx_query(influx.url, "CREATE DATABASE bench", method="POST")
+        flow, settings = flow_file(bench.folder, client, join)
+        env = {
+            **os.environ,
+            "NODE_RED_PORT": str(ui_port),
+            "NODE_RED_USER_DIR": str(bench.folder),
+            "NODE_RED_FLOW_FILE": str(flow),
+            "MODBUS_PORT": str(bench.port),
+            "INFLUX_PORT": str(urllib.parse.urlsplit(influx.url).port),
+        }
+        argv = ["node", str(RED_JS), "--settings", str(NODE_RED / "settings.js")]
+        with child(argv, env) as process:
+            wait_storing(influx.url, process)
+            window = measure(
+                influx.url, process.pid, influx.pid, bench.server.pid, warmup_s, seconds
+            )
+            return window, check(influx.url, ui_port), settings
 
 
 def versions() -> str:
@@ -232,6 +220,9 @@ def main() -> int:
         mine = ours.run(args.seconds, args.warmup, {}, {})
         print(ours.describe(mine, args.warmup, {}, {}))
         mine.print("connector")
+        reference = ours.run_reference(args.seconds, args.warmup)
+        print(ours.describe_reference(reference, args.warmup))
+        reference.print("C client")
     client = json.loads(args.client_json)
     window, result, settings = run(args.seconds, args.warmup, client, args.join)
     print(
@@ -242,14 +233,9 @@ def main() -> int:
     window.print("node-red")
     print_check(result)
     if args.both:
-        print("shopfloor connect / Node-RED")
-        print(
-            f"  stored/s      {mine.stored / mine.wall_s / (window.stored / window.wall_s):>11.2f}x"
-        )
-        print(
-            f"  per CPU-s     {mine.stored / mine.cpu_s / (window.stored / window.cpu_s):>11.2f}x"
-        )
-        print(f"  peak RSS      {mine.rss_mb / window.rss_mb:>11.2f}x")
+        print_ratios("shopfloor connect", mine, reference, "C reference")
+        print_ratios("Node-RED", window, reference, "C reference")
+        print_ratios("shopfloor connect", mine, window, "Node-RED")
     return 0
 
 

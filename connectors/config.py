@@ -15,6 +15,7 @@ import asyncio
 import difflib
 import importlib
 import logging
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,7 @@ def parse_config(text: str, path: Path) -> ConnectorsConfig:
 def _validate_entry(
     raw: dict[str, Any],
     path: Path,
-    lines: dict[Location, int],
+    lines: _Lines,
     where: Location,
     problems: list[str],
 ) -> Entry | None:
@@ -161,7 +162,7 @@ def _validate_entry(
         return None
 
 
-def _bad_names(node: Any, path: Path, lines: dict[Location, int], loc: Location) -> Iterable[str]:
+def _bad_names(node: Any, path: Path, lines: _Lines, loc: Location) -> Iterable[str]:
     """Every name (site, line, machine, signal, connector name) that the historian could not
     store as it is: each one becomes a tag, and InfluxDB would refuse it on every write."""
     items = (
@@ -182,9 +183,7 @@ def _bad_names(node: Any, path: Path, lines: dict[Location, int], loc: Location)
         yield from _bad_names(value, path, lines, where)
 
 
-def _duplicate_names(
-    raw: list[dict[str, Any]], path: Path, lines: dict[Location, int]
-) -> Iterable[str]:
+def _duplicate_names(raw: list[dict[str, Any]], path: Path, lines: _Lines) -> Iterable[str]:
     seen: set[object] = set()
     for index, entry in enumerate(raw):
         name = entry.get("name")
@@ -200,7 +199,7 @@ def _duplicate_names(
 def _format(
     exc: ValidationError,
     path: Path,
-    lines: dict[Location, int],
+    lines: _Lines,
     where: Location,
     model: type[BaseModel],
 ) -> str:
@@ -269,43 +268,64 @@ def _dotted(loc: Location) -> str:
     return out or "(top level)"
 
 
-def _at(path: Path, lines: dict[Location, int], loc: Location) -> str:
+def _at(path: Path, lines: _Lines, loc: Location) -> str:
     """`file:line` of the deepest part of `loc` that exists in the file."""
     for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return f"{path}:{lines[loc[:end]]}"
+        line = lines.get(loc[:end])
+        if line is not None:
+            return f"{path}:{line}"
     return str(path)
 
 
-def _compose(text: str, path: Path) -> tuple[Any, dict[Location, int]]:
-    """Parse YAML keeping the line number of every mapping key and sequence item.
+class _Lines:
+    """The line number of every mapping key and sequence item of a file, found when a message
+    first needs one (by parsing the file again): kept while a plant-scale file is validated,
+    a location tuple and a dict entry per key cost ~1 kB a tag, most of the load's peak."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._found: dict[Location, int] | None = None
+
+    def get(self, loc: Location) -> int | None:
+        if self._found is None:
+            self._found = {}
+            _document(yaml.parse(self._text, Loader=_LOADER), self._found)
+        return self._found.get(loc)
+
+
+_NO_DOCUMENT = object()  # what `_document` returns for a stream without one
+
+
+def _compose(text: str, path: Path) -> tuple[Any, _Lines]:
+    """Parse YAML, with the line numbers of its keys and items found when a message needs one.
 
     The data is built straight from the parser's events: a node tree would hold two marks per
     node, about 2.5 kB a tag, at the peak of a 20,000-tag file's load.
     """
-    lines: dict[Location, int] = {}
     try:
-        data = _document(yaml.parse(text, Loader=_LOADER), lines)
+        data = _document(yaml.parse(text, Loader=_LOADER), None)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: not valid YAML: {problem}") from None
-    if not lines:
+    if data is _NO_DOCUMENT:
         raise ConfigError(f"{path}: the file is empty; see connectors/*/sample.yaml for examples")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the file must be a mapping with a `connectors:` list")
-    return data, lines
+    return data, _Lines(text)
 
 
-def _document(events: Iterator[yaml.Event], lines: dict[Location, int]) -> Any:
-    """The one document of a stream (None if the stream is empty, and `lines` stays empty)."""
+def _document(events: Iterator[yaml.Event], lines: dict[Location, int] | None) -> Any:
+    """The one document of a stream (`_NO_DOCUMENT` if the stream is empty); the line of each
+    key and item goes into `lines` if given."""
     next(events)  # StreamStartEvent
     start = next(events)
     if isinstance(start, yaml.StreamEndEvent):
-        return None
+        return _NO_DOCUMENT
     first = next(events)
-    lines[()] = _line(first)
+    if lines is not None:
+        lines[()] = _line(first)
     data = _build(events, first, (), lines, {})
     next(events)  # DocumentEndEvent
     after = next(events)
@@ -323,10 +343,12 @@ def _build(
     events: Iterator[yaml.Event],
     event: yaml.Event,
     loc: Location,
-    lines: dict[Location, int],
+    lines: dict[Location, int] | None,
     anchors: dict[str, Any],
 ) -> Any:
-    """The value that starts with `event`, the events of its content read from `events`."""
+    """The value that starts with `event`, the events of its content read from `events`.
+    Strings are interned: a plant-scale file repeats its keys, types, tables and often its
+    signal names thousands of times, and a tag keeps its signal name."""
     assert isinstance(event, yaml.NodeEvent)  # the parser starts every value with one
     if isinstance(event, yaml.AliasEvent):
         if event.anchor not in anchors:
@@ -336,18 +358,24 @@ def _build(
     value: Any
     if isinstance(event, yaml.ScalarEvent):
         value = _scalar(event)
+        if isinstance(value, str):
+            value = sys.intern(value)
     elif isinstance(event, yaml.SequenceStartEvent):
         value = []
         while not isinstance(item := next(events), yaml.SequenceEndEvent):
-            where = (*loc, len(value))
-            lines[where] = _line(item)
+            where = loc
+            if lines is not None:
+                where = (*loc, len(value))
+                lines[where] = _line(item)
             value.append(_build(events, item, where, lines, anchors))
     else:  # a MappingStartEvent
         value = {}
         while not isinstance(key_event := next(events), yaml.MappingEndEvent):
-            key = _build(events, key_event, loc, {}, anchors)
-            where = (*loc, key)
-            lines[where] = _line(key_event)
+            key = _build(events, key_event, loc, None, anchors)
+            where = loc
+            if lines is not None:
+                where = (*loc, key)
+                lines[where] = _line(key_event)
             value[key] = _build(events, next(events), where, lines, anchors)
     if event.anchor is not None:
         anchors[event.anchor] = value

@@ -14,9 +14,10 @@ value), and non-finite float fields of a Point are left out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
-from core.sample import Point, Sample, SampleBatch, SeriesKey, quality_without_value
+from core.sample import Point, Quality, Sample, SampleBatch, SeriesKey, quality_without_value
 from core.schema import KEY_SPECIALS, TELEMETRY, name_problem, typed_fields
 from core.storage import HistorianError
 
@@ -28,6 +29,7 @@ _telemetry_prefixes: dict[tuple[str, str, str, str], str] = {}
 # "prefix value=" of every series of a read, per series tuple of a read (SampleBatch runs).
 _run_prefixes: dict[tuple[SeriesKey, ...], tuple[str, ...]] = {}
 _MAX_CACHED_RUNS = 10_000
+_VALUE = "value="
 
 
 def _escape(text: str, specials: str) -> str:
@@ -62,11 +64,14 @@ def series_key(measurement: str, tags: Iterable[tuple[str, str]]) -> str:
     return ",".join(parts)
 
 
+def _series_prefix(key: tuple[str, str, str, str]) -> str:
+    return series_key(TELEMETRY.name, zip(TELEMETRY.tags, key, strict=True)) + " "
+
+
 def _telemetry_prefix(key: tuple[str, str, str, str]) -> str:
     if len(_telemetry_prefixes) >= _MAX_CACHED_SERIES:
         _telemetry_prefixes.clear()
-    tags = zip(TELEMETRY.tags, key, strict=True)
-    prefix = _telemetry_prefixes[key] = series_key(TELEMETRY.name, tags) + " "
+    prefix = _telemetry_prefixes[key] = _series_prefix(key)
     return prefix
 
 
@@ -97,17 +102,30 @@ def _prefixes_of(series: tuple[SeriesKey, ...]) -> tuple[str, ...]:
     if found is None:
         if len(_run_prefixes) >= _MAX_CACHED_RUNS:
             _run_prefixes.clear()
-        found = _run_prefixes[series] = tuple(
-            (_telemetry_prefixes.get(key) or _telemetry_prefix(key)) + "value=" for key in series
-        )
+        # not through the per-sample cache: a read's prefixes are kept once, not twice
+        found = _run_prefixes[series] = tuple(_series_prefix(key) + _VALUE for key in series)
     return found
+
+
+def _format_unvalued(
+    batch: SampleBatch, series: tuple[SeriesKey, ...], ts: int, start: int, end: int
+) -> str:
+    """A read holding values that are not finite. A failed read (all bad, no value: a device
+    that did not answer) is written from the read's own prefixes, so that an outage of many
+    devices keeps no prefix per series; anything else takes the per-sample path, which also
+    logs why a good value turned bad."""
+    bad = batch.qualities.count(Quality.BAD, start, end) == end - start
+    if bad and not any(map(math.isfinite, batch.values[start:end])):
+        rest = f"quality={Quality.BAD:d}i {ts}"
+        return "\n".join(prefix[: -len(_VALUE)] + rest for prefix in _prefixes_of(series))
+    return format_samples(list(batch[start:end]))
 
 
 def _format_batch(batch: SampleBatch) -> str:
     """The lines of a SampleBatch straight from its columns: per read, the prefixes of its
     series come from one cache lookup and its timestamp is formatted once; a read of one
     quality (the usual case) is one join of prefix + value with the rest of the line between.
-    A read holding a value that is not finite takes the per-sample path (quality only, bad)."""
+    A read holding a value that is not finite is written as `_format_unvalued` says."""
     lines: list[str] = []
     values, qualities, start = batch.values, batch.qualities, 0
     for series, ts in batch.runs:
@@ -115,7 +133,7 @@ def _format_batch(batch: SampleBatch) -> str:
         run_values = values[start:end]
         total = sum(run_values)  # NaN or +-inf if any value is (or, harmlessly, on overflow)
         if total - total != 0:
-            lines.append(format_samples(list(batch[start:end])))
+            lines.append(_format_unvalued(batch, series, ts, start, end))
         elif qualities.count(qualities[start], start, end) == end - start:
             rest = f",quality={qualities[start]}i {ts}\n"
             valued = map(str.__add__, _prefixes_of(series), map(repr, run_values))

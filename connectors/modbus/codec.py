@@ -205,13 +205,13 @@ class RegisterBlockDecoder:
                 self._lanes.append((struct.Struct(_lane_format(key[1], lane)), key[0]))
         self._needs_swapped = any(buffer is _Buffer.SWAPPED for _, buffer in self._lanes)
 
-        self._taps: list[tuple[int, int, int | None, float, float]] = []
+        taps: list[tuple[int, int, int | None, float, float]] = []
         for field in fields:
             key, lane_index, position = slots[
                 (*_layout(field.dtype, field.order), field.start, field.dtype)
             ]
             shift = field.bit if field.dtype is DataType.BIT else None
-            self._taps.append(
+            taps.append(
                 (lane_number[(key, lane_index)], position, shift, field.scale, field.offset)
             )
         # Without bit fields and 64-bit integers (exact only as Python ints), the whole block
@@ -223,8 +223,10 @@ class RegisterBlockDecoder:
         for layout, _ in self._lanes:
             lane_starts.append(lane_starts[-1] + len(layout.unpack_from(bytes(layout.size))))
         self._order = np.array(
-            [lane_starts[lane] + position for lane, position, *_ in self._taps], dtype=np.intp
+            [lane_starts[lane] + position for lane, position, *_ in taps], dtype=np.intp
         )
+        # kept only for the per-field path: a tuple a register is most of a block's memory
+        self._taps = [] if self._vector else taps
         self._scale = np.array([f.scale for f in fields], dtype=np.float64)
         self._offset = np.array([f.offset for f in fields], dtype=np.float64)
         self._plain = bool(np.all(self._scale == 1.0) and np.all(self._offset == 0.0))

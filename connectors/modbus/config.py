@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.dataclasses import dataclass
 
 from connectors.modbus.codec import REGISTER_WIDTH, DataType, WordOrder
 from connectors.modbus.transport import Link, Serial, Transport, parse_url
@@ -73,13 +74,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Tag(_Strict):
-    """One signal read from one place of a device."""
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class Tag:
+    """One signal read from one place of a device.
+
+    A slotted dataclass, not a model: a plant-scale file holds tens of thousands of registers,
+    and a model's instance dict and set of given fields cost ~500 B a tag.
+    """
 
     signal: str
     table: Table
     type: DataType | None = Field(default=None, validate_default=True)
-    address: int
+    # Required, spelled as Field() so that it may follow a defaulted field (mypy does not know
+    # that trick): with kw_only fields, pydantic's cross-field checks see no earlier fields.
+    address: int = Field()  # type: ignore[misc]
     order: WordOrder = WordOrder.ABCD
     bit: int | None = Field(default=None, validate_default=True)
     scale: float = 1.0

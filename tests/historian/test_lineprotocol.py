@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from core.sample import SampleBatch
 from historian import HistorianError, Point, Quality, Sample
 from historian.lineprotocol import format_point, format_points, format_samples, series_key
 
@@ -66,3 +67,17 @@ def test_non_finite_point_fields_dropped_and_empty_points_skipped() -> None:
 def test_names_line_protocol_cannot_carry_are_refused(name: str) -> None:
     with pytest.raises(HistorianError, match="cannot be written"):
         format_samples([Sample("l", name, "s", 1.0, Quality.GOOD, 1)])
+
+
+def test_a_batch_writes_failed_and_partly_failed_reads_as_sample_by_sample() -> None:
+    """A failed read (all bad, no value) takes the batch's own prefixes, a read with one value
+    that is not finite the per-sample path: both give the lines the samples give one by one."""
+    series = tuple(("plant", "l1", "vfd", f"r{i}") for i in range(3))
+    batch = SampleBatch.of(series, [1.0, 2.0, 3.0], Quality.GOOD, 1_000)
+    batch += SampleBatch.of(series, [math.nan] * 3, Quality.BAD, 2_000)
+    batch += SampleBatch.of(series, [4.0, math.inf, 6.0], Quality.GOOD, 3_000)
+    lines = format_samples(batch).split("\n")
+    assert lines == format_samples(list(batch)).split("\n")
+    assert lines[3:6] == [
+        f"telemetry,line=l1,machine=vfd,signal=r{i},site=plant quality=2i 2000" for i in range(3)
+    ]

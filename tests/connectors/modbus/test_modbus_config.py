@@ -6,11 +6,15 @@ The golden cases in testcases/ run through the shared loader
 
 from __future__ import annotations
 
+import gc
+import json
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from connectors.config import ConfigError, load_config
+from connectors.config import ConfigError, load_config, parse_config
+from connectors.modbus import build
 from connectors.modbus.codec import DataType, WordOrder
 
 HERE = Path(__file__).parent
@@ -93,3 +97,40 @@ def _file(folder: Path, connector: str, device: str):
     )
     (config,) = entries(path)
     return config
+
+
+def test_a_plant_scale_file_holds_little_per_register() -> None:
+    """60,000 registers must fit the connector's memory budget: what a loaded register keeps
+    (its tag and what the connector plans for it: request, decoder, series key) is a few slotted
+    records (a pydantic model per tag cost ~500 B, a per-register decode tuple ~90 B), and the
+    load's peak, which the process keeps as RSS, holds no line number per key (~1 kB a tag)."""
+    units, registers = 40, 125
+    devices = [
+        {
+            "unit": unit,
+            "machine": f"m{unit:03d}",
+            "tags": [
+                {"signal": f"r{i:03d}", "table": "holding", "address": i, "type": "uint16"}
+                for i in range(registers)
+            ],
+        }
+        for unit in range(1, units + 1)
+    ]
+    entry = {"type": "modbus", "name": "plant", "url": "modbus://plc.local", "devices": devices}
+    text = json.dumps({"connectors": [entry]})  # JSON is YAML
+    parse_config(text, Path("plant.yaml"))  # imports and schema caches are not the tags'
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        (config,) = parse_config(text, Path("plant.yaml")).entries
+        load_peak = (tracemalloc.get_traced_memory()[1] - before) / (units * registers)
+        connector = build(config, site="s", line="l")
+        gc.collect()
+        per_register = (tracemalloc.get_traced_memory()[0] - before) / (units * registers)
+    finally:
+        tracemalloc.stop()
+    assert len(connector.requests) == units
+    assert per_register < 400, f"{per_register:.0f} bytes per register"
+    assert load_peak < 600, f"the load peaked at {load_peak:.0f} bytes per register"
