@@ -5,7 +5,7 @@ writes are not missed) into a TelemetryBuffer, builds every due machine's newest
 with its MachineModel's window, scores it (in a worker thread: scikit-learn must not stall the
 event loop that also runs the connectors) and writes
 
-- `anomaly` points: score, threshold, is_anomaly, top_signal (tag `detector`);
+- `anomaly` points: score, threshold, is_anomaly, top_signal, model_version (tag `detector`);
 - `events` points of kind `anomaly` when AlarmLogic opens an episode (active true) or closes it
   (active false): top_signal, peak_score and, on closing, duration_s as fields for the
   dashboards' episode tables, and the same in the text for their annotations; `close()` ends
@@ -14,6 +14,10 @@ event loop that also runs the connectors) and writes
   (analytics.incidents): tag `machine` the likely origin, fields top_signal (its signal),
   machines (all it reached) and, on closing, duration_s;
 - `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`.
+
+Given the models folder's ActiveVersions, each cycle checks which version of each machine's
+model is active and swaps in a changed one (a rollback, a model learnt from a label) without a
+restart; an episode under way goes on under the new model.
 
 The clock is injected: `step(now_s)` is one cycle for a given time, so history can be replayed
 at full speed; `run()` paces it in real time. A historian outage is logged once, retried with
@@ -36,7 +40,7 @@ import numpy as np
 from analytics.episodes import AlarmLogic, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.incidents import Incident, IncidentTracker
-from analytics.model_store import MachineModel, ModelError, check_signals
+from analytics.model_store import ActiveVersions, MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
 from analytics.windows import TelemetryBuffer, read_telemetry
 from core.backoff import Backoff
@@ -101,6 +105,7 @@ class OnlineDetector:
         retry_max_s: float = 60.0,
         max_pending: int = 50_000,
         line_order: Sequence[str] = (),
+        active_versions: ActiveVersions | None = None,
     ) -> None:
         if not models:
             raise ValueError("OnlineDetector needs at least one machine model")
@@ -125,6 +130,7 @@ class OnlineDetector:
         self._pending: list[Point] = []
         self._line_order = tuple(line_order)
         self._incidents: dict[tuple[tuple[str, str], ...], IncidentTracker] = {}
+        self._active_versions = active_versions
 
     async def step(self, now_s: float) -> list[Point]:
         """One cycle for the windows ending at `now_s`: read, score, write; the points it made.
@@ -132,6 +138,7 @@ class OnlineDetector:
         HistorianError or TimeoutError if the historian fails (what was scored stays pending).
         """
         self.stats.cycles += 1
+        await self._swap_models()
         await self._read(now_s)
         rows = self._due_rows(now_s)
         points = await self._score(rows, now_s) if rows else []
@@ -201,6 +208,22 @@ class OnlineDetector:
             )
         else:
             log.debug("historian still unavailable: %s", self.stats.last_error)
+
+    async def _swap_models(self) -> None:
+        """Use the models that became active since the last cycle (file reads: in a thread)."""
+        if self._active_versions is None:
+            return
+        for model in await asyncio.to_thread(self._active_versions.changed):
+            machine = self._machines[model.machine]
+            log.warning(
+                "%s: now scored by model %s (was %s)",
+                model.machine,
+                model.lineage.name,
+                machine.model.lineage.name,
+            )
+            machine.model = model
+            window = model.window
+            self._lookback_s = max(self._lookback_s, window.window_s + 2 * window.period_s)
 
     async def _read(self, now_s: float) -> None:
         oldest = now_s - self._lookback_s - self._buffer.hold_s
@@ -279,6 +302,7 @@ class OnlineDetector:
                 "severity": anomaly_severity(score, model.threshold),
                 "is_anomaly": flagged,
                 "top_signal": top_signal,
+                "model_version": model.lineage.name,
             },
             round(now_s * 1e9),
         )

@@ -14,7 +14,7 @@ import numpy as np
 from analytics.detectors import DEFAULT_DETECTOR, make_detector
 from analytics.episodes import AlarmLogic, AlarmSettings, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
-from analytics.model_store import MODEL_SUFFIX, MachineModel, save_model
+from analytics.model_store import MachineModel, save_version
 from analytics.online import score_rows
 from analytics.windows import MachineTelemetry, detection_signals, select_signals
 
@@ -25,6 +25,9 @@ from analytics.windows import MachineTelemetry, detection_signals, select_signal
 DEFAULT_ALARM: AlarmSettings = {"k": 3, "n": 5, "hold_off_s": 300.0}
 FALSE_ALARM_RATE = 3e-7
 MIN_TRAINING_ROWS = 300  # feature rows: five minutes at the default 1 s step
+# a model keeps this many of its normal feature rows (evenly spread), to be refitted with the
+# rows of a false alarm (analytics.learning): ~2 MB a machine at 30 features
+KEPT_NORMAL_ROWS = 8000
 
 
 class TrainingError(Exception):
@@ -61,7 +64,8 @@ def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings
             f"too little normal data: {len(times)} complete windows, needs {settings.min_rows}"
         )
     estimator = make_detector(settings.detector, false_alarm_rate=settings.false_alarm_rate)
-    estimator.fit(np.vstack([X for _, X in rows]))
+    normal = np.vstack([X for _, X in rows])
+    estimator.fit(normal)
     return MachineModel(
         machine=machine,
         signals=signals,
@@ -72,7 +76,15 @@ def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings
         alarm=(settings.alarm or DEFAULT_ALARM).copy(),
         trained_from=float(times.min()),
         trained_to=float(times.max()),
+        normal_rows=kept_rows(normal),
     )
+
+
+def kept_rows(rows: np.ndarray) -> np.ndarray:
+    """At most KEPT_NORMAL_ROWS of `rows`, evenly spread over them (they are in time order)."""
+    if len(rows) <= KEPT_NORMAL_ROWS:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, KEPT_NORMAL_ROWS).round().astype(int)]
 
 
 def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -98,7 +110,8 @@ def frame_episodes(
 def train_models(
     telemetry: dict[str, MachineTelemetry], settings: TrainingSettings, folder: Path
 ) -> tuple[list[MachineModel], dict[str, str]]:
-    """Fit and save a model per machine; (saved models, {skipped machine: why})."""
+    """Fit a model per machine and save it as its new active version; (saved models,
+    {skipped machine: why})."""
     folder.mkdir(parents=True, exist_ok=True)
     saved, skipped = [], {}
     for name in sorted(telemetry):
@@ -107,6 +120,5 @@ def train_models(
         except TrainingError as exc:
             skipped[name] = str(exc)
             continue
-        save_model(folder / f"{name}{MODEL_SUFFIX}", model)
-        saved.append(model)
+        saved.append(save_version(folder, model, "trained"))
     return saved, skipped

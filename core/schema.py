@@ -64,6 +64,7 @@ ANOMALY = Measurement(
         "severity": float,
         "is_anomaly": bool,
         "top_signal": str,
+        "model_version": str,  # the machine's model version that gave the score: v3
     },
 )
 # Anomaly episodes (kind `anomaly`) also carry top_signal, peak_score and peak_severity (the

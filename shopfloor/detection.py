@@ -20,10 +20,7 @@ from analytics.anomaly import AnomalyDetector
 from analytics.detectors import DETECTORS, make_detector
 from analytics.episodes import AlarmLogic
 from analytics.features import WindowSpec
-from analytics.model_store import (
-    load_models,
-    model_for,
-)
+from analytics.model_store import ActiveVersions, load_models, model_for
 from analytics.online import KPI_LOOKBACK_S, OnlineDetector, OnlineStats
 from analytics.readback import fault_spans, offline_scores, stored_scores
 from analytics.training import (
@@ -94,7 +91,13 @@ async def detect(args: argparse.Namespace) -> int:
             hold_s = (args.kpi_interval or 0.0) + KPI_LOOKBACK_S + STREAM_HOLD_S
             source, stream = open_stream(args.source, historian, hold_s=hold_s)
             feed.append(stream)
-        detector = OnlineDetector(source, models, lag_s=args.lag, kpi_interval_s=args.kpi_interval)
+        detector = OnlineDetector(
+            source,
+            models,
+            lag_s=args.lag,
+            kpi_interval_s=args.kpi_interval,
+            active_versions=ActiveVersions(args.models, models),
+        )
         where = args.source or historian.describe()
         print(
             f"detecting anomalies on {', '.join(sorted(models))} from {where}; Ctrl-C stops",

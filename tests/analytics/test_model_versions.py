@@ -1,0 +1,96 @@
+"""Versions of a machine's model on disk: each save a new immutable file, an active pointer that
+a rollback moves and a running detector follows, and the layout before versions still loading."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from analytics.detectors import make_detector
+from analytics.model_store import (
+    ActiveVersions,
+    ModelError,
+    load_models,
+    model_for,
+    rollback,
+    save_model,
+    save_version,
+    versions,
+)
+from tests.analytics.test_model_store import _model
+
+
+def test_each_save_is_a_new_version_and_rollback_moves_the_pointer(tmp_path: Path) -> None:
+    model = _model(make_detector("pca"))
+    first = save_version(tmp_path, model, "trained")
+    second = save_version(tmp_path, replace(model, threshold=9.0), "learnt", labels=("a:b@c",))
+    assert (first.lineage.version, second.lineage.version) == (1, 2)
+    assert (second.lineage.parent, second.lineage.labels) == (1, ("a:b@c",))
+    assert model_for(tmp_path, "conveyor").threshold == 9.0  # type: ignore[union-attr]
+    v1_bytes = (tmp_path / "conveyor" / "v1.npz").read_bytes()
+
+    assert rollback(tmp_path, "conveyor").version == 1  # the parent of v2
+    again = load_models(tmp_path)["conveyor"]  # as a restarted process finds it
+    assert (again.lineage.name, again.threshold) == ("v1", 2.5)
+    assert [(v.name, v.reason, v.parent) for v in versions(tmp_path, "conveyor")] == [
+        ("v1", "trained", None),
+        ("v2", "learnt", 1),
+    ]
+    assert (tmp_path / "conveyor" / "v1.npz").read_bytes() == v1_bytes  # never rewritten
+    assert rollback(tmp_path, "conveyor", to=2).version == 2  # a rollback can be undone
+    assert sorted(p.name for p in (tmp_path / "conveyor").iterdir()) == [
+        "active",
+        "v1.npz",
+        "v2.npz",
+    ]
+
+
+def test_the_layout_before_versions_loads_and_migrates_on_the_next_save(tmp_path: Path) -> None:
+    model = _model(make_detector("pca"))
+    save_model(tmp_path / "conveyor.npz", model)
+    assert load_models(tmp_path)["conveyor"].lineage.name == "v0"
+    assert [v.name for v in versions(tmp_path, "conveyor")] == ["v0"]
+
+    save_version(tmp_path, replace(model, threshold=7.0), "learnt")
+    assert not (tmp_path / "conveyor.npz").exists()
+    listed = versions(tmp_path, "conveyor")
+    assert [(v.name, v.reason, v.parent) for v in listed] == [
+        ("v1", "trained", None),
+        ("v2", "learnt", 1),
+    ]
+    assert rollback(tmp_path, "conveyor").version == 1
+    assert model_for(tmp_path, "conveyor").threshold == 2.5  # type: ignore[union-attr]
+
+
+def test_a_running_detector_sees_a_changed_active_version(tmp_path: Path) -> None:
+    model = _model(make_detector("pca"))
+    save_version(tmp_path, model, "trained")
+    save_version(tmp_path, replace(model, threshold=4.0), "learnt")
+    watch = ActiveVersions(tmp_path, load_models(tmp_path))
+    assert watch.changed() == []
+    rollback(tmp_path, "conveyor", to=1)
+    (changed,) = watch.changed()
+    assert (changed.lineage.name, changed.threshold) == ("v1", 2.5)
+    assert watch.changed() == []
+
+
+def test_unknown_machine_or_version_and_a_damaged_version_are_clear_errors(
+    tmp_path: Path,
+) -> None:
+    model = _model(make_detector("pca"))
+    save_version(tmp_path, model, "trained")
+    with pytest.raises(ModelError, match=r"no model of machine 'capper' .*machines: conveyor"):
+        rollback(tmp_path, "capper")
+    with pytest.raises(ModelError, match=r"conveyor has no model version v7 \(has: v1\)"):
+        rollback(tmp_path, "conveyor", to=7)
+    with pytest.raises(ModelError, match="no earlier version"):
+        rollback(tmp_path, "conveyor")
+    save_version(tmp_path, model, "trained")
+    damaged = tmp_path / "conveyor" / "v1.npz"
+    os.truncate(damaged, damaged.stat().st_size // 2)
+    with pytest.raises(ModelError, match=r"v1\.npz"):
+        rollback(tmp_path, "conveyor", to=1)
+    assert model_for(tmp_path, "conveyor").lineage.name == "v2"  # type: ignore[union-attr]
