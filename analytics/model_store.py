@@ -25,11 +25,13 @@ import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sklearn
+from scipy.spatial import cKDTree  # type: ignore[import-untyped]
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -75,6 +77,41 @@ class Lineage:
         return f"v{self.version}"
 
 
+@dataclass(frozen=True)
+class LearntPatterns:
+    """Feature rows an operator said were normal (false alarms), remembered by the model.
+
+    A row within `radius` of a remembered row in every feature (in units of the feature's
+    normal spread, `scale`) is that pattern again: its score is capped below the threshold, in
+    proportion to that distance. Any other row keeps the detector's score, so the model stays as
+    sensitive as before (onset and severity) to every pattern it was not told about.
+    """
+
+    center: np.ndarray  # (F,) median of the normal rows
+    scale: np.ndarray  # (F,) robust spread of the normal rows
+    rows: np.ndarray  # (M, F) the remembered rows, in the same units as the features
+
+    radius: float
+    linear: float
+
+    def capped(self, features: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+        """`scores` of `features`, those of a remembered pattern capped below `threshold`."""
+        # Chebyshev distance to the nearest remembered row: every feature must match
+        nearest, _ = self._tree.query(self._spread(features), p=np.inf)
+        return np.where(
+            nearest < self.radius, np.minimum(scores, threshold * nearest / self.radius), scores
+        )
+
+    def _spread(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in units of the normal spread, compressed beyond `linear` units: a feature far
+        out (a fault's) matches within a factor, one near normal within a number of spreads."""
+        return np.arcsinh((rows - self.center) / (self.scale * self.linear))
+
+    @cached_property
+    def _tree(self) -> cKDTree:
+        return cKDTree(self._spread(self.rows))
+
+
 @dataclass
 class MachineModel:
     """One machine's trained detector and everything needed to use it on new data."""
@@ -92,6 +129,7 @@ class MachineModel:
     lineage: Lineage = field(default_factory=Lineage)
     # feature rows of its normal data (a sample), so that it can be refitted with more
     normal_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
+    learnt: LearntPatterns | None = field(default=None, repr=False, compare=False)
 
 
 def save_model(path: Path, model: MachineModel) -> None:
@@ -104,6 +142,9 @@ def save_model(path: Path, model: MachineModel) -> None:
     arrays["probe/scores"] = model.estimator.score_samples(probe)
     if model.normal_rows is not None:
         arrays["normal/rows"] = np.asarray(model.normal_rows, dtype=float)
+    if model.learnt is not None:
+        for part in ("center", "scale", "rows"):
+            arrays[f"learnt/{part}"] = np.asarray(getattr(model.learnt, part), dtype=float)
     metadata = {
         "machine": model.machine,
         "signals": list(model.signals),
@@ -115,6 +156,8 @@ def save_model(path: Path, model: MachineModel) -> None:
         "trained_to": float(model.trained_to),
         "versions": model.versions,
         "lineage": asdict(model.lineage),
+        "learnt_radius": model.learnt.radius if model.learnt is not None else None,
+        "learnt_linear": model.learnt.linear if model.learnt is not None else None,
         "steps": described,
     }
     text = json.dumps(metadata, sort_keys=True)
@@ -233,6 +276,19 @@ def _model(metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> MachineMo
         versions=metadata["versions"],
         lineage=_lineage(metadata.get("lineage") or {}),
         normal_rows=arrays.get("normal/rows"),
+        learnt=_learnt(metadata, arrays),
+    )
+
+
+def _learnt(metadata: Mapping[str, Any], arrays: dict[str, np.ndarray]) -> LearntPatterns | None:
+    if "learnt/rows" not in arrays:
+        return None
+    return LearntPatterns(
+        arrays["learnt/center"],
+        arrays["learnt/scale"],
+        arrays["learnt/rows"],
+        radius=float(metadata["learnt_radius"]),
+        linear=float(metadata["learnt_linear"]),
     )
 
 

@@ -272,7 +272,7 @@ class OnlineDetector:
     async def _score(self, rows: Sequence[_Row], now_s: float) -> list[Point]:
         models = [self._machines[r.machine].model for r in rows]
         scored = await asyncio.to_thread(
-            lambda: [score_rows(m.estimator, r.features) for m, r in zip(models, rows, strict=True)]
+            lambda: [score_model(m, r.features) for m, r in zip(models, rows, strict=True)]
         )
         points = []
         for row, (scores, top) in zip(rows, scored, strict=True):
@@ -430,6 +430,16 @@ def _incident_event(line: Mapping[str, str], incident: Incident, *, active: bool
         ts = incident.end
     tags = {**line, "machine": incident.origin, "kind": EventKind.INCIDENT.value}
     return Point(EVENTS.name, tags, {"text": text, **fields}, round(ts * 1e9))
+
+
+def score_model(model: MachineModel, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(anomaly scores, top feature index) per row by the machine's model: its detector's
+    scores, those of a pattern it learnt as normal from a false alarm label capped below its
+    threshold."""
+    scores, top = score_rows(model.estimator, features)
+    if model.learnt is not None:
+        scores = model.learnt.capped(features, scores, model.threshold)
+    return scores, top
 
 
 def score_rows(estimator: Any, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from analytics.detectors import DEFAULT_DETECTOR, make_detector
 from analytics.episodes import AlarmLogic, AlarmSettings, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.model_store import MachineModel, save_version
-from analytics.online import score_rows
+from analytics.online import score_model
 from analytics.windows import MachineTelemetry, detection_signals, select_signals
 
 # The tuned configuration (shopfloor eval; docs/anomaly-detection.md): train, detect, up and
@@ -25,8 +25,8 @@ from analytics.windows import MachineTelemetry, detection_signals, select_signal
 DEFAULT_ALARM: AlarmSettings = {"k": 3, "n": 5, "hold_off_s": 300.0}
 FALSE_ALARM_RATE = 3e-7
 MIN_TRAINING_ROWS = 300  # feature rows: five minutes at the default 1 s step
-# a model keeps this many of its normal feature rows (evenly spread), to be refitted with the
-# rows of a false alarm (analytics.learning): ~2 MB a machine at 30 features
+# a model keeps this many of its normal feature rows (evenly spread): their spread is the unit
+# in which analytics.learning matches a false alarm's pattern, and a later refit can use them
 KEPT_NORMAL_ROWS = 8000
 
 
@@ -80,11 +80,11 @@ def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings
     )
 
 
-def kept_rows(rows: np.ndarray) -> np.ndarray:
-    """At most KEPT_NORMAL_ROWS of `rows`, evenly spread over them (they are in time order)."""
-    if len(rows) <= KEPT_NORMAL_ROWS:
+def kept_rows(rows: np.ndarray, most: int = KEPT_NORMAL_ROWS) -> np.ndarray:
+    """At most `most` of `rows`, evenly spread over them (they are in time order)."""
+    if len(rows) <= most:
         return rows
-    return rows[np.linspace(0, len(rows) - 1, KEPT_NORMAL_ROWS).round().astype(int)]
+    return rows[np.linspace(0, len(rows) - 1, most).round().astype(int)]
 
 
 def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -93,7 +93,7 @@ def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarr
     times, features, names = window_features(frame, model.window)
     if len(times) == 0:
         return times, times, []
-    scores, top = score_rows(model.estimator, features)
+    scores, top = score_model(model, features)
     return times, scores, [feature_signal(names[i]) for i in top]
 
 

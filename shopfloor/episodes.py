@@ -1,6 +1,8 @@
 """The `episodes` and `label` commands: the anomaly episodes and incidents the detector found,
 each with the id an operator labels it by, and an operator's verdict on one (fault, false alarm
-or planned), stored in the historian as a label event with who and when (analytics.labels)."""
+or planned), stored in the historian as a label event with who and when (analytics.labels). A
+false alarm is learnt at once by the models of the machines it flagged, as new model versions
+(analytics.learning), which a running detector picks up at its next cycle."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ import time
 from typing import Any
 
 from analytics.labels import Reviewed, label_point, reviewed
+from analytics.learning import Learnt, learn_label
 from core.schema import EVENTS, Verdict
 from core.storage import Historian
 from shopfloor.connect import opened
 from shopfloor.durations import parse_duration
+from shopfloor.models import add_models, models_folder
 from shopfloor.options import CommandError, add_historian, command
 from shopfloor.query import Row, iso, severity, since_ns, table
 
@@ -48,8 +52,19 @@ async def label(args: argparse.Namespace) -> int:
         by = args.by or getpass.getuser()
         point = label_point(target, Verdict(args.verdict), by=by, at=time.time(), note=args.note)
         await historian.write_points([point])
-    print(f"{target.id}: {args.verdict} (by {by})")
+        print(f"{target.id}: {args.verdict} (by {by})")
+        if args.verdict == Verdict.FALSE_ALARM:
+            for learnt in await _learn(historian, target, args):
+                print(f"  {learnt.machine}: {learnt.outcome}")
     return 0
+
+
+async def _learn(historian: Historian, target: Reviewed, args: argparse.Namespace) -> list[Learnt]:
+    """The false alarm learnt by the models of every machine it flagged."""
+    folder = models_folder(args, historian)
+    end = target.end if target.end is not None else time.time()
+    machines = target.machines.split(",")
+    return await learn_label(historian, folder, target.id, machines, target.start, end)
 
 
 async def _reviewed(historian: Historian, args: argparse.Namespace) -> list[Reviewed]:
@@ -97,7 +112,9 @@ def register(sub: Any) -> None:
         "label",
         label,
         "Give an episode or incident an operator's verdict: a real fault, a false alarm or a "
-        "planned stop; stored in the historian with who gave it and when.",
+        "planned stop; stored in the historian with who gave it and when. A false alarm is "
+        "learnt by the models of the machines it flagged: each gets a new version (see "
+        "`models`, `rollback`) to which that pattern is normal.",
     )
     parser.add_argument("id", help="the episode's or incident's id, as `episodes` lists it")
     parser.add_argument(
@@ -109,4 +126,5 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--note", default="", help="why, for whoever reads it next")
     parser.add_argument("--by", help="who gives the verdict (default: the login name)")
+    add_models(parser)
     _common(parser)

@@ -7,9 +7,11 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analytics.detectors import make_detector
+from analytics.learning import learn_false_alarm
 from analytics.model_store import (
     ActiveVersions,
     ModelError,
@@ -20,7 +22,8 @@ from analytics.model_store import (
     save_version,
     versions,
 )
-from tests.analytics.test_model_store import _model
+from analytics.online import score_model
+from tests.analytics.test_model_store import _model, _rows
 
 
 def test_each_save_is_a_new_version_and_rollback_moves_the_pointer(tmp_path: Path) -> None:
@@ -94,3 +97,20 @@ def test_unknown_machine_or_version_and_a_damaged_version_are_clear_errors(
     with pytest.raises(ModelError, match=r"v1\.npz"):
         rollback(tmp_path, "conveyor", to=1)
     assert model_for(tmp_path, "conveyor").lineage.name == "v2"  # type: ignore[union-attr]
+
+
+def test_a_learnt_pattern_is_saved_with_its_version_and_only_it_is_capped(tmp_path: Path) -> None:
+    fitted = _model(make_detector("pca"))
+    model = replace(fitted, threshold=float(-fitted.estimator.offset_), normal_rows=_rows(3000, 0))
+    pattern = _rows(200, 3)
+    pattern[:, 0] += 40.0  # one feature far out: the false alarm
+    other = _rows(200, 4)
+    other[:, 5] += 40.0  # another feature far out: a real fault
+    assert (score_model(model, pattern)[0] > model.threshold).all()
+
+    learnt = learn_false_alarm(model, pattern[:100], "anomaly:conveyor@x")
+    save_version(tmp_path, learnt, "learnt", labels=learnt.lineage.labels)
+    loaded = load_models(tmp_path)["conveyor"]
+    assert loaded.lineage.labels == ("anomaly:conveyor@x",)
+    assert (score_model(loaded, pattern[100:])[0] < loaded.threshold).all()  # seen again
+    np.testing.assert_array_equal(score_model(loaded, other)[0], score_model(model, other)[0])
