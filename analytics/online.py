@@ -15,6 +15,11 @@ event loop that also runs the connectors) and writes
   machines (all it reached) and, on closing, duration_s;
 - `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`.
 
+A machine in a planned period (`events` of kind planned, analytics.planned, re-read every
+PLAN_REFRESH_S) is scored as always, its `anomaly` points marked planned, but opens no episode:
+the alarm logic sees no score above the threshold, so an episode under way ends after its
+hold-off.
+
 Given the models folder's ActiveVersions, each cycle checks which version of each machine's
 model is active and swaps in a changed one (a rollback, a model learnt from a label) without a
 restart; an episode under way goes on under the new model.
@@ -42,6 +47,7 @@ from analytics.features import Frame, WindowSpec, feature_signal, window_feature
 from analytics.incidents import Incident, IncidentTracker
 from analytics.model_store import ActiveVersions, MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
+from analytics.planned import PLAN_LOOKBACK_S, PlannedPeriod, is_planned, planned_periods
 from analytics.windows import TelemetryBuffer, read_telemetry
 from core.backoff import Backoff
 from core.sample import Point
@@ -54,6 +60,7 @@ log = logging.getLogger(__name__)
 READ_OVERLAP_S = 10.0  # re-read this much of the previous cycle: catches samples written late
 KPI_GRID = WindowSpec(period_s=1.0)  # OEE counts state time on a 1 s grid
 KPI_LOOKBACK_S = 600.0  # read this much before an interval: the state held when it began
+PLAN_REFRESH_S = 30.0  # a plan made with `shopfloor plan` counts within this long
 
 
 @dataclass
@@ -131,6 +138,8 @@ class OnlineDetector:
         self._line_order = tuple(line_order)
         self._incidents: dict[tuple[tuple[str, str], ...], IncidentTracker] = {}
         self._active_versions = active_versions
+        self._plans: list[PlannedPeriod] = []
+        self._plans_read: float = -math.inf
 
     async def step(self, now_s: float) -> list[Point]:
         """One cycle for the windows ending at `now_s`: read, score, write; the points it made.
@@ -140,6 +149,7 @@ class OnlineDetector:
         self.stats.cycles += 1
         await self._swap_models()
         await self._read(now_s)
+        await self._read_plans(now_s)
         rows = self._due_rows(now_s)
         points = await self._score(rows, now_s) if rows else []
         points += self._ended_incidents(now_s)
@@ -225,6 +235,17 @@ class OnlineDetector:
             window = model.window
             self._lookback_s = max(self._lookback_s, window.window_s + 2 * window.period_s)
 
+    async def _read_plans(self, now_s: float) -> None:
+        """The planned periods, re-read every PLAN_REFRESH_S (new plans, cancelled ones)."""
+        if abs(now_s - self._plans_read) < PLAN_REFRESH_S:
+            return
+        start_ns = round((now_s - PLAN_LOOKBACK_S) * 1e9)
+        kind = {"kind": EventKind.PLANNED.value}
+        self._plans = planned_periods(
+            await self.historian.points(EVENTS.name, tags=kind, start_ns=start_ns)
+        )
+        self._plans_read = now_s
+
     async def _read(self, now_s: float) -> None:
         oldest = now_s - self._lookback_s - self._buffer.hold_s
         start = oldest if self._read_until is None else self._read_until - READ_OVERLAP_S
@@ -280,8 +301,12 @@ class OnlineDetector:
             machine.last_row = row
             score, threshold = float(scores[0]), machine.model.threshold
             top_signal = feature_signal(row.names[int(top[0])])
-            points.append(self._anomaly_point(row, machine.model, now_s, score, top_signal))
-            opened, closed = machine.alarm.update(now_s, score, threshold, top_signal)
+            planned = is_planned(self._plans, row.machine, now_s)
+            points.append(
+                self._anomaly_point(row, machine.model, now_s, (score, planned), top_signal)
+            )
+            alarming = -math.inf if planned else score
+            opened, closed = machine.alarm.update(now_s, alarming, threshold, top_signal)
             points += [self._event(row, e, active=True) for e in (opened,) if e is not None]
             points += [self._event(row, e, active=False) for e in (closed,) if e is not None]
             points += self._follow_incident(row, opened, closed)
@@ -289,8 +314,15 @@ class OnlineDetector:
         return points
 
     def _anomaly_point(
-        self, row: _Row, model: MachineModel, now_s: float, score: float, top_signal: str
+        self,
+        row: _Row,
+        model: MachineModel,
+        now_s: float,
+        scored: tuple[float, bool],
+        top_signal: str,
     ) -> Point:
+        """The score of a row; `scored`: (score, whether in a planned period)."""
+        score, planned = scored
         flagged = score > model.threshold
         self.stats.anomalies += flagged
         return Point(
@@ -303,6 +335,7 @@ class OnlineDetector:
                 "is_anomaly": flagged,
                 "top_signal": top_signal,
                 "model_version": model.lineage.name,
+                "planned": planned,
             },
             round(now_s * 1e9),
         )

@@ -34,7 +34,7 @@ from core.storage import Historian
 from historian import open_historian
 from linelab.simulated import simulated_telemetry
 from plc_sim.spec import LineSpecError
-from shopfloor.durations import parse_duration
+from shopfloor.durations import parse_duration, parse_time
 from shopfloor.options import (
     CommandError,
     add_duration,
@@ -148,21 +148,6 @@ async def report(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.out}: {len(episodes)} flagged episodes, {len(faults)} true faults")
     return 0
-
-
-def parse_time(text: str) -> float:
-    """Epoch seconds from an ISO date-time (UTC unless it says otherwise) or a duration ago."""
-    try:
-        return time.time() - parse_duration(text)
-    except argparse.ArgumentTypeError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a time (2025-01-31T08:00) nor a duration ago (2h, 30m)"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _time_range(args: argparse.Namespace) -> tuple[float, float]:

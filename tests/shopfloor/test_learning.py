@@ -1,8 +1,9 @@
-"""Learning from a false alarm label, end to end against real historians (SQLite, InfluxDB): the
-online detector flags a sensor drift, an operator labels it a false alarm, the machine's model
-gets a new version that the running detector picks up without a restart; the same drift again
-raises no episode while an air leak on the same machine still does, every score names the
-version that gave it, and versions and a rollback survive a restart."""
+"""Learning from a false alarm label and planned periods, end to end against real historians
+(SQLite, InfluxDB): the online detector flags a sensor drift, an operator labels it a false
+alarm, the machine's model gets a new version that the running detector picks up without a
+restart; the same drift again raises no episode while an air leak on the same machine still
+does, every score names the version that gave it, and versions and a rollback survive a
+restart. A planned period announced with `shopfloor plan` is scored but opens no episode."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import json
 import sys
 import time
 from asyncio.subprocess import PIPE, STDOUT
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from analytics.model_store import ActiveVersions, load_models
+from analytics.detectors import make_detector
+from analytics.model_store import ActiveVersions, load_models, save_version
 from analytics.online import OnlineDetector
 from analytics.training import TrainingSettings, train_models
 from analytics.windows import read_telemetry
@@ -24,7 +27,9 @@ from core.storage import Historian
 from historian import open_historian
 from plc_sim.process import Simulator
 from plc_sim.spec import load_line
+from shopfloor import cli
 from tests.analytics.line_recording import NS, T0, record
+from tests.analytics.test_model_store import _model
 
 MACHINE = "air_compressor"
 WARMUP_S, NORMAL_S, QUIET_S, FAULT_S, AFTER_S = 600, 1800, 120, 300, 420
@@ -136,3 +141,49 @@ async def test_a_false_alarm_is_learnt_and_another_fault_still_alarms(
     ]
     assert (await cli_run("rollback", MACHINE, "--models", str(models)))[0] == 0
     assert load_models(models)[MACHINE].lineage.name == "v1"  # as the next process sees it
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+async def test_a_planned_period_is_scored_but_opens_no_episode(
+    historian_url: str, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    line = Line(models)
+    async with open_historian(historian_url) as historian:
+        await line.train(historian)
+        start = T0 + line.sim.time_s
+        window = ("--from", _iso(start), "--to", _iso(start + QUIET_S + FAULT_S + AFTER_S))
+        argv = ("--note", "valve service", "--by", "ben", "--historian", historian_url)
+        code, out = await cli_run("plan", MACHINE, *window, *argv, "--models", str(models))
+        assert code == 0, out
+        leak = await line.fault(historian, "air_leak")
+        assert await _points(historian, "events", leak) == []
+        scores = await _points(historian, "anomaly", leak)
+    assert all(p.fields["planned"] for p in scores)
+    assert sum(bool(p.fields["is_anomaly"]) for p in scores) > 60  # it would have alarmed
+
+    since = f"{time.time() - T0 + 86_400:.0f}s"
+    code, out = await cli_run("episodes", "--historian", historian_url, "--since", since, "--json")
+    (planned,) = json.loads(out)
+    assert planned["id"] == f"planned:{MACHINE}@{_iso(start)[:19]}Z"
+    assert (planned["verdict"], planned["by"], planned["note"]) == (
+        "planned",
+        "ben",
+        "valve service",
+    )
+
+
+def test_a_plan_for_an_unknown_machine_or_backwards_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_version(tmp_path / "models", _model(make_detector("pca")), "trained")
+    argv = ["--historian", f"sqlite:{tmp_path / 'h.db'}", "--models", str(tmp_path / "models")]
+    assert cli.main(["plan", "capper", "--to", "2030-01-01T00:00", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == "shopfloor plan: error: no machine 'capper' has a model (machines: conveyor)\n"
+    span = ["--from", "2026-01-02T00:00", "--to", "2026-01-01T00:00"]
+    assert cli.main(["plan", "conveyor", *span, *argv]) == 2
+    assert capsys.readouterr().err == "shopfloor plan: error: --to must be later than --from\n"
