@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import sklearn
-from scipy.spatial import cKDTree  # type: ignore[import-untyped]
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -96,10 +95,22 @@ class LearntPatterns:
 
     def capped(self, features: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
         """`scores` of `features`, those of a remembered pattern capped below `threshold`."""
-        # Chebyshev distance to the nearest remembered row: every feature must match
-        nearest, _ = self._tree.query(self._spread(features), p=np.inf)
+        nearest = self._nearest(self._spread(features))
         return np.where(
             nearest < self.radius, np.minimum(scores, threshold * nearest / self.radius), scores
+        )
+
+    def _nearest(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's Chebyshev distance to the nearest remembered row (every feature must
+        match), in blocks that bound the memory; numpy only, as scoring needs no scipy."""
+        if len(self._remembered) == 0:
+            return np.full(len(rows), np.inf)
+        block = max(1, _COMPARED_VALUES // self._remembered.size)
+        return np.concatenate(
+            [
+                np.abs(rows[i : i + block, None, :] - self._remembered[None]).max(axis=2).min(1)
+                for i in range(0, len(rows), block)
+            ]
         )
 
     def _spread(self, rows: np.ndarray) -> np.ndarray:
@@ -108,8 +119,11 @@ class LearntPatterns:
         return np.arcsinh((rows - self.center) / (self.scale * self.linear))
 
     @cached_property
-    def _tree(self) -> cKDTree:
-        return cKDTree(self._spread(self.rows))
+    def _remembered(self) -> np.ndarray:
+        return self._spread(self.rows)
+
+
+_COMPARED_VALUES = 2_000_000  # differences held at once when matching rows: ~16 MB
 
 
 @dataclass
