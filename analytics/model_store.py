@@ -39,6 +39,7 @@ from analytics.detectors import DETECTORS, CombinedDetector
 from analytics.episodes import AlarmSettings
 from analytics.errors import ModelError
 from analytics.features import FEATURE_KINDS, WindowSpec
+from core.private_files import FILE_MODE, replace_private
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,10 @@ def save_model(path: Path, model: MachineModel) -> None:
     text = json.dumps(metadata, sort_keys=True)
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as out:
+    # 0600: the file holds feature rows of the plant's data (normal and learnt patterns)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.chmod(partial, FILE_MODE)  # an old partial file keeps its mode through O_TRUNC
+    with os.fdopen(fd, "wb") as out:
         np.savez_compressed(
             out,
             metadata=np.array(text),
@@ -350,6 +354,7 @@ def _digest(text: str, arrays: dict[str, np.ndarray]) -> str:
 
 MODEL_SUFFIX = ".npz"
 ACTIVE = "active"  # the file in a machine's folder that names its version in use
+_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 _VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.npz")
 
 
@@ -421,11 +426,7 @@ def load_version(folder: Path, machine: str, version: int) -> MachineModel:
 
 def versions(folder: Path, machine: str) -> list[Lineage]:
     """The lineage of every version of the machine's model, oldest first (metadata only)."""
-    numbers = sorted(
-        int(found[1])
-        for path in (folder / machine).glob(f"v*{MODEL_SUFFIX}")
-        if (found := _VERSION_FILE.fullmatch(path.name))
-    )
+    numbers = _numbers(folder, machine)
     if not numbers and (folder / f"{machine}{MODEL_SUFFIX}").exists():
         numbers = [0]
     return [_stored_lineage(_version_path(folder, machine, n), n) for n in numbers]
@@ -437,12 +438,10 @@ def save_version(
     """Save `model` as the machine's next version (its parent: the active one) and make it the
     active one; the model as saved, with its lineage."""
     _migrate(folder, model.machine)
-    machine_dir = folder / model.machine
-    machine_dir.mkdir(parents=True, exist_ok=True)
+    (folder / model.machine).mkdir(parents=True, exist_ok=True)
     parent = active_version(folder, model.machine)
-    number = max((v.version for v in versions(folder, model.machine)), default=0) + 1
-    lineage = Lineage(number, time.time(), reason, parent, labels)
-    saved = replace(model, lineage=lineage)
+    number = _reserve(folder, model.machine)
+    saved = replace(model, lineage=Lineage(number, time.time(), reason, parent, labels))
     save_model(_version_path(folder, model.machine, number), saved)
     _activate(folder, model.machine, number)
     return saved
@@ -495,6 +494,28 @@ class ActiveVersions:
         return found
 
 
+def _numbers(folder: Path, machine: str) -> list[int]:
+    """The machine's version numbers, by their files' names."""
+    return sorted(
+        int(found[1])
+        for path in (folder / machine).glob(f"v*{MODEL_SUFFIX}")
+        if (found := _VERSION_FILE.fullmatch(path.name))
+    )
+
+
+def _reserve(folder: Path, machine: str) -> int:
+    """The next version number, its file created empty (exclusively: two processes saving at
+    once get two versions, never one overwritten); save_model then replaces it whole."""
+    number = max(_numbers(folder, machine), default=0) + 1
+    while True:
+        try:
+            os.close(os.open(_version_path(folder, machine, number), _EXCLUSIVE, FILE_MODE))
+        except FileExistsError:
+            number += 1
+            continue
+        return number
+
+
 def _version_path(folder: Path, machine: str, version: int) -> Path:
     if version == 0:
         return folder / f"{machine}{MODEL_SUFFIX}"
@@ -528,7 +549,4 @@ def _migrate(folder: Path, machine: str) -> None:
 
 
 def _activate(folder: Path, machine: str, version: int) -> None:
-    pointer = folder / machine / ACTIVE
-    partial = pointer.with_name(ACTIVE + ".partial")
-    partial.write_text(f"v{version}\n")
-    os.replace(partial, pointer)
+    replace_private(folder / machine / ACTIVE, f"v{version}\n")

@@ -44,6 +44,8 @@ def test_each_save_is_a_new_version_and_rollback_moves_the_pointer(tmp_path: Pat
     ]
     assert (tmp_path / "conveyor" / "v1.npz").read_bytes() == v1_bytes  # never rewritten
     assert rollback(tmp_path, "conveyor", to=2).version == 2  # a rollback can be undone
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "conveyor").iterdir()}
+    assert modes == {"active": 0o600, "v1.npz": 0o600, "v2.npz": 0o600}  # plant data
     assert sorted(p.name for p in (tmp_path / "conveyor").iterdir()) == [
         "active",
         "v1.npz",
