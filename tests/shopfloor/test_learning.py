@@ -33,6 +33,8 @@ from tests.analytics.test_model_store import _model
 
 MACHINE = "air_compressor"
 WARMUP_S, NORMAL_S, QUIET_S, FAULT_S, AFTER_S = 600, 1800, 120, 300, 420
+FIRST_FLAG_S = 150  # a caught fault is flagged within this long: scored no further
+pytestmark = pytest.mark.timeout(300)  # some 2,000 detection cycles and five CLI processes
 
 
 @pytest.fixture(params=["sqlite", "influxdb"])
@@ -67,8 +69,11 @@ class Line:
         normal = await read_telemetry(historian, T0 + start, T0 + start + NORMAL_S + 1)
         train_models({MACHINE: normal[MACHINE]}, TrainingSettings(), self.models)
 
-    async def fault(self, historian: Historian, fault: str) -> tuple[float, float]:
-        """Quiet running, the fault, the time after it, scored second by second: its span."""
+    async def fault(
+        self, historian: Historian, fault: str, scored_s: int = FAULT_S + AFTER_S
+    ) -> tuple[float, float]:
+        """Quiet running, the fault and `scored_s` from its start, scored second by second:
+        that span."""
         if self.detector is None:
             models = load_models(self.models)
             self.detector = OnlineDetector(
@@ -81,7 +86,7 @@ class Line:
         start = round(self.sim.time_s)
         samples = record(self.sim, QUIET_S)
         self.sim.inject(MACHINE, fault, 1.0, FAULT_S)
-        samples += record(self.sim, FAULT_S + AFTER_S)
+        samples += record(self.sim, scored_s)
         await historian.write_samples(self._compressor(samples))
         for second in range(start + 1, round(self.sim.time_s) + 1):
             await self.detector.step(T0 + second)
@@ -125,10 +130,10 @@ async def test_a_false_alarm_is_learnt_and_another_fault_still_alarms(
 
         # the same detector goes on: it picks up v2 at its next cycle
         drift_again = await line.fault(historian, "sensor_drift")
-        leak = await line.fault(historian, "air_leak")
+        leak = await line.fault(historian, "air_leak", FIRST_FLAG_S)
         assert await _points(historian, "events", drift_again) == []
         leak_opened = (await _points(historian, "events", leak))[0]
-        assert leak_opened.fields["active"] and leak_opened.ts < (leak[0] + 120) * NS
+        assert leak_opened.fields["active"]
         before = await _points(historian, "anomaly", drift)
         after = await _points(historian, "anomaly", (drift_again[0], leak[1]))
     assert {p.fields["model_version"] for p in before} == {"v1"}
