@@ -31,6 +31,7 @@ from shopfloor import cli
 from tests.analytics.line_recording import NS, T0, record
 from tests.analytics.test_model_store import _model
 
+ROOT = Path(__file__).resolve().parents[2]  # the CLI processes import this checkout
 MACHINE = "air_compressor"
 WARMUP_S, NORMAL_S, QUIET_S, FAULT_S, AFTER_S = 600, 1800, 120, 300, 420
 FIRST_FLAG_S = 150  # a caught fault is flagged within this long: scored no further
@@ -47,7 +48,7 @@ def historian_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def cli_run(*argv: str) -> tuple[int, str]:
     """A `shopfloor` command in a process of its own, as an operator runs it beside `up`."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shopfloor.cli", *argv, stdout=PIPE, stderr=STDOUT
+        sys.executable, "-m", "shopfloor.cli", *argv, stdout=PIPE, stderr=STDOUT, cwd=ROOT
     )
     out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     return await process.wait(), out.decode()
