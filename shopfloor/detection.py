@@ -1,9 +1,10 @@
 """The detection commands: `train` models per machine, `detect` online, `report` as a PNG.
 
 `train` learns what normal looks like, from a period the historian holds (--since/--until) or
-from a fresh fault-free simulated one (--simulate 2h); one model file per machine goes to the
-models folder. `detect` scores the line with those models until stopped. `report` draws one
-machine's signals, score, flagged episodes and true faults.
+from a fresh fault-free simulated one (--simulate 2h); each machine's model goes to the models
+folder as its new active version (analytics.model_store). `detect` scores the line with those
+models until stopped. `report` draws one machine's signals, score, flagged episodes and true
+faults.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("models"),
         metavar="DIR",
-        help="the folder of model files, one per machine (default: models)",
+        help="the models folder, a version history per machine (default: models)",
     )
 
 

@@ -29,7 +29,7 @@ def add_detection_options(parser: argparse.ArgumentParser) -> None:
         "--models",
         type=Path,
         metavar="DIR",
-        help="the anomaly models, one file per machine; trained on a simulated fault-free run "
+        help="the anomaly models, versions per machine; trained on a simulated fault-free run "
         "when the folder has none (default: models/ next to the SQLite file, else ./models)",
     )
     add_kpi_interval(parser, default="1m")
