@@ -1,10 +1,16 @@
-"""Trained per-machine models on disk, in a format that is safe to load.
+"""Trained per-machine models on disk, in a format that is safe to load, and their versions.
 
 A model file is an .npz archive that numpy reads with allow_pickle=False: a JSON metadata
 string, the fitted estimator's numeric arrays, and a SHA-256 digest over both. Loading never
 unpickles, never imports a class named by the file (only the allow-listed ones below) and
 re-checks the model on probe rows, so a corrupted or edited file, or a forest that did not
 regrow identically (another scikit-learn), is a ModelError rather than silently wrong scores.
+
+A models folder keeps every version of a machine's model: `<machine>/v<N>.npz`, never changed
+once written, and `<machine>/active`, the version in use (replaced atomically, so a rollback or
+a model learnt from a label reaches a running detector by one small file). A folder of the
+layout before versions (`<machine>.npz`) still loads, as version 0; the first new version of
+such a machine moves that file to `v1.npz`.
 
 A loaded baseline, PCA or combined model scores with analytics.scoring's numpy arithmetic and
 does not import scikit-learn (about 130 MB with the scipy and pandas it pulls in): `up` and
@@ -18,9 +24,11 @@ import json
 import logging
 import os
 import platform
+import re
+import time
 import zipfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
@@ -32,6 +40,7 @@ from analytics.episodes import AlarmSettings
 from analytics.errors import ModelError
 from analytics.features import FEATURE_KINDS, WindowSpec
 from analytics.scoring import Scorer, frozen_scorer
+from core.private_files import FILE_MODE, replace_private
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,72 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "scikit-learn": version("scikit-learn"),
     }
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model version came from: written into it, so it outlives the process."""
+
+    version: int = 0  # 0: a file of the layout before versions
+    created: float = 0.0
+    reason: str = "trained"  # or "learnt from false alarm <label's episode id>"
+    parent: int | None = None
+    labels: tuple[str, ...] = ()  # episode ids of false alarms learnt, with its ancestors'
+
+    @property
+    def name(self) -> str:
+        """The version as users and the `anomaly` points' model_version see it: v3."""
+        return f"v{self.version}"
+
+
+@dataclass(frozen=True)
+class LearntPatterns:
+    """Feature rows an operator said were normal (false alarms), remembered by the model.
+
+    A row within `radius` of a remembered row in every feature (in units of the feature's
+    normal spread, `scale`) is that pattern again: its score is capped below the threshold, in
+    proportion to that distance. Any other row keeps the detector's score, so the model stays as
+    sensitive as before (onset and severity) to every pattern it was not told about.
+    """
+
+    center: np.ndarray  # (F,) median of the normal rows
+    scale: np.ndarray  # (F,) robust spread of the normal rows
+    rows: np.ndarray  # (M, F) the remembered rows, in the same units as the features
+
+    radius: float
+    linear: float
+
+    def capped(self, features: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+        """`scores` of `features`, those of a remembered pattern capped below `threshold`."""
+        nearest = self._nearest(self._spread(features))
+        return np.where(
+            nearest < self.radius, np.minimum(scores, threshold * nearest / self.radius), scores
+        )
+
+    def _nearest(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's Chebyshev distance to the nearest remembered row (every feature must
+        match), in blocks that bound the memory; numpy only, as scoring needs no scipy."""
+        if len(self._remembered) == 0:
+            return np.full(len(rows), np.inf)
+        block = max(1, _COMPARED_VALUES // self._remembered.size)
+        return np.concatenate(
+            [
+                np.abs(rows[i : i + block, None, :] - self._remembered[None]).max(axis=2).min(1)
+                for i in range(0, len(rows), block)
+            ]
+        )
+
+    def _spread(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in units of the normal spread, compressed beyond `linear` units: a feature far
+        out (a fault's) matches within a factor, one near normal within a number of spreads."""
+        return np.arcsinh((rows - self.center) / (self.scale * self.linear))
+
+    @cached_property
+    def _remembered(self) -> np.ndarray:
+        return self._spread(self.rows)
+
+
+_COMPARED_VALUES = 2_000_000  # differences held at once when matching rows: ~16 MB
 
 
 @dataclass
@@ -69,6 +144,10 @@ class MachineModel:
     trained_from: float
     trained_to: float
     versions: dict[str, str] = field(default_factory=library_versions)
+    lineage: Lineage = field(default_factory=Lineage)
+    # feature rows of its normal data (a sample), so that it can be refitted with more
+    normal_rows: np.ndarray | None = field(default=None, repr=False, compare=False)
+    learnt: LearntPatterns | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fitted(cls, estimator: Any, **fields: Any) -> MachineModel:
@@ -93,6 +172,14 @@ class MachineModel:
     @property
     def n_features(self) -> int:
         return int(self.steps[0]["state"]["n_features_in_"])
+
+    def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(anomaly scores, top feature index) per row: the detector's, and those of a pattern
+        learnt as normal from a false alarm label capped below the threshold."""
+        scores, top = self.scorer.score_rows(features)
+        if self.learnt is not None:
+            scores = self.learnt.capped(features, scores, self.threshold)
+        return scores, top
 
 
 @dataclass(frozen=True)
@@ -119,6 +206,11 @@ def save_model(path: Path, model: MachineModel) -> None:
     probe = _probe_rows(model)
     arrays["probe/rows"] = probe
     arrays["probe/scores"] = -model.scorer.score_rows(probe)[0]
+    if model.normal_rows is not None:
+        arrays["normal/rows"] = np.asarray(model.normal_rows, dtype=float)
+    if model.learnt is not None:
+        for part in ("center", "scale", "rows"):
+            arrays[f"learnt/{part}"] = np.asarray(getattr(model.learnt, part), dtype=float)
     metadata = {
         "machine": model.machine,
         "signals": list(model.signals),
@@ -129,12 +221,18 @@ def save_model(path: Path, model: MachineModel) -> None:
         "trained_from": float(model.trained_from),
         "trained_to": float(model.trained_to),
         "versions": model.versions,
+        "lineage": asdict(model.lineage),
+        "learnt_radius": model.learnt.radius if model.learnt is not None else None,
+        "learnt_linear": model.learnt.linear if model.learnt is not None else None,
         "steps": described,
     }
     text = json.dumps(metadata, sort_keys=True)
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as out:
+    # 0600: the file holds feature rows of the plant's data (normal and learnt patterns)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    os.chmod(partial, FILE_MODE)  # an old partial file keeps its mode through O_TRUNC
+    with os.fdopen(fd, "wb") as out:
         np.savez_compressed(
             out,
             metadata=np.array(text),
@@ -264,6 +362,9 @@ def _model(metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> MachineMo
         trained_from=metadata["trained_from"],
         trained_to=metadata["trained_to"],
         versions=metadata["versions"],
+        lineage=_lineage(metadata.get("lineage") or {}),
+        normal_rows=arrays.get("normal/rows"),
+        learnt=_learnt(metadata, arrays),
     )
     expected = len(model.signals) * len(FEATURE_KINDS)
     if model.n_features != expected:
@@ -279,6 +380,22 @@ def _model(metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> MachineMo
             f"{version('scikit-learn')}); retrain the model"
         )
     return model
+
+
+def _learnt(metadata: Mapping[str, Any], arrays: dict[str, np.ndarray]) -> LearntPatterns | None:
+    if "learnt/rows" not in arrays:
+        return None
+    return LearntPatterns(
+        arrays["learnt/center"],
+        arrays["learnt/scale"],
+        arrays["learnt/rows"],
+        radius=float(metadata["learnt_radius"]),
+        linear=float(metadata["learnt_linear"]),
+    )
+
+
+def _lineage(stored: Mapping[str, Any]) -> Lineage:
+    return Lineage(**{**stored, "labels": tuple(stored.get("labels", ()))})
 
 
 def _restored(step: Step) -> Any:
@@ -319,29 +436,200 @@ def _digest(text: str, arrays: dict[str, np.ndarray]) -> str:
 
 
 MODEL_SUFFIX = ".npz"
+ACTIVE = "active"  # the file in a machine's folder that names its version in use
+_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+_VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.npz")
+
+
+def has_models(folder: Path) -> bool:
+    """Whether the folder holds any model, in either layout."""
+    return any(folder.glob(f"*{MODEL_SUFFIX}")) or any(folder.glob(f"*/{ACTIVE}"))
+
+
+def machines(folder: Path) -> list[str]:
+    """The machines that have a model in the folder."""
+    versioned = {p.parent.name for p in folder.glob(f"*/{ACTIVE}")}
+    legacy = {p.stem for p in folder.glob(f"*{MODEL_SUFFIX}")}
+    return sorted(versioned | legacy)
 
 
 def load_models(folder: Path) -> dict[str, MachineModel]:
-    """Every model in the folder; one that cannot be loaded is reported and left out."""
+    """Every machine's active model; one that cannot be loaded is reported and left out."""
     models = {}
-    for path in sorted(folder.glob(f"*{MODEL_SUFFIX}")):
+    for machine in machines(folder):
         try:
-            model = load_model(path)
+            model = model_for(folder, machine)
         except ModelError as exc:
-            log.warning("skipping %s: %s", path.name, exc)
+            log.warning("skipping %s: %s", machine, exc)
             continue
-        models[model.machine] = model
+        if model is not None:
+            models[machine] = model
     if not models:
         raise ModelError(f"no usable models in {folder}; run `shopfloor train` first")
     return models
 
 
 def model_for(folder: Path, machine: str) -> MachineModel | None:
-    """The machine's model in the folder; None when it has none, an error when it is unusable."""
-    path = folder / f"{machine}{MODEL_SUFFIX}"
-    if not path.exists():
+    """The machine's active model; None when it has none, an error when it is unusable."""
+    version = active_version(folder, machine)
+    if version is None:
         return None
+    return load_version(folder, machine, version)
+
+
+def active_version(folder: Path, machine: str) -> int | None:
+    """The number of the machine's version in use (0: a file of the old layout), None if it has
+    no model. Reads one small file: cheap enough to ask every detection cycle."""
     try:
-        return load_model(path)
+        text = (folder / machine / ACTIVE).read_text().strip()
+    except FileNotFoundError:
+        return 0 if (folder / f"{machine}{MODEL_SUFFIX}").exists() else None
+    except OSError as exc:
+        raise ModelError(f"{folder / machine / ACTIVE}: unreadable ({exc})") from None
+    found = _VERSION_FILE.fullmatch(text + MODEL_SUFFIX)
+    if found is None:
+        raise ModelError(f"{folder / machine / ACTIVE}: {text!r} is not a version like v3")
+    return int(found[1])
+
+
+def load_version(folder: Path, machine: str, version: int) -> MachineModel:
+    """One version of the machine's model (0: the old layout's file)."""
+    path = _version_path(folder, machine, version)
+    if not path.exists():
+        known = ", ".join(f"v{v.version}" for v in versions(folder, machine)) or "none"
+        raise ModelError(f"{machine} has no model version v{version} in {folder} (has: {known})")
+    try:
+        model = load_model(path)
     except ModelError as exc:
         raise ModelError(f"{path}: {exc}") from None
+    if model.machine != machine:
+        raise ModelError(f"{path}: holds the model of {model.machine!r}, not {machine!r}")
+    return replace(model, lineage=replace(model.lineage, version=version))
+
+
+def versions(folder: Path, machine: str) -> list[Lineage]:
+    """The lineage of every version of the machine's model, oldest first (metadata only)."""
+    numbers = _numbers(folder, machine)
+    if not numbers and (folder / f"{machine}{MODEL_SUFFIX}").exists():
+        numbers = [0]
+    return [_stored_lineage(_version_path(folder, machine, n), n) for n in numbers]
+
+
+def save_version(
+    folder: Path, model: MachineModel, reason: str, *, labels: tuple[str, ...] = ()
+) -> MachineModel:
+    """Save `model` as the machine's next version (its parent: the active one) and make it the
+    active one; the model as saved, with its lineage."""
+    _migrate(folder, model.machine)
+    (folder / model.machine).mkdir(parents=True, exist_ok=True)
+    parent = active_version(folder, model.machine)
+    number = _reserve(folder, model.machine)
+    saved = replace(model, lineage=Lineage(number, time.time(), reason, parent, labels))
+    save_model(_version_path(folder, model.machine, number), saved)
+    _activate(folder, model.machine, number)
+    return saved
+
+
+def rollback(folder: Path, machine: str, to: int | None = None) -> Lineage:
+    """Make an earlier version active again: `to`, else the active one's parent (else the one
+    before it). Versions are kept: a rollback can itself be undone. The now active lineage."""
+    known = {v.version: v for v in versions(folder, machine)}
+    if not known:
+        have = ", ".join(machines(folder)) or "none"
+        raise ModelError(f"no model of machine {machine!r} in {folder} (machines: {have})")
+    active = active_version(folder, machine)
+    if to is None:
+        current = known.get(active or 0)
+        to = current.parent if current and current.parent is not None else (active or 0) - 1
+        if to not in known:
+            raise ModelError(f"{machine}: v{active} has no earlier version to roll back to")
+    if to not in known:
+        have = ", ".join(v.name for v in known.values())
+        raise ModelError(f"{machine} has no model version v{to} (has: {have})")
+    load_version(folder, machine, to)  # refuse to activate a damaged file
+    if to == 0:
+        raise ModelError(f"{machine}: v0 is the old layout's file; train a new version instead")
+    _activate(folder, machine, to)
+    return known[to]
+
+
+class ActiveVersions:
+    """Notices when a machine's active version changes (a rollback, a model learnt from a
+    label), so a running detector swaps models without a restart."""
+
+    def __init__(self, folder: Path, models: Mapping[str, MachineModel]) -> None:
+        self.folder = folder
+        self._seen = {name: model.lineage.version for name, model in models.items()}
+
+    def changed(self) -> list[MachineModel]:
+        """The newly active models since the last call (blocking file reads: run in a thread);
+        one that cannot be loaded is logged once and the old one kept."""
+        found = []
+        for machine, seen in self._seen.items():
+            try:
+                version = active_version(self.folder, machine)
+                if version is None or version == seen:
+                    continue
+                self._seen[machine] = version
+                found.append(load_version(self.folder, machine, version))
+            except ModelError as exc:
+                log.warning("%s: keeping the model in use: %s", machine, exc)
+        return found
+
+
+def _numbers(folder: Path, machine: str) -> list[int]:
+    """The machine's version numbers, by their files' names."""
+    return sorted(
+        int(found[1])
+        for path in (folder / machine).glob(f"v*{MODEL_SUFFIX}")
+        if (found := _VERSION_FILE.fullmatch(path.name))
+    )
+
+
+def _reserve(folder: Path, machine: str) -> int:
+    """The next version number, its file created empty (exclusively: two processes saving at
+    once get two versions, never one overwritten); save_model then replaces it whole."""
+    number = max(_numbers(folder, machine), default=0) + 1
+    while True:
+        try:
+            os.close(os.open(_version_path(folder, machine, number), _EXCLUSIVE, FILE_MODE))
+        except FileExistsError:
+            number += 1
+            continue
+        return number
+
+
+def _version_path(folder: Path, machine: str, version: int) -> Path:
+    if version == 0:
+        return folder / f"{machine}{MODEL_SUFFIX}"
+    return folder / machine / f"v{version}{MODEL_SUFFIX}"
+
+
+def _stored_lineage(path: Path, version: int) -> Lineage:
+    """A version's lineage from its metadata alone, for listings."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = json.loads(str(archive["metadata"])).get("lineage") or {}
+        lineage = _lineage(stored)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{path}: not a readable model file ({exc})") from exc
+    if not lineage.created:
+        lineage = replace(lineage, created=path.stat().st_mtime)
+    return replace(lineage, version=version)
+
+
+def _migrate(folder: Path, machine: str) -> None:
+    """The old layout's file of the machine becomes its version 1 (nothing else changes)."""
+    legacy = _version_path(folder, machine, 0)
+    if not legacy.exists() or (folder / machine / ACTIVE).exists():
+        return
+    model = load_version(folder, machine, 0)
+    (folder / machine).mkdir(parents=True, exist_ok=True)
+    created = legacy.stat().st_mtime
+    save_model(_version_path(folder, machine, 1), replace(model, lineage=Lineage(1, created)))
+    _activate(folder, machine, 1)
+    legacy.unlink()
+
+
+def _activate(folder: Path, machine: str, version: int) -> None:
+    replace_private(folder / machine / ACTIVE, f"v{version}\n")

@@ -5,7 +5,7 @@ writes are not missed) into a TelemetryBuffer, builds every due machine's newest
 with its MachineModel's window, scores it (in a worker thread: scikit-learn must not stall the
 event loop that also runs the connectors) and writes
 
-- `anomaly` points: score, threshold, is_anomaly, top_signal (tag `detector`);
+- `anomaly` points: score, threshold, is_anomaly, top_signal, model_version (tag `detector`);
 - `events` points of kind `anomaly` when AlarmLogic opens an episode (active true) or closes it
   (active false): top_signal, peak_score and, on closing, duration_s as fields for the
   dashboards' episode tables, and the same in the text for their annotations; `close()` ends
@@ -14,6 +14,15 @@ event loop that also runs the connectors) and writes
   (analytics.incidents): tag `machine` the likely origin, fields top_signal (its signal),
   machines (all it reached) and, on closing, duration_s;
 - `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`.
+
+A machine in a planned period (`events` of kind planned, analytics.planned, re-read every
+PLAN_REFRESH_S) is scored as always, its `anomaly` points marked planned, but opens no episode:
+the alarm logic sees no score above the threshold, so an episode under way ends after its
+hold-off.
+
+Given the models folder's ActiveVersions, each cycle checks which version of each machine's
+model is active and swaps in a changed one (a rollback, a model learnt from a label) without a
+restart; an episode under way goes on under the new model.
 
 The clock is injected: `step(now_s)` is one cycle for a given time, so history can be replayed
 at full speed; `run()` paces it in real time. A historian outage is logged once, retried with
@@ -35,8 +44,9 @@ import numpy as np
 from analytics.episodes import AlarmLogic, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.incidents import Incident, IncidentTracker
-from analytics.model_store import MachineModel, ModelError, check_signals
+from analytics.model_store import ActiveVersions, MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
+from analytics.planned import PLAN_LOOKBACK_S, PlannedPeriod, is_planned, planned_periods
 from analytics.windows import TelemetryBuffer, read_telemetry
 from core.backoff import Backoff
 from core.sample import Point
@@ -49,6 +59,7 @@ log = logging.getLogger(__name__)
 READ_OVERLAP_S = 10.0  # re-read this much of the previous cycle: catches samples written late
 KPI_GRID = WindowSpec(period_s=1.0)  # OEE counts state time on a 1 s grid
 KPI_LOOKBACK_S = 600.0  # read this much before an interval: the state held when it began
+PLAN_REFRESH_S = 30.0  # a plan made with `shopfloor plan` counts within this long
 
 
 @dataclass
@@ -108,6 +119,7 @@ class OnlineDetector:
         retry_max_s: float = 60.0,
         max_pending: int = 50_000,
         line_order: Sequence[str] = (),
+        active_versions: ActiveVersions | None = None,
     ) -> None:
         if not models:
             raise ValueError("OnlineDetector needs at least one machine model")
@@ -132,6 +144,9 @@ class OnlineDetector:
         self._pending: list[Point] = []
         self._line_order = tuple(line_order)
         self._incidents: dict[tuple[tuple[str, str], ...], IncidentTracker] = {}
+        self._active_versions = active_versions
+        self._plans: list[PlannedPeriod] = []
+        self._plans_read: float = -math.inf
 
     async def step(self, now_s: float) -> list[Point]:
         """One cycle for the windows ending at `now_s`: read, score, write; the points it made.
@@ -139,7 +154,9 @@ class OnlineDetector:
         HistorianError or TimeoutError if the historian fails (what was scored stays pending).
         """
         self.stats.cycles += 1
+        await self._swap_models()
         await self._read(now_s)
+        await self._read_plans(now_s)
         rows = self._due_rows(now_s)
         points = await self._score(rows, now_s) if rows else []
         points += self._ended_incidents(now_s)
@@ -209,6 +226,33 @@ class OnlineDetector:
         else:
             log.debug("historian still unavailable: %s", self.stats.last_error)
 
+    async def _swap_models(self) -> None:
+        """Use the models that became active since the last cycle (file reads: in a thread)."""
+        if self._active_versions is None:
+            return
+        for model in await asyncio.to_thread(self._active_versions.changed):
+            machine = self._machines[model.machine]
+            log.warning(
+                "%s: now scored by model %s (was %s)",
+                model.machine,
+                model.lineage.name,
+                machine.model.lineage.name,
+            )
+            machine.model = model
+            window = model.window
+            self._lookback_s = max(self._lookback_s, window.window_s + 2 * window.period_s)
+
+    async def _read_plans(self, now_s: float) -> None:
+        """The planned periods, re-read every PLAN_REFRESH_S (new plans, cancelled ones)."""
+        if abs(now_s - self._plans_read) < PLAN_REFRESH_S:
+            return
+        start_ns = round((now_s - PLAN_LOOKBACK_S) * 1e9)
+        kind = {"kind": EventKind.PLANNED.value}
+        self._plans = planned_periods(
+            await self.historian.points(EVENTS.name, tags=kind, start_ns=start_ns)
+        )
+        self._plans_read = now_s
+
     async def _read(self, now_s: float) -> None:
         oldest = now_s - self._lookback_s - self._buffer.hold_s
         start = oldest if self._read_until is None else self._read_until - READ_OVERLAP_S
@@ -256,7 +300,7 @@ class OnlineDetector:
     async def _score(self, rows: Sequence[_Row], now_s: float) -> list[Point]:
         models = [self._machines[r.machine].model for r in rows]
         scored = await asyncio.to_thread(
-            lambda: [m.scorer.score_rows(r.features) for m, r in zip(models, rows, strict=True)]
+            lambda: [m.score(r.features) for m, r in zip(models, rows, strict=True)]
         )
         points = []
         for row, (scores, top) in zip(rows, scored, strict=True):
@@ -264,8 +308,12 @@ class OnlineDetector:
             machine.last_row = row
             score, threshold = float(scores[0]), machine.model.threshold
             top_signal = feature_signal(row.names[int(top[0])])
-            points.append(self._anomaly_point(row, machine.model, now_s, score, top_signal))
-            opened, closed = machine.alarm.update(now_s, score, threshold, top_signal)
+            planned = is_planned(self._plans, row.machine, now_s)
+            points.append(
+                self._anomaly_point(row, machine.model, now_s, (score, planned), top_signal)
+            )
+            alarming = -math.inf if planned else score
+            opened, closed = machine.alarm.update(now_s, alarming, threshold, top_signal)
             points += [self._event(row, e, active=True) for e in (opened,) if e is not None]
             points += [self._event(row, e, active=False) for e in (closed,) if e is not None]
             points += self._follow_incident(row, opened, closed)
@@ -273,8 +321,15 @@ class OnlineDetector:
         return points
 
     def _anomaly_point(
-        self, row: _Row, model: MachineModel, now_s: float, score: float, top_signal: str
+        self,
+        row: _Row,
+        model: MachineModel,
+        now_s: float,
+        scored: tuple[float, bool],
+        top_signal: str,
     ) -> Point:
+        """The score of a row; `scored`: (score, whether in a planned period)."""
+        score, planned = scored
         flagged = score > model.threshold
         self.stats.anomalies += flagged
         return Point(
@@ -286,6 +341,8 @@ class OnlineDetector:
                 "severity": anomaly_severity(score, model.threshold),
                 "is_anomaly": flagged,
                 "top_signal": top_signal,
+                "model_version": model.lineage.name,
+                "planned": planned,
             },
             round(now_s * 1e9),
         )

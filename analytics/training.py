@@ -15,7 +15,7 @@ from analytics.detectors import DEFAULT_DETECTOR, make_detector
 from analytics.episodes import AlarmLogic, AlarmSettings, Episode
 from analytics.errors import ModelError
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
-from analytics.model_store import MODEL_SUFFIX, MachineModel, save_model
+from analytics.model_store import MachineModel, save_version
 from analytics.windows import MachineTelemetry, detection_signals, select_signals
 
 # The tuned configuration (shopfloor eval; docs/anomaly-detection.md): train, detect, up and
@@ -25,6 +25,9 @@ from analytics.windows import MachineTelemetry, detection_signals, select_signal
 DEFAULT_ALARM: AlarmSettings = {"k": 3, "n": 5, "hold_off_s": 300.0}
 FALSE_ALARM_RATE = 3e-7
 MIN_TRAINING_ROWS = 300  # feature rows: five minutes at the default 1 s step
+# a model keeps this many of its normal feature rows (evenly spread): their spread is the unit
+# in which analytics.learning matches a false alarm's pattern, and a later refit can use them
+KEPT_NORMAL_ROWS = 8000
 
 
 class TrainingError(Exception):
@@ -61,7 +64,8 @@ def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings
             f"too little normal data: {len(times)} complete windows, needs {settings.min_rows}"
         )
     estimator = make_detector(settings.detector, false_alarm_rate=settings.false_alarm_rate)
-    estimator.fit(np.vstack([X for _, X in rows]))
+    normal = np.vstack([X for _, X in rows])
+    estimator.fit(normal)
     return MachineModel.fitted(
         estimator,
         machine=machine,
@@ -72,7 +76,15 @@ def fit_frames(machine: str, frames: Sequence[Frame], settings: TrainingSettings
         alarm=(settings.alarm or DEFAULT_ALARM).copy(),
         trained_from=float(times.min()),
         trained_to=float(times.max()),
+        normal_rows=kept_rows(normal),
     )
+
+
+def kept_rows(rows: np.ndarray, most: int = KEPT_NORMAL_ROWS) -> np.ndarray:
+    """At most `most` of `rows`, evenly spread over them (they are in time order)."""
+    if len(rows) <= most:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, most).round().astype(int)]
 
 
 def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -81,7 +93,7 @@ def score_frame(model: MachineModel, frame: Frame) -> tuple[np.ndarray, np.ndarr
     times, features, names = window_features(frame, model.window)
     if len(times) == 0:
         return times, times, []
-    scores, top = model.scorer.score_rows(features)
+    scores, top = model.score(features)
     return times, scores, [feature_signal(names[i]) for i in top]
 
 
@@ -98,8 +110,8 @@ def frame_episodes(
 def train_models(
     telemetry: dict[str, MachineTelemetry], settings: TrainingSettings, folder: Path
 ) -> tuple[list[MachineModel], dict[str, str]]:
-    """Fit and save a model per machine; (saved models, {skipped machine: why}). A folder
-    that cannot be written is a ModelError naming it."""
+    """Fit a model per machine and save it as its new active version; (saved models,
+    {skipped machine: why}). A folder that cannot be written is a ModelError naming it."""
     saved, skipped = [], {}
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -109,8 +121,7 @@ def train_models(
             except TrainingError as exc:
                 skipped[name] = str(exc)
                 continue
-            save_model(folder / f"{name}{MODEL_SUFFIX}", model)
-            saved.append(model)
+            saved.append(save_version(folder, model, "trained"))
     except OSError as exc:
         raise ModelError(
             f"cannot write models into {folder}: {exc.strerror or exc}; pick another --models"

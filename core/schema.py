@@ -69,6 +69,8 @@ ANOMALY = Measurement(
         "severity": float,
         "is_anomaly": bool,
         "top_signal": str,
+        "model_version": str,  # the machine's model version that gave the score: v3
+        "planned": bool,  # in a planned period of the machine: scored, but no episode opens
     },
 )
 # Anomaly episodes (kind `anomaly`) also carry top_signal, peak_score and peak_severity (the
@@ -140,6 +142,9 @@ class EventKind(StrEnum):
     INCIDENT = "incident"
     # an operator's verdict on an episode or incident (`episode`: its id), with who and a note
     LABEL = "label"
+    # a machine's planned period (cleaning, maintenance): from the point's time for duration_s;
+    # the detector opens no episode of that machine then (`shopfloor plan`)
+    PLANNED = "planned"
 
 
 class Verdict(StrEnum):

@@ -37,7 +37,8 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "shopfloor.commissioning": ("certs", "browse", "probe", "check"),
     "shopfloor.detection": ("train", "detect", "report"),
     "shopfloor.detection_eval": ("eval",),
-    "shopfloor.episodes": ("episodes", "label"),
+    "shopfloor.episodes": ("episodes", "label", "plan"),
+    "shopfloor.models": ("models", "rollback"),
     "shopfloor.ingest": ("ingest",),
     "shopfloor.alarms": ("ack",),
 }

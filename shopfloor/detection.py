@@ -1,9 +1,10 @@
 """The detection commands: `train` models per machine, `detect` online, `report` as a PNG.
 
 `train` learns what normal looks like, from a period the historian holds (--since/--until) or
-from a fresh fault-free simulated one (--simulate 2h); one model file per machine goes to the
-models folder. `detect` scores the line with those models until stopped. `report` draws one
-machine's signals, score, flagged episodes and true faults.
+from a fresh fault-free simulated one (--simulate 2h); each machine's model goes to the models
+folder as its new active version (analytics.model_store). `detect` scores the line with those
+models until stopped. `report` draws one machine's signals, score, flagged episodes and true
+faults.
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ from analytics.anomaly import AnomalyDetector
 from analytics.detectors import DETECTORS, make_detector
 from analytics.episodes import AlarmLogic
 from analytics.features import WindowSpec
-from analytics.model_store import (
-    load_models,
-    model_for,
-)
+from analytics.model_store import ActiveVersions, load_models, model_for
 from analytics.online import KPI_LOOKBACK_S, OnlineDetector
 from analytics.readback import fault_spans, offline_scores, stored_scores
 from analytics.training import (
@@ -37,7 +35,7 @@ from core.storage import Historian
 from historian import open_historian
 from linelab.simulated import simulated_telemetry
 from plc_sim.spec import LineSpecError
-from shopfloor.durations import parse_duration
+from shopfloor.durations import parse_duration, parse_time
 from shopfloor.options import (
     CommandError,
     add_duration,
@@ -94,7 +92,13 @@ async def detect(args: argparse.Namespace) -> int:
             hold_s = (args.kpi_interval or 0.0) + KPI_LOOKBACK_S + STREAM_HOLD_S
             source, stream = open_stream(args.source, historian, hold_s=hold_s)
             feed.append(stream)
-        detector = OnlineDetector(source, models, lag_s=args.lag, kpi_interval_s=args.kpi_interval)
+        detector = OnlineDetector(
+            source,
+            models,
+            lag_s=args.lag,
+            kpi_interval_s=args.kpi_interval,
+            active_versions=ActiveVersions(args.models, models),
+        )
         where = args.source or historian.describe()
         print(
             f"detecting anomalies on {', '.join(sorted(models))} from {where}; Ctrl-C stops",
@@ -138,21 +142,6 @@ async def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_time(text: str) -> float:
-    """Epoch seconds from an ISO date-time (UTC unless it says otherwise) or a duration ago."""
-    try:
-        return time.time() - parse_duration(text)
-    except argparse.ArgumentTypeError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a time (2025-01-31T08:00) nor a duration ago (2h, 30m)"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
 def _time_range(args: argparse.Namespace) -> tuple[float, float]:
     if args.since is None:
         raise CommandError("say which period: --since TIME (and optionally --until TIME)")
@@ -179,7 +168,7 @@ def _add_models(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=Path("models"),
         metavar="DIR",
-        help="the folder of model files, one per machine (default: models)",
+        help="the models folder, a version history per machine (default: models)",
     )
 
 

@@ -17,24 +17,15 @@ import time
 from pathlib import Path
 
 from analytics.errors import ModelError
-from analytics.model_store import MODEL_SUFFIX, MachineModel, load_models
+from analytics.model_store import ActiveVersions, MachineModel, has_models, load_models
 from analytics.online import OnlineDetector
 from core.storage import Historian
-from historian.sqlite import SQLiteHistorian
 from plc_sim.spec import LineSpec
+from shopfloor.models import models_folder
 
 TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
 TRAINING_SEED_OFFSET = 1000  # train on another seed than the line that is scored
 FIRST_WINDOW_SLACK_S = 3.0  # the connectors' first poll and the detector's lag
-
-
-def models_folder(args: argparse.Namespace, historian: Historian) -> Path:
-    """--models, else `models/` next to the SQLite file, else in the working directory."""
-    if args.models is not None:
-        return args.models
-    if isinstance(historian, SQLiteHistorian):
-        return Path(historian.path).parent / "models"
-    return Path("models")
 
 
 def rated_outputs(spec: LineSpec) -> dict[str, float]:
@@ -50,7 +41,7 @@ def rated_outputs(spec: LineSpec) -> dict[str, float]:
 
 async def line_models(folder: Path, line: Path | None, seed: int) -> dict[str, MachineModel]:
     """The folder's models; trained first (and said so) if it holds none."""
-    if not await asyncio.to_thread(lambda: any(folder.glob(f"*{MODEL_SUFFIX}"))):
+    if not await asyncio.to_thread(has_models, folder):
         training_seed = seed + TRAINING_SEED_OFFSET
         print(
             f"set-up: training anomaly models on {TRAINING_S / 3600:.0f} h of simulated "
@@ -94,18 +85,19 @@ class LineDetection:
         self.spec = spec
         self.historian = historian
         self.models: dict[str, MachineModel] = {}
+        self.folder: Path | None = None
         self.detector: OnlineDetector | None = None
 
     async def prepare(self) -> None:
         """Load the models, training them first if the folder has none (before the line
         starts: training is CPU-bound and would starve the line's event loop)."""
         if not self.args.no_detect:
-            folder = models_folder(self.args, self.historian)
-            self.models = await line_models(folder, self.args.line, self.args.seed)
+            self.folder = models_folder(self.args, self.historian)
+            self.models = await line_models(self.folder, self.args.line, self.args.seed)
 
     async def run(self, ready: asyncio.Event) -> None:
         """Score from the first complete window on, until cancelled; nothing without models."""
-        if not self.models:
+        if not self.models or self.folder is None:
             return
         await ready.wait()
         first_window_s = max(model.window.window_s for model in self.models.values())
@@ -116,6 +108,7 @@ class LineDetection:
             kpi_interval_s=self.args.kpi_interval,
             ideal_rates_per_min=rated_outputs(self.spec),
             line_order=tuple(self.spec.machines),
+            active_versions=ActiveVersions(self.folder, self.models),
         )
         try:
             await self.detector.run()

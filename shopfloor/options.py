@@ -29,7 +29,7 @@ def add_detection_options(parser: argparse.ArgumentParser) -> None:
         "--models",
         type=Path,
         metavar="DIR",
-        help="the anomaly models, one file per machine; trained on a simulated fault-free run "
+        help="the anomaly models, versions per machine; trained on a simulated fault-free run "
         "when the folder has none (default: models/ next to the SQLite file, else ./models)",
     )
     add_kpi_interval(parser, default="1m")
@@ -70,6 +70,9 @@ SUMMARIES: dict[str, str] = {
     "CSV runs (--dataset).",
     "episodes": "List the anomaly episodes and incidents with their ids and verdicts.",
     "label": "Give an episode or incident an operator's verdict: fault, false alarm or planned.",
+    "plan": "Announce a machine's planned period (cleaning, maintenance): no episodes open then.",
+    "models": "List the versions of each machine's anomaly model, the active one marked.",
+    "rollback": "Make an earlier version of a machine's anomaly model the active one.",
     "ingest": "Subscribe to the unified namespace on an MQTT broker (Sparkplug B) and write it "
     "to the historian.",
 }

@@ -31,7 +31,7 @@ async def test_train_on_a_simulated_period_then_detect_for_a_while(
     args = parse("train", "--simulate", "15m", "--models", str(models))
     assert await args.handler(args) == 0
     out = capsys.readouterr().out
-    assert sorted(p.stem for p in models.glob("*.npz")) == [
+    assert sorted(p.parent.name for p in models.glob("*/v1.npz")) == [
         "air_compressor",
         "capper",
         "conveyor",
@@ -75,7 +75,11 @@ async def test_machine_with_too_little_data_is_skipped_and_reported(
     out = capsys.readouterr().out
     assert f"long: {DEFAULT_DETECTOR} on 1 signals" in out
     assert "short: skipped: too little normal data" in out
-    assert [p.name for p in (tmp_path / "m").iterdir()] == ["long.npz"]
+    assert sorted(str(p.relative_to(tmp_path / "m")) for p in (tmp_path / "m").rglob("*")) == [
+        "long",
+        "long/active",
+        "long/v1.npz",
+    ]
 
 
 async def test_user_mistakes_are_clear_errors(tmp_path: Path) -> None:

@@ -1,0 +1,146 @@
+"""Learning from an operator's false alarm label, for the online models.
+
+The episode's feature rows, read back from the historian over the episode's span, become a
+pattern the model remembers as normal (analytics.model_store.LearntPatterns): a later row that
+matches one of them in every feature scores below the threshold; every other row keeps the
+detector's score. Refitting the detector on its normal rows plus the labelled ones was tried and
+measured first: the recalibrated threshold then widened with the labelled rows and the model
+stopped seeing another fault on the same machine (docs/anomaly-detection.md, "Learning from
+labels"). The result is a new model version that names the label among those it has learnt, so
+a label is learnt once, however often it is applied and whatever restarts (`shopfloor label`
+applies it; analytics.model_store keeps the versions, and a rollback undoes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from analytics.features import window_features
+from analytics.model_store import (
+    LearntPatterns,
+    MachineModel,
+    ModelError,
+    check_signals,
+    model_for,
+    save_version,
+)
+from analytics.training import kept_rows
+from analytics.windows import read_telemetry
+from core.storage import Historian
+
+# How near a row must be to a remembered one, in every feature, to be that pattern again, in
+# asinh(z / LINEAR) of the feature's normal z-score: within ~4 normal spreads near normal, within
+# a factor of e**RADIUS (4.5) far out. Chosen on the simulated line (docs/anomaly-detection.md,
+# "Learning from labels"): a repeated sensor drift no longer alarms on the compressor or the
+# pasteurizer, while an air leak is caught 44 s later than without the label and a fouled heat
+# exchanger at the same second; a tighter match lets parts of the repeated drift alarm again.
+RADIUS = 1.5
+LINEAR = 2.0
+MAX_LEARNT_ROWS = 5000  # rows remembered per machine: bounds the cost of a score
+_MAD_TO_SD = 1.4826
+_TINY = 1e-9  # a constant feature's spread: any change of it is far
+
+
+async def episode_rows(
+    historian: Historian, model: MachineModel, start_s: float, end_s: float
+) -> np.ndarray:
+    """The model's feature rows of its machine whose windows hold part of [start_s, end_s]
+    (those ending up to a window after it: the return to normal belongs to the pattern)."""
+    window = model.window
+    since = start_s - window.window_s - window.period_s
+    end_s += window.window_s
+    found = await read_telemetry(historian, since, end_s + 1e-6, machine=model.machine)
+    telemetry = found.get(model.machine)
+    if telemetry is None:
+        raise ModelError(f"no telemetry of {model.machine} in the historian for that span")
+    check_signals(model, telemetry.signal_names())
+    times, rows, _ = window_features(telemetry.frame(window, model.signals), window)
+    rows = rows[(times >= start_s) & (times <= end_s)]
+    if len(rows) == 0:
+        raise ModelError(
+            f"no complete window of {model.machine} in that span (gaps or bad-quality samples)"
+        )
+    return rows
+
+
+def learn_false_alarm(model: MachineModel, rows: np.ndarray, label: str) -> MachineModel:
+    """The model with `rows` remembered as a normal pattern and `label` (the episode's id)
+    among the labels it has learnt. Not yet saved."""
+    if model.learnt is not None:
+        known = model.learnt
+    elif model.normal_rows is not None:
+        center = np.median(model.normal_rows, axis=0)
+        spread = _MAD_TO_SD * np.median(np.abs(model.normal_rows - center), axis=0)
+        nothing = np.empty((0, len(center)))
+        known = LearntPatterns(center, np.maximum(spread, _TINY), nothing, RADIUS, LINEAR)
+    else:
+        raise ModelError(
+            f"{model.machine}'s model {model.lineage.name} was saved without its normal data "
+            "(before model versions); retrain it (`shopfloor train`) to learn from labels"
+        )
+    scores, _ = model.scorer.score_rows(rows)
+    alarming = rows[scores > model.threshold]  # the rest is normal to the detector already
+    remembered = kept_rows(np.vstack([known.rows, alarming]), MAX_LEARNT_ROWS)
+    return replace(
+        model,
+        learnt=replace(known, rows=remembered),
+        lineage=replace(model.lineage, labels=(*model.lineage.labels, label)),
+    )
+
+
+@dataclass(frozen=True)
+class Learnt:
+    """What learning one false alarm did for one machine, for the operator."""
+
+    machine: str
+    model: MachineModel | None  # the new version; None when nothing was learnt
+    outcome: str
+
+
+async def learn_label(
+    historian: Historian,
+    folder: Path,
+    label: str,
+    machines: Sequence[str],
+    start_s: float,
+    end_s: float,
+) -> list[Learnt]:
+    """Learn the false alarm `label` (an episode's or incident's id, spanning [start_s, end_s])
+    into each machine's active model in `folder`, as a new active version; a machine without a
+    model, or whose model has learnt the label already, is left as it is."""
+    done = []
+    for machine in machines:
+        model = await asyncio.to_thread(model_for, folder, machine)
+        if model is None:
+            done.append(Learnt(machine, None, f"no model in {folder}: nothing learnt"))
+        elif label in model.lineage.labels:
+            done.append(Learnt(machine, None, f"model {model.lineage.name} has learnt it already"))
+        else:
+            done.append(await _learn(historian, folder, model, label, start_s, end_s))
+    return done
+
+
+async def _learn(
+    historian: Historian,
+    folder: Path,
+    model: MachineModel,
+    label: str,
+    start_s: float,
+    end_s: float,
+) -> Learnt:
+    try:
+        rows = await episode_rows(historian, model, start_s, end_s)
+        learnt = learn_false_alarm(model, rows, label)
+    except ModelError as exc:
+        return Learnt(model.machine, None, f"nothing learnt: {exc}")
+    reason = f"learnt from false alarm {label}"
+    saved = await asyncio.to_thread(
+        save_version, folder, learnt, reason, labels=learnt.lineage.labels
+    )
+    outcome = f"model {saved.lineage.name} learnt this pattern as normal (was {model.lineage.name})"
+    return Learnt(model.machine, saved, outcome)
