@@ -5,8 +5,9 @@ the limits the server announces (`capacity`). Each session is its own unit of fa
 connects, watches, marks its tags BAD and reconnects on its own. asyncua's own reconnect is not
 used: after a server restart a reused Client can hang, so each attempt builds a fresh Client and
 fresh subscriptions. Notifications bypass asyncua's
-`Subscription` class (it builds several objects and a task per notification): the raw
-PublishResult goes to `_Notifications.on_publish`, which turns a whole message into samples.
+`Subscription` class (it builds several objects and a task per notification) and its publish
+loop (one request at a time): `pipeline` keeps several Publish requests outstanding, and the
+raw PublishResult goes to `_Notifications.on_publish`, which turns a whole message into samples.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from connectors.opcua.datavalue import (
 )
 from connectors.opcua.enums import Names, enum_names
 from connectors.opcua.latest import LatestValues
-from connectors.opcua.publish import Changes, use_fast_publish
+from connectors.opcua.pipeline import PublishPipeline, pipeline_depth
+from connectors.opcua.publish import Changes
 from connectors.opcua.resolve import Moved, chunks, resolve_all
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
 from connectors.opcua.session import (
@@ -315,6 +317,7 @@ class OpcUaInput:
         self._plan(slot, buffer, capacity, limits)
         resolved = items = await self._resolve(client, buffer, slot.indexes, capacity)
         await self._read_enum_names(client, items, capacity)
+        self._pipeline(client, loss, slot, len(items) if cfg.mode == "subscribe" else 0, capacity)
         if cfg.mode == "subscribe":
             items = await self._subscribe(client, items, buffer, loss, capacity)
         if self._alarms is not None and slot.number == 0:
@@ -339,6 +342,27 @@ class OpcUaInput:
                 task.cancel()
             if tasks:
                 await asyncio.wait(tasks)
+
+    def _pipeline(
+        self, client: Client, loss: _Loss, slot: _Slot, items: int, capacity: Capacity
+    ) -> None:
+        """The session's publish loop: a request outstanding for each subscription to come
+        and one in flight (`pipeline`); one unanswered past the stale time is sent again."""
+        subscriptions = math.ceil(items / capacity.per_subscription)
+        if self._alarms is not None and slot.number == 0:
+            subscriptions += 1
+        PublishPipeline(
+            client.uaclient.session,
+            depth=pipeline_depth(subscriptions),
+            timeout_s=self.stale_after_s() + self._config.timeout_s,
+            on_loss=loss.report,
+            on_lost_message=self._lost_message,
+        ).install()
+
+    def _lost_message(self, reason: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = reason
+        _log.warning("%s: %s", self.name, reason)
 
     async def _backfill(
         self,
@@ -454,7 +478,6 @@ class OpcUaInput:
         polled."""
         cfg = self._config
         session = client.uaclient.session
-        use_fast_publish(session)
         handler = _Notifications(self, buffer, loss)
         keepalive_count = self.keepalive_count()
         polled: list[Item] = []
