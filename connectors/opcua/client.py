@@ -198,7 +198,14 @@ class OpcUaInput:
         flush_s = (
             cfg.publishing_interval_ms / 1000 if cfg.mode == "subscribe" else cfg.poll_interval_s
         )
-        buffer = SampleBuffer(emit, self.stats, flush_interval_s=flush_s)
+        buffer = SampleBuffer(
+            emit,
+            self.stats,
+            flush_interval_s=flush_s,
+            limit=cfg.buffer_samples,
+            # a publish held up longer would look like a silent server (stale_after_s)
+            max_wait_s=self.stale_after_s() / 2,
+        )
         buffer.emit_points = self.emit_points
         if self._alarms is not None:  # alarm and backfill events: the writer's spool
             self._alarms.emit = self.emit_points

@@ -106,6 +106,8 @@ class Config(BaseModel):
     sampling_interval_ms: float = Field(default=250.0, ge=0)
     poll_interval_s: PositiveSeconds = 1.0
     timeout_s: PositiveSeconds = 5.0
+    # samples held between the server and the spool at most (memory stays flat when behind)
+    buffer_samples: int = Field(default=100_000, gt=0)
     max_items_per_subscription: int = Field(default=1000, gt=0)
     # more tags than this go to more sessions (each has its own publish loop)
     max_items_per_session: int = Field(default=5000, gt=0)

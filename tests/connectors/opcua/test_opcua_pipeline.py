@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from asyncua import Client, ua
 
 from connectors.opcua import Config, OpcUaInput, build
 from connectors.opcua.pipeline import PublishPipeline
+from core.inputs import Emit
+from core.sample import Sample
 from testbed.influxd import free_port
 from tests.connectors.opcua.opcua_testplc import TestPlc
 from tests.connectors.opcua.test_opcua_scale import Seconds, series_of
@@ -27,7 +30,7 @@ PER_SUBSCRIPTION = 100  # 5 subscriptions: the pipeline keeps 11 requests outsta
 _PUBLISH_RESPONSE = struct.pack("<BBH", 1, 0, ua.ObjectIds.PublishResponse_Encoding_DefaultBinary)
 
 
-def connector(endpoint: str, items: int) -> OpcUaInput:
+def connector(endpoint: str, items: int, **settings: object) -> OpcUaInput:
     tags = [
         {"machine": m, "signal": s, "node": f"ns=1;s=v{i}"}
         for i, (m, s) in enumerate(map(series_of, range(items)))
@@ -41,13 +44,14 @@ def connector(endpoint: str, items: int) -> OpcUaInput:
         "sampling_interval_ms": 0,
         "max_items_per_subscription": PER_SUBSCRIPTION,
         "tags": tags,
+        **settings,
     }
     return build(Config.model_validate(entry), site="s", line="l")
 
 
-async def run_for(source: OpcUaInput, seconds: float) -> Seconds:
+async def run_for(source: OpcUaInput, seconds: float, emit: Emit | None = None) -> Seconds:
     received = Seconds()
-    task = asyncio.create_task(source.run(received.emit))
+    task = asyncio.create_task(source.run(emit or received.emit))
     await asyncio.sleep(seconds)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -70,6 +74,23 @@ async def test_several_publish_requests_wait_on_the_server(tmp_path: Path) -> No
     assert queued >= 5, f"the server never held more than {queued} Publish requests of a session"
     assert len(received.stamps) == ITEMS
     assert min(received.runs().values()) >= 3  # and every tag delivered whole seconds in a row
+
+
+async def test_a_writer_that_takes_nothing_gets_counted_drops_not_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def stuck(batch: Sequence[Sample]) -> None:  # a historian that never answers
+        await asyncio.Event().wait()
+
+    with node_opcua_scale_server(tmp_path, ITEMS) as server:
+        source = connector(server.endpoint, ITEMS, buffer_samples=1000)
+        await run_for(source, 10, stuck)
+    # 10 s of 500 changes a second: one batch taken by the writer, 1,000 held, the rest dropped
+    dropped = int(source.stats.last_error.split()[0])
+    assert dropped >= 2000, source.stats.last_error
+    assert "samples dropped" in source.stats.last_error and source.stats.reconnects == 0
+    warned = [r for r in caplog.records if "samples dropped" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING  # once per episode
 
 
 class DroppingRelay:
