@@ -102,8 +102,9 @@ class Config(BaseModel):
     auth: Auth | None = None
     mode: Literal["subscribe", "poll"] = "subscribe"
     publishing_interval_ms: float = Field(default=500.0, gt=0)
-    # 0: on every change (exception-based), or the server's fastest rate where it cannot
-    sampling_interval_ms: float = Field(default=250.0, ge=0)
+    # 0: on every change (exception-based), or the server's fastest rate where it cannot;
+    # None: by exception where the server supports it, else the publishing interval (sampling)
+    sampling_interval_ms: float | None = Field(default=None, ge=0)
     poll_interval_s: PositiveSeconds = 1.0
     timeout_s: PositiveSeconds = 5.0
     # samples held between the server and the spool at most (memory stays flat when behind)
