@@ -1,12 +1,16 @@
 """OPC UA at plant scale: `shopfloor connect` against node-opcua, N doubles changing every second.
 
 Run: .venv/bin/python bench/bench_opcua_scale.py [--items 5000,20000] [--seconds 30] [--warmup 15]
-For each N: a node-opcua server (tests/second_stack/node_opcua/scale_server.js, its default
+    [--trees new=.,old=../main]
+For each N and each source tree (`--trees`: the connector runs from that checkout, so an old
+and a new version are measured side by side in one run, under the same load): a node-opcua
+server (tests/second_stack/node_opcua/scale_server.js, its default
 limits: 10 subscriptions per session, 1,000 notifications per publish) whose N doubles all
 change at every whole second, stamped with that second; a throwaway influxd (InfluxDB 1.x); and
 the real `shopfloor connect` as a child process with its spool on, one OPC UA connector for the
-N tags, with the connector's defaults but `sampling_interval_ms: 0`: node-opcua then reports
-every change as it happens (sampled at 250 ms instead, its timers for 20,000 items take a whole
+N tags, with the connector's defaults (`--opcua-json` adds settings, e.g.
+'{"sampling_interval_ms": 0}' for a version whose default samples instead of asking node-opcua
+for report by exception: sampled at 250 ms, node-opcua's timers for 20,000 items take a whole
 core and the server, not the connector, is measured). After the warm-up, over `--seconds`:
 
 - delivered / changes: the points InfluxDB holds for the seconds of the window, against N per
@@ -50,7 +54,6 @@ CATCH_UP_S = 60.0  # or after this
 SERVER_START_S = 120.0
 SIGNALS_PER_MACHINE = 100
 MIB = 2**20
-CONNECTOR = {"sampling_interval_ms": 0}  # every change, as it happens: nothing to alias
 
 
 def connectors_file(folder: Path, port: int, items: int, extra: dict[str, object]) -> Path:
@@ -69,7 +72,6 @@ def connectors_file(folder: Path, port: int, items: int, extra: dict[str, object
         "endpoint": f"opc.tcp://127.0.0.1:{port}/plc",
         "security": "none",
         "tags": tags,
-        **CONNECTOR,
         **extra,
     }
     path = folder / f"connectors-{items}.yaml"
@@ -155,7 +157,7 @@ class Result:
     load: tuple[float, float, float]
 
 
-def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
+def run_one(folder: Path, items: int, tree: Path, args: argparse.Namespace) -> Result:
     port = free_port()
     limits = json.loads(args.server_json)
     with child(server_argv(port, items, limits)) as server, Influxd() as influx:
@@ -164,7 +166,7 @@ def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
         database = f"bench{items}"
         http = urllib.parse.urlsplit(influx.url).netloc
         argv = shopfloor_connect(config, f"influxdb://{http}/{database}", folder / f"spool-{items}")
-        with child(argv) as connector:
+        with child(argv, {**os.environ, "PYTHONPATH": str(tree)}) as connector:
             time.sleep(args.warmup)
             first_s = int(time.time()) + 1
             end_s = first_s + int(args.seconds)
@@ -234,12 +236,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--opcua-json", default="{}", help="extra connector settings as JSON, e.g. sessions"
     )
+    parser.add_argument(
+        "--trees",
+        default=f"this={Path(__file__).parents[1]}",
+        help="name=checkout,...: run the connector of each (e.g. new=.,old=../main)",
+    )
     args = parser.parse_args(argv)
     print(machine_description())
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-opcua-scale-") as tmp:
         for items in (int(n) for n in args.items.split(",")):
-            report(run_one(Path(tmp), items, args))
+            for name, tree in (pair.split("=", 1) for pair in args.trees.split(",")):
+                print(f"[{name}: {Path(tree).resolve()}]")
+                report(run_one(Path(tmp), items, Path(tree).resolve(), args))
     return 0
 
 
