@@ -187,7 +187,11 @@ class PublishPipeline:
 
 
 async def _call(callback: Callable[..., object], result: ua.PublishResult) -> None:
-    """asyncua takes plain and coroutine callbacks; so does the pipeline."""
-    outcome = callback(result)
-    if inspect.isawaitable(outcome):
-        await outcome
+    """asyncua takes plain and coroutine callbacks; so does the pipeline. A callback that
+    fails is a bug of ours: logged with its traceback, and the other messages flow."""
+    try:
+        outcome = callback(result)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception:
+        _log.exception("the callback of subscription %d failed", result.SubscriptionId)
