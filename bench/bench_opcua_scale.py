@@ -28,14 +28,16 @@ core and the server, not the connector, is measured). After the warm-up, over `-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import subprocess
 import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +159,12 @@ class Result:
     load: tuple[float, float, float]
 
 
-def run_one(folder: Path, items: int, tree: Path, args: argparse.Namespace) -> Result:
+@contextlib.contextmanager
+def bench_stack(
+    folder: Path, items: int, tree: Path, args: argparse.Namespace
+) -> Iterator[tuple[subprocess.Popen[bytes], Influxd, subprocess.Popen[bytes], str]]:
+    """node-opcua, influxd and the connector of `tree`, warmed up: (server, influxd,
+    connector, database)."""
     port = free_port()
     limits = json.loads(args.server_json)
     with child(server_argv(port, items, limits)) as server, Influxd() as influx:
@@ -165,24 +172,71 @@ def run_one(folder: Path, items: int, tree: Path, args: argparse.Namespace) -> R
         config = connectors_file(folder, port, items, json.loads(args.opcua_json))
         database = f"bench{items}"
         http = urllib.parse.urlsplit(influx.url).netloc
-        argv = shopfloor_connect(config, f"influxdb://{http}/{database}", folder / f"spool-{items}")
+        spool = folder / f"spool-{items}-{tree.name}"
+        argv = shopfloor_connect(config, f"influxdb://{http}/{database}", spool)
         with child(argv, {**os.environ, "PYTHONPATH": str(tree)}) as connector:
             time.sleep(args.warmup)
-            first_s = int(time.time()) + 1
-            end_s = first_s + int(args.seconds)
-            latencies = Latencies(items, {}, [])
-            time.sleep(first_s - time.time())
-            cpu0, wall0 = child_cpu_seconds(connector.pid), time.monotonic()
-            server0, influx0 = child_cpu_seconds(server.pid), child_cpu_seconds(influx.pid)
-            latencies.follow(influx.url, database, first_s, end_s, end_s, settled_s=math.inf)
-            cpu, wall = child_cpu_seconds(connector.pid) - cpu0, time.monotonic() - wall0
-            server_cpu = child_cpu_seconds(server.pid) - server0
-            influx_cpu = child_cpu_seconds(influx.pid) - influx0
-            latencies.follow(
-                influx.url, database, first_s, end_s, end_s + CATCH_UP_S, settled_s=SETTLED_S
-            )
-            end_rss, peak_rss = read_status(connector.pid) or (0, 0)
-            load = os.getloadavg()
+            yield server, influx, connector, database
+
+
+def rss_each_second(pid: int, seconds: float) -> list[float]:
+    """The RSS of `pid` in MiB, once a second for `seconds`."""
+    samples = []
+    for _ in range(int(seconds)):
+        time.sleep(1)
+        samples.append((read_status(pid) or (0, 0))[0] / MIB)
+    return samples
+
+
+def run_outage(folder: Path, items: int, tree: Path, args: argparse.Namespace) -> None:
+    """InfluxDB stopped for --outage-s: the connector's RSS each second before (10 s), during,
+    and after while the spool drains (30 s), and the share of the changes from 10 s before
+    to 10 s after the outage that InfluxDB holds in the end."""
+    with bench_stack(folder, items, tree, args) as (_, influx, connector, database):
+        first_s = int(time.time()) + 1
+        before = rss_each_second(connector.pid, 10)
+        influx.halt()
+        during = rss_each_second(connector.pid, args.outage_s)
+        influx.resume()
+        end_s = int(time.time()) + 10
+        after = rss_each_second(connector.pid, 30)
+        latencies = Latencies(items, {}, [])
+        latencies.follow(
+            influx.url, database, first_s, end_s, time.time() + CATCH_UP_S, settled_s=SETTLED_S
+        )
+    changes = items * (end_s - first_s)
+    delivered = sum(latencies.seen.values())
+    print(f"N = {items:,} doubles, InfluxDB stopped for {args.outage_s:g} s")
+    print(f"  RSS before    {min(before):.0f}-{max(before):.0f} MiB")
+    print(
+        f"  RSS during    {during[0]:.0f} MiB at the start, {max(during):.0f} MiB at most, "
+        f"{during[-1]:.0f} MiB at the end"
+    )
+    print(f"  RSS after     {max(after):.0f} MiB at most while the spool drains")
+    print(
+        f"  delivered     {delivered:,} / {changes:,} ({delivered / changes:.2%}) of the "
+        f"changes from 10 s before to 10 s after"
+    )
+    print(f"  load average  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def run_one(folder: Path, items: int, tree: Path, args: argparse.Namespace) -> Result:
+    with bench_stack(folder, items, tree, args) as (server, influx, connector, database):
+        first_s = int(time.time()) + 1
+        end_s = first_s + int(args.seconds)
+        latencies = Latencies(items, {}, [])
+        time.sleep(first_s - time.time())
+        cpu0, wall0 = child_cpu_seconds(connector.pid), time.monotonic()
+        server0, influx0 = child_cpu_seconds(server.pid), child_cpu_seconds(influx.pid)
+        latencies.follow(influx.url, database, first_s, end_s, end_s, settled_s=math.inf)
+        cpu, wall = child_cpu_seconds(connector.pid) - cpu0, time.monotonic() - wall0
+        server_cpu = child_cpu_seconds(server.pid) - server0
+        influx_cpu = child_cpu_seconds(influx.pid) - influx0
+        latencies.follow(
+            influx.url, database, first_s, end_s, end_s + CATCH_UP_S, settled_s=SETTLED_S
+        )
+        end_rss, peak_rss = read_status(connector.pid) or (0, 0)
+        load = os.getloadavg()
     return Result(
         items=items,
         seconds=end_s - first_s,
@@ -237,6 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--opcua-json", default="{}", help="extra connector settings as JSON, e.g. sessions"
     )
     parser.add_argument(
+        "--outage-s",
+        type=float,
+        default=0.0,
+        help="instead of the window: stop InfluxDB this long and follow the connector's RSS",
+    )
+    parser.add_argument(
         "--trees",
         default=f"this={Path(__file__).parents[1]}",
         help="name=checkout,...: run the connector of each (e.g. new=.,old=../main)",
@@ -248,7 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for items in (int(n) for n in args.items.split(",")):
             for name, tree in (pair.split("=", 1) for pair in args.trees.split(",")):
                 print(f"[{name}: {Path(tree).resolve()}]")
-                report(run_one(Path(tmp), items, Path(tree).resolve(), args))
+                if args.outage_s:
+                    run_outage(Path(tmp), items, Path(tree).resolve(), args)
+                else:
+                    report(run_one(Path(tmp), items, Path(tree).resolve(), args))
     return 0
 
 
