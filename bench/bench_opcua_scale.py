@@ -94,8 +94,11 @@ def counts_per_second(url: str, database: str, first_s: int, end_s: int) -> dict
         "GROUP BY time(1s)"
     )
     params = urllib.parse.urlencode({"db": database, "q": query, "epoch": "s"})
-    with urllib.request.urlopen(f"{url}/query?{params}", timeout=30) as resp:
-        doc = json.load(resp)
+    try:
+        with urllib.request.urlopen(f"{url}/query?{params}", timeout=30) as resp:
+            doc = json.load(resp)
+    except TimeoutError:  # influxd busy taking a backlog: nothing new counted this time
+        return {}
     series = doc["results"][0].get("series") or [{"values": []}]
     return {int(ts): int(count or 0) for ts, count in series[0]["values"]}
 
@@ -200,24 +203,28 @@ def run_outage(folder: Path, items: int, tree: Path, args: argparse.Namespace) -
         influx.resume()
         end_s = int(time.time()) + 10
         after = rss_each_second(connector.pid, 30)
+        print(f"N = {items:,} doubles, InfluxDB stopped for {args.outage_s:g} s")
+        report_rss(before, during, after)
         latencies = Latencies(items, {}, [])
         latencies.follow(
             influx.url, database, first_s, end_s, time.time() + CATCH_UP_S, settled_s=SETTLED_S
         )
     changes = items * (end_s - first_s)
     delivered = sum(latencies.seen.values())
-    print(f"N = {items:,} doubles, InfluxDB stopped for {args.outage_s:g} s")
-    print(f"  RSS before    {min(before):.0f}-{max(before):.0f} MiB")
-    print(
-        f"  RSS during    {during[0]:.0f} MiB at the start, {max(during):.0f} MiB at most, "
-        f"{during[-1]:.0f} MiB at the end"
-    )
-    print(f"  RSS after     {max(after):.0f} MiB at most while the spool drains")
     print(
         f"  delivered     {delivered:,} / {changes:,} ({delivered / changes:.2%}) of the "
         f"changes from 10 s before to 10 s after"
     )
     print(f"  load average  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def report_rss(before: list[float], during: list[float], after: list[float]) -> None:
+    print(f"  RSS before    {min(before):.0f}-{max(before):.0f} MiB")
+    print(
+        f"  RSS during    {during[0]:.0f} MiB at the start, {max(during):.0f} MiB at most, "
+        f"{during[-1]:.0f} MiB at the end"
+    )
+    print(f"  RSS after     {max(after):.0f} MiB at most while the spool drains", flush=True)
 
 
 def run_one(folder: Path, items: int, tree: Path, args: argparse.Namespace) -> Result:
