@@ -4,9 +4,8 @@ A server announces its limits in Server_ServerCapabilities (OPC UA Part 5): a re
 is refused whole (BadTooManyOperations, BadTooManySubscriptions), so the connector reads them at
 each connect and stays within them. 0 means no limit; a server that announces nothing (or whose
 values cannot be read) gets the safe defaults below, which small PLCs accept. Our own bounds come
-on top: `max_items_per_subscription` and `max_items_per_session` (asyncua keeps one Publish
-request in flight per session, so a session carries a few thousand items at 1 s; more items go
-to more sessions, each with its own publish loop).
+on top: `max_items_per_subscription` and `max_items_per_session` (more items go to more
+sessions, each with its own publish pipeline and its own unit of failure).
 """
 
 from __future__ import annotations

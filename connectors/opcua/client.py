@@ -358,8 +358,8 @@ class OpcUaInput:
     def _pipeline(
         self, client: Client, loss: _Loss, slot: _Slot, items: int, capacity: Capacity
     ) -> None:
-        """The session's publish loop: a request outstanding for each subscription to come
-        and one in flight (`pipeline`); one unanswered past the stale time is sent again."""
+        """The session's publish loop (`pipeline`): its depth from the subscriptions to come;
+        a request unanswered past the stale time and a timeout is sent again."""
         subscriptions = math.ceil(items / capacity.per_subscription)
         if self._alarms is not None and slot.number == 0:
             subscriptions += 1

@@ -110,7 +110,7 @@ class Config(BaseModel):
     # samples held between the server and the spool at most (memory stays flat when behind)
     buffer_samples: int = Field(default=100_000, gt=0)
     max_items_per_subscription: int = Field(default=1000, gt=0)
-    # more tags than this go to more sessions (each has its own publish loop)
+    # more tags than this go to more sessions (each has its own publish pipeline)
     max_items_per_session: int = Field(default=5000, gt=0)
     # keep-alive: a tag unchanged this long is recorded again (0: never)
     max_age_s: float = Field(default=KEEP_ALIVE_S, ge=0)
