@@ -1,12 +1,16 @@
 """OPC UA at plant scale: `shopfloor connect` against node-opcua, N doubles changing every second.
 
 Run: .venv/bin/python bench/bench_opcua_scale.py [--items 5000,20000] [--seconds 30] [--warmup 15]
-For each N: a node-opcua server (tests/second_stack/node_opcua/scale_server.js, its default
+    [--trees new=.,old=../main]
+For each N and each source tree (`--trees`: the connector runs from that checkout, so an old
+and a new version are measured side by side in one run, under the same load): a node-opcua
+server (tests/second_stack/node_opcua/scale_server.js, its default
 limits: 10 subscriptions per session, 1,000 notifications per publish) whose N doubles all
 change at every whole second, stamped with that second; a throwaway influxd (InfluxDB 1.x); and
 the real `shopfloor connect` as a child process with its spool on, one OPC UA connector for the
-N tags, with the connector's defaults but `sampling_interval_ms: 0`: node-opcua then reports
-every change as it happens (sampled at 250 ms instead, its timers for 20,000 items take a whole
+N tags, with the connector's defaults (`--opcua-json` adds settings, e.g.
+'{"sampling_interval_ms": 0}' for a version whose default samples instead of asking node-opcua
+for report by exception: sampled at 250 ms, node-opcua's timers for 20,000 items take a whole
 core and the server, not the connector, is measured). After the warm-up, over `--seconds`:
 
 - delivered / changes: the points InfluxDB holds for the seconds of the window, against N per
@@ -24,14 +28,16 @@ core and the server, not the connector, is measured). After the warm-up, over `-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import subprocess
 import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +56,6 @@ CATCH_UP_S = 60.0  # or after this
 SERVER_START_S = 120.0
 SIGNALS_PER_MACHINE = 100
 MIB = 2**20
-CONNECTOR = {"sampling_interval_ms": 0}  # every change, as it happens: nothing to alias
 
 
 def connectors_file(folder: Path, port: int, items: int, extra: dict[str, object]) -> Path:
@@ -69,7 +74,6 @@ def connectors_file(folder: Path, port: int, items: int, extra: dict[str, object
         "endpoint": f"opc.tcp://127.0.0.1:{port}/plc",
         "security": "none",
         "tags": tags,
-        **CONNECTOR,
         **extra,
     }
     path = folder / f"connectors-{items}.yaml"
@@ -90,8 +94,11 @@ def counts_per_second(url: str, database: str, first_s: int, end_s: int) -> dict
         "GROUP BY time(1s)"
     )
     params = urllib.parse.urlencode({"db": database, "q": query, "epoch": "s"})
-    with urllib.request.urlopen(f"{url}/query?{params}", timeout=30) as resp:
-        doc = json.load(resp)
+    try:
+        with urllib.request.urlopen(f"{url}/query?{params}", timeout=30) as resp:
+            doc = json.load(resp)
+    except TimeoutError:  # influxd busy taking a backlog: nothing new counted this time
+        return {}
     series = doc["results"][0].get("series") or [{"values": []}]
     return {int(ts): int(count or 0) for ts, count in series[0]["values"]}
 
@@ -155,7 +162,12 @@ class Result:
     load: tuple[float, float, float]
 
 
-def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
+@contextlib.contextmanager
+def bench_stack(
+    folder: Path, items: int, tree: Path, args: argparse.Namespace
+) -> Iterator[tuple[subprocess.Popen[bytes], Influxd, subprocess.Popen[bytes], str]]:
+    """node-opcua, influxd and the connector of `tree`, warmed up: (server, influxd,
+    connector, database)."""
     port = free_port()
     limits = json.loads(args.server_json)
     with child(server_argv(port, items, limits)) as server, Influxd() as influx:
@@ -163,24 +175,75 @@ def run_one(folder: Path, items: int, args: argparse.Namespace) -> Result:
         config = connectors_file(folder, port, items, json.loads(args.opcua_json))
         database = f"bench{items}"
         http = urllib.parse.urlsplit(influx.url).netloc
-        argv = shopfloor_connect(config, f"influxdb://{http}/{database}", folder / f"spool-{items}")
-        with child(argv) as connector:
+        spool = folder / f"spool-{items}-{tree.name}"
+        argv = shopfloor_connect(config, f"influxdb://{http}/{database}", spool)
+        with child(argv, {**os.environ, "PYTHONPATH": str(tree)}) as connector:
             time.sleep(args.warmup)
-            first_s = int(time.time()) + 1
-            end_s = first_s + int(args.seconds)
-            latencies = Latencies(items, {}, [])
-            time.sleep(first_s - time.time())
-            cpu0, wall0 = child_cpu_seconds(connector.pid), time.monotonic()
-            server0, influx0 = child_cpu_seconds(server.pid), child_cpu_seconds(influx.pid)
-            latencies.follow(influx.url, database, first_s, end_s, end_s, settled_s=math.inf)
-            cpu, wall = child_cpu_seconds(connector.pid) - cpu0, time.monotonic() - wall0
-            server_cpu = child_cpu_seconds(server.pid) - server0
-            influx_cpu = child_cpu_seconds(influx.pid) - influx0
-            latencies.follow(
-                influx.url, database, first_s, end_s, end_s + CATCH_UP_S, settled_s=SETTLED_S
-            )
-            end_rss, peak_rss = read_status(connector.pid) or (0, 0)
-            load = os.getloadavg()
+            yield server, influx, connector, database
+
+
+def rss_each_second(pid: int, seconds: float) -> list[float]:
+    """The RSS of `pid` in MiB, once a second for `seconds`."""
+    samples = []
+    for _ in range(int(seconds)):
+        time.sleep(1)
+        samples.append((read_status(pid) or (0, 0))[0] / MIB)
+    return samples
+
+
+def run_outage(folder: Path, items: int, tree: Path, args: argparse.Namespace) -> None:
+    """InfluxDB stopped for --outage-s: the connector's RSS each second before (10 s), during,
+    and after while the spool drains (30 s), and the share of the changes from 10 s before
+    to 10 s after the outage that InfluxDB holds in the end."""
+    with bench_stack(folder, items, tree, args) as (_, influx, connector, database):
+        first_s = int(time.time()) + 1
+        before = rss_each_second(connector.pid, 10)
+        influx.halt()
+        during = rss_each_second(connector.pid, args.outage_s)
+        influx.resume()
+        end_s = int(time.time()) + 10
+        after = rss_each_second(connector.pid, 30)
+        print(f"N = {items:,} doubles, InfluxDB stopped for {args.outage_s:g} s")
+        report_rss(before, during, after)
+        latencies = Latencies(items, {}, [])
+        latencies.follow(
+            influx.url, database, first_s, end_s, time.time() + CATCH_UP_S, settled_s=SETTLED_S
+        )
+    changes = items * (end_s - first_s)
+    delivered = sum(latencies.seen.values())
+    print(
+        f"  delivered     {delivered:,} / {changes:,} ({delivered / changes:.2%}) of the "
+        f"changes from 10 s before to 10 s after"
+    )
+    print(f"  load average  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def report_rss(before: list[float], during: list[float], after: list[float]) -> None:
+    print(f"  RSS before    {min(before):.0f}-{max(before):.0f} MiB")
+    print(
+        f"  RSS during    {during[0]:.0f} MiB at the start, {max(during):.0f} MiB at most, "
+        f"{during[-1]:.0f} MiB at the end"
+    )
+    print(f"  RSS after     {max(after):.0f} MiB at most while the spool drains", flush=True)
+
+
+def run_one(folder: Path, items: int, tree: Path, args: argparse.Namespace) -> Result:
+    with bench_stack(folder, items, tree, args) as (server, influx, connector, database):
+        first_s = int(time.time()) + 1
+        end_s = first_s + int(args.seconds)
+        latencies = Latencies(items, {}, [])
+        time.sleep(first_s - time.time())
+        cpu0, wall0 = child_cpu_seconds(connector.pid), time.monotonic()
+        server0, influx0 = child_cpu_seconds(server.pid), child_cpu_seconds(influx.pid)
+        latencies.follow(influx.url, database, first_s, end_s, end_s, settled_s=math.inf)
+        cpu, wall = child_cpu_seconds(connector.pid) - cpu0, time.monotonic() - wall0
+        server_cpu = child_cpu_seconds(server.pid) - server0
+        influx_cpu = child_cpu_seconds(influx.pid) - influx0
+        latencies.follow(
+            influx.url, database, first_s, end_s, end_s + CATCH_UP_S, settled_s=SETTLED_S
+        )
+        end_rss, peak_rss = read_status(connector.pid) or (0, 0)
+        load = os.getloadavg()
     return Result(
         items=items,
         seconds=end_s - first_s,
@@ -234,12 +297,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--opcua-json", default="{}", help="extra connector settings as JSON, e.g. sessions"
     )
+    parser.add_argument(
+        "--outage-s",
+        type=float,
+        default=0.0,
+        help="instead of the window: stop InfluxDB this long and follow the connector's RSS",
+    )
+    parser.add_argument(
+        "--trees",
+        default=f"this={Path(__file__).parents[1]}",
+        help="name=checkout,...: run the connector of each (e.g. new=.,old=../main)",
+    )
     args = parser.parse_args(argv)
     print(machine_description())
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-opcua-scale-") as tmp:
         for items in (int(n) for n in args.items.split(",")):
-            report(run_one(Path(tmp), items, args))
+            for name, tree in (pair.split("=", 1) for pair in args.trees.split(",")):
+                print(f"[{name}: {Path(tree).resolve()}]")
+                if args.outage_s:
+                    run_outage(Path(tmp), items, Path(tree).resolve(), args)
+                else:
+                    report(run_one(Path(tmp), items, Path(tree).resolve(), args))
     return 0
 
 

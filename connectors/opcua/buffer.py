@@ -2,19 +2,23 @@
 
 The handler must never await the pipeline per notification, so samples collect here and a
 flusher hands them on in batches: every flush interval, or at once when a batch is full.
-The buffer is bounded: a producer that finds it full waits for the flusher (the OPC UA publish
-loop then stalls and the server queues) instead of dropping samples.
+The buffer is bounded, so that memory stays flat while the writer or the CPU is behind: a
+producer that fills it waits for the flusher (the OPC UA publish pipeline then stalls and the
+server keeps the changes in its queues), up to `max_wait_s`. Samples that still find it full are
+dropped, and every one is counted (`dropped`, the connector's errors, and a warning per episode).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 
 from core.inputs import ConnectorStats, Emit, EmitPoints
 from core.sample import Point, Sample, SampleBatch
 
+_log = logging.getLogger(__name__)
 FINAL_FLUSH_TIMEOUT_S = 5.0
 
 
@@ -29,12 +33,16 @@ class SampleBuffer:
         flush_interval_s: float,
         batch_size: int = 5000,
         limit: int = 100_000,
+        max_wait_s: float = 5.0,
     ) -> None:
         self._emit = emit
         self._stats = stats
         self._interval = flush_interval_s
         self._batch_size = batch_size
         self._limit = limit
+        self._max_wait_s = max_wait_s
+        self.dropped = 0  # samples that found the buffer full past max_wait_s
+        self._dropping = False  # in an episode of drops (warned once per episode)
         self._pending = SampleBatch()  # columns: batches from the hot path append cheaply
         self._points: list[Point] = []  # readings with text, arrays (core.schema.telemetry_point)
         self.emit_points: EmitPoints | None = None
@@ -53,13 +61,39 @@ class SampleBuffer:
             self._due.set()
 
     async def put(self, samples: Sequence[Sample], *, flush: bool = False) -> None:
-        """Queue samples; `flush` asks for them to go out now. Waits while the buffer is full."""
+        """Queue samples; `flush` asks for them to go out now. Waits while the buffer is full,
+        up to `max_wait_s`; samples that find it still full are dropped and counted."""
+        if not await self._room_within(self._max_wait_s):
+            self._drop(len(samples))
+            return
+        self._dropping = False
         self._pending += samples
         if flush or len(self._pending) >= self._batch_size:
             self._due.set()
-        while len(self._pending) >= self._limit:
-            self._room.clear()
-            await self._room.wait()
+        await self._room_within(self._max_wait_s)  # backpressure: the producer slows down
+
+    async def _room_within(self, seconds: float) -> bool:
+        """Wait until the buffer is below its limit; False if it is still full after `seconds`."""
+        try:
+            async with asyncio.timeout(seconds):
+                while len(self._pending) >= self._limit:
+                    self._due.set()
+                    self._room.clear()
+                    await self._room.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        self._stats.errors += 1
+        self._stats.last_error = (
+            f"{self.dropped} samples dropped: the writer took nothing for {self._max_wait_s:g} s "
+            f"while {self._limit} waited"
+        )
+        if not self._dropping:
+            self._dropping = True
+            _log.warning("%s; dropping until it catches up", self._stats.last_error)
 
     async def run(self) -> None:
         """Flush forever: on the interval, or early when a batch is due. Cancelled, it hands on

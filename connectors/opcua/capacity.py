@@ -4,9 +4,8 @@ A server announces its limits in Server_ServerCapabilities (OPC UA Part 5): a re
 is refused whole (BadTooManyOperations, BadTooManySubscriptions), so the connector reads them at
 each connect and stays within them. 0 means no limit; a server that announces nothing (or whose
 values cannot be read) gets the safe defaults below, which small PLCs accept. Our own bounds come
-on top: `max_items_per_subscription` and `max_items_per_session` (asyncua keeps one Publish
-request in flight per session, so a session carries a few thousand items at 1 s; more items go
-to more sessions, each with its own publish loop).
+on top: `max_items_per_subscription` and `max_items_per_session` (more items go to more
+sessions, each with its own publish pipeline and its own unit of failure).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ _LIMIT_NODES = (
     ua.ObjectIds.Server_ServerCapabilities_MaxSubscriptionsPerSession,
     ua.ObjectIds.Server_ServerCapabilities_MaxMonitoredItemsPerSubscription,
     ua.ObjectIds.Server_ServerCapabilities_MaxSessions,
+    ua.ObjectIds.Server_ServerCapabilities_MinSupportedSampleRate,
 )
 # When the server does not say: what small PLCs accept (an S7-1200 takes 100 per call).
 DEFAULT_PER_CALL = 100
@@ -42,6 +42,7 @@ class ServerLimits:
     subscriptions_per_session: int | None = None
     monitored_items_per_subscription: int | None = None
     sessions: int | None = None
+    min_sampling_ms: float | None = None  # MinSupportedSampleRate: the fastest it samples
 
 
 async def read_limits(client: Client, timeout_s: float) -> ServerLimits:
@@ -52,14 +53,29 @@ async def read_limits(client: Client, timeout_s: float) -> ServerLimits:
             values = await client.uaclient.read_attributes(nodes, ua.AttributeIds.Value)
     except ua.UaStatusCodeError:
         return ServerLimits()
-    return ServerLimits(*(_limit(value) for value in values))
+    per_call, per_read, per_translate, subscriptions, per_subscription, sessions, rate = (
+        _limit(value) for value in values
+    )
+    return ServerLimits(
+        monitored_items_per_call=_count(per_call),
+        nodes_per_read=_count(per_read),
+        nodes_per_translate=_count(per_translate),
+        subscriptions_per_session=_count(subscriptions),
+        monitored_items_per_subscription=_count(per_subscription),
+        sessions=_count(sessions),
+        min_sampling_ms=rate,
+    )
 
 
-def _limit(value: ua.DataValue) -> int | None:
+def _count(limit: float | None) -> int | None:
+    return None if limit is None else int(limit)
+
+
+def _limit(value: ua.DataValue) -> float | None:
     if value.StatusCode is not None and not value.StatusCode.is_good():
         return None
     raw = None if value.Value is None else value.Value.Value
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
         return None
     return raw
 

@@ -5,8 +5,9 @@ the limits the server announces (`capacity`). Each session is its own unit of fa
 connects, watches, marks its tags BAD and reconnects on its own. asyncua's own reconnect is not
 used: after a server restart a reused Client can hang, so each attempt builds a fresh Client and
 fresh subscriptions. Notifications bypass asyncua's
-`Subscription` class (it builds several objects and a task per notification): the raw
-PublishResult goes to `_Notifications.on_publish`, which turns a whole message into samples.
+`Subscription` class (it builds several objects and a task per notification) and its publish
+loop (one request at a time): `pipeline` keeps several Publish requests outstanding, and the
+raw PublishResult goes to `_Notifications.on_publish`, which turns a whole message into samples.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ from connectors.opcua.datavalue import (
 )
 from connectors.opcua.enums import Names, enum_names
 from connectors.opcua.latest import LatestValues
-from connectors.opcua.publish import Changes, use_fast_publish
+from connectors.opcua.pipeline import PublishPipeline, pipeline_depth
+from connectors.opcua.publish import Changes
 from connectors.opcua.resolve import Moved, chunks, resolve_all
+from connectors.opcua.sampling import by_exception, sampling_warning
 from connectors.opcua.security import IMPLICIT_NONE_WARNING
 from connectors.opcua.session import (
     SESSION_FAILURES,
@@ -181,6 +184,9 @@ class OpcUaInput:
         self._slots: list[_Slot] = []
         self._group: asyncio.TaskGroup | None = None  # where the sessions run
         self._slow_sampling_told = False
+        self._by_exception: set[int] = set()  # tags sampled 0 by default (module sampling)
+        self._asked_ms: dict[int, float] = {}  # tag index -> sampling asked, all sessions
+        self._sampling_warned = False
         self._closing: set[asyncio.Task[None]] = set()  # lost sessions being closed
         self._alarms = (
             None if config.alarms is None else AlarmEvents(config.alarms, site=site, line=line)
@@ -196,7 +202,14 @@ class OpcUaInput:
         flush_s = (
             cfg.publishing_interval_ms / 1000 if cfg.mode == "subscribe" else cfg.poll_interval_s
         )
-        buffer = SampleBuffer(emit, self.stats, flush_interval_s=flush_s)
+        buffer = SampleBuffer(
+            emit,
+            self.stats,
+            flush_interval_s=flush_s,
+            limit=cfg.buffer_samples,
+            # a publish held up longer would look like a silent server (stale_after_s)
+            max_wait_s=self.stale_after_s() / 2,
+        )
         buffer.emit_points = self.emit_points
         if self._alarms is not None:  # alarm and backfill events: the writer's spool
             self._alarms.emit = self.emit_points
@@ -315,7 +328,9 @@ class OpcUaInput:
         self._plan(slot, buffer, capacity, limits)
         resolved = items = await self._resolve(client, buffer, slot.indexes, capacity)
         await self._read_enum_names(client, items, capacity)
+        self._pipeline(client, loss, slot, len(items) if cfg.mode == "subscribe" else 0, capacity)
         if cfg.mode == "subscribe":
+            await self._choose_sampling(client, items, capacity, limits)
             items = await self._subscribe(client, items, buffer, loss, capacity)
         if self._alarms is not None and slot.number == 0:
             await self._alarms.subscribe(
@@ -339,6 +354,27 @@ class OpcUaInput:
                 task.cancel()
             if tasks:
                 await asyncio.wait(tasks)
+
+    def _pipeline(
+        self, client: Client, loss: _Loss, slot: _Slot, items: int, capacity: Capacity
+    ) -> None:
+        """The session's publish loop (`pipeline`): its depth from the subscriptions to come;
+        a request unanswered past the stale time and a timeout is sent again."""
+        subscriptions = math.ceil(items / capacity.per_subscription)
+        if self._alarms is not None and slot.number == 0:
+            subscriptions += 1
+        PublishPipeline(
+            client.uaclient.session,
+            depth=pipeline_depth(subscriptions),
+            timeout_s=self.stale_after_s() + self._config.timeout_s,
+            on_loss=loss.report,
+            on_lost_message=self._lost_message,
+        ).install()
+
+    def _lost_message(self, reason: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = reason
+        _log.warning("%s: %s", self.name, reason)
 
     async def _backfill(
         self,
@@ -454,7 +490,6 @@ class OpcUaInput:
         polled."""
         cfg = self._config
         session = client.uaclient.session
-        use_fast_publish(session)
         handler = _Notifications(self, buffer, loss)
         keepalive_count = self.keepalive_count()
         polled: list[Item] = []
@@ -512,11 +547,37 @@ class OpcUaInput:
             self._config.poll_interval_s,
         )
 
+    async def _choose_sampling(
+        self, client: Client, items: list[Item], capacity: Capacity, limits: ServerLimits
+    ) -> None:
+        """Which tags the default samples by exception; warn once if the sampling asked for
+        (of all sessions so far) is more than the server takes."""
+        cfg = self._config
+        if cfg.sampling_interval_ms is None:
+            self._by_exception |= await by_exception(
+                client, items, timeout_s=cfg.timeout_s, batch=capacity.per_read
+            )
+        self._asked_ms.update((index, self._sampling_ms(index)) for index, _ in items)
+        warning = sampling_warning(list(self._asked_ms.values()), limits)
+        if warning is not None and not self._sampling_warned:
+            self._sampling_warned = True  # sessions add their tags: the first sum past it
+            _log.warning("%s: %s", self.name, warning)
+
+    def _sampling_ms(self, index: int) -> float:
+        """The sampling interval asked for a tag: as configured, else by exception (0) where
+        the server supports it, else once per publishing interval."""
+        cfg = self._config
+        if cfg.sampling_interval_ms is not None:
+            return cfg.sampling_interval_ms
+        return 0.0 if index in self._by_exception else cfg.publishing_interval_ms
+
     def _check_sampling(self, results: Sequence[ua.MonitoredItemCreateResult]) -> None:
         """Warn once if the server samples slower than asked: changes faster than twice its
         interval may then be missed (see the rule for sampling_interval_ms in the connector's
         README)."""
         asked = self._config.sampling_interval_ms
+        if asked is None:  # the default: by exception, or the publishing interval
+            return
         revised = max((r.RevisedSamplingInterval for r in results), default=asked)
         if 0 < asked < revised and not self._slow_sampling_told:
             self._slow_sampling_told = True
@@ -565,7 +626,7 @@ class OpcUaInput:
     def _monitor_request(self, index: int, nodeid: ua.NodeId) -> ua.MonitoredItemCreateRequest:
         parameters = ua.MonitoringParameters(
             ClientHandle=index,
-            SamplingInterval=self._config.sampling_interval_ms,
+            SamplingInterval=self._sampling_ms(index),
             QueueSize=self._queue_size,
             DiscardOldest=True,
             Filter=deadband_filter(self._config.tags[index].deadband),

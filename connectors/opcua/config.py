@@ -102,12 +102,15 @@ class Config(BaseModel):
     auth: Auth | None = None
     mode: Literal["subscribe", "poll"] = "subscribe"
     publishing_interval_ms: float = Field(default=500.0, gt=0)
-    # 0: on every change (exception-based), or the server's fastest rate where it cannot
-    sampling_interval_ms: float = Field(default=250.0, ge=0)
+    # 0: on every change (exception-based), or the server's fastest rate where it cannot;
+    # None: by exception where the server supports it, else the publishing interval (sampling)
+    sampling_interval_ms: float | None = Field(default=None, ge=0)
     poll_interval_s: PositiveSeconds = 1.0
     timeout_s: PositiveSeconds = 5.0
+    # samples held between the server and the spool at most (memory stays flat when behind)
+    buffer_samples: int = Field(default=100_000, gt=0)
     max_items_per_subscription: int = Field(default=1000, gt=0)
-    # more tags than this go to more sessions (each has its own publish loop)
+    # more tags than this go to more sessions (each has its own publish pipeline)
     max_items_per_session: int = Field(default=5000, gt=0)
     # keep-alive: a tag unchanged this long is recorded again (0: never)
     max_age_s: float = Field(default=KEEP_ALIVE_S, ge=0)

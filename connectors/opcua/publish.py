@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from asyncua import ua
-from asyncua.client.ua_session import UaSession
 from asyncua.common.utils import Buffer
 from asyncua.ua.ua_binary import struct_from_binary
 from asyncua.ua.uatypes import win_epoch_to_datetime
@@ -65,18 +64,6 @@ class Changes:
                 yield handle, math.nan, quality, ts, bad_status(ua.StatusCode(ua.UInt32(status)))
             else:
                 yield handle, value, quality, ts, None
-
-
-def use_fast_publish(session: UaSession) -> None:
-    """Make asyncua's publish loop of `session` decode its responses with `decode_publish`."""
-
-    async def publish(acks: list[ua.SubscriptionAcknowledgement]) -> ua.PublishResponse:
-        request = ua.PublishRequest()
-        request.Parameters.SubscriptionAcknowledgements = acks or []
-        return decode_publish(await session._send_request(request, timeout=0))
-
-    # the method of this one session replaced: asyncua builds the session, no subclass can
-    session.publish = publish  # type: ignore[method-assign]
 
 
 def decode_publish(data: Buffer) -> ua.PublishResponse:

@@ -28,7 +28,7 @@ def entries(path: Path) -> list:
 def test_defaults() -> None:
     (config,) = entries(HERE / "testcases" / "ok_minimal" / "config.yaml")
     assert config.mode == "subscribe"
-    assert (config.publishing_interval_ms, config.sampling_interval_ms) == (500, 250)
+    assert (config.publishing_interval_ms, config.sampling_interval_ms) == (500, None)
     assert (config.poll_interval_s, config.timeout_s) == (1.0, 5.0)
     assert config.max_items_per_subscription == 1000
     assert (config.reconnect.min_s, config.reconnect.max_s) == (0.5, 10.0)

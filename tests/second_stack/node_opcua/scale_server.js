@@ -9,7 +9,9 @@
 // enforces (node-opcua refuses a request past them): MAX_MONITORED_ITEMS_PER_CALL,
 // MAX_MONITORED_ITEMS_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS_PER_SESSION, MAX_SESSIONS (unset: the
 // node-opcua defaults). NO_CAPABILITIES=1 deletes the capability variables from the address space,
-// like a server that exposes none. Prints "READY <port>" once listening; stops on SIGTERM.
+// like a server that exposes none. REPORT_PUBLISH=1 prints "PUBLISH <n>" every 100 ms: the most
+// Publish requests any session has queued on the server. Prints "READY <port>" once listening;
+// stops on SIGTERM.
 "use strict";
 const opcua = require("node-opcua");
 const { serve, runMain } = require("./serving.js");
@@ -97,6 +99,12 @@ async function main() {
         setTimeout(tick, (second + 1) * 1000 - Date.now());
     };
     tick();
+    if (process.env.REPORT_PUBLISH === "1") {
+        setInterval(() => {
+            const queued = server.engine.getSessions().map((s) => s.publishEngine.pendingPublishRequestCount);
+            process.stdout.write(`PUBLISH ${Math.max(0, ...queued)}\n`);
+        }, 100);
+    }
     await serve(server, port);
 }
 
