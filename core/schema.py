@@ -96,6 +96,10 @@ EVENTS = Measurement(
         "severity_level": int,
         "event_id": str,
         "receive_time_ns": int,
+        # stops of a machine (kind `stop`): analytics/downtime.py; duration_s on the closing one
+        "reason": str,
+        "category": str,
+        "micro_stop": bool,
         # history backfills (kind `backfill`): connectors/opcua/backfill.py
         "backfilled": int,
         "unfilled": int,
@@ -119,7 +123,15 @@ CONNECTOR = Measurement(
 KPI = Measurement(
     "kpi",
     ("site", "line", "machine"),
-    {"availability": float, "performance": float, "quality": float, "oee": float},
+    {
+        "availability": float,
+        "performance": float,
+        "quality": float,
+        "oee": float,
+        # availability's losses by category (core.reasons): 1 - availability is their sum
+        "planned_loss": float,
+        "unplanned_loss": float,
+    },
 )
 
 
@@ -135,6 +147,9 @@ class EventKind(StrEnum):
     INCIDENT = "incident"
     # an operator's verdict on an episode or incident (`episode`: its id), with who and a note
     LABEL = "label"
+    # a machine stood (state idle or faulted): opened, and closed with its reason, category
+    # (planned or unplanned), duration_s and micro_stop (analytics.downtime)
+    STOP = "stop"
 
 
 class Verdict(StrEnum):
