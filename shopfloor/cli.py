@@ -38,6 +38,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "shopfloor.detection": ("train", "detect", "report"),
     "shopfloor.detection_eval": ("eval",),
     "shopfloor.episodes": ("episodes", "label"),
+    "shopfloor.downtime": ("downtime",),
     "shopfloor.ingest": ("ingest",),
     "shopfloor.alarms": ("ack",),
 }

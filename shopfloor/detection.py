@@ -37,6 +37,7 @@ from core.storage import Historian
 from historian import open_historian
 from linelab.simulated import simulated_telemetry
 from plc_sim.spec import LineSpecError
+from shopfloor.downtime import reasons_option
 from shopfloor.durations import parse_duration
 from shopfloor.options import (
     CommandError,
@@ -83,6 +84,7 @@ async def train(args: argparse.Namespace) -> int:
 async def detect(args: argparse.Namespace) -> int:
     """Score the line online with the trained models until Ctrl-C or --duration."""
     models = load_models(args.models)
+    reasons = reasons_option(args.reasons)
     async with open_historian(args.historian) as historian:
         source: Historian = historian
         feed = []
@@ -94,7 +96,13 @@ async def detect(args: argparse.Namespace) -> int:
             hold_s = (args.kpi_interval or 0.0) + KPI_LOOKBACK_S + STREAM_HOLD_S
             source, stream = open_stream(args.source, historian, hold_s=hold_s)
             feed.append(stream)
-        detector = OnlineDetector(source, models, lag_s=args.lag, kpi_interval_s=args.kpi_interval)
+        detector = OnlineDetector(
+            source,
+            models,
+            lag_s=args.lag,
+            kpi_interval_s=args.kpi_interval,
+            reasons=reasons,
+        )
         where = args.source or historian.describe()
         print(
             f"detecting anomalies on {', '.join(sorted(models))} from {where}; Ctrl-C stops",

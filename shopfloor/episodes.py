@@ -1,6 +1,7 @@
 """The `episodes` and `label` commands: the anomaly episodes and incidents the detector found,
 each with the id an operator labels it by, and an operator's verdict on one (fault, false alarm
-or planned), stored in the historian as a label event with who and when (analytics.labels)."""
+or planned), stored in the historian as a label event with who and when (analytics.labels).
+A machine's stop (analytics.downtime, listed by `downtime --stops`) is labelled the same way."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sys
 import time
 from typing import Any
 
-from analytics.labels import Reviewed, label_point, reviewed
+from analytics.downtime import stops
+from analytics.labels import Labelled, Reviewed, label_point, reviewed
 from core.schema import EVENTS, Verdict
 from core.storage import Historian
 from shopfloor.connect import opened
@@ -35,15 +37,20 @@ async def list_episodes(args: argparse.Namespace) -> int:
 
 
 async def label(args: argparse.Namespace) -> int:
-    """Store the verdict on the episode or incident `args.id`."""
+    """Store the verdict on the episode, incident or stop `args.id`."""
     async with opened(args) as historian:
-        found = {r.id: r for r in await _reviewed(historian, args)}
+        events = await historian.points(
+            EVENTS.name, start_ns=since_ns(args.since or DEFAULT_HISTORY_S)
+        )
+        found: dict[str, Labelled] = {r.id: r for r in reviewed(events)}
+        found.update((s.id, s) for s in stops(events))
         target = found.get(args.id)
         if target is None:
             raise CommandError(
-                f"no episode or incident {args.id!r} in {args.historian_name} in the last "
+                f"no episode, incident or stop {args.id!r} in {args.historian_name} in the last "
                 f"{(args.since or DEFAULT_HISTORY_S) / 3600:g} h; `shopfloor episodes` lists "
-                "their ids (--since reaches further back)"
+                "their ids, `shopfloor downtime --stops` those of stops (--since reaches "
+                "further back)"
             )
         by = args.by or getpass.getuser()
         point = label_point(target, Verdict(args.verdict), by=by, at=time.time(), note=args.note)
@@ -96,10 +103,12 @@ def register(sub: Any) -> None:
         sub,
         "label",
         label,
-        "Give an episode or incident an operator's verdict: a real fault, a false alarm or a "
+        "Give an episode, incident or stop an operator's verdict: a real fault, a false alarm or a "
         "planned stop; stored in the historian with who gave it and when.",
     )
-    parser.add_argument("id", help="the episode's or incident's id, as `episodes` lists it")
+    parser.add_argument(
+        "id", help="the id, as `episodes` (or `downtime --stops` for a stop) lists it"
+    )
     parser.add_argument(
         "--as",
         dest="verdict",

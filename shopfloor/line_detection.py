@@ -22,6 +22,7 @@ from historian.sqlite import SQLiteHistorian
 from linelab.simulated import simulated_telemetry
 from plc_sim.spec import LineSpec
 from shopfloor.detection import detection_summary
+from shopfloor.downtime import reasons_option
 
 TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
 TRAINING_SEED_OFFSET = 1000  # train on another seed than the line that is scored
@@ -74,6 +75,7 @@ class LineDetection:
         self.historian = historian
         self.models: dict[str, MachineModel] = {}
         self.detector: OnlineDetector | None = None
+        self.reasons = reasons_option(args.reasons)  # a bad file stops `up` before it starts
 
     async def prepare(self) -> None:
         """Load the models, training them first if the folder has none (before the line
@@ -97,6 +99,7 @@ class LineDetection:
             kpi_interval_s=self.args.kpi_interval,
             ideal_rates_per_min=rated_outputs(self.spec),
             line_order=tuple(self.spec.machines),
+            reasons=self.reasons,
         )
         try:
             await self.detector.run()
