@@ -83,8 +83,8 @@ async def train(args: argparse.Namespace) -> int:
 
 async def detect(args: argparse.Namespace) -> int:
     """Score the line online with the trained models until Ctrl-C or --duration."""
-    models = load_models(args.models)
     reasons = reasons_option(args.reasons)
+    models = load_models(args.models)
     async with open_historian(args.historian) as historian:
         source: Historian = historian
         feed = []

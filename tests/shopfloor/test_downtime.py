@@ -157,3 +157,16 @@ async def kpi_points(url: str, machine: str) -> dict[int, dict[str, float]]:
     async with open_historian(url) as historian:
         points = await historian.points("kpi", tags={"machine": machine})
     return {p.ts // 1_000_000_000: {k: float(v) for k, v in p.fields.items()} for p in points}
+
+
+def test_a_bad_reasons_file_stops_detect_with_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reasons = tmp_path / "reasons.yaml"
+    reasons.write_text("filler:\n  7: {name: no_caps, category: sometimes}\n")
+    code = cli.main(["detect", "--reasons", str(reasons), "--historian",
+                     f"sqlite:///{tmp_path / 'plant.db'}"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{reasons}: filler.7: category is planned or unplanned" in err
+    assert err.count("\n") == 1
