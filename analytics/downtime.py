@@ -6,10 +6,12 @@ ends a stop without being one; unknown rows (gaps) neither open nor end one. The
 first non-zero code the machine's `reason_code` signal showed during the stop (core.reasons),
 named from the standard table or the plant's own codes for that machine (`load_reasons`).
 
-`StopTracker` follows the stops of one machine row by row as the online detector's KPI path
-reads them (analytics.online) and makes the `events` points of kind `stop`: opened (active
-true), closed (active false, with reason, category, duration_s and micro_stop). An open stop is
-taken up again from its opening event after a restart (`resume`).
+`StopTracker` follows the stops of one machine row by row and makes the `events` points of
+kind `stop`: opened (active true), closed (active false, with reason, category, duration_s and
+micro_stop). `DowntimeFollower` runs the trackers of every machine in each cycle of the online
+detector (analytics.online): it reads only the `state` and `reason_code` samples since its last
+cycle, and at start takes up the stops its predecessor left open (from their opening events),
+so a restart neither loses nor splits a stop.
 
 Read back (`stops`), a stop whose PLC gave no reason takes the verdict of an operator's label
 (analytics.labels, id `stop:MACHINE@START`): planned or fault, named after the label's note;
@@ -18,6 +20,7 @@ a stop labelled a false alarm is left out. `pareto` ranks the reasons by lost ti
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +28,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from analytics.features import WindowSpec
 from analytics.labels import reviewed_id
+from analytics.windows import READ_TIMEOUT_S, MachineTelemetry, group_telemetry
 from core.reasons import (
     MICRO_STOP_S,
     REASON_SIGNAL,
@@ -36,10 +41,22 @@ from core.reasons import (
     reason_of,
 )
 from core.sample import Point
-from core.schema import EVENTS, STATE_SIGNAL, EventKind, MachineState, Verdict
+from core.schema import (
+    EVENTS,
+    KEEP_ALIVE_S,
+    STATE_SIGNAL,
+    TELEMETRY,
+    EventKind,
+    MachineState,
+    Verdict,
+)
+from core.storage import Historian
 
 STANDING = (float(MachineState.IDLE), float(MachineState.FAULTED))
 Reasons = Mapping[int, Reason]
+GRID = WindowSpec(period_s=1.0)  # stops are timed to the second
+LAG_S = 3.0  # follow rows this much behind the detector's time: late samples are in by then
+RESUME_S = 7 * 86_400.0  # at start, take up a stop opened up to a week ago
 
 
 class ReasonsError(ValueError):
@@ -117,6 +134,80 @@ class StopTracker:
         assert self.current is not None
         closed, self.current = replace(self.current, end=t), None
         return stop_event(closed, self.micro_stop_s)
+
+
+class DowntimeFollower:
+    """The stops of every machine, followed cycle by cycle from the historian."""
+
+    def __init__(
+        self,
+        historian: Historian,
+        reasons: Mapping[str, Reasons],
+        micro_stop_s: float = MICRO_STOP_S,
+        lag_s: float = LAG_S,
+    ) -> None:
+        self.historian, self.reasons = historian, reasons
+        self.micro_stop_s, self.lag_s = micro_stop_s, lag_s
+        self._trackers: dict[str, StopTracker] = {}
+        self._fed_until: float | None = None  # None until the open stops are taken up
+
+    async def step(self, now_s: float) -> list[Point]:
+        """The stop events of the rows since the last cycle (none on the first: it starts
+        here, with the stops left open before)."""
+        until = now_s - self.lag_s
+        if self._fed_until is None:
+            await self._resume(until)
+            self._fed_until = until
+            return []
+        if until <= self._fed_until:
+            return []
+        # a change-only state's last report may be up to a keep-alive old: read from there
+        found = await self._read(self._fed_until - 2 * KEEP_ALIVE_S, until)
+        points = []
+        for name, telemetry in found.items():
+            frame = telemetry.frame(GRID)
+            state, codes = frame_columns(frame.signals, frame.values)
+            if state is None:
+                continue
+            rows = frame.times <= until
+            feed = self._tracker(name, telemetry.tags).feed
+            points += feed(frame.times[rows], state[rows], None if codes is None else codes[rows])
+        self._fed_until = until
+        return points
+
+    async def _read(self, start_s: float, end_s: float) -> dict[str, MachineTelemetry]:
+        points: list[Point] = []
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            for signal in (STATE_SIGNAL, REASON_SIGNAL):
+                points += await self.historian.points(
+                    TELEMETRY.name,
+                    tags={"signal": signal},
+                    start_ns=round(start_s * 1e9),
+                    end_ns=round(end_s * 1e9) + 1,
+                )
+        return group_telemetry(points)
+
+    async def _resume(self, now_s: float) -> None:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            events = await self.historian.points(
+                EVENTS.name,
+                tags={"kind": EventKind.STOP.value},
+                start_ns=round((now_s - RESUME_S) * 1e9),
+            )
+        for stop in stops(events):
+            if stop.end is None:
+                tracker = self._tracker(stop.machine, stop.tags)
+                tracker.resume(stop)
+                tracker.last_row_s = now_s
+
+    def _tracker(self, name: str, tags: Mapping[str, str]) -> StopTracker:
+        """The machine's tracker; a new one follows rows from the last cycle on."""
+        if name not in self._trackers:
+            reasons = self.reasons.get(name, STANDARD_REASONS)
+            tracker = StopTracker(name, tags, reasons, self.micro_stop_s)
+            tracker.last_row_s = self._fed_until if self._fed_until is not None else -np.inf
+            self._trackers[name] = tracker
+        return self._trackers[name]
 
 
 def stop_event(stop: Stop, micro_stop_s: float = MICRO_STOP_S) -> Point:

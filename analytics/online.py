@@ -13,9 +13,8 @@ event loop that also runs the connectors) and writes
 - `events` points of kind `incident` when overlapping episodes of a line open, grow or end
   (analytics.incidents): tag `machine` the likely origin, fields top_signal (its signal),
   machines (all it reached) and, on closing, duration_s;
-- `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`, and
-  `events` of kind `stop` for the stops those intervals held (analytics.downtime), a stop
-  still open at a restart taken up again from the historian.
+- `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`;
+- `events` of kind `stop` as machines stand and run again (analytics.downtime.DowntimeFollower).
 
 The clock is injected: `step(now_s)` is one cycle for a given time, so history can be replayed
 at full speed; `run()` paces it in real time. A historian outage is logged once, retried with
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics.downtime import Reasons, StopTracker, frame_columns, stops
+from analytics.downtime import DowntimeFollower, Reasons
 from analytics.episodes import AlarmLogic, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.incidents import Incident, IncidentTracker
@@ -54,7 +53,6 @@ log = logging.getLogger(__name__)
 READ_OVERLAP_S = 10.0  # re-read this much of the previous cycle: catches samples written late
 KPI_GRID = WindowSpec(period_s=1.0)  # OEE counts state time on a 1 s grid
 KPI_LOOKBACK_S = 600.0  # read this much before an interval: the state held when it began
-STOP_RESUME_S = 7 * 86_400.0  # at start, take up a stop opened up to a week ago
 
 
 @dataclass
@@ -133,8 +131,7 @@ class OnlineDetector:
         self._line_order = tuple(line_order)
         self._incidents: dict[tuple[tuple[str, str], ...], IncidentTracker] = {}
         self.reasons = dict(reasons or {})  # machine -> its reason codes, where not standard
-        self.micro_stop_s = micro_stop_s
-        self._stops: dict[str, StopTracker] | None = None  # None until resumed
+        self._downtime = DowntimeFollower(historian, self.reasons, micro_stop_s)
 
     async def step(self, now_s: float) -> list[Point]:
         """One cycle for the windows ending at `now_s`: read, score, write; the points it made.
@@ -149,8 +146,10 @@ class OnlineDetector:
         self._hold(points)
         kpis = await self._kpis(now_s)
         self._hold(kpis)
+        stops = await self._downtime.step(now_s)
+        self._hold(stops)
         await self._flush()
-        return points + kpis
+        return points + kpis + stops
 
     async def close(self) -> list[Point]:
         """Detection stops (clean shutdown): close every open episode at its last anomalous
@@ -357,7 +356,6 @@ class OnlineDetector:
             return []
         since = self._kpi_done
         found = await read_telemetry(self.historian, since - KPI_LOOKBACK_S, boundary)
-        await self._resume_stops(since)
         points = []
         for name, telemetry in found.items():
             frame = telemetry.frame(KPI_GRID)
@@ -367,44 +365,9 @@ class OnlineDetector:
                 name, frame, interval, ideal, since=since, until=boundary, reasons=reasons
             )
             points += [kpi_point(oee, telemetry.tags) for oee in oees]
-            self.stats.kpi_points += len(oees)
-            points += self._stop_events(name, telemetry.tags, frame, since, boundary)
         self._kpi_done = boundary
+        self.stats.kpi_points += len(points)
         return points
-
-    async def _resume_stops(self, since: float) -> None:
-        """The first time: the stops left open before (by a detector that stopped), taken up."""
-        if self._stops is None:
-            start_ns = round((since - STOP_RESUME_S) * 1e9)
-            events = await self.historian.points(
-                EVENTS.name, tags={"kind": EventKind.STOP.value}, start_ns=start_ns
-            )
-            self._stops = {}
-            for stop in stops(events):
-                if stop.end is None:
-                    self._stop_tracker(stop.machine, stop.tags).resume(stop)
-
-    def _stop_tracker(self, name: str, tags: Mapping[str, str]) -> StopTracker:
-        assert self._stops is not None
-        if name not in self._stops:
-            reasons = self.reasons.get(name, STANDARD_REASONS)
-            self._stops[name] = StopTracker(name, tags, reasons, self.micro_stop_s)
-        return self._stops[name]
-
-    def _stop_events(
-        self,
-        name: str,
-        tags: Mapping[str, str],
-        frame: Frame,
-        since: float,
-        until: float,
-    ) -> list[Point]:
-        state, codes = frame_columns(frame.signals, frame.values)
-        if state is None:
-            return []
-        rows = (frame.times >= since) & (frame.times < until)
-        tracker = self._stop_tracker(name, tags)
-        return tracker.feed(frame.times[rows], state[rows], None if codes is None else codes[rows])
 
     def _ideal_rate(self, name: str, frame: Frame) -> float | None:
         """The configured ideal rate (per minute), else the best nominal rate seen so far."""
