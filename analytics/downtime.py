@@ -8,10 +8,11 @@ named from the standard table or the plant's own codes for that machine (`load_r
 
 `StopTracker` follows the stops of one machine row by row and makes the `events` points of
 kind `stop`: opened (active true), closed (active false, with reason, category, duration_s and
-micro_stop). `DowntimeFollower` runs the trackers of every machine in each cycle of the online
-detector (analytics.online): it reads only the `state` and `reason_code` samples since its last
-cycle, and at start takes up the stops its predecessor left open (from their opening events),
-so a restart neither loses nor splits a stop.
+micro_stop). A row without a state (a change-only tag that did not change in the rows read)
+changes nothing. `DowntimeFollower` runs the trackers of every machine in each cycle of the
+online detector (analytics.online), on the telemetry the detector read anyway (no read of its
+own), and at start takes up the stops its predecessor left open (from their opening events), so
+a restart neither loses nor splits a stop.
 
 Read back (`stops`), a stop whose PLC gave no reason takes the verdict of an operator's label
 (analytics.labels, id `stop:MACHINE@START`): planned or fault, named after the label's note;
@@ -30,7 +31,7 @@ import yaml
 
 from analytics.features import WindowSpec
 from analytics.labels import reviewed_id
-from analytics.windows import READ_TIMEOUT_S, MachineTelemetry, group_telemetry
+from analytics.windows import READ_TIMEOUT_S, MachineTelemetry
 from core.reasons import (
     MICRO_STOP_S,
     REASON_SIGNAL,
@@ -43,9 +44,7 @@ from core.reasons import (
 from core.sample import Point
 from core.schema import (
     EVENTS,
-    KEEP_ALIVE_S,
     STATE_SIGNAL,
-    TELEMETRY,
     EventKind,
     MachineState,
     Verdict,
@@ -111,6 +110,8 @@ class StopTracker:
             t, s = float(times[i]), float(state[i])
             code = None if codes is None else float(codes[i])
             if np.isnan(s):
+                if self.current is not None:  # still standing: the reason may come now
+                    self._name_reason(code)
                 continue
             if s in STANDING:
                 points += self._standing(t, code)
@@ -121,19 +122,28 @@ class StopTracker:
         return points
 
     def _standing(self, t: float, code: float | None) -> list[Point]:
-        known = code is not None and not np.isnan(code) and code != 0
         if self.current is None:
-            reason = reason_of(code, self.reasons) if known else UNASSIGNED
+            reason = reason_of(code, self.reasons) if _named(code) else UNASSIGNED
             self.current = Stop(self.machine, t, None, reason, self.tags)
             return [stop_event(self.current, self.micro_stop_s)]
-        if known and self.current.reason is UNASSIGNED:  # the PLC named it after it stopped
-            self.current = replace(self.current, reason=reason_of(code, self.reasons))
+        self._name_reason(code)
         return []
+
+    def _name_reason(self, code: float | None) -> None:
+        """The PLC named the reason after the machine stood: the stop takes it."""
+        assert self.current is not None
+        if _named(code) and self.current.reason is UNASSIGNED:
+            self.current = replace(self.current, reason=reason_of(code, self.reasons))
 
     def _close(self, t: float) -> Point:
         assert self.current is not None
         closed, self.current = replace(self.current, end=t), None
         return stop_event(closed, self.micro_stop_s)
+
+
+def _named(code: float | None) -> bool:
+    """A reading of a reason code that names a reason (0 is none, NaN no reading)."""
+    return code is not None and not np.isnan(code) and code != 0
 
 
 class DowntimeFollower:
@@ -151,9 +161,10 @@ class DowntimeFollower:
         self._trackers: dict[str, StopTracker] = {}
         self._fed_until: float | None = None  # None until the open stops are taken up
 
-    async def step(self, now_s: float) -> list[Point]:
-        """The stop events of the rows since the last cycle (none on the first: it starts
-        here, with the stops left open before)."""
+    async def step(self, now_s: float, found: Mapping[str, MachineTelemetry]) -> list[Point]:
+        """The stop events of the rows since the last cycle, from the telemetry the detector
+        read this cycle (`found`, which overlaps the last read); none on the first cycle: it
+        starts there, with the stops left open before."""
         until = now_s - self.lag_s
         if self._fed_until is None:
             await self._resume(until)
@@ -161,8 +172,6 @@ class DowntimeFollower:
             return []
         if until <= self._fed_until:
             return []
-        # a change-only state's last report may be up to a keep-alive old: read from there
-        found = await self._read(self._fed_until - 2 * KEEP_ALIVE_S, until)
         points = []
         for name, telemetry in found.items():
             frame = telemetry.frame(GRID)
@@ -174,18 +183,6 @@ class DowntimeFollower:
             points += feed(frame.times[rows], state[rows], None if codes is None else codes[rows])
         self._fed_until = until
         return points
-
-    async def _read(self, start_s: float, end_s: float) -> dict[str, MachineTelemetry]:
-        points: list[Point] = []
-        async with asyncio.timeout(READ_TIMEOUT_S):
-            for signal in (STATE_SIGNAL, REASON_SIGNAL):
-                points += await self.historian.points(
-                    TELEMETRY.name,
-                    tags={"signal": signal},
-                    start_ns=round(start_s * 1e9),
-                    end_ns=round(end_s * 1e9) + 1,
-                )
-        return group_telemetry(points)
 
     async def _resume(self, now_s: float) -> None:
         async with asyncio.timeout(READ_TIMEOUT_S):

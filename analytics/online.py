@@ -40,7 +40,7 @@ from analytics.features import Frame, WindowSpec, feature_signal, window_feature
 from analytics.incidents import Incident, IncidentTracker
 from analytics.model_store import MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
-from analytics.windows import TelemetryBuffer, read_telemetry
+from analytics.windows import MachineTelemetry, TelemetryBuffer, read_telemetry
 from core.backoff import Backoff
 from core.reasons import MICRO_STOP_S, STANDARD_REASONS
 from core.sample import Point
@@ -139,14 +139,14 @@ class OnlineDetector:
         HistorianError or TimeoutError if the historian fails (what was scored stays pending).
         """
         self.stats.cycles += 1
-        await self._read(now_s)
+        found = await self._read(now_s)
         rows = self._due_rows(now_s)
         points = await self._score(rows, now_s) if rows else []
         points += self._ended_incidents(now_s)
         self._hold(points)
         kpis = await self._kpis(now_s)
         self._hold(kpis)
-        stops = await self._downtime.step(now_s)
+        stops = await self._downtime.step(now_s, found)
         self._hold(stops)
         await self._flush()
         return points + kpis + stops
@@ -211,7 +211,7 @@ class OnlineDetector:
         else:
             log.debug("historian still unavailable: %s", self.stats.last_error)
 
-    async def _read(self, now_s: float) -> None:
+    async def _read(self, now_s: float) -> dict[str, MachineTelemetry]:
         oldest = now_s - self._lookback_s - self._buffer.hold_s
         start = oldest if self._read_until is None else self._read_until - READ_OVERLAP_S
         start = max(start, oldest)
@@ -219,6 +219,7 @@ class OnlineDetector:
         self._buffer.merge(found)
         self._buffer.trim(now_s - self._lookback_s)
         self._read_until = now_s
+        return found
 
     def _due_rows(self, now_s: float) -> list[_Row]:
         rows = []

@@ -71,6 +71,18 @@ def test_a_stop_open_before_a_restart_goes_on_and_rows_are_fed_once() -> None:
     assert (stop.start, stop.end, stop.reason.category) == (1005.0, 1105.0, Category.PLANNED)
 
 
+def test_a_reason_read_after_the_state_still_names_the_stop() -> None:
+    """A change-only state is not in every read: the code may come in a read without it."""
+    tracker = StopTracker("capper", TAGS)
+    (opened,) = tracker.feed(*rows((RUNNING, 0, 3), (IDLE, 0, 2)))
+    assert opened.fields["reason"] == "unassigned"
+    times, state, codes = rows((NAN, 3, 10))  # no state sample in this read, the code is 3
+    assert tracker.feed(times + 5, state, codes) == []
+    times, state, codes = rows((RUNNING, 0, 1))
+    (closed,) = tracker.feed(times + 15, state, codes)
+    assert (closed.fields["reason"], closed.fields["duration_s"]) == ("starved", 12.0)
+
+
 def test_the_pareto_ranks_reasons_by_lost_time() -> None:
     tracker = StopTracker("filler", TAGS, micro_stop_s=60.0)
     events = tracker.feed(
