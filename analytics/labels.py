@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 
@@ -125,7 +126,17 @@ def _label(point: Point) -> Label:
     )
 
 
-def label_point(target: Reviewed, verdict: Verdict, *, by: str, at: float, note: str) -> Point:
+class Labelled(Protocol):
+    """What an operator can label: an episode, an incident, a stop (analytics.downtime)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def tags(self) -> dict[str, str]: ...
+
+
+def label_point(target: Labelled, verdict: Verdict, *, by: str, at: float, note: str) -> Point:
     """The label event of an operator's verdict on `target`, stored at the time it was given."""
     fields: dict[str, str] = {"label": verdict.value, "by": by, "episode": target.id}
     fields["text"] = f"{target.id} labelled {verdict.value} by {by}" + (f": {note}" if note else "")

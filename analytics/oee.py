@@ -4,7 +4,10 @@ What is computed for which machine, from the signals it has:
 
 - `state` only (e.g. pasteurizer, conveyor, air compressor, energy meter): **availability** only.
   Planned time is every known sample that is not stopped (state 0); run time is running (2), so
-  idle (1, starved or unloaded) and faulted (3) count as lost time.
+  idle (1, starved or unloaded) and faulted (3) count as lost time. That loss is split by the
+  category of the machine's `reason_code` at each lost second (core.reasons): **planned_loss**
+  (cleaning, changeover, ...) and **unplanned_loss** (the rest, a missing reason included), so
+  availability + planned_loss + unplanned_loss = 1.
 - `state` and an output counter (a `*_total` signal without "reject" in its name, e.g. the
   capper's `caps_applied_total`): also **performance** = counted output / (ideal rate x run
   time), and **quality** 1.0 (no reject counter, so nothing is known to be rejected).
@@ -22,11 +25,12 @@ A counter that goes down (a PLC restart) adds nothing for that step; gaps add no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from analytics.features import Frame
+from core.reasons import REASON_SIGNAL, STANDARD_REASONS, Category, Reason
 from core.sample import Point
 from core.schema import KPI, MachineState
 
@@ -45,6 +49,8 @@ class Oee:
     availability: float
     performance: float | None = None
     quality: float | None = None
+    planned_loss: float = 0.0  # share of planned time lost to planned stops (core.reasons)
+    unplanned_loss: float = 0.0  # the rest of 1 - availability
 
     @property
     def oee(self) -> float | None:
@@ -59,6 +65,8 @@ class Oee:
             "performance": self.performance,
             "quality": self.quality,
             "oee": self.oee,
+            "planned_loss": self.planned_loss,
+            "unplanned_loss": self.unplanned_loss,
         }
         return {k: v for k, v in values.items() if v is not None}
 
@@ -95,6 +103,7 @@ def machine_oee(
     start: float,
     end: float,
     ideal_rate_per_s: float | None = None,
+    reasons: Mapping[int, Reason] = STANDARD_REASONS,
 ) -> Oee | None:
     """OEE over the rows of `frame` in [start, end); None without state or planned time."""
     state = _column(frame, "state")
@@ -107,7 +116,18 @@ def machine_oee(
     run_s = np.count_nonzero(known & (state == RUNNING)) * period
     if planned_s <= 0:
         return None
-    oee = Oee(machine, start, end, availability=run_s / planned_s)
+    lost = known & (state != STOPPED) & (state != RUNNING)
+    planned_loss = float(
+        np.count_nonzero(lost & _planned_rows(frame, reasons)) * period / planned_s
+    )
+    oee = Oee(
+        machine,
+        start,
+        end,
+        availability=float(run_s / planned_s),
+        planned_loss=planned_loss,
+        unplanned_loss=float(1.0 - run_s / planned_s - planned_loss),
+    )
     output, reject = output_counters(frame.signals)
     if output is None:
         return oee
@@ -117,7 +137,16 @@ def machine_oee(
     quality = 1.0 if reject is None else None
     if reject is not None and produced > 0:
         quality = max(0.0, produced - _counted(frame, reject, rows)) / produced
-    return Oee(machine, start, end, oee.availability, performance, quality)
+    return replace(oee, performance=performance, quality=quality)
+
+
+def _planned_rows(frame: Frame, reasons: Mapping[int, Reason]) -> np.ndarray:
+    """Rows whose reason code is a planned one; without a reason signal, none."""
+    codes = _column(frame, REASON_SIGNAL)
+    if codes is None:
+        return np.zeros(len(frame.times), dtype=bool)
+    planned = [code for code, r in reasons.items() if r.category is Category.PLANNED]
+    return np.isin(codes, planned)
 
 
 def oee_by_interval(
@@ -128,6 +157,7 @@ def oee_by_interval(
     *,
     since: float | None = None,
     until: float | None = None,
+    reasons: Mapping[int, Reason] = STANDARD_REASONS,
 ) -> list[Oee]:
     """OEE for each whole interval (aligned to multiples of `interval_s`) the frame covers, or
     of [since, until) where the caller knows what was read: the frame may start earlier, so
@@ -142,7 +172,7 @@ def oee_by_interval(
     last = np.floor(end / interval_s) * interval_s
     found = []
     for start in np.arange(first, last, interval_s):
-        oee = machine_oee(machine, frame, float(start), float(start + interval_s), ideal)
+        oee = machine_oee(machine, frame, float(start), float(start + interval_s), ideal, reasons)
         if oee is not None:
             found.append(oee)
     return found

@@ -13,7 +13,8 @@ event loop that also runs the connectors) and writes
 - `events` points of kind `incident` when overlapping episodes of a line open, grow or end
   (analytics.incidents): tag `machine` the likely origin, fields top_signal (its signal),
   machines (all it reached) and, on closing, duration_s;
-- `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`.
+- `kpi` points (OEE per machine, analytics.oee) at the end of every `kpi_interval_s`;
+- `events` of kind `stop` as machines stand and run again (analytics.downtime.DowntimeFollower).
 
 A machine in a planned period (`events` of kind planned, analytics.planned, re-read every
 PLAN_REFRESH_S) is scored as always, its `anomaly` points marked planned, but opens no episode:
@@ -41,14 +42,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics.downtime import DowntimeFollower, Reasons
 from analytics.episodes import AlarmLogic, Episode
 from analytics.features import Frame, WindowSpec, feature_signal, window_features
 from analytics.incidents import Incident, IncidentTracker
 from analytics.model_store import ActiveVersions, MachineModel, ModelError, check_signals
 from analytics.oee import kpi_point, observed_rate_per_s, oee_by_interval, output_counters
 from analytics.planned import PLAN_LOOKBACK_S, PlannedPeriod, is_planned, planned_periods
-from analytics.windows import TelemetryBuffer, read_telemetry
+from analytics.windows import MachineTelemetry, TelemetryBuffer, read_telemetry
 from core.backoff import Backoff
+from core.reasons import MICRO_STOP_S, STANDARD_REASONS
 from core.sample import Point
 from core.schema import ANOMALY, EVENTS, EventKind
 from core.severity import anomaly_severity
@@ -120,6 +123,8 @@ class OnlineDetector:
         max_pending: int = 50_000,
         line_order: Sequence[str] = (),
         active_versions: ActiveVersions | None = None,
+        reasons: Mapping[str, Reasons] | None = None,
+        micro_stop_s: float = MICRO_STOP_S,
     ) -> None:
         if not models:
             raise ValueError("OnlineDetector needs at least one machine model")
@@ -147,6 +152,8 @@ class OnlineDetector:
         self._active_versions = active_versions
         self._plans: list[PlannedPeriod] = []
         self._plans_read: float = -math.inf
+        self.reasons = dict(reasons or {})  # machine -> its reason codes, where not standard
+        self._downtime = DowntimeFollower(historian, self.reasons, micro_stop_s)
 
     async def step(self, now_s: float) -> list[Point]:
         """One cycle for the windows ending at `now_s`: read, score, write; the points it made.
@@ -155,7 +162,7 @@ class OnlineDetector:
         """
         self.stats.cycles += 1
         await self._swap_models()
-        await self._read(now_s)
+        found = await self._read(now_s)
         await self._read_plans(now_s)
         rows = self._due_rows(now_s)
         points = await self._score(rows, now_s) if rows else []
@@ -163,8 +170,10 @@ class OnlineDetector:
         self._hold(points)
         kpis = await self._kpis(now_s)
         self._hold(kpis)
+        stops = await self._downtime.step(now_s, found)
+        self._hold(stops)
         await self._flush()
-        return points + kpis
+        return points + kpis + stops
 
     async def close(self) -> list[Point]:
         """Detection stops (clean shutdown): close every open episode at its last anomalous
@@ -253,7 +262,7 @@ class OnlineDetector:
         )
         self._plans_read = now_s
 
-    async def _read(self, now_s: float) -> None:
+    async def _read(self, now_s: float) -> dict[str, MachineTelemetry]:
         oldest = now_s - self._lookback_s - self._buffer.hold_s
         start = oldest if self._read_until is None else self._read_until - READ_OVERLAP_S
         start = max(start, oldest)
@@ -261,6 +270,7 @@ class OnlineDetector:
         self._buffer.merge(found)
         self._buffer.trim(now_s - self._lookback_s)
         self._read_until = now_s
+        return found
 
     def _due_rows(self, now_s: float) -> list[_Row]:
         rows = []
@@ -415,8 +425,11 @@ class OnlineDetector:
         for name, telemetry in found.items():
             frame = telemetry.frame(KPI_GRID)
             ideal = self._ideal_rate(name, frame)
-            for oee in oee_by_interval(name, frame, interval, ideal, since=since, until=boundary):
-                points.append(kpi_point(oee, telemetry.tags))
+            reasons = self.reasons.get(name, STANDARD_REASONS)
+            oees = oee_by_interval(
+                name, frame, interval, ideal, since=since, until=boundary, reasons=reasons
+            )
+            points += [kpi_point(oee, telemetry.tags) for oee in oees]
         self._kpi_done = boundary
         self.stats.kpi_points += len(points)
         return points

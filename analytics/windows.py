@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics.features import Frame, WindowSpec, frame_from_samples
+from core.reasons import REASON_SIGNAL
 from core.sample import Point, Quality
-from core.schema import TELEMETRY
+from core.schema import STATE_SIGNAL, TELEMETRY
 from core.storage import Historian
 
 READ_TIMEOUT_S = 60.0
@@ -165,13 +166,14 @@ def select_signals(frame: Frame, signals: Sequence[str]) -> Frame:
 
 
 def detection_signals(frame: Frame) -> tuple[str, ...]:
-    """The measurements worth modelling: not the state, not flags or commands (few distinct
-    values), not counters (never falling, `*_total`), not constants (nothing to learn)."""
+    """The measurements worth modelling: not the state or reason code, not flags or commands
+    (few distinct values), not counters (never falling, `*_total`), not constants (nothing to
+    learn)."""
     keep = []
     for i, signal in enumerate(frame.signals):
         column = frame.values[:, i]
         column = column[np.isfinite(column)]
-        if signal == "state" or signal.endswith("_total") or column.size < 2:
+        if signal in (STATE_SIGNAL, REASON_SIGNAL) or signal.endswith("_total") or column.size < 2:
             continue
         if np.unique(column).size < MIN_LEVELS:
             continue

@@ -35,7 +35,14 @@ def write_line(
     for copy in range(copies):
         for name, machine in default["machines"].items():
             machines[f"{name}_{copy}"] = _copied(machine, copy, only, unit_ids)
-    data = {**default, "line": line, "tick_s": tick_s, "machines": machines, "faults": []}
+    data = {
+        **default,
+        "line": line,
+        "tick_s": tick_s,
+        "machines": machines,
+        "faults": [],
+        "stops": [],
+    }
     path = folder / f"{line}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path, load_line(path)

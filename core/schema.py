@@ -103,6 +103,10 @@ EVENTS = Measurement(
         "severity_level": int,
         "event_id": str,
         "receive_time_ns": int,
+        # stops of a machine (kind `stop`): analytics/downtime.py; duration_s on the closing one
+        "reason": str,
+        "category": str,
+        "micro_stop": bool,
         # history backfills (kind `backfill`): connectors/opcua/backfill.py
         "backfilled": int,
         "unfilled": int,
@@ -126,7 +130,15 @@ CONNECTOR = Measurement(
 KPI = Measurement(
     "kpi",
     ("site", "line", "machine"),
-    {"availability": float, "performance": float, "quality": float, "oee": float},
+    {
+        "availability": float,
+        "performance": float,
+        "quality": float,
+        "oee": float,
+        # availability's losses by category (core.reasons): 1 - availability is their sum
+        "planned_loss": float,
+        "unplanned_loss": float,
+    },
 )
 
 
@@ -145,6 +157,9 @@ class EventKind(StrEnum):
     # a machine's planned period (cleaning, maintenance): from the point's time for duration_s;
     # the detector opens no episode of that machine then (`shopfloor plan`)
     PLANNED = "planned"
+    # a machine stood (state idle or faulted): opened, and closed with its reason, category
+    # (planned or unplanned), duration_s and micro_stop (analytics.downtime)
+    STOP = "stop"
 
 
 class Verdict(StrEnum):

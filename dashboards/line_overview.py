@@ -15,7 +15,7 @@ from grafana_foundation_sdk.builders import stat as stat_panel
 from grafana_foundation_sdk.builders import table as table_panel
 
 from core.schema import STATE_SIGNAL, TELEMETRY, EventKind
-from dashboards import alarms, anomalies, events
+from dashboards import alarms, anomalies, downtime, events
 from dashboards.influxql import (
     KPI_Q,
     LOOKBACK,
@@ -57,8 +57,8 @@ def build() -> Json:
     return build_dashboard(
         UID,
         "Line overview",
-        "States, data age, throughput, OEE, energy, PLC alarms, anomalies and faults of the whole "
-        "line.",
+        "States, data age, throughput, OEE, downtime, energy, PLC alarms, anomalies and faults of "
+        "the whole line.",
         [
             (
                 "Machines",
@@ -70,6 +70,7 @@ def build() -> Json:
                 ],
             ),
             ("OEE", [(_oee(), 8, 8), (_oee_factors(), 16, 8)]),
+            ("Downtime", [(downtime.by_reason(), 24, 8)]),
             ("Energy", [(_energy_used(), 6, 8), (_power(), 9, 8), (_voltages(), 9, 8)]),
             (
                 "PLC alarms",
@@ -210,18 +211,21 @@ def _oee() -> bargauge.Panel:
 def _oee_factors() -> table_panel.Panel:
     query = (
         'SELECT last("availability") AS "availability", last("performance") AS "performance",'
-        f' last("quality") AS "quality", last("oee") AS "oee" FROM {KPI_Q}'
-        f' WHERE {SITE_LINE} AND $timeFilter GROUP BY "machine"'
+        f' last("quality") AS "quality", last("oee") AS "oee",'
+        ' last("planned_loss") AS "planned loss", last("unplanned_loss") AS "unplanned loss"'
+        f' FROM {KPI_Q} WHERE {SITE_LINE} AND $timeFilter GROUP BY "machine"'
     )
     panel = table(
         "OEE factors per machine (latest)",
         "Availability = running time / planned (not stopped) time; performance = output / "
         "(ideal rate x running time); quality = good / total output. Machines without a "
-        "counter have availability only.",
+        "counter have availability only. Planned and unplanned loss split what availability "
+        "lost by the stops' reason codes (planned: cleaning, changeover, maintenance, no "
+        "demand); the three add up to 100 %.",
         InfluxQL(query, table=True),
         [MERGE, organize(hide=["Time"])],
     )
-    for name in ("availability", "performance", "quality", "oee"):
+    for name in ("availability", "performance", "quality", "oee", "planned loss", "unplanned loss"):
         panel.override_by_name(name, props(unit="percentunit", decimals=1))
     return panel
 

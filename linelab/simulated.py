@@ -16,9 +16,9 @@ def simulated_telemetry(
     duration_s: float, *, seed: int, line: Path | None = None, warmup_s: float = WARMUP_S
 ) -> dict[str, MachineTelemetry]:
     """A fresh fault-free run of the line's process model (no sockets), per machine, as the
-    connectors read it (Modbus registers round); the scheduled faults of the line file are left
-    out, and it starts at running heat (Simulator.warm_up)."""
-    spec = load_line(line).model_copy(update={"faults": []})
+    connectors read it (Modbus registers round); the scheduled faults and stops of the line
+    file are left out, and it starts at running heat (Simulator.warm_up)."""
+    spec = load_line(line).model_copy(update={"faults": [], "stops": []})
     sim = Simulator(spec, seed=seed)
     sim.warm_up(warmup_s)
     machines = {name: MachineTelemetry(spec.site, spec.line, name) for name in spec.machines}

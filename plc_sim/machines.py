@@ -40,6 +40,25 @@ class MachineState(IntEnum):
     FAULTED = 3
 
 
+class StopReason(IntEnum):
+    """The `reason_code` signal: why a machine stands (idle or faulted), 0 while it does not.
+    The device's side of core.reasons.ReasonCode (a test keeps them equal)."""
+
+    NONE = 0
+    JAM = 1
+    BREAKDOWN = 2
+    STARVED = 3
+    BLOCKED = 4
+    FLOW_DIVERSION = 5
+    NO_DEMAND = 6
+    CLEANING = 10
+    CHANGEOVER = 11
+    MAINTENANCE = 12
+
+
+# the reasons a scheduled (planned) stop may give
+PLANNED_STOPS = (StopReason.CLEANING, StopReason.CHANGEOVER, StopReason.MAINTENANCE)
+
 A, T, C, S, F, CMD = (
     SignalKind.ANALOG,
     SignalKind.TOTAL,
@@ -73,6 +92,9 @@ class Machine:
     SIGNALS: ClassVar[dict[str, SignalKind]]
     # params field -> machine kinds its machine names may refer to (checked by the spec)
     REFERENCES: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # the reason its PLC gives when it stands by itself: idle (IDLE) and faulted (FAULTED)
+    IDLE_REASON: ClassVar[StopReason] = StopReason.STARVED
+    FAULT_REASON: ClassVar[StopReason] = StopReason.BREAKDOWN
 
     def __init__(self, name: str, params: AnyParams, faults: FaultBook, rng: np.random.Generator):
         self.name = name
@@ -80,6 +102,7 @@ class Machine:
         self.rng = rng
         self._faults = faults
         self.run_cmd = True
+        self.held = StopReason.NONE  # a planned stop under way: the operator holds the machine
         self.state = MachineState.STOPPED
         self.electric_kw = 0.0
         self.air_m3_min = 0.0  # compressed air this machine draws now
@@ -96,6 +119,27 @@ class Machine:
 
     def step(self, dt: float, now: float) -> None:
         raise NotImplementedError
+
+    def advance(self, dt: float, now: float) -> None:
+        """`step`, and the reason code for the state it leaves. A held machine runs its
+        process as if stopped, but stands idle (powered, planned) rather than switched off."""
+        commanded = self.run_cmd
+        if self.held and commanded:
+            self.run_cmd = False
+            self.step(dt, now)
+            self.run_cmd = commanded
+            self.state = MachineState.IDLE
+            self._publish()
+        else:
+            self.step(dt, now)
+        self.out["reason_code"] = float(self._reason())
+
+    def _reason(self) -> StopReason:
+        if self.state == MachineState.IDLE:
+            return self.held or self.IDLE_REASON
+        if self.state == MachineState.FAULTED:
+            return self.FAULT_REASON
+        return StopReason.NONE
 
     def _publish(self, **values: float) -> None:
         self.out.update(values)
@@ -144,6 +188,7 @@ class Pasteurizer(Machine):
     Params = PasteurizerParams
     SIGNALS: ClassVar[dict[str, SignalKind]] = {
         "state": S,
+        "reason_code": S,
         "run_cmd": CMD,
         "product_temp_c": A,
         "holding_temp_c": A,
@@ -155,6 +200,7 @@ class Pasteurizer(Machine):
         "divert_valve": F,
     }
     p: PasteurizerParams
+    IDLE_REASON = StopReason.FLOW_DIVERSION  # product below the legal temperature
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -246,6 +292,7 @@ class Conveyor(Machine):
     Params = ConveyorParams
     SIGNALS: ClassVar[dict[str, SignalKind]] = {
         "state": S,
+        "reason_code": S,
         "run_cmd": CMD,
         "speed_hz": A,
         "current_a": A,
@@ -259,6 +306,7 @@ class Conveyor(Machine):
         "alarm_overload": F,
     }
     p: ConveyorParams
+    FAULT_REASON = StopReason.JAM  # the only fault that stalls it
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -335,6 +383,7 @@ class Filler(Machine):
     Params = FillerParams
     SIGNALS: ClassVar[dict[str, SignalKind]] = {
         "state": S,
+        "reason_code": S,
         "run_cmd": CMD,
         "fill_rate_bpm": A,
         "fill_volume_ml": A,
@@ -409,6 +458,7 @@ class Capper(Machine):
     Params = CapperParams
     SIGNALS: ClassVar[dict[str, SignalKind]] = {
         "state": S,
+        "reason_code": S,
         "run_cmd": CMD,
         "speed_bpm": A,
         "cap_torque_nm": A,
@@ -484,6 +534,7 @@ class AirCompressor(Machine):
     Params = AirCompressorParams
     SIGNALS: ClassVar[dict[str, SignalKind]] = {
         "state": S,
+        "reason_code": S,
         "run_cmd": CMD,
         "pressure_bar": A,
         "current_a": A,
@@ -501,6 +552,7 @@ class AirCompressor(Machine):
         "consumers": ("pasteurizer", "conveyor", "filler", "capper"),
     }
     p: AirCompressorParams
+    IDLE_REASON = StopReason.NO_DEMAND  # unloaded: the receiver is full
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -591,6 +643,7 @@ class EnergyMeter(Machine):
     Params = EnergyMeterParams
     SIGNALS: ClassVar[dict[str, SignalKind]] = {
         "state": S,
+        "reason_code": S,
         "voltage_l1_v": A,
         "voltage_l2_v": A,
         "voltage_l3_v": A,

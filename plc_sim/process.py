@@ -18,7 +18,14 @@ from plc_sim.faults import (
     FaultError,
     FaultEvent,
 )
-from plc_sim.machines import MACHINE_TYPES, Machine, MachineState, SignalKind
+from plc_sim.machines import (
+    MACHINE_TYPES,
+    PLANNED_STOPS,
+    Machine,
+    MachineState,
+    SignalKind,
+    StopReason,
+)
 from plc_sim.spec import LineSpec
 
 # A simulated line starts cold; motors need ~6 time constants (600 s) to run hot: how long
@@ -46,6 +53,8 @@ class Simulator:
         self._time = 0.0
         self._faults = FaultBook({name: m.kind for name, m in spec.machines.items()})
         self._schedule = sorted(spec.faults, key=lambda f: f.at_s)
+        self._stops = sorted(spec.stops, key=lambda s: s.at_s)
+        self._holds: dict[str, float] = {}  # machine -> when its planned stop ends
         self._machines: dict[str, Machine] = {}
         for name, m in spec.machines.items():
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -80,7 +89,30 @@ class Simulator:
             item = self._schedule.pop(0)
             self._faults.inject(item.machine, item.fault, item.severity, item.duration_s, now)
         self._faults.expire(now)
+        self._follow_stops(now)
         self._advance(dt_s, now)
+
+    def _follow_stops(self, now: float) -> None:
+        """Planned stops due start (the machine is held with their reason); ended ones end."""
+        while self._stops and self._stops[0].at_s <= now:
+            item = self._stops.pop(0)
+            self.hold(item.machine, item.reason, item.duration_s)
+        for name in [n for n, end in self._holds.items() if end <= now]:
+            del self._holds[name]
+            self._machines[name].held = StopReason.NONE
+
+    def hold(self, machine: str, reason: str, duration_s: float) -> None:
+        """Start a planned stop now (cleaning, changeover, maintenance) for `duration_s`: the
+        machine stands idle with that reason code, then runs again."""
+        target = self._machines.get(machine)
+        planned = {r.name.lower(): r for r in PLANNED_STOPS}
+        if target is None or reason not in planned:
+            raise FaultError(
+                f"cannot hold {machine!r} for {reason!r}: machines are {', '.join(self._machines)}"
+                f"; planned stops are {', '.join(planned)}"
+            )
+        target.held = planned[reason]
+        self._holds[machine] = self._time + duration_s
 
     def warm_up(self, duration_s: float) -> None:
         """Run the process for `duration_s` before time zero, as if the line had been running
@@ -94,7 +126,7 @@ class Simulator:
     def _advance(self, dt_s: float, now: float) -> None:
         """Every machine's process by `dt_s`, in dependency order, then its measurement."""
         for machine in self._order:
-            machine.step(dt_s, now)
+            machine.advance(dt_s, now)
             self._measure(machine)
 
     def values(self) -> dict[tuple[str, str], float]:

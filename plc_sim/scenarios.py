@@ -117,7 +117,7 @@ def labelled_run(
     kinds = {name: m.kind for name, m in spec.machines.items()}
     for f in faults:
         check_fault(kinds, f.machine, f.fault, f.severity)
-    sim = Simulator(spec.model_copy(update={"faults": []}), seed=seed)
+    sim = Simulator(spec.model_copy(update={"faults": [], "stops": []}), seed=seed)
     pending = sorted(faults, key=lambda f: f.start_s)
     keys = list(sim.values())
     n_settle, n_keep = round(settle_s / dt_s), round(duration_s / dt_s)

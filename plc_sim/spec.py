@@ -161,6 +161,15 @@ class ScheduledFault(_Strict):
     duration_s: float | None = Field(None, gt=0)  # None: until the end of the run
 
 
+class ScheduledStop(_Strict):
+    """A planned stop the line plays by itself: the machine stands idle with the reason."""
+
+    at_s: float = Field(ge=0)
+    machine: str
+    reason: Literal["cleaning", "changeover", "maintenance"]
+    duration_s: float = Field(gt=0)
+
+
 class LineSpec(_Strict):
     line: str = Field(pattern=NAME_PATTERN)
     site: str = "default"
@@ -168,6 +177,7 @@ class LineSpec(_Strict):
     namespace_uri: str = "urn:shopfloor:plc_sim"
     machines: dict[str, AnyMachineSpec] = Field(min_length=1)
     faults: list[ScheduledFault] = []
+    stops: list[ScheduledStop] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> LineSpec:
@@ -196,6 +206,12 @@ def line_problems(spec: LineSpec) -> list[tuple[Loc, str]]:
             check_fault(kinds, item.machine, item.fault, item.severity)
         except FaultError as exc:
             problems.append((("faults", i), str(exc)))
+    for i, stop in enumerate(spec.stops):
+        if stop.machine not in spec.machines:
+            known = ", ".join(spec.machines)
+            problems.append(
+                (("stops", i, "machine"), f"no machine {stop.machine!r}; machines: {known}")
+            )
     return problems
 
 

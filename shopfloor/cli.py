@@ -39,6 +39,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "shopfloor.detection_eval": ("eval",),
     "shopfloor.episodes": ("episodes", "label", "plan"),
     "shopfloor.models": ("models", "rollback"),
+    "shopfloor.downtime": ("downtime",),
     "shopfloor.ingest": ("ingest",),
     "shopfloor.alarms": ("ack",),
 }

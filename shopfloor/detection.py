@@ -35,6 +35,7 @@ from core.storage import Historian
 from historian import open_historian
 from linelab.simulated import simulated_telemetry
 from plc_sim.spec import LineSpecError
+from shopfloor.downtime import reasons_option
 from shopfloor.durations import parse_duration, parse_time
 from shopfloor.options import (
     CommandError,
@@ -80,6 +81,7 @@ async def train(args: argparse.Namespace) -> int:
 
 async def detect(args: argparse.Namespace) -> int:
     """Score the line online with the trained models until Ctrl-C or --duration."""
+    reasons = reasons_option(args.reasons)
     models = load_models(args.models)
     async with open_historian(args.historian) as historian:
         source: Historian = historian
@@ -98,6 +100,7 @@ async def detect(args: argparse.Namespace) -> int:
             lag_s=args.lag,
             kpi_interval_s=args.kpi_interval,
             active_versions=ActiveVersions(args.models, models),
+            reasons=reasons,
         )
         where = args.source or historian.describe()
         print(

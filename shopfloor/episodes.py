@@ -4,7 +4,8 @@ or planned), stored in the historian as a label event with who and when (analyti
 false alarm is learnt at once by the models of the machines it flagged, as new model versions
 (analytics.learning), which a running detector picks up at its next cycle. `plan` announces a
 machine's planned period (cleaning, maintenance), in which the detector opens no episode
-(analytics.planned); `episodes` lists those periods too."""
+(analytics.planned); `episodes` lists those periods too. A machine's stop (analytics.downtime,
+listed by `downtime --stops`) is labelled the same way."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import sys
 import time
 from typing import Any
 
-from analytics.labels import Reviewed, label_point, reviewed
+from analytics.downtime import stops
+from analytics.labels import Labelled, Reviewed, label_point, reviewed
 from analytics.learning import Learnt, learn_label
 from analytics.model_store import machines
 from analytics.planned import PlannedPeriod, plan_point, planned_periods
@@ -50,21 +52,26 @@ async def list_episodes(args: argparse.Namespace) -> int:
 
 
 async def label(args: argparse.Namespace) -> int:
-    """Store the verdict on the episode or incident `args.id`."""
+    """Store the verdict on the episode, incident or stop `args.id`."""
     async with opened(args) as historian:
-        found = {r.id: r for r in await _reviewed(historian, args)}
+        events = await historian.points(
+            EVENTS.name, start_ns=since_ns(args.since or DEFAULT_HISTORY_S)
+        )
+        found: dict[str, Labelled] = {r.id: r for r in reviewed(events)}
+        found.update((s.id, s) for s in stops(events))
         target = found.get(args.id)
         if target is None:
             raise CommandError(
-                f"no episode or incident {args.id!r} in {args.historian_name} in the last "
+                f"no episode, incident or stop {args.id!r} in {args.historian_name} in the last "
                 f"{(args.since or DEFAULT_HISTORY_S) / 3600:g} h; `shopfloor episodes` lists "
-                "their ids (--since reaches further back)"
+                "their ids, `shopfloor downtime --stops` those of stops (--since reaches "
+                "further back)"
             )
         by = args.by or getpass.getuser()
         point = label_point(target, Verdict(args.verdict), by=by, at=time.time(), note=args.note)
         await historian.write_points([point])
         print(f"{target.id}: {args.verdict} (by {by})")
-        if args.verdict == Verdict.FALSE_ALARM:
+        if args.verdict == Verdict.FALSE_ALARM and isinstance(target, Reviewed):  # not a stop
             for learnt in await _learn(historian, target, args):
                 print(f"  {learnt.machine}: {learnt.outcome}")
     return 0
@@ -156,12 +163,14 @@ def register(sub: Any) -> None:
         sub,
         "label",
         label,
-        "Give an episode or incident an operator's verdict: a real fault, a false alarm or a "
-        "planned stop; stored in the historian with who gave it and when. A false alarm is "
-        "learnt by the models of the machines it flagged: each gets a new version (see "
+        "Give an episode, incident or stop an operator's verdict: a real fault, a false alarm "
+        "or a planned stop; stored in the historian with who gave it and when. A false alarm "
+        "is learnt by the models of the machines it flagged: each gets a new version (see "
         "`models`, `rollback`) to which that pattern is normal.",
     )
-    parser.add_argument("id", help="the episode's or incident's id, as `episodes` lists it")
+    parser.add_argument(
+        "id", help="the id, as `episodes` (or `downtime --stops` for a stop) lists it"
+    )
     parser.add_argument(
         "--as",
         dest="verdict",

@@ -21,6 +21,7 @@ from analytics.model_store import ActiveVersions, MachineModel, has_models, load
 from analytics.online import OnlineDetector
 from core.storage import Historian
 from plc_sim.spec import LineSpec
+from shopfloor.downtime import reasons_option
 from shopfloor.models import models_folder
 
 TRAINING_S = 2 * 3600.0  # fault-free running the models of a fresh `up` learn from
@@ -87,6 +88,7 @@ class LineDetection:
         self.models: dict[str, MachineModel] = {}
         self.folder: Path | None = None
         self.detector: OnlineDetector | None = None
+        self.reasons = reasons_option(args.reasons)  # a bad file stops `up` before it starts
 
     async def prepare(self) -> None:
         """Load the models, training them first if the folder has none (before the line
@@ -109,6 +111,7 @@ class LineDetection:
             ideal_rates_per_min=rated_outputs(self.spec),
             line_order=tuple(self.spec.machines),
             active_versions=ActiveVersions(self.folder, self.models),
+            reasons=self.reasons,
         )
         try:
             await self.detector.run()

@@ -13,13 +13,20 @@ from shopfloor.durations import parse_duration
 
 
 def add_kpi_interval(parser: argparse.ArgumentParser, *, default: str) -> None:
-    """--kpi-interval, for `detect` and `up`; argparse runs the default through the type."""
+    """--kpi-interval and --reasons (what OEE and stops are computed with), for `detect` and
+    `up`; argparse runs the default through the type."""
     parser.add_argument(
         "--kpi-interval",
         type=parse_duration,
         default=default,
         metavar="TIME",
         help=f"write OEE per machine at this interval (default: {default})",
+    )
+    parser.add_argument(
+        "--reasons",
+        type=Path,
+        metavar="FILE",
+        help="your PLCs' stop reason codes per machine, over the standard ones (docs/oee.md)",
     )
 
 
@@ -69,10 +76,12 @@ SUMMARIES: dict[str, str] = {
     "eval": "Score anomaly detection on a labelled simulated campaign or on your own labelled "
     "CSV runs (--dataset).",
     "episodes": "List the anomaly episodes and incidents with their ids and verdicts.",
-    "label": "Give an episode or incident an operator's verdict: fault, false alarm or planned.",
+    "label": "Give an episode, incident or stop an operator's verdict: fault, false alarm or "
+    "planned.",
     "plan": "Announce a machine's planned period (cleaning, maintenance): no episodes open then.",
     "models": "List the versions of each machine's anomaly model, the active one marked.",
     "rollback": "Make an earlier version of a machine's anomaly model the active one.",
+    "downtime": "Rank the reasons the machines stood by lost time (a Pareto), or list the stops.",
     "ingest": "Subscribe to the unified namespace on an MQTT broker (Sparkplug B) and write it "
     "to the historian.",
 }

@@ -7,6 +7,7 @@ import pytest
 
 from analytics.features import Frame
 from analytics.oee import kpi_point, machine_oee, observed_rate_per_s, oee_by_interval
+from core.reasons import Category, Reason
 
 STOPPED, IDLE, RUNNING, FAULTED = 0.0, 1.0, 2.0, 3.0
 
@@ -36,7 +37,23 @@ def test_state_only_machine_gets_availability_only() -> None:
     assert oee is not None
     assert oee.availability == pytest.approx(400 / 500)
     assert oee.performance is None and oee.quality is None and oee.oee is None
-    assert set(oee.fields()) == {"availability"}
+    assert set(oee.fields()) == {"availability", "planned_loss", "unplanned_loss"}
+    # no reason-code signal: every lost second counts as unplanned
+    assert (oee.planned_loss, oee.unplanned_loss) == (0.0, pytest.approx(100 / 500))
+
+
+def test_reason_codes_split_availability_loss_into_planned_and_unplanned() -> None:
+    # the idle 50 s were a changeover (planned, code 11), the faulted 50 s a jam (unplanned, 1)
+    codes = states((0.0, 400), (11.0, 50), (1.0, 50), (0.0, 100))
+    oee = machine_oee("filler", frame(state=STATE, reason_code=codes), 1000.0, 1600.0)
+    assert oee is not None
+    assert oee.planned_loss == pytest.approx(50 / 500)
+    assert oee.unplanned_loss == pytest.approx(50 / 500)
+    assert oee.availability + oee.planned_loss + oee.unplanned_loss == pytest.approx(1.0)
+    # a plant's own table: its code 11 is a breakdown
+    plant = {11: Reason(11, "gearbox", Category.UNPLANNED)}
+    oee = machine_oee("filler", frame(state=STATE, reason_code=codes), 1000.0, 1600.0, None, plant)
+    assert oee is not None and oee.planned_loss == 0.0
 
 
 def test_counters_give_performance_and_quality() -> None:
@@ -49,7 +66,9 @@ def test_counters_give_performance_and_quality() -> None:
     assert oee.performance == pytest.approx(0.9, abs=0.005)
     assert oee.quality == pytest.approx(0.95, abs=0.005)
     assert oee.oee == pytest.approx(0.8 * 0.9 * 0.95, abs=0.01)
-    assert set(oee.fields()) == {"availability", "performance", "quality", "oee"}
+    assert set(oee.fields()) == {
+        *("availability", "performance", "quality", "oee", "planned_loss", "unplanned_loss")
+    }
 
 
 def test_output_counter_without_rejects_has_quality_one() -> None:
@@ -92,5 +111,5 @@ def test_intervals_are_aligned_and_become_kpi_points() -> None:
     point = kpi_point(found[0], {"site": "demo", "line": "line1"})
     assert point.measurement == "kpi"
     assert point.tags == {"site": "demo", "line": "line1", "machine": "conveyor"}
-    assert point.fields == {"availability": 1.0}
+    assert point.fields == {"availability": 1.0, "planned_loss": 0.0, "unplanned_loss": 0.0}
     assert point.ts == 3600 * 10**9

@@ -17,7 +17,7 @@ WARMUP_S = 600
 
 
 async def test_close_ends_the_open_episode_with_its_duration(tmp_path: Path) -> None:
-    sim = Simulator(load_line().model_copy(update={"faults": []}), seed=5)
+    sim = Simulator(load_line().model_copy(update={"faults": [], "stops": []}), seed=5)
     for _ in range(WARMUP_S):
         sim.step(1.0)
     async with open_historian(f"sqlite:{tmp_path / 'h.db'}") as historian:

@@ -4,9 +4,11 @@ dashboard and alert queries to run against.
 The line is the default one with a voltage sag two seconds in, so `events` has a fault that
 starts and ends and the detector an episode to open and close, and a conveyor jam from
 STILL_JAMMED_AT_S on that lasts past the end of the run, so its episode is still open when
-`up` stops and only the shutdown closes it. The models are trained first on
-a simulated fault-free hour with 5 s windows and a 5 s hold-off (the defaults, 30 s each, need
-more than a minute before an episode can close).
+`up` stops and only the shutdown closes it. The energy meter stands for planned maintenance
+from MAINTENANCE_AT_S for a few seconds, inside the KPI intervals the detector covers, so
+`events` has a closed stop for the downtime panel (its measurements go on). The models are
+trained first on a simulated fault-free hour with 5 s windows and a 5 s hold-off (the
+defaults, 30 s each, need more than a minute before an episode can close).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ FAULT = {"at_s": 2, "machine": "energy_meter", "fault": "voltage_sag", "severity
 FAULT_S = 4
 STILL_JAMMED_AT_S = 20
 JAM = {"at_s": STILL_JAMMED_AT_S, "machine": "conveyor", "fault": "conveyor_jam", "severity": 1.0}
+MAINTENANCE_AT_S = 10
+MAINTENANCE = {"at_s": MAINTENANCE_AT_S, "machine": "energy_meter", "reason": "maintenance"}
 TRAINING = TrainingSettings(
     window=WindowSpec(window_s=5.0, short_s=2.0), alarm={"k": 3, "n": 5, "hold_off_s": 5.0}
 )
@@ -83,6 +87,7 @@ def _post(http_url: str, statement: str) -> None:
 def _line_file(folder: Path) -> Path:
     line = yaml.safe_load(DEFAULT_LINE.read_text(encoding="utf-8"))
     line["faults"] = [{**FAULT, "duration_s": FAULT_S}, {**JAM, "duration_s": 10 * RUN_S}]
+    line["stops"] = [{**MAINTENANCE, "duration_s": 4}]
     path = folder / "line.yaml"
     path.write_text(yaml.safe_dump(line), encoding="utf-8")
     return path

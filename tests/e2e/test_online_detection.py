@@ -62,7 +62,7 @@ async def test_online_detector_flags_a_stuck_sensor_and_writes_anomaly_events_an
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    sim = Simulator(load_line().model_copy(update={"faults": []}), seed=5)
+    sim = Simulator(load_line().model_copy(update={"faults": [], "stops": []}), seed=5)
     for _ in range(WARMUP_S):
         sim.step(1.0)
     await historian.write_samples(record(sim, NORMAL_S))
@@ -122,7 +122,8 @@ async def test_online_detector_flags_a_stuck_sensor_and_writes_anomaly_events_an
     kpi = await historian.points("kpi", tags={"machine": MACHINE})
     # minutes that ended after the first step (the one under way then is incomplete)
     assert [p.ts // NS - T0 for p in kpi] == list(range(start + 60, round(sim.time_s) + 1, 60))
-    assert all(set(p.fields) == {"availability", "performance", "quality", "oee"} for p in kpi)
+    factors = {"availability", "performance", "quality", "oee", "planned_loss", "unplanned_loss"}
+    assert all(set(p.fields) == factors for p in kpi)
     assert all(0.9 <= p.fields["availability"] <= 1.0 for p in kpi)
     assert all(0.9 <= p.fields["performance"] <= 1.05 for p in kpi)
     assert detector.stats.failed_cycles == 0

@@ -63,7 +63,7 @@ async def test_every_variable_reads_with_units_range_status_and_timestamp(
     values = sim.values()
     await server.publish(values, stamp)
     tags = [t for t in exposed_tags(line) if t.protocol == "opcua"]
-    assert len(tags) == 18
+    assert len(tags) == 21  # reason codes included
     async with asyncio.timeout(TIMEOUT_S):
         nodes = [client.get_node(t.node_id) for t in tags]
         data = await client.read_attributes(nodes)

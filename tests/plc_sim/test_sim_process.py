@@ -18,7 +18,7 @@ WARM_UP_S = 600.0  # the pasteurizer heats up and the line reaches steady produc
 
 def quiet(line: LineSpec) -> LineSpec:
     """The default line without its scheduled fault."""
-    return line.model_copy(update={"faults": []})
+    return line.model_copy(update={"faults": [], "stops": []})
 
 
 def run(sim: Simulator, seconds: float, dt: float = 1.0) -> list[dict[tuple[str, str], float]]:

@@ -142,6 +142,14 @@ CASES: dict[str, tuple[Edit, list[str]]] = {
         _set("machines.filler.params.infeed", "belt2"),
         ["machines.filler.params.infeed", "'belt2' is not a machine of kind conveyor"],
     ),
+    "planned stop of an unknown machine": (
+        _set("stops.0.machine", "labeller"),
+        ["stops.0.machine", "no machine 'labeller'", "machines: pasteurizer"],
+    ),
+    "planned stop for a reason that is not planned": (
+        _set("stops.0.reason", "jam"),
+        ["stops.0.reason", "'cleaning', 'changeover' or 'maintenance'"],
+    ),
     "min above max": (
         _set("machines.capper.signals.cap_torque_nm.min", 9),
         ["machines.capper.signals.cap_torque_nm.min", "must be below max"],

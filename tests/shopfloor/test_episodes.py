@@ -120,5 +120,5 @@ def test_an_unknown_id_is_one_clear_line(
                      "--historian", url])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
-    assert "no episode or incident 'anomaly:capper@2026-01-01T00:00:00Z'" in err
+    assert "no episode, incident or stop 'anomaly:capper@2026-01-01T00:00:00Z'" in err
     assert "`shopfloor episodes` lists their ids" in err and err.count("\n") == 1

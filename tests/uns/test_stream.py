@@ -36,7 +36,7 @@ DETECTOR = "detect-test"
 async def test_detect_from_mqtt_flags_the_stuck_sensor_on_its_machine(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    sim = Simulator(load_line().model_copy(update={"faults": []}), seed=5)
+    sim = Simulator(load_line().model_copy(update={"faults": [], "stops": []}), seed=5)
     sim.warm_up(WARMUP_S)
     normal = RecentHistorian(hold_s=10 * NORMAL_S)
     await normal.write_samples(record(sim, NORMAL_S))
