@@ -8,8 +8,10 @@ again if it is active (the Modbus stand-in for OPC UA's ConditionRefresh), so th
 set is right after an outage: within one run as the same point (time and event id of its
 activation), which overwrites; after a start, stamped with that first read. A read that fails
 changes no state (a bad answer is not a cleared alarm): it is counted in `read_errors` and
-logged once until the alarm reads again. Modbus has no acknowledgement or confirmation, so
-`acked`, `confirmed`, `retain` and `comment` are not written.
+logged once until the alarm reads again. Modbus has no acknowledgement or confirmation: an
+alarm is never acknowledged or confirmed (`acked` and `confirmed` false, `comment` empty; `retain`
+while active), which is what an OPC UA alarm nobody acknowledged says, so the dashboards and the
+view read both alike.
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ class AlarmStates:
         fields: dict[str, float | int | bool | str] = {
             "text": alarm.message or alarm.condition,
             "active": bool(state.active),
+            "acked": False,  # Modbus has no acknowledgement: nobody acknowledged it
+            "confirmed": False,
+            "retain": bool(state.active),
+            "comment": "",
             "source": alarm.source or state.tags["machine"],
             "condition": alarm.condition,
             "condition_id": state.condition_id,

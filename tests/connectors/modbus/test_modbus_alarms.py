@@ -164,6 +164,10 @@ async def test_bits_and_words_raise_and_clear_alarms_in_the_historian(
     assert raised.fields == {
         "text": "motor winding over 120 °C",
         "active": True,
+        "acked": False,  # Modbus has no acknowledgement: nobody acknowledged it
+        "confirmed": False,
+        "retain": True,
+        "comment": "",
         "source": "conveyor",
         "condition": "Overheat",
         "condition_id": "1/holding/6.3",
@@ -176,7 +180,7 @@ async def test_bits_and_words_raise_and_clear_alarms_in_the_historian(
     assert fault.fields["active"] is True and fault.fields["condition_id"] == "1/holding/6&0x00F0"
     assert fault.fields["severity_level"] == SeverityLevel.CRITICAL
     assert manual.fields["active"] is True and manual.fields["text"] == "Manual"
-    assert "acked" not in raised.fields  # Modbus has no acknowledgement: not invented
+    assert cleared.fields["retain"] is False and cleared.fields["acked"] is False
 
 
 async def test_a_restarted_connector_sends_what_is_active(device: Running, tmp_path: Path) -> None:
