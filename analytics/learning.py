@@ -39,6 +39,7 @@ from core.storage import Historian
 # "Learning from labels"): a repeated sensor drift no longer alarms on the compressor or the
 # pasteurizer, while an air leak is caught 44 s later than without the label and a fouled heat
 # exchanger at the same second; a tighter match lets parts of the repeated drift alarm again.
+# bench/bench_labels.py replays the rule on the real datasets, none of them tuned to.
 RADIUS = 1.5
 LINEAR = 2.0
 MAX_LEARNT_ROWS = 5000  # rows remembered per machine: bounds the cost of a score

@@ -102,15 +102,16 @@ def main() -> None:
         total = Replay()
         for run in read_dataset(folder):
             total.add(replay(run))
-        drop = 1 - total.false_after / total.false_before if total.false_before else 0.0
+        before, after = total.false_before, total.false_after
+        drop = f" ({1 - after / before:.0%} fewer)" if before else ""
         recall = (
             f"{total.caught_before / total.events:.2f} / {total.caught_after / total.events:.2f}"
             if total.events
             else "- (no faults after)"
         )
         print(
-            f"| {folder.name} | {total.labelled} of {total.runs} | {total.false_before} / "
-            f"{total.false_after} ({drop:.0%} fewer) | {recall} |"
+            f"| {folder.name} | {total.labelled} of {total.runs} | {before} / {after}{drop} | "
+            f"{recall} |"
         )
     sys.stdout.flush()
 
