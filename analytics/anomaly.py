@@ -169,6 +169,12 @@ class AnomalyDetector(BaseEstimator):
         """Per row of `X`, the anomaly score in units of the threshold (> 1: above it)."""
         return self._scored(X, history)[0]
 
+    def features(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
+        """Per row of `X`, the feature row it is scored on (rows x signals_, the windowed
+        means): what a false alarm label remembers (analytics.learning.remember)."""
+        check_is_fitted(self)
+        return self._features(self._signals(X), history)
+
     def score_samples(self, X: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
         """scikit-learn's sign: higher is more normal (minus `anomaly_scores`)."""
         return -self.anomaly_scores(X, history)
@@ -229,12 +235,15 @@ class AnomalyDetector(BaseEstimator):
         """(anomaly scores, index of the top signal, new modes) per row, the baseline
         following drift and the operating modes (see the module docstring)."""
         check_is_fitted(self)
+        return _Follower(self).run(self._features(self._signals(X), history))
+
+    def _signals(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The columns of `X` the detector was fitted on, as floats."""
         frame = _numeric(X)
         missing = [s for s in self.signals_ if s not in frame.columns]
         if missing:
             raise ValueError(f"X lacks the signals the detector was fitted on: {missing}")
-        features = self._features(frame[self.signals_], history)
-        return _Follower(self).run(features)
+        return frame[self.signals_]
 
 
 class _Mode:

@@ -1,7 +1,7 @@
 """Episodes and incidents as an operator reviews them: read back from `events`, each with an id
 that stays the same across restarts (its kind, machine and start), and the operator's latest
-verdict on it (label events: fault, false alarm or planned, with who, when and a note); and what
-a machine's labelled false alarms teach (FalseAlarmMemory)."""
+verdict on it (label events: fault, false alarm or planned, with who, when and a note). What a
+false alarm label teaches a model is analytics.learning's."""
 
 from __future__ import annotations
 
@@ -10,18 +10,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-import numpy as np
-
-from analytics.episodes import segments
 from core.sample import Point
 from core.schema import EVENTS, EventKind, Verdict
 
 REVIEWED = (EventKind.ANOMALY, EventKind.INCIDENT)
-# how far past a labelled false alarm's range a value is still that pattern, in units of the
-# signal's normal spread; and the share of an episode's rows the memory must explain to quiet
-# it. Chosen on BATADAL only (bench/bench_labels.py): any margin from 0 to 3 did the same there.
-MEMORY_MARGIN = 1.0
-MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -144,46 +136,3 @@ def label_point(target: Labelled, verdict: Verdict, *, by: str, at: float, note:
         fields["note"] = note
     tags = {**target.tags, "kind": EventKind.LABEL.value}
     return Point(EVENTS.name, tags, fields, round(at * 1e9))
-
-
-class FalseAlarmMemory:
-    """What a machine's labelled false alarms teach, kept beside its model instead of refitting
-    it: per signal that drove a labelled flag (its top signal), the range of values it took
-    then, widened by `margin` times the signal's normal spread. A later flagged row driven by
-    the same signal within that range is the same false alarm again; one driven by another
-    signal, or by the same one gone further, is not, so a fault that looks different still
-    alarms. Model-agnostic: rows are feature arrays, top signals column indices (-1: none)."""
-
-    def __init__(self, margin: float = MEMORY_MARGIN) -> None:
-        self.margin = margin
-
-    def fit(self, X: np.ndarray, top: np.ndarray, scale: np.ndarray) -> FalseAlarmMemory:
-        """Learn the labelled rows `X` (n x signals) with each row's top signal, and each
-        signal's normal spread `scale` (e.g. its standard deviation in training)."""
-        X, top = np.asarray(X, dtype=float), np.asarray(top, dtype=int)
-        ranges = {}
-        for signal in np.unique(top[top >= 0]):
-            values = X[top == signal, signal]
-            pad = self.margin * float(scale[signal])
-            ranges[int(signal)] = (float(values.min()) - pad, float(values.max()) + pad)
-        self.ranges_ = ranges
-        return self
-
-    def suppresses(self, X: np.ndarray, top: np.ndarray) -> np.ndarray:
-        """Per row of `X` (with its top signal), whether it is a remembered false alarm."""
-        X, top = np.asarray(X, dtype=float), np.asarray(top, dtype=int)
-        mask = np.zeros(len(X), dtype=bool)
-        for signal, (low, high) in self.ranges_.items():
-            rows = top == signal
-            mask[rows] = (X[rows, signal] >= low) & (X[rows, signal] <= high)
-        return mask
-
-    def quiet(self, flags: np.ndarray, X: np.ndarray, top: np.ndarray) -> np.ndarray:
-        """`flags` (flagged rows) without the episodes that are mostly a remembered false
-        alarm (at least MEMORY_SHARE of their rows): an episode is kept or dropped whole."""
-        flags = np.asarray(flags, dtype=bool).copy()
-        known = self.suppresses(X, top)
-        for start, end in segments(flags):
-            if known[start:end].mean() >= MEMORY_SHARE:
-                flags[start:end] = False
-        return flags

@@ -39,6 +39,7 @@ from core.storage import Historian
 # "Learning from labels"): a repeated sensor drift no longer alarms on the compressor or the
 # pasteurizer, while an air leak is caught 44 s later than without the label and a fouled heat
 # exchanger at the same second; a tighter match lets parts of the repeated drift alarm again.
+# bench/bench_labels.py replays the rule on the real datasets, none of them tuned to.
 RADIUS = 1.5
 LINEAR = 2.0
 MAX_LEARNT_ROWS = 5000  # rows remembered per machine: bounds the cost of a score
@@ -74,23 +75,37 @@ def learn_false_alarm(model: MachineModel, rows: np.ndarray, label: str) -> Mach
     if model.learnt is not None:
         known = model.learnt
     elif model.normal_rows is not None:
-        center = np.median(model.normal_rows, axis=0)
-        spread = _MAD_TO_SD * np.median(np.abs(model.normal_rows - center), axis=0)
-        nothing = np.empty((0, len(center)))
-        known = LearntPatterns(center, np.maximum(spread, _TINY), nothing, RADIUS, LINEAR)
+        known = normal_patterns(model.normal_rows)
     else:
         raise ModelError(
             f"{model.machine}'s model {model.lineage.name} was saved without its normal data "
             "(before model versions); retrain it (`shopfloor train`) to learn from labels"
         )
     scores, _ = model.scorer.score_rows(rows)
-    alarming = rows[scores > model.threshold]  # the rest is normal to the detector already
-    remembered = kept_rows(np.vstack([known.rows, alarming]), MAX_LEARNT_ROWS)
     return replace(
         model,
-        learnt=replace(known, rows=remembered),
+        learnt=remember(known, rows, scores, model.threshold),
         lineage=replace(model.lineage, labels=(*model.lineage.labels, label)),
     )
+
+
+def normal_patterns(normal_rows: np.ndarray) -> LearntPatterns:
+    """Nothing remembered yet, with the spreads of a detector's normal feature rows that say
+    how near a later row must be to a remembered one."""
+    center = np.median(normal_rows, axis=0)
+    spread = _MAD_TO_SD * np.median(np.abs(normal_rows - center), axis=0)
+    nothing = np.empty((0, len(center)))
+    return LearntPatterns(center, np.maximum(spread, _TINY), nothing, RADIUS, LINEAR)
+
+
+def remember(
+    known: LearntPatterns, rows: np.ndarray, scores: np.ndarray, threshold: float
+) -> LearntPatterns:
+    """`known` and the rows of a labelled false alarm that scored above `threshold` (the rest
+    is normal to the detector already), at most MAX_LEARNT_ROWS in all. The one rule for
+    learning a label: the online models (learn_false_alarm) and the replay bench use it."""
+    alarming = rows[scores > threshold]
+    return replace(known, rows=kept_rows(np.vstack([known.rows, alarming]), MAX_LEARNT_ROWS))
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,13 @@ coming back, without hiding faults?
 
 Per run (file) of each folder: the defaults are fitted on its `train` rows and score the rest in
 one pass, as a running detector would. An operator labels the first LABELS false alarm episodes
-(flagged rows with no faulty row among them) as false alarms; their rows and top signals make an
-analytics.labels.FalseAlarmMemory beside the unchanged model. After the last label, the flags
-without and with the memory are compared: false alarm episodes (flagged stretches without a
-faulty row) and event recall (faulty stretches with a flagged row). Prints the machine, then a
-row per folder. The memory's parameters and LABELS were chosen on `batadal` only.
+(flagged rows with no faulty row among them) as false alarms; each is learnt as `shopfloor label`
+teaches an online model (analytics.learning: its feature rows, and one window after it, are
+remembered, and a later row near one of them in every feature scores below the threshold).
+After the last label, the flags without and with what was learnt are compared: false alarm
+episodes (flagged stretches without a faulty row) and event recall (faulty stretches with a
+flagged row). Prints the machine, then a row per folder. LABELS was chosen on `batadal`; the
+matching rule's parameters on the simulated line (analytics.learning).
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from measure import machine_description
 
-from analytics.anomaly import AnomalyDetector
+from analytics.anomaly import AnomalyDetector, episode_rows
 from analytics.dataset import Run, read_dataset
 from analytics.episodes import segments
-from analytics.labels import FalseAlarmMemory
+from analytics.learning import normal_patterns, remember
 
 LABELS = 3  # false alarm episodes the operator labels per run, the first ones
 
@@ -52,21 +54,18 @@ def replay(run: Run) -> Replay:
     train, scored = run.signals.iloc[: run.fit_rows], run.signals.iloc[run.fit_rows :]
     truth = run.labels[run.fit_rows :].astype(bool)
     detector = AnomalyDetector().fit(train)
-    explained = detector.explain(scored, history=train)
-    flags = explained["anomaly"].to_numpy().astype(bool)
-    index = {name: i for i, name in enumerate(detector.signals_)}
-    top = np.array([index.get(name, -1) for name in explained["top_signal"]])
-    values = scored[detector.signals_].to_numpy(dtype=float)
+    scores = detector.anomaly_scores(scored, history=train)
+    flags = _flags(detector, scores)
     labelled = [(a, b) for a, b in segments(flags) if not truth[a:b].any()][:LABELS]
     end = labelled[-1][1] if labelled else len(flags)
     if end == len(flags):
         return Replay(runs=1)
-    rows = np.concatenate([np.arange(a, b) for a, b in labelled])
-    scale = train[detector.signals_].std().to_numpy(dtype=float)
-    memory = FalseAlarmMemory().fit(values[rows], top[rows], scale)
-    before = flags[end:]
-    after = memory.quiet(before, values[end:], top[end:])
-    later = truth[end:]
+    features = detector.features(scored, history=train)
+    rows = np.concatenate([np.arange(a, min(b + detector.window, end)) for a, b in labelled])
+    learnt = remember(normal_patterns(detector.features(train)), features[rows], scores[rows], 1.0)
+    quieted = scores.copy()
+    quieted[end:] = learnt.capped(features[end:], scores[end:], 1.0)
+    before, after, later = flags[end:], _flags(detector, quieted)[end:], truth[end:]
     events = segments(later)
     return Replay(
         runs=1,
@@ -77,6 +76,11 @@ def replay(run: Run) -> Replay:
         caught_before=sum(before[a:b].any() for a, b in events),
         caught_after=sum(after[a:b].any() for a, b in events),
     )
+
+
+def _flags(detector: AnomalyDetector, scores: np.ndarray) -> np.ndarray:
+    """The detector's verdicts on rows of these scores (its alarm logic), as booleans."""
+    return episode_rows(scores > 1.0, detector.k, detector.n, detector.bridge).astype(bool)
 
 
 def _false_episodes(verdict: np.ndarray, truth: np.ndarray) -> int:
@@ -98,15 +102,16 @@ def main() -> None:
         total = Replay()
         for run in read_dataset(folder):
             total.add(replay(run))
-        drop = 1 - total.false_after / total.false_before if total.false_before else 0.0
+        before, after = total.false_before, total.false_after
+        drop = f" ({1 - after / before:.0%} fewer)" if before else ""
         recall = (
             f"{total.caught_before / total.events:.2f} / {total.caught_after / total.events:.2f}"
             if total.events
             else "- (no faults after)"
         )
         print(
-            f"| {folder.name} | {total.labelled} of {total.runs} | {total.false_before} / "
-            f"{total.false_after} ({drop:.0%} fewer) | {recall} |"
+            f"| {folder.name} | {total.labelled} of {total.runs} | {before} / {after}{drop} | "
+            f"{recall} |"
         )
     sys.stdout.flush()
 

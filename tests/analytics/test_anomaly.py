@@ -246,3 +246,16 @@ def test_a_pattern_labelled_a_false_alarm_is_normal_afterwards_and_faults_still_
     assert after[810:].mean() > 0.9
     with pytest.raises(ValueError, match="too few"):
         detector.learn_normal(cleaning.iloc[:5])
+
+
+def test_features_are_the_rows_it_scores_the_window_filled_from_history() -> None:
+    """What a false alarm label remembers (analytics.learning) is what the detector scores: each
+    signal's mean over the last `window` rows, the first windows filled from `history`."""
+    train, new = plant(400, 11), plant(30, 12, start=400)
+    detector = AnomalyDetector(window=10).fit(train)
+    features = detector.features(new, history=train)
+    expected = pd.concat([train, new]).rolling(10).mean().iloc[400:]
+    assert features.shape == (30, len(SIGNALS))
+    np.testing.assert_allclose(features, expected.to_numpy())
+    with pytest.raises(ValueError, match="lacks the signals"):
+        detector.features(new.drop(columns="s3"))
