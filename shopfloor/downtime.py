@@ -12,8 +12,7 @@ from typing import Any
 from analytics.downtime import Reasons, ReasonsError, Stop, load_reasons, pareto, stops
 from core.schema import EVENTS
 from shopfloor.connect import opened
-from shopfloor.durations import parse_duration
-from shopfloor.options import CommandError, add_historian, command
+from shopfloor.options import CommandError, add_historian, add_since, command
 from shopfloor.query import Row, iso, since_ns, table
 
 DEFAULT_HISTORY_S = 86_400.0  # a day: the shifts an engineer reviews in the morning
@@ -81,10 +80,5 @@ def register(sub: Any) -> None:
     parser.add_argument("--machine", help="only this machine's stops")
     parser.add_argument("--stops", action="store_true", help="list the stops, not the Pareto")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    parser.add_argument(
-        "--since",
-        type=parse_duration,
-        metavar="TIME",
-        help="how far back to look (e.g. 8h, 7d; default 24h)",
-    )
+    add_since(parser)
     add_historian(parser)

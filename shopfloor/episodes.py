@@ -25,9 +25,9 @@ from core.sample import Point
 from core.schema import EVENTS, Verdict
 from core.storage import Historian
 from shopfloor.connect import opened
-from shopfloor.durations import parse_duration, parse_time
+from shopfloor.durations import parse_time
 from shopfloor.models import add_models, models_folder
-from shopfloor.options import CommandError, add_historian, command
+from shopfloor.options import CommandError, add_historian, add_since, command
 from shopfloor.query import Row, iso, severity, since_ns, table
 
 DEFAULT_HISTORY_S = 86_400.0  # a day: the shift's and the night's episodes
@@ -139,12 +139,7 @@ def _row(record: Reviewed) -> Row:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--since",
-        type=parse_duration,
-        metavar="TIME",
-        help="how far back to look (e.g. 8h, 7d; default 24h)",
-    )
+    add_since(parser)
     add_historian(parser)
 
 

@@ -100,6 +100,16 @@ def add_historian(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--historian", metavar="URL", help=HISTORIAN_HELP)
 
 
+def add_since(parser: argparse.ArgumentParser) -> None:
+    """--since for the commands that look back over the historian (default: a day)."""
+    parser.add_argument(
+        "--since",
+        type=parse_duration,
+        metavar="TIME",
+        help="how far back to look (e.g. 8h, 7d; default 24h)",
+    )
+
+
 def add_duration(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration",

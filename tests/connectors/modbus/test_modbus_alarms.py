@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from shopfloor.simconfig import sim_connectors
 from testbed.influxd import free_port
 from tests.connectors.opcua.opcua_testplc import Collector
 from tests.eventually import eventually
-from tests.second_stack import Running, libmodbus_binary, libmodbus_server
+from tests.second_stack import Running
 
 pytestmark = pytest.mark.timeout(90)
 WAIT_S = 15
@@ -55,17 +55,6 @@ ALARMS = [
     {"condition": "Manual", "table": "holding", "address": 7, "equals": 2, "severity": 200},
     {"condition": "EStop", "table": "coil", "address": 0, "severity": 1000, "source": "panel"},
 ]
-
-
-@pytest.fixture(scope="module")
-def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return libmodbus_binary(tmp_path_factory.mktemp("libmodbus"))
-
-
-@pytest.fixture
-def device(binary: Path) -> Iterator[Running]:
-    with libmodbus_server(binary) as server:
-        yield server
 
 
 def config(url: str, alarms: list[dict[str, Any]] = ALARMS, **device: Any) -> Config:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from core.sample import Quality
 from testbed.influxd import free_port
 from tests.connectors.opcua.opcua_testplc import Collector
 from tests.eventually import eventually
-from tests.second_stack import Running, libmodbus_binary, libmodbus_server
+from tests.second_stack import Running, libmodbus_server
 
 pytestmark = pytest.mark.timeout(60)
 TAGS = [
@@ -26,17 +25,6 @@ TAGS = [
     {"signal": "minus", "table": "holding", "address": 5, "type": "int16"},
 ]
 EXPECTED = {"count": 1234.0, "level": 12.5, "big": 4000000001.0, "minus": -1.0}
-
-
-@pytest.fixture(scope="module")
-def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return libmodbus_binary(tmp_path_factory.mktemp("libmodbus"))
-
-
-@pytest.fixture
-def device(binary: Path) -> Iterator[Running]:
-    with libmodbus_server(binary) as server:
-        yield server
 
 
 def config(url: str, tags: list[dict[str, Any]] = TAGS, **overrides: Any) -> Config:
