@@ -78,52 +78,54 @@ class Lineage:
 
 @dataclass(frozen=True)
 class LearntPatterns:
-    """Feature rows an operator said were normal (false alarms), remembered by the model.
+    """False alarms an operator labelled, remembered by the model as normal patterns.
 
-    A row within `radius` of a remembered row in every feature (in units of the feature's
-    normal spread, `scale`) is that pattern again: its score is capped below the threshold, in
-    proportion to that distance. Any other row keeps the detector's score, so the model stays as
-    sensitive as before (onset and severity) to every pattern it was not told about.
+    Each pattern is the range every feature took over the labelled episode's alarming rows, in
+    units of the feature's normal spread (`scale`), compressed far out (`_spread`). A row inside
+    one pattern's ranges, widened by `radius`, in every feature is that pattern again: its
+    score is capped below the threshold, the more the deeper inside. A range, not the rows
+    themselves: a repeat of the pattern meets the other signals in another phase of their own
+    normal swings, which the labelled rows saw somewhere but not in that combination. Any other
+    row keeps the detector's score, so the model stays as sensitive as before (onset and
+    severity) to every pattern it was not told about.
     """
 
     center: np.ndarray  # (F,) median of the normal rows
     scale: np.ndarray  # (F,) robust spread of the normal rows
-    rows: np.ndarray  # (M, F) the remembered rows, in the same units as the features
+    low: np.ndarray  # (P, F) each pattern's lowest value of each feature, spread units
+    high: np.ndarray  # (P, F) and its highest
 
     radius: float
     linear: float
 
     def capped(self, features: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
         """`scores` of `features`, those of a remembered pattern capped below `threshold`."""
-        nearest = self._nearest(self._spread(features))
+        outside = self.outside(features)
         return np.where(
-            nearest < self.radius, np.minimum(scores, threshold * nearest / self.radius), scores
+            outside < self.radius, np.minimum(scores, threshold * outside / self.radius), scores
         )
 
-    def _nearest(self, rows: np.ndarray) -> np.ndarray:
-        """Each row's Chebyshev distance to the nearest remembered row (every feature must
-        match), in blocks that bound the memory; numpy only, as scoring needs no scipy."""
-        if len(self._remembered) == 0:
-            return np.full(len(rows), np.inf)
-        block = max(1, _COMPARED_VALUES // self._remembered.size)
-        return np.concatenate(
-            [
-                np.abs(rows[i : i + block, None, :] - self._remembered[None]).max(axis=2).min(1)
-                for i in range(0, len(rows), block)
-            ]
-        )
+    def outside(self, features: np.ndarray) -> np.ndarray:
+        """Each row's distance outside the nearest pattern's ranges (0 inside), in its worst
+        feature; numpy only, as scoring needs no scipy."""
+        if len(self.low) == 0:
+            return np.full(len(features), np.inf)
+        z = self.spread(features)[:, None, :]
+        beyond = np.maximum(self.low[None] - z, z - self.high[None]).clip(min=0.0)
+        return beyond.max(axis=2).min(axis=1)
 
-    def _spread(self, rows: np.ndarray) -> np.ndarray:
+    def spread(self, rows: np.ndarray) -> np.ndarray:
         """Rows in units of the normal spread, compressed beyond `linear` units: a feature far
         out (a fault's) matches within a factor, one near normal within a number of spreads."""
         return np.arcsinh((rows - self.center) / (self.scale * self.linear))
 
-    @cached_property
-    def _remembered(self) -> np.ndarray:
-        return self._spread(self.rows)
-
-
-_COMPARED_VALUES = 2_000_000  # differences held at once when matching rows: ~16 MB
+    def with_pattern(self, rows: np.ndarray) -> LearntPatterns:
+        """These and the pattern of `rows` (one labelled false alarm's alarming rows)."""
+        if len(rows) == 0:
+            return self
+        z = self.spread(rows)
+        low, high = np.vstack([self.low, z.min(axis=0)]), np.vstack([self.high, z.max(axis=0)])
+        return replace(self, low=low, high=high)
 
 
 @dataclass
@@ -209,7 +211,7 @@ def save_model(path: Path, model: MachineModel) -> None:
     if model.normal_rows is not None:
         arrays["normal/rows"] = np.asarray(model.normal_rows, dtype=float)
     if model.learnt is not None:
-        for part in ("center", "scale", "rows"):
+        for part in ("center", "scale", "low", "high"):
             arrays[f"learnt/{part}"] = np.asarray(getattr(model.learnt, part), dtype=float)
     metadata = {
         "machine": model.machine,
@@ -383,12 +385,13 @@ def _model(metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> MachineMo
 
 
 def _learnt(metadata: Mapping[str, Any], arrays: dict[str, np.ndarray]) -> LearntPatterns | None:
-    if "learnt/rows" not in arrays:
+    if "learnt/low" not in arrays:
         return None
     return LearntPatterns(
         arrays["learnt/center"],
         arrays["learnt/scale"],
-        arrays["learnt/rows"],
+        arrays["learnt/low"],
+        arrays["learnt/high"],
         radius=float(metadata["learnt_radius"]),
         linear=float(metadata["learnt_linear"]),
     )

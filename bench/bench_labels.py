@@ -61,8 +61,10 @@ def replay(run: Run) -> Replay:
     if end == len(flags):
         return Replay(runs=1)
     features = detector.features(scored, history=train)
-    rows = np.concatenate([np.arange(a, min(b + detector.window, end)) for a, b in labelled])
-    learnt = remember(normal_patterns(detector.features(train)), features[rows], scores[rows], 1.0)
+    learnt = normal_patterns(detector.features(train))
+    for a, b in labelled:  # one pattern per labelled false alarm, as `shopfloor label` learns
+        rows = np.arange(a, min(b + detector.window, end))
+        learnt = remember(learnt, features[rows], scores[rows], 1.0)
     quieted = scores.copy()
     quieted[end:] = learnt.capped(features[end:], scores[end:], 1.0)
     before, after, later = flags[end:], _flags(detector, quieted)[end:], truth[end:]
@@ -103,7 +105,11 @@ def main() -> None:
         for run in read_dataset(folder):
             total.add(replay(run))
         before, after = total.false_before, total.false_after
-        drop = f" ({1 - after / before:.0%} fewer)" if before else ""
+        drop = (
+            f" ({abs(1 - after / before):.0%} {'fewer' if after <= before else 'more'})"
+            if before
+            else ""
+        )
         recall = (
             f"{total.caught_before / total.events:.2f} / {total.caught_after / total.events:.2f}"
             if total.events

@@ -59,7 +59,7 @@ class Line:
 
     def __init__(self, models: Path) -> None:
         self.models = models
-        self.sim = Simulator(load_line().model_copy(update={"faults": []}), seed=5)
+        self.sim = Simulator(load_line().model_copy(update={"faults": [], "stops": []}), seed=5)
         self.detector: OnlineDetector | None = None
 
     async def train(self, historian: Historian) -> None:
