@@ -603,10 +603,9 @@ class ModbusInput:
                     self._late_answer_possible = False
                 sent = loop.time()
                 try:
-                    async with asyncio.timeout(timeout_s):
-                        reply = await session.read(
-                            function, request.unit, request.address, request.count
-                        )
+                    reply = await session.read(
+                        function, request.unit, request.address, request.count, sent + timeout_s
+                    )
                 except TimeoutError:
                     self._late_answer_possible = not session.pipelined
                     continue
