@@ -97,6 +97,22 @@ def format_samples(samples: Sequence[Sample]) -> str:
     return "\n".join(lines)
 
 
+def check_samples(samples: Sequence[Sample]) -> None:
+    """Raise HistorianError now if a sample's series cannot be written as line protocol (a
+    name holding a character it cannot carry), as `format_samples` would: the one way samples
+    fail to format, checked by building (and caching) their prefixes, so that a large batch
+    can be formatted a chunk at a time as it is sent, and still fail before anything is."""
+    if isinstance(samples, SampleBatch):
+        for series, _ in samples.runs:
+            _prefixes_of(series)
+        return
+    prefixes = _telemetry_prefixes
+    for s in samples:
+        key = (s.site, s.line, s.machine, s.signal)
+        if key not in prefixes:
+            _telemetry_prefix(key)
+
+
 def _prefixes_of(series: tuple[SeriesKey, ...]) -> tuple[str, ...]:
     found = _run_prefixes.get(series)
     if found is None:

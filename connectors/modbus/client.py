@@ -418,6 +418,8 @@ class ModbusInput:
     async def _poll_unit(self, session: Session, unit: _Unit) -> tuple[SampleBatch, _Cycle]:
         """One unit's reads, up to `unit.in_flight` of them outstanding at once, their
         samples in plan order, and what they found."""
+        if unit.in_flight == 1:
+            return await self._poll_unit_in_turn(session, unit)
         cycle = _Cycle()
         polls = list(enumerate(self._polls[unit.unit]))
         results: list[SampleBatch | None] = [None] * len(polls)
@@ -439,6 +441,24 @@ class ModbusInput:
             if batch is not None:
                 samples += batch
         return samples, cycle
+
+    async def _poll_unit_in_turn(self, session: Session, unit: _Unit) -> tuple[SampleBatch, _Cycle]:
+        """`_poll_unit` with one request outstanding (the default): the reads one after the
+        other, without lanes to share them out (a unit of one read returns its own batch)."""
+        cycle = _Cycle()
+        polls = tuple(self._polls[unit.unit])  # as planned now: a split replaces entries
+        samples: SampleBatch | None = None
+        for index, poll in enumerate(polls):
+            try:
+                batch = await self._poll_one(session, unit, poll, index, cycle)
+            except _ConnectionLost as lost:
+                cycle.lost = str(lost)
+                break
+            if samples is None:
+                samples = batch
+            else:
+                samples += batch
+        return (samples if samples is not None else SampleBatch()), cycle
 
     async def _poll_one(
         self, session: Session, unit: _Unit, poll: _Poll, index: int, cycle: _Cycle
@@ -603,10 +623,9 @@ class ModbusInput:
                     self._late_answer_possible = False
                 sent = loop.time()
                 try:
-                    async with asyncio.timeout(timeout_s):
-                        reply = await session.read(
-                            function, request.unit, request.address, request.count
-                        )
+                    reply = await session.read(
+                        function, request.unit, request.address, request.count, sent + timeout_s
+                    )
                 except TimeoutError:
                     self._late_answer_possible = not session.pipelined
                     continue

@@ -82,15 +82,22 @@ def wire_size(function: int, count: int) -> int:
 
 
 class _Pending:
-    __slots__ = ("function", "reply", "sent_at", "size", "unit")
+    __slots__ = ("deadline", "function", "reply", "sent_at", "size", "unit")
 
     def __init__(
-        self, unit: int, function: int, size: int, sent_at: float, reply: asyncio.Future[Reply]
+        self,
+        unit: int,
+        function: int,
+        size: int,
+        sent_at: float,
+        deadline: float,
+        reply: asyncio.Future[Reply],
     ) -> None:
         self.unit = unit
         self.function = function
         self.size = size  # data bytes expected
         self.sent_at = sent_at
+        self.deadline = deadline  # loop time past which it fails with TimeoutError
         self.reply = reply
 
 
@@ -110,6 +117,42 @@ class _Framing(asyncio.Protocol):
         self.lost: Exception | None = None
         self._buffer = bytearray()
         self._socket: socket.socket | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def add(self, tid: int, waiting: _Pending) -> None:
+        """Wait for the answer to `tid` until `waiting.deadline`.
+
+        One timer per connection, at the earliest deadline, instead of one per request: most
+        requests are answered long before it fires, and then it costs a comparison each."""
+        self.pending[tid] = waiting
+        if waiting.deadline < self._timer_at:
+            self._arm(waiting.deadline)
+
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = (
+            asyncio.get_running_loop().call_at(deadline, self._expire)
+            if deadline < math.inf
+            else None
+        )
+
+    def _expire(self) -> None:
+        """Fail the requests whose deadline passed (their late answers are dropped); wait for
+        the next deadline of those left."""
+        self._timer, self._timer_at = None, math.inf
+        now = asyncio.get_running_loop().time()
+        earliest = math.inf
+        for tid, waiting in list(self.pending.items()):
+            if waiting.deadline <= now:
+                self.abandon(tid, waiting)
+                if not waiting.reply.done():
+                    waiting.reply.set_exception(TimeoutError())
+            else:
+                earliest = min(earliest, waiting.deadline)
+        self._arm(earliest)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -244,6 +287,7 @@ class _Framing(asyncio.Protocol):
         if self.lost is not None:
             return
         self.lost = why
+        self._arm(math.inf)
         pending, self.pending = self.pending, {}
         for waiting in pending.values():
             if not waiting.reply.done():
@@ -313,10 +357,13 @@ class PipelinedClient:
         framing.on_late = self.on_late
         self._framing = framing
 
-    async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
-        """Send one read and wait for its answer; ConnectionError once the stream ended,
-        MalformedAnswer for an answer that is not what it says. A cancelled wait (a timeout)
-        gives the request up, so its late answer is dropped."""
+    async def read(
+        self, function: int, unit: int, address: int, count: int, deadline: float = math.inf
+    ) -> Reply:
+        """Send one read and wait for its answer until `deadline` (loop time), else
+        TimeoutError; ConnectionError once the stream ended, MalformedAnswer for an answer
+        that is not what it says. A timeout or a cancelled wait gives the request up, so its
+        late answer is dropped."""
         framing = self._framing
         if framing is None or framing.transport is None or framing.lost is not None:
             if framing is not None and isinstance(framing.lost, ClosedAfterAnswer):
@@ -325,8 +372,9 @@ class PipelinedClient:
         tid = self._free_tid(framing)
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Reply] = loop.create_future()
-        waiting = _Pending(unit, function, wire_size(function, count), loop.time(), reply)
-        framing.pending[tid] = waiting
+        size = wire_size(function, count)
+        waiting = _Pending(unit, function, size, loop.time(), deadline, reply)
+        framing.add(tid, waiting)
         if not self._outgoing:
             loop.call_soon(self._flush, framing)
         self._outgoing += _MBAP.pack(tid, 0, 6, unit, function, address, count)

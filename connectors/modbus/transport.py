@@ -230,9 +230,11 @@ class Session(Protocol):
         """Connect, or raise ConnectError saying why."""
         ...
 
-    async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
-        """One read; ConnectionError when the connection failed, MalformedAnswer for an
-        answer that is not what it says. The caller bounds the time."""
+    async def read(
+        self, function: int, unit: int, address: int, count: int, deadline: float
+    ) -> Reply:
+        """One read, answered by `deadline` (loop time) or TimeoutError; ConnectionError when
+        the connection failed, MalformedAnswer for an answer that is not what it says."""
         ...
 
     def close(self) -> None: ...
@@ -290,24 +292,31 @@ class TcpSession:
             reason = _socket_reason(exc, self._link)
             raise ConnectError(f"cannot connect to {self._url}: {reason}") from None
 
-    async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
+    async def read(
+        self, function: int, unit: int, address: int, count: int, deadline: float
+    ) -> Reply:
+        if not (self._one_at_a_time or self._client.closed_after_answer):  # the usual case
+            try:
+                return await self._client.read(function, unit, address, count, deadline)
+            except ClosedAfterAnswer:
+                self._serve_one_at_a_time()
         for _ in range(_RESENDS):
             async with self._turn if self._one_at_a_time else contextlib.nullcontext():
                 if self._client.closed_after_answer or (
                     self._one_at_a_time and self._client.answered
                 ):
-                    await self._reopen()
+                    await self._reopen(deadline)
                 try:
-                    return await self._client.read(function, unit, address, count)
+                    return await self._client.read(function, unit, address, count, deadline)
                 except ClosedAfterAnswer:
                     self._serve_one_at_a_time()
         raise ConnectionResetError(
             f"the device closed the connection {_RESENDS} times before answering"
         )
 
-    async def _reopen(self) -> None:
+    async def _reopen(self, deadline: float) -> None:
         """Connect again after the device closed; concurrent callers share one connect."""
-        async with self._reopening:
+        async with asyncio.timeout_at(deadline), self._reopening:
             if self._client.closed_after_answer or self._one_at_a_time:
                 await self._client.connect(self._link.host, self._link.port)
 
@@ -340,11 +349,14 @@ class PymodbusSession:
     async def open(self, timeout_s: float) -> None:
         await connect(self._client, self._link, self._url, timeout_s)
 
-    async def read(self, function: int, unit: int, address: int, count: int) -> Reply:
+    async def read(
+        self, function: int, unit: int, address: int, count: int, deadline: float
+    ) -> Reply:
         try:
-            pdu = await pymodbus_reader(self._client, function)(
-                address, count=count, device_id=unit
-            )
+            async with asyncio.timeout_at(deadline):
+                pdu = await pymodbus_reader(self._client, function)(
+                    address, count=count, device_id=unit
+                )
         except ModbusException as exc:
             raise ConnectionError(str(exc)) from None
         return reply_of(pdu, function)
@@ -392,9 +404,9 @@ async def read_once(
 ) -> Reply | str:
     """One read for `check` and `probe`: the answer, or what was wrong with it (a malformed
     answer); ReadFailed when the device did not answer or the connection failed."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
     try:
-        async with asyncio.timeout(timeout_s):
-            return await session.read(function, unit, address, count)
+        return await session.read(function, unit, address, count, deadline)
     except TimeoutError:
         raise ReadFailed(f"timeout: unit {unit} did not answer within {timeout_s:g} s") from None
     except MalformedAnswer as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.sample import SampleBatch
 from historian import HistorianError, Quality, Sample, open_historian
 from historian.influx_v1 import InfluxHTTP, InfluxV1Historian
 from testbed.influxd import free_port
@@ -86,6 +87,23 @@ async def test_gzip_writes(influx_db_url: str) -> None:
         samples = [Sample("l1", "m", "s", float(i), Quality.GOOD, i) for i in range(10)]
         await store.write_samples(samples)
         assert [p.fields["value"] for p in await store.points("telemetry")] == list(range(10))
+
+
+async def test_a_batch_written_in_chunks_fails_before_any_chunk_is_sent(
+    influx_db_url: str,
+) -> None:
+    """Chunks are formatted one at a time as they are sent; a record that cannot be written
+    in the last chunk still fails the batch before the first chunk went in."""
+    async with v1(influx_db_url, batch_size=3) as store:
+        samples = [Sample("l1", "m", "s", float(i), Quality.GOOD, i) for i in range(9)]
+        samples.append(Sample("l1", "m", "bad\nname", 9.0, Quality.GOOD, 9))
+        with pytest.raises(HistorianError, match="cannot be written as InfluxDB line protocol"):
+            await store.write_samples(SampleBatch() + samples)
+        with pytest.raises(HistorianError, match="cannot be written as InfluxDB line protocol"):
+            await store.write_samples(samples)
+        assert await store.points("telemetry") == []
+        await store.write_samples(SampleBatch() + samples[:9])
+        assert [p.fields["value"] for p in await store.points("telemetry")] == list(range(9))
 
 
 def test_describe_and_repr_show_where_not_who(influx_db_url: str) -> None:

@@ -122,6 +122,30 @@ async def test_a_late_answer_after_a_timeout_is_dropped_and_the_next_read_goes_o
     assert client.dropped == 1
 
 
+async def test_each_request_times_out_at_its_own_deadline() -> None:
+    held: list[Frame] = []
+
+    async def respond(frame: Frame, writer: asyncio.StreamWriter) -> None:
+        held.append(frame)
+        if len(held) == 2:  # both in flight: answer them once the first one's deadline passed
+            await asyncio.sleep(0.3)
+            for tid, unit, function, address, _ in held:
+                writer.write(answer(tid, unit, registers(function, address)))
+
+    async with device(respond) as client, asyncio.timeout(5):
+        now = asyncio.get_running_loop().time()
+        short = client.read(3, 1, 10, 1, deadline=now + 0.1)
+        long = client.read(3, 2, 20, 1, deadline=now + 3)
+        replies = await asyncio.gather(short, long, return_exceptions=True)
+        assert isinstance(replies[0], TimeoutError)
+        assert replies[1] == Reply(data=struct.pack(">H", 20))
+        assert client.dropped == 1  # the first one's late answer
+        held.clear()
+        deadline = asyncio.get_running_loop().time() + 3
+        replies = await asyncio.gather(*(client.read(3, u, 7, 1, deadline) for u in (1, 2)))
+        assert replies == [Reply(data=struct.pack(">H", 7))] * 2
+
+
 async def test_an_answer_from_another_unit_or_function_is_refused() -> None:
     async def respond(frame: Frame, writer: asyncio.StreamWriter) -> None:
         tid, unit, function, _, _ = frame
