@@ -49,6 +49,7 @@ class Filled:
 
 
 Item = tuple[int, ua.NodeId]  # a tag index and its resolved node
+_Page = tuple[int, ua.NodeId, bytes]  # an item and where its answer goes on (b"": from start)
 PutBatch = Callable[[SampleBatch], Awaitable[None]]
 
 
@@ -69,8 +70,10 @@ async def backfill(
         filled.cut_s = (earliest - start_ns) / 1e9
         start_ns = earliest
     pause_s = 1 / config.calls_per_s
-    # tags by the time their next page starts: one request reads tags of one start
-    pending: dict[int, list[Item]] = {start_ns: list(items)}
+    # pages by the start time of the request they belong to: one request reads tags of one
+    # start; a page the server cut short comes next by its continuation point (same request
+    # details), or, from a server that gives none, by a new start after its last value
+    pending: dict[int, list[_Page]] = {start_ns: [(index, node, b"") for index, node in items]}
     while pending:
         since = min(pending)
         call = pending[since][: config.nodes_per_call]
@@ -80,12 +83,12 @@ async def backfill(
         async with asyncio.timeout(timeout_s):
             results = await client.uaclient.history_read(_request(call, since, end_ns, config))
         batch = SampleBatch()
-        for (index, node), result in zip(call, results, strict=True):
+        for (index, node, _), result in zip(call, results, strict=True):
             if not result.StatusCode.is_good():
                 filled.unfilled_tags += 1
                 _log.debug("backfill of %s refused: %s", node.to_string(), result.StatusCode.name)
                 continue
-            got = result.HistoryData.DataValues or []
+            got = (result.HistoryData.DataValues or []) if result.HistoryData else []
             texts: list[Other] = []  # history of texts and arrays is not filled in (yet)
             rows = [row for row in decoded(((index, dv) for dv in got), texts) if row[3] >= since]
             if texts:  # counted as a tag that could not be filled, never dropped unsaid
@@ -93,8 +96,10 @@ async def backfill(
             for _, value, quality, ts, _ in rows:
                 batch.add((series[index].key,), (value,), quality, ts)
             filled.values += len(rows)
-            if rows and len(got) >= config.values_per_call:
-                pending.setdefault(rows[-1][3] + 1, []).append((index, node))  # next page
+            if result.ContinuationPoint:  # the rest of this request's answer
+                pending.setdefault(since, []).append((index, node, result.ContinuationPoint))
+            elif rows and len(got) >= config.values_per_call:  # cut short, no way to go on
+                pending.setdefault(rows[-1][3] + 1, []).append((index, node, b""))  # next page
         await put(batch)
         if pending:
             await asyncio.sleep(pause_s)
@@ -102,7 +107,7 @@ async def backfill(
 
 
 def _request(
-    call: Sequence[Item], since: int, end_ns: int, config: BackfillConfig
+    call: Sequence[_Page], since: int, end_ns: int, config: BackfillConfig
 ) -> ua.HistoryReadParameters:
     details = ua.ReadRawModifiedDetails(
         IsReadModified=False,
@@ -114,7 +119,13 @@ def _request(
     return ua.HistoryReadParameters(
         HistoryReadDetails=details,
         TimestampsToReturn=ua.TimestampsToReturn.Both,
-        NodesToRead=[ua.HistoryReadValueId(NodeId=node) for _, node in call],
+        # asyncua's default is True: "release the continuation points, return nothing", which a
+        # server that follows Part 4 (node-opcua) obeys with BadContinuationPointInvalid
+        ReleaseContinuationPoints=False,
+        NodesToRead=[
+            ua.HistoryReadValueId(NodeId=node, ContinuationPoint=point or None)
+            for _, node, point in call
+        ],
     )
 
 

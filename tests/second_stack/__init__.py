@@ -12,6 +12,8 @@
   Float[10] and an enumeration with EnumStrings; open and anonymous.
 - `node_opcua_alarm_server`: node-opcua, open and anonymous, with a limit alarm and an off-normal
   alarm on writable variables of Objects/tank (node_opcua/alarm_server.js).
+- `node_opcua_history_server`: node-opcua historizing Doubles ns=1;s=line.v0.. that change every
+  100 ms (node_opcua/history_server.js), for the history backfill; open and anonymous.
 - `node_opcua_scale_server`: node-opcua again, open and anonymous, with N doubles ns=1;s=v0..
   that all change at every whole second, announcing (and enforcing) the limits it is given.
 - `libmodbus_server`: a C Modbus TCP server on Debian's libmodbus (bin/test installs
@@ -145,6 +147,18 @@ def node_opcua_alarm_server(folder: Path) -> Iterator[Running]:
     _check_node_opcua(script)
     port = free_port()
     with _serving(["node", str(script)], folder, port, {"PORT": str(port)}) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def node_opcua_history_server(folder: Path, items: int = 5) -> Iterator[Running]:
+    """node-opcua historizing `items` Doubles that change every 100 ms
+    (node_opcua/history_server.js), open and anonymous, on a free port."""
+    script = HERE / "node_opcua" / "history_server.js"
+    _check_node_opcua(script)
+    port = free_port()
+    env = {"PORT": str(port), "ITEMS": str(items)}
+    with _serving(["node", str(script)], folder, port, env) as server:
         yield server
 
 

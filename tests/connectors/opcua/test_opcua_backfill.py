@@ -1,5 +1,6 @@
-"""History backfill: a 60 s cut between the connector and a historizing server (the simulator)
-is filled from HistoryRead with exactly the values the server recorded, none doubled."""
+"""History backfill: a 60 s cut between the connector and a historizing server (the simulator,
+and node-opcua as a second stack) is filled from HistoryRead with exactly the values the server
+recorded, none doubled."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from plc_sim.tags import exposed_tags
 from testbed.influxd import free_port
 from tests.connectors.opcua.test_opcua_alarms import simulated_line
 from tests.eventually import eventually
+from tests.second_stack import node_opcua_history_server
 
 pytestmark = pytest.mark.timeout(240)
 OUTAGE_S = 60.0
@@ -108,19 +111,57 @@ async def server_history(endpoint: str, node: str, start_ns: int, end_ns: int) -
     }
 
 
+@dataclass(frozen=True)
+class Tag:
+    machine: str
+    signal: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class Historizing:
+    """A server that historizes what it serves: where it listens and the tags to read."""
+
+    port: int
+    path: str
+    tags: list[Tag]
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port}{self.path}"
+
+
+@contextlib.asynccontextmanager
+async def historizing(stack: str, folder: Path) -> AsyncIterator[Historizing]:
+    """The simulator (every variable, the last 3,600 changes) or node-opcua (5 Doubles that
+    change every 100 ms, the last 5,000 values)."""
+    if stack == "simulator":
+        async with simulated_line() as (sim, server):
+            tags = [t for t in exposed_tags(sim.spec) if t.protocol == "opcua"]
+            port = int(server.endpoint.split(":")[2].split("/")[0])
+            yield Historizing(
+                port, "/shopfloor/", [Tag(t.machine, t.signal, t.node_id) for t in tags]
+            )
+        return
+    with node_opcua_history_server(folder) as node:
+        tags = [Tag("line", f"v{i}", f"ns=1;s=line.v{i}") for i in range(5)]
+        yield Historizing(node.port, "/plc", tags)
+
+
+@pytest.mark.parametrize("stack", ["simulator", "node-opcua"])
 async def test_a_60_s_outage_is_backfilled_with_exact_counts_and_nothing_doubled(
-    tmp_path: Path,
+    tmp_path: Path, stack: str
 ) -> None:
     async with (
-        simulated_line() as (sim, server),
-        link_to(int(server.endpoint.split(":")[2].split("/")[0])) as link,
+        historizing(stack, tmp_path) as server,
+        link_to(server.port) as link,
     ):
-        tags = [t for t in exposed_tags(sim.spec) if t.protocol == "opcua"]
+        tags = server.tags
         config = Config.model_validate(
             {
                 "type": "opcua",
                 "name": "sim",
-                "endpoint": f"opc.tcp://127.0.0.1:{link.port}/shopfloor/",
+                "endpoint": f"opc.tcp://127.0.0.1:{link.port}{server.path}",
                 "security": "none",
                 "publishing_interval_ms": 100,
                 "sampling_interval_ms": 0,  # every change, so the live part is complete too
