@@ -116,7 +116,8 @@ async def test_wrong_transaction_ids_are_counted_and_no_unit_stalls(
         for machine in ("m1", "m2", "m3"):
             good = good_times(batches, machine)
             assert len(good) >= 45, f"{machine}: {len(good)} good cycles of ~60 in 3 s"
-            assert largest_gap(good) < 0.3, f"{machine} stalled {largest_gap(good):.2f} s"
+            # a stall waits out the 1 s timeout; a busy machine delays a cycle by less
+            assert largest_gap(good) < 0.6, f"{machine} stalled {largest_gap(good):.2f} s"
         wrong = server.answers // 20
         assert source.wrong_ids >= wrong - 1 and source.wrong_ids > 0
         assert "wrong transaction id" in caplog.text
