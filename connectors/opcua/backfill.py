@@ -1,13 +1,14 @@
 """History backfill: after an outage, ask the server's HistoryRead for what the gap missed.
 
 When a session comes back, each of its tags is read with HistoryRead (raw values) over the gap:
-from the last publish answer before the loss to the reconnect. Values come back with their source
-timestamps, so those already stored are written again at the same series and time and overwrite
-(never doubled). The work is bounded so that a long outage does not flood the PLC: the gap is cut
-to `max_span_s` (the older part counted as unfilled), at most `nodes_per_call` tags and
-`values_per_call` values per request, and at most `calls_per_s` requests a second. Tags the server
-does not historize (or refuses to read) are counted as unfilled. One `events` point of kind
-`backfill` per outage says what was filled and what could not be.
+from shortly before the last publish answer before the loss (gap_start) to the reconnect.
+Values come back with their source timestamps, so those already stored are written again at the
+same series and time and overwrite (never doubled). The work is bounded so that a long outage
+does not flood the PLC: the gap is cut to `max_span_s` (the older part counted as unfilled), at
+most `nodes_per_call` tags and `values_per_call` values per request, and at most `calls_per_s`
+requests a second. Tags the server does not historize (or refuses to read) are counted as
+unfilled. One `events` point of kind `backfill` per outage says what was filled and what could
+not be.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ class Filled:
     values: int = 0
     unfilled_tags: int = 0
     cut_s: float = 0.0
+
+
+OVERLAP_S = 1.0  # read this much before the last answer too, beyond one publishing interval
+
+
+def gap_start(heard_ns: int, publishing_interval_ms: float) -> int:
+    """Where a backfill starts: before the last answer heard from the server by a publishing
+    interval (a value sampled just after the server built that answer waits for the next one,
+    which was lost) and OVERLAP_S for clocks and delays. What was stored already is read again
+    and overwrites itself at the same time: never doubled."""
+    return heard_ns - round((publishing_interval_ms / 1000 + OVERLAP_S) * 1e9)
 
 
 Item = tuple[int, ua.NodeId]  # a tag index and its resolved node

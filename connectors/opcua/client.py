@@ -24,7 +24,7 @@ from asyncua.client.ua_session import UaSession
 from asyncua.common.utils import NotEnoughData
 
 from connectors.opcua.alarms import AlarmEvents
-from connectors.opcua.backfill import Filled, backfill
+from connectors.opcua.backfill import Filled, backfill, gap_start
 from connectors.opcua.buffer import SampleBuffer
 from connectors.opcua.capacity import Capacity, ServerLimits, read_limits, sessions_for, shares
 from connectors.opcua.config import Config, Deadband
@@ -310,8 +310,8 @@ class OpcUaInput:
             # A lost session: its tags are marked bad now, not after a close that a frozen
             # server makes wait for timeout_s.
             self._disconnected(slot)
-            if loss.heard_ns:  # all before it was delivered
-                slot.gap_from_ns = loss.heard_ns
+            if loss.heard_ns:
+                slot.gap_from_ns = gap_start(loss.heard_ns, cfg.publishing_interval_ms)
             closing = asyncio.create_task(close_session(client, cfg.timeout_s))
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
