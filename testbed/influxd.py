@@ -7,6 +7,9 @@ pytest session fixture and from a benchmark script, never from inside the event 
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import shutil
 import socket
 import subprocess
@@ -24,11 +27,27 @@ INSTALL_HINT = (
 )
 
 
+_FIRST_PORT = 20_000  # below Linux's ephemeral range (32768-60999), where bind(0) picks
+_PORTS_PER_WORKER = 2_000
+_picks = itertools.count(random.randrange(_PORTS_PER_WORKER))  # another start per process
+
+
 def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (small race window, fine for tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback TCP port nobody listens on right now, from a block of its own per
+    pytest-xdist worker and below the ephemeral range: between this pick and the server's
+    bind, neither the other worker's servers nor any outgoing connection (whose port the kernel
+    takes from the ephemeral range, as bind(0) would) can take it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = _FIRST_PORT + (int(worker) if worker.isdigit() else 0) % 6 * _PORTS_PER_WORKER
+    for _ in range(_PORTS_PER_WORKER):
+        port = base + next(_picks) % _PORTS_PER_WORKER
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use, or still closing
+        return port
+    raise RuntimeError(f"no free loopback port in {base}..{base + _PORTS_PER_WORKER - 1}")
 
 
 def _config(root: Path, rpc_port: int, http_port: int, auth_enabled: bool) -> str:

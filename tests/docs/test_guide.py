@@ -48,6 +48,7 @@ from connectors.opcua.pki import Pki, create_certificate
 from plc_sim.spec import load_line
 from plc_sim.tags import exposed_tags
 from shopfloor import cli
+from testbed.influxd import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -130,12 +131,6 @@ def test_the_guide_has_exactly_the_steps_walked_here() -> None:
 
 
 # --- the PLC: `shopfloor sim` from the guide, as a subprocess --------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

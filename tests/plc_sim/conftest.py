@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from plc_sim.spec import LineSpec, load_line
+from testbed.influxd import free_port as _unused_port
 
 
 @pytest.fixture(scope="session")
 def line() -> LineSpec:
     return load_line()
-
-
-def _unused_port() -> int:
-    """A port nothing listens on right now (the OS picks it; we release it for the server)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from plc_sim.opcua_server import (
 )
 from plc_sim.process import Simulator
 from plc_sim.spec import LineSpec
+from testbed.influxd import free_port
 
 TIMEOUT_S = 10
 START_TIMEOUT_S = 40  # two servers load the standard address space: seconds on a busy machine
@@ -40,21 +41,15 @@ SECURED = {
 }
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def server(
     line: LineSpec, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[OpcUaServer]:
     cert, key = ensure_server_certificate(tmp_path_factory.mktemp("pki"), "127.0.0.1")
     sim = Simulator(line, seed=1)
-    secure = SecureEndpoint(_port(), cert, key, users={"operator": "pw"})
+    secure = SecureEndpoint(free_port(), cert, key, users={"operator": "pw"})
     served = OpcUaServer(
-        line, host="127.0.0.1", port=_port(), inject=sim.inject, clear=sim.clear, secure=secure
+        line, host="127.0.0.1", port=free_port(), inject=sim.inject, clear=sim.clear, secure=secure
     )
     async with asyncio.timeout(START_TIMEOUT_S):
         await served.start()

@@ -17,6 +17,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from plc_sim.faults import FaultEvent
 from plc_sim.runner import run_simulator
 from plc_sim.spec import LineSpec
+from testbed.influxd import free_port as _unused_port
 from tests.ctrl_c import default_sigint
 
 TIMEOUT_S = 10
@@ -40,9 +41,7 @@ async def _connected(client: Client) -> None:
 
 async def test_runner_serves_both_protocols_and_reports_faults(line: LineSpec, free_port: int):
     ua_port = free_port
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        mb_port = sock.getsockname()[1]
+    mb_port = _unused_port()
     events: list[tuple[FaultEvent, int]] = []
 
     async def record(event: FaultEvent, wall_ts_ns: int) -> None:

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import re
-import socket
 import stat
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -37,17 +36,12 @@ from plc_sim.spec import UNITS, LineSpec, load_line
 from plc_sim.tags import exposed_tags
 from shopfloor import commissioning
 from shopfloor.options import CommandError
+from testbed.influxd import free_port
 
 pytestmark = pytest.mark.timeout(60)
 ON_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 TIMEOUT_S = 10
 START_TIMEOUT_S = 40  # asyncua servers load the standard address space: slow on a busy machine
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Line:
@@ -61,14 +55,14 @@ class Line:
             self.sim.step(1.0)
         self.values = self.sim.values()
         self.opcua = OpcUaServer(
-            spec, host="127.0.0.1", port=_port(), inject=self.sim.inject, clear=self.sim.clear
+            spec, host="127.0.0.1", port=free_port(), inject=self.sim.inject, clear=self.sim.clear
         )
-        self.modbus_port = _port()
+        self.modbus_port = free_port()
         self.modbus = ModbusServer(
             spec, host="127.0.0.1", port=self.modbus_port, on_run=self.sim.set_running
         )
         self.locked = Server()
-        self.locked_endpoint = f"opc.tcp://127.0.0.1:{_port()}/locked/"
+        self.locked_endpoint = f"opc.tcp://127.0.0.1:{free_port()}/locked/"
         self.silent: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -351,7 +345,7 @@ async def test_check_names_each_kind_of_problem(
         BROKEN.format(
             opcua=line.opcua.endpoint,
             locked=line.locked_endpoint,
-            closed=_port(),
+            closed=free_port(),
             modbus=line.modbus_port,
             silent=line.silent_port,
         )

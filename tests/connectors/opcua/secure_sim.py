@@ -8,7 +8,6 @@ trust. (A uniquely named module, not conftest, so other folders' conftests canno
 from __future__ import annotations
 
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,17 +15,12 @@ from connectors.opcua.pki import Pki, create_certificate
 from plc_sim.opcua_server import OpcUaServer, SecureEndpoint, ensure_server_certificate
 from plc_sim.process import Simulator
 from plc_sim.spec import load_line
+from testbed.influxd import free_port
 
 USER = "operator"
 PASSWORD = "s3cret-Pa55word"
 PASSWORD_ENV = "SHOPFLOOR_TEST_PLC_PASSWORD"
 APP_URI = "urn:test:shopfloor:connector"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_client_pki(root: Path, *, uri: str = APP_URI) -> Pki:

@@ -8,22 +8,13 @@
 // Environment: PORT. Prints "READY <port>" once listening; stops on SIGTERM.
 "use strict";
 const opcua = require("node-opcua");
-const { serve, runMain } = require("./serving.js");
+const { openServer, serve, runMain } = require("./serving.js");
 
 const WRITABLE = "CurrentRead | CurrentWrite";
 
 async function main() {
     const port = Number(process.env.PORT);
-    const server = new opcua.OPCUAServer({
-        port,
-        hostname: "127.0.0.1",
-        resourcePath: "/plc",
-        securityPolicies: [opcua.SecurityPolicy.None],
-        securityModes: [opcua.MessageSecurityMode.None],
-        allowAnonymous: true,
-        buildInfo: { productName: "shopfloor-test-node-opcua-alarms" },
-    });
-    await server.initialize();
+    const server = await openServer(port, "shopfloor-test-node-opcua-alarms");
     const addressSpace = server.engine.addressSpace;
     addressSpace.installAlarmsAndConditionsService();
     const ns = addressSpace.getOwnNamespace();

@@ -8,7 +8,7 @@
 // stops on SIGTERM.
 "use strict";
 const opcua = require("node-opcua");
-const { serve, runMain } = require("./serving.js");
+const { openServer, serve, runMain } = require("./serving.js");
 
 const PERIOD_MS = 100;
 const KEPT = 5000;
@@ -16,16 +16,7 @@ const KEPT = 5000;
 async function main() {
     const port = Number(process.env.PORT);
     const items = Number(process.env.ITEMS || 5);
-    const server = new opcua.OPCUAServer({
-        port,
-        hostname: "127.0.0.1",
-        resourcePath: "/plc",
-        securityPolicies: [opcua.SecurityPolicy.None],
-        securityModes: [opcua.MessageSecurityMode.None],
-        allowAnonymous: true,
-        buildInfo: { productName: "shopfloor-test-node-opcua-history" },
-    });
-    await server.initialize();
+    const server = await openServer(port, "shopfloor-test-node-opcua-history");
     const addressSpace = server.engine.addressSpace;
     const ns = addressSpace.getOwnNamespace();
     const line = ns.addObject({ organizedBy: addressSpace.rootFolder.objects, browseName: "line" });

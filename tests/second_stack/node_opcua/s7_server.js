@@ -10,7 +10,7 @@
 // Prints "READY <port>"; stops on SIGTERM.
 "use strict";
 const opcua = require("node-opcua");
-const { serve, runMain } = require("./serving.js");
+const { openServer, serve, runMain } = require("./serving.js");
 
 const SIEMENS = "http://www.siemens.com/simatic-s7-opcua";
 const D = opcua.DataType;
@@ -91,16 +91,7 @@ function addPlc(addressSpace, uri, base) {
 
 async function main() {
     const port = Number(process.env.PORT);
-    const server = new opcua.OPCUAServer({
-        port,
-        hostname: "127.0.0.1",
-        resourcePath: "/plc",
-        securityPolicies: [opcua.SecurityPolicy.None],
-        securityModes: [opcua.MessageSecurityMode.None],
-        allowAnonymous: true,
-        buildInfo: { productName: "shopfloor-test-s7-like" },
-    });
-    await server.initialize();
+    const server = await openServer(port, "shopfloor-test-s7-like");
     const addressSpace = server.engine.addressSpace;
     addressSpace.registerNamespace("urn:shopfloor-test:di"); // index 2, as on a real S7-1500
     if (process.env.EXTRA_NS === "1") {

@@ -1,6 +1,23 @@
 // What the test servers share: start, say READY on stdout, stop on SIGTERM, and report a failed
 // start on stderr with exit code 1.
 "use strict";
+const opcua = require("node-opcua");
+
+// An open, anonymous server on 127.0.0.1:<port>/plc, initialized: the second stack as the
+// connector's tests meet most PLCs before they are locked down.
+async function openServer(port, productName) {
+    const server = new opcua.OPCUAServer({
+        port,
+        hostname: "127.0.0.1",
+        resourcePath: "/plc",
+        securityPolicies: [opcua.SecurityPolicy.None],
+        securityModes: [opcua.MessageSecurityMode.None],
+        allowAnonymous: true,
+        buildInfo: { productName },
+    });
+    await server.initialize();
+    return server;
+}
 
 async function serve(server, port) {
     await server.start();
@@ -18,4 +35,4 @@ function runMain(main) {
     });
 }
 
-module.exports = { serve, runMain };
+module.exports = { openServer, serve, runMain };
