@@ -33,15 +33,9 @@ async def _fill(historian: Historian) -> None:
     await historian.write_points([event.point(NOW) for event in STORED])
 
 
-@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
-async def historian(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Historian]:
-    if request.param == "sqlite":
-        url = f"sqlite:{tmp_path_factory.mktemp('view') / 'line.db'}"
-    else:
-        url = request.getfixturevalue("influx_db_url")
-    async with open_historian(url) as opened:
+@pytest.fixture
+async def historian(historian_url: str) -> AsyncIterator[Historian]:
+    async with open_historian(historian_url) as opened:
         await _fill(opened)
         yield opened
 

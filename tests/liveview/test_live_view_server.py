@@ -120,15 +120,9 @@ def points(now_ns: int) -> list[Point]:
     ]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("influxdb", marks=pytest.mark.influxdb)])
-async def historian(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Historian]:
-    if request.param == "sqlite":
-        url = f"sqlite:{tmp_path_factory.mktemp('view') / 'line.db'}"
-    else:
-        url = request.getfixturevalue("influx_db_url")
-    async with open_historian(url) as opened:
+@pytest.fixture
+async def historian(historian_url: str) -> AsyncIterator[Historian]:
+    async with open_historian(historian_url) as opened:
         now = time.time_ns()
         await opened.write_samples(telemetry(now))
         await opened.write_points(points(now))

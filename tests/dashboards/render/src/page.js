@@ -171,16 +171,21 @@ function noData(text) {
   return h('div', { className: 'no-data', style: { padding: 16, color: theme.colors.text.secondary } }, text || 'No data');
 }
 
-function stat(panel, frames, w, hh, report) {
-  const options = panel.options || {};
-  const values = data.getFieldDisplayValues({
+// What a stat or bar gauge shows per value: Grafana's own reduction, mappings and colours.
+function displayValues(panel, frames) {
+  return data.getFieldDisplayValues({
     fieldConfig: panel.fieldConfig,
-    reduceOptions: options.reduceOptions,
+    reduceOptions: (panel.options || {}).reduceOptions,
     replaceVariables: (s) => s,
     theme,
     data: frames,
     timeZone: 'browser',
   });
+}
+
+function stat(panel, frames, w, hh, report) {
+  const options = panel.options || {};
+  const values = displayValues(panel, frames);
   report.values = values.map((v) => ({
     title: v.display.title,
     text: v.display.text,
@@ -221,14 +226,7 @@ function stat(panel, frames, w, hh, report) {
 
 function barGauge(panel, frames, w, hh, report) {
   const options = panel.options || {};
-  const values = data.getFieldDisplayValues({
-    fieldConfig: panel.fieldConfig,
-    reduceOptions: options.reduceOptions,
-    replaceVariables: (s) => s,
-    theme,
-    data: frames,
-    timeZone: 'browser',
-  });
+  const values = displayValues(panel, frames);
   report.values = values.map((v) => ({ title: v.display.title, text: v.display.text, suffix: v.display.suffix || '', color: v.display.color, numeric: v.display.numeric }));
   if (!hasRows(frames)) return noData();
   return h(ui.VizRepeater, {
